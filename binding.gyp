@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "etherlink",
+      "sources": [
+        "csrc/addon.cc",
+        "csrc/errors.cc",
+        "csrc/tap_linux.cc",
+        "csrc/netlink_linux.cc",
+        "csrc/udp_linux.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

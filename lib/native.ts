@@ -1,0 +1,147 @@
+// The one typed loader of the C++ addon (csrc/). Nothing else imports the
+// untyped module: every native entry point is declared here.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+/** Indices into a device's Float64Array of counters, written by native code. */
+export const TapStat = {
+  rxFrames: 0,
+  rxBytes: 1,
+  txFrames: 2,
+  txBytes: 3,
+  txDropped: 4, // write queue full
+  rxErrors: 5,
+  txErrors: 6,
+  txQueued: 7, // frames that waited in the queue because of EAGAIN
+  rxBatches: 8,
+  queueDepth: 9, // current frames waiting in the write queue
+} as const;
+export const TAP_STAT_COUNT = 10;
+
+/** Indices into a UDP socket's Float64Array of counters. */
+export const UdpStat = {
+  rxDatagrams: 0,
+  rxBytes: 1,
+  txDatagrams: 2,
+  txBytes: 3,
+  txDropped: 4, // send queue full
+  rxErrors: 5,
+  txErrors: 6,
+  txQueued: 7,
+  rxBatches: 8,
+  queueDepth: 9,
+  rxTruncated: 10, // datagram larger than a receive slot
+} as const;
+export const UDP_STAT_COUNT = 11;
+
+/**
+ * Size of one encoded underlay address: 16 bytes of IPv6 address (IPv4 as
+ * ::ffff:a.b.c.d), 2 bytes of port in network order, 2 bytes reserved (0).
+ */
+export const ADDR_SLOT = 20;
+
+export interface NativeTapOptions {
+  /** Exact name, or a pattern with %d for a kernel-chosen name. */
+  name: string;
+  batchSize: number;
+  slotSize: number;
+  writeQueue: number;
+}
+
+export interface NativeTapConstructor {
+  /**
+   * Opens /dev/net/tun, creates the TAP (IFF_TAP|IFF_NO_PI), non-blocking and
+   * close-on-exec, and starts polling it on Node's own loop.
+   * `onBatch(count)` is called with frames in rxSlab at rxOffsets/rxLengths.
+   */
+  new (
+    opts: NativeTapOptions,
+    onBatch: (count: number) => void,
+    rxSlab: Buffer,
+    rxOffsets: Uint32Array,
+    rxLengths: Uint32Array,
+    stats: Float64Array,
+  ): NativeTap;
+}
+
+export interface NativeTap {
+  readonly name: string;
+  readonly ifindex: number;
+  readonly fd: number;
+  /** Write frames buf[offsets[i]..+lengths[i]] for i < count; returns how many were written or queued. */
+  write(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  pause(): void;
+  resume(): void;
+  ref(): void;
+  unref(): void;
+  /** Idempotent; safe to call from inside onBatch. */
+  close(): void;
+}
+
+export interface NativeUdpOptions {
+  /** Bind address: '::' (dual-stack), '0.0.0.0', or a literal. */
+  address: string;
+  port: number;
+  batchSize: number;
+  slotSize: number;
+  sendQueue: number;
+  /** Requested SO_RCVBUF/SO_SNDBUF in bytes (best effort). */
+  socketBuffer: number;
+}
+
+export interface NativeUdpConstructor {
+  new (
+    opts: NativeUdpOptions,
+    onBatch: (count: number) => void,
+    rxSlab: Buffer,
+    rxOffsets: Uint32Array,
+    rxLengths: Uint32Array,
+    rxAddrs: Buffer,
+    stats: Float64Array,
+  ): NativeUdp;
+}
+
+export interface NativeUdp {
+  /** The bound port (useful after binding port 0). */
+  readonly port: number;
+  readonly family: 4 | 6;
+  /** sendmmsg datagram i = buf[offsets[i]..+lengths[i]] to addrs[i*ADDR_SLOT..]. Returns how many were sent or queued. */
+  send(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Buffer, count: number): number;
+  pause(): void;
+  resume(): void;
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+export interface NativeBinding {
+  Tap: NativeTapConstructor;
+  UdpSocket: NativeUdpConstructor;
+  /** Set the MTU of an interface in this network namespace. */
+  setMtu(ifname: string, mtu: number): void;
+  /** Set the hardware address (6 bytes). */
+  setMac(ifname: string, mac: Buffer): void;
+  getMac(ifname: string): Buffer;
+  getMtu(ifname: string): number;
+  setUp(ifname: string, up: boolean): void;
+  /** Add an address via netlink (RTM_NEWADDR, NLM_F_EXCL). family 4 or 6; addr is 4 or 16 bytes. */
+  addAddress(ifindex: number, family: 4 | 6, addr: Buffer, prefix: number, noDad: boolean): void;
+  ifIndex(ifname: string): number;
+}
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  // dist/lib/native.js -> package root is two levels up.
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return gypBuild(root) as NativeBinding;
+}
+
+let cached: NativeBinding | undefined;
+
+/** The addon, loaded on first use so that pure-logic modules never need it. */
+export function native(): NativeBinding {
+  cached ??= load();
+  return cached;
+}
