@@ -1,0 +1,402 @@
+// Linux TAP device: open /dev/net/tun, poll the fd on Node's own libuv loop,
+// read frames in batches into a JS-owned slab, write batches with a bounded queue.
+#include <napi.h>
+#include <uv.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+
+namespace etherlink {
+
+namespace {
+
+constexpr const char* kTunPath = "/dev/net/tun";
+// Batches read per readable wake-up before yielding back to the loop, so one
+// busy device cannot starve the others.
+constexpr int kMaxBatchesPerWake = 4;
+
+enum TapStat {
+  kRxFrames = 0,
+  kRxBytes,
+  kTxFrames,
+  kTxBytes,
+  kTxDropped,
+  kRxErrors,
+  kTxErrors,
+  kTxQueued,
+  kRxBatches,
+  kQueueDepth,
+  kStatCount
+};
+
+}  // namespace
+
+class Tap : public Napi::ObjectWrap<Tap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Tap",
+                       {
+                           InstanceAccessor<&Tap::GetName>("name"),
+                           InstanceAccessor<&Tap::GetIfindex>("ifindex"),
+                           InstanceAccessor<&Tap::GetFd>("fd"),
+                           InstanceMethod<&Tap::Write>("write"),
+                           InstanceMethod<&Tap::Pause>("pause"),
+                           InstanceMethod<&Tap::Resume>("resume"),
+                           InstanceMethod<&Tap::Ref>("ref"),
+                           InstanceMethod<&Tap::Unref>("unref"),
+                           InstanceMethod<&Tap::Close>("close"),
+                       });
+  }
+
+  Tap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 6 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsBuffer() ||
+        !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsTypedArray()) {
+      ThrowErrno(env, EINVAL, "Tap", "Tap(opts, onBatch, slab, offsets, lengths, stats): bad arguments");
+    }
+    Napi::Object opts = info[0].As<Napi::Object>();
+    std::string name = opts.Get("name").ToString().Utf8Value();
+    batch_size_ = opts.Get("batchSize").ToNumber().Uint32Value();
+    slot_size_ = opts.Get("slotSize").ToNumber().Uint32Value();
+    queue_cap_ = opts.Get("writeQueue").ToNumber().Uint32Value();
+
+    if (name.size() >= IFNAMSIZ) {
+      ThrowErrno(env, EINVAL, "TUNSETIFF",
+                 "interface name '" + name + "' is " + std::to_string(name.size()) +
+                     " bytes; Linux allows at most " + std::to_string(IFNAMSIZ - 1));
+    }
+
+    auto slab = info[2].As<Napi::Buffer<uint8_t>>();
+    auto offsets = info[3].As<Napi::Uint32Array>();
+    auto lengths = info[4].As<Napi::Uint32Array>();
+    auto stats = info[5].As<Napi::Float64Array>();
+    if (batch_size_ == 0 || slot_size_ == 0 || offsets.ElementLength() < batch_size_ ||
+        lengths.ElementLength() < batch_size_ ||
+        slab.Length() < static_cast<size_t>(batch_size_) * slot_size_ || stats.ElementLength() < kStatCount) {
+      ThrowErrno(env, EINVAL, "Tap", "Tap: slab, offsets, lengths or stats smaller than batchSize x slotSize");
+    }
+    slab_ = slab.Data();
+    offsets_ = offsets.Data();
+    lengths_ = lengths.Data();
+    stats_ = stats.Data();
+    on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
+    slab_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
+    offsets_ref_ = Napi::Persistent(info[3].As<Napi::Object>());
+    lengths_ref_ = Napi::Persistent(info[4].As<Napi::Object>());
+    stats_ref_ = Napi::Persistent(info[5].As<Napi::Object>());
+    for (uint32_t i = 0; i < batch_size_; i++) offsets_[i] = i * slot_size_;
+
+    fd_ = open(kTunPath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) {
+      int err = errno;
+      ThrowErrno(env, err, "open", std::string("cannot open ") + kTunPath + ": " + ErrnoAdvice(err));
+    }
+    struct ifreq ifr;
+    std::memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    if (ioctl(fd_, TUNSETIFF, &ifr) < 0) {
+      int err = errno;
+      close(fd_);
+      fd_ = -1;
+      std::string msg = "cannot create TAP device '" + name + "': ";
+      if (err == EINVAL) {
+        msg += "the name is taken by a device that is not a TAP, or is not a valid interface name";
+      } else {
+        msg += ErrnoAdvice(err);
+      }
+      ThrowErrno(env, err, "TUNSETIFF", msg);
+    }
+    name_ = ifr.ifr_name;
+    ifindex_ = if_index_of(fd_);
+
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    uv_poll_init(loop, poll_, fd_);
+    poll_->data = this;
+    async_context_ = std::make_unique<Napi::AsyncContext>(env, "etherlink:Tap");
+    napi_add_env_cleanup_hook(env, &Tap::CleanupHook, this);
+    cleanup_registered_ = true;
+    Ref();  // keep the wrapper alive while the poll handle is open
+    UpdatePoll();
+  }
+
+  ~Tap() override { Shutdown(false); }
+
+ private:
+  static int if_index_of(int fd) {
+    struct ifreq ifr;
+    std::memset(&ifr, 0, sizeof ifr);
+    if (ioctl(fd, TUNGETIFF, &ifr) < 0) return 0;
+    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return 0;
+    int idx = 0;
+    if (ioctl(s, SIOCGIFINDEX, &ifr) == 0) idx = ifr.ifr_ifindex;
+    close(s);
+    return idx;
+  }
+
+  Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
+  Napi::Value GetIfindex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ifindex_); }
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  // write(buf, offsets, lengths, count) -> frames written or queued.
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (closed_) ThrowErrno(env, EBADF, "write", "the TAP device is closed");
+    if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
+      ThrowErrno(env, EINVAL, "write", "write(buf, offsets, lengths, count): bad arguments");
+    }
+    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    auto offs = info[1].As<Napi::Uint32Array>();
+    auto lens = info[2].As<Napi::Uint32Array>();
+    uint32_t count = info[3].ToNumber().Uint32Value();
+    if (count > offs.ElementLength() || count > lens.ElementLength()) {
+      ThrowErrno(env, EINVAL, "write", "write: count exceeds the offsets/lengths arrays");
+    }
+    const uint8_t* base = buf.Data();
+    size_t blen = buf.Length();
+    uint32_t accepted = 0;
+    uint32_t i = 0;
+    // Frames queued earlier must go first, or order breaks.
+    if (queue_len_ == 0) {
+      for (; i < count; i++) {
+        size_t off = offs[i], len = lens[i];
+        if (off + len > blen || len == 0) {
+          stats_[kTxErrors]++;
+          continue;
+        }
+        ssize_t n = ::write(fd_, base + off, len);
+        if (n < 0) {
+          if (errno == EINTR) {
+            i--;
+            continue;
+          }
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          stats_[kTxErrors]++;
+          continue;
+        }
+        stats_[kTxFrames]++;
+        stats_[kTxBytes] += static_cast<double>(n);
+        accepted++;
+      }
+    }
+    for (; i < count; i++) {
+      size_t off = offs[i], len = lens[i];
+      if (off + len > blen || len == 0) {
+        stats_[kTxErrors]++;
+        continue;
+      }
+      if (Enqueue(base + off, len)) accepted++;
+    }
+    if (queue_len_ > 0) UpdatePoll();
+    return Napi::Number::New(env, accepted);
+  }
+
+  bool Enqueue(const uint8_t* data, size_t len) {
+    if (queue_len_ >= queue_cap_) {
+      stats_[kTxDropped]++;
+      return false;
+    }
+    if (queue_.size() < queue_cap_) queue_.resize(queue_cap_);
+    std::vector<uint8_t>& slot = queue_[(queue_head_ + queue_len_) % queue_cap_];
+    slot.assign(data, data + len);  // reuses capacity after warm-up
+    queue_len_++;
+    stats_[kTxQueued]++;
+    stats_[kQueueDepth] = queue_len_;
+    return true;
+  }
+
+  void FlushQueue() {
+    while (queue_len_ > 0) {
+      std::vector<uint8_t>& slot = queue_[queue_head_];
+      ssize_t n = ::write(fd_, slot.data(), slot.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        stats_[kTxErrors]++;
+      } else {
+        stats_[kTxFrames]++;
+        stats_[kTxBytes] += static_cast<double>(n);
+      }
+      queue_head_ = (queue_head_ + 1) % queue_cap_;
+      queue_len_--;
+    }
+    stats_[kQueueDepth] = queue_len_;
+  }
+
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    paused_ = true;
+    UpdatePoll();
+    return info.Env().Undefined();
+  }
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    paused_ = false;
+    UpdatePoll();
+    return info.Env().Undefined();
+  }
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (!closed_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (!closed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return info.Env().Undefined();
+  }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown(true);
+    return info.Env().Undefined();
+  }
+
+  void UpdatePoll() {
+    if (closed_) return;
+    int events = 0;
+    if (!paused_) events |= UV_READABLE;
+    if (queue_len_ > 0) events |= UV_WRITABLE;
+    if (events == 0) {
+      uv_poll_stop(poll_);
+    } else {
+      uv_poll_start(poll_, events, &Tap::OnPoll);
+    }
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    Tap* self = static_cast<Tap*>(handle->data);
+    if (self->closed_) return;
+    if (status < 0) {
+      self->stats_[kRxErrors]++;
+      return;
+    }
+    if (events & UV_WRITABLE) {
+      self->FlushQueue();
+      if (self->queue_len_ == 0) self->UpdatePoll();
+    }
+    if ((events & UV_READABLE) && !self->paused_) self->ReadBatches();
+  }
+
+  void ReadBatches() {
+    Napi::Env env = Env();
+    for (int b = 0; b < kMaxBatchesPerWake && !closed_ && !paused_; b++) {
+      uint32_t count = 0;
+      bool drained = false;
+      while (count < batch_size_) {
+        ssize_t n = ::read(fd_, slab_ + static_cast<size_t>(count) * slot_size_, slot_size_);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno != EAGAIN && errno != EWOULDBLOCK) stats_[kRxErrors]++;
+          drained = true;
+          break;
+        }
+        if (n == 0) {
+          drained = true;
+          break;
+        }
+        lengths_[count] = static_cast<uint32_t>(n);
+        stats_[kRxFrames]++;
+        stats_[kRxBytes] += static_cast<double>(n);
+        count++;
+      }
+      if (count > 0) {
+        stats_[kRxBatches]++;
+        Napi::HandleScope scope(env);
+        napi_value argv[1] = {Napi::Number::New(env, count)};
+        Napi::Object self = Value();
+        // MakeCallback so microtasks queued by JS run after each batch.
+        on_batch_.MakeCallback(self, 1, argv, *async_context_);
+        // JS may have closed us inside the callback: the fd is gone then.
+      }
+      if (drained) break;
+    }
+  }
+
+  static void CleanupHook(void* arg) {
+    Tap* self = static_cast<Tap*>(arg);
+    self->cleanup_registered_ = false;
+    self->Shutdown(false);
+  }
+
+  static void OnClosed(uv_handle_t* handle) {
+    Tap* self = static_cast<Tap*>(handle->data);
+    delete reinterpret_cast<uv_poll_t*>(handle);
+    if (self == nullptr) return;
+    if (self->fd_ >= 0) {
+      ::close(self->fd_);
+      self->fd_ = -1;
+    }
+    self->Unref();
+  }
+
+  // from_js: called by close(); otherwise from the destructor or env teardown.
+  void Shutdown(bool from_js) {
+    if (closed_) return;
+    closed_ = true;
+    if (cleanup_registered_) {
+      napi_remove_env_cleanup_hook(Env(), &Tap::CleanupHook, this);
+      cleanup_registered_ = false;
+    }
+    uv_poll_t* poll = poll_;
+    poll_ = nullptr;
+    if (poll == nullptr) return;
+    uv_poll_stop(poll);
+    if (from_js) {
+      // The fd closes, and the wrapper may be collected, once libuv lets go of the handle.
+      uv_close(reinterpret_cast<uv_handle_t*>(poll), &Tap::OnClosed);
+    } else {
+      // Teardown: the wrapper may be gone before libuv calls back, so the
+      // handle frees itself and the fd closes now.
+      poll->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll), &Tap::OnClosed);
+      if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+      }
+    }
+  }
+
+  // ObjectWrap::Unref is hidden by our JS-facing Unref(info); reach the base explicitly.
+  void Unref() { Napi::ObjectWrap<Tap>::Unref(); }
+  void Ref() { Napi::ObjectWrap<Tap>::Ref(); }
+
+  std::string name_;
+  int ifindex_ = 0;
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  bool closed_ = false;
+  bool paused_ = false;
+  bool cleanup_registered_ = false;
+
+  uint32_t batch_size_ = 0;
+  uint32_t slot_size_ = 0;
+  uint8_t* slab_ = nullptr;
+  uint32_t* offsets_ = nullptr;
+  uint32_t* lengths_ = nullptr;
+  double* stats_ = nullptr;
+  Napi::FunctionReference on_batch_;
+  Napi::ObjectReference slab_ref_, offsets_ref_, lengths_ref_, stats_ref_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+
+  std::vector<std::vector<uint8_t>> queue_;
+  uint32_t queue_cap_ = 0;
+  uint32_t queue_head_ = 0;
+  uint32_t queue_len_ = 0;
+};
+
+Napi::Object InitTap(Napi::Env env, Napi::Object exports) {
+  exports.Set("Tap", Tap::Define(env));
+  return exports;
+}
+
+}  // namespace etherlink

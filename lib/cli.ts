@@ -1,0 +1,56 @@
+// Shared plumbing of the bundled CLIs: argument checks that name the flag and
+// the fix, and one failure path that turns errors into messages and exit codes.
+
+/** Exit codes of every CLI. */
+export const EXIT = {
+  ok: 0,
+  failure: 1, // runtime failure (port in use, name resolution, ...)
+  usage: 2, // bad flag or argument
+  privilege: 4, // missing CAP_NET_ADMIN or similar
+} as const;
+
+export class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+}
+
+/** A TCP/UDP port number from a CLI argument, or a UsageError naming the argument. */
+export function parsePortNumber(value: unknown, flag: string): number {
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535 || String(value).trim() === '') {
+    throw new UsageError(`${flag} must be a port number 0..65535 (got '${String(value)}')`);
+  }
+  return n;
+}
+
+/** A positive integer option, or a UsageError that names the flag. */
+export function parsePositive(value: unknown, flag: string, { min = 1, max = Number.MAX_SAFE_INTEGER } = {}): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${flag} must be a number from ${min} to ${max} (got '${String(value)}')`);
+  }
+  return n;
+}
+
+function exitCodeFor(err: { code?: unknown }): number {
+  if (err.code === 'ERR_USAGE' || err.code === 'ERR_INVALID_ARG_VALUE' || err.code === 'ERR_INVALID_MAC' || err.code === 'ERR_INVALID_ADDRESS') {
+    return EXIT.usage;
+  }
+  if (err.code === 'EPERM' || err.code === 'EACCES') return EXIT.privilege;
+  return EXIT.failure;
+}
+
+/** Print an error as "prog: message [code]" and exit with the matching code. */
+export function fatal(prog: string, err: unknown): never {
+  const e = err as { message?: string; code?: unknown };
+  const code = typeof e.code === 'string' ? ` [${e.code}]` : '';
+  process.stderr.write(`${prog}: ${e.message ?? String(err)}${code}\n`);
+  process.exit(exitCodeFor(e));
+}
+
+/** yargs .fail() handler: usage errors name the flag and point at --help. */
+export function cliFail(msg: string | null | undefined, err: Error | undefined): never {
+  const prog = process.argv[1]?.split('/').pop()?.replace(/\.js$/, '') ?? 'etherlink';
+  if (err) fatal(prog, err);
+  process.stderr.write(`${prog}: ${msg ?? 'bad arguments'}\nRun '${prog} --help' for usage and examples.\n`);
+  process.exit(EXIT.usage);
+}

@@ -1,0 +1,57 @@
+// Logging for the daemons: levels, human lines or JSON lines, never per frame.
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = 'text' | 'json';
+
+export type LogFields = Record<string, string | number | boolean | null | undefined>;
+
+export interface Logger {
+  error(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  debug(msg: string, fields?: LogFields): void;
+  enabled(level: LogLevel): boolean;
+}
+
+const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** A logger writing to `out` (stderr by default). */
+export function createLogger(opts: { level?: LogLevel; format?: LogFormat; name?: string; out?: (line: string) => void } = {}): Logger {
+  const level = RANK[opts.level ?? 'info'];
+  const format = opts.format ?? 'text';
+  const out = opts.out ?? ((line: string) => process.stderr.write(line + '\n'));
+  const write = (lvl: LogLevel, msg: string, fields?: LogFields): void => {
+    if (RANK[lvl] > level) return;
+    const time = new Date().toISOString();
+    if (format === 'json') {
+      out(JSON.stringify({ time, level: lvl, ...(opts.name ? { component: opts.name } : {}), msg, ...fields }));
+      return;
+    }
+    let line = `${time} ${lvl.toUpperCase().padEnd(5)} ${opts.name ? opts.name + ': ' : ''}${msg}`;
+    if (fields) {
+      for (const [k, v] of Object.entries(fields)) {
+        if (v === undefined) continue;
+        const s = String(v);
+        line += ` ${k}=${/\s/.test(s) ? JSON.stringify(s) : s}`;
+      }
+    }
+    out(line);
+  };
+  return {
+    error: (m, f) => write('error', m, f),
+    warn: (m, f) => write('warn', m, f),
+    info: (m, f) => write('info', m, f),
+    debug: (m, f) => write('debug', m, f),
+    enabled: (lvl) => RANK[lvl] <= level,
+  };
+}
+
+/** A logger that drops everything (library default). */
+export const silentLogger: Logger = {
+  error() {},
+  warn() {},
+  info() {},
+  debug() {},
+  enabled: () => false,
+};

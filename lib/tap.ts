@@ -1,0 +1,292 @@
+// TapDevice: a Linux TAP interface as a typed, batch-oriented Port.
+// Owns the receive slab the addon reads into; configuration goes through the addon too.
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { BATCH_SIZE, FRAME_SLOT, type FrameBatch, buffersToBatch } from './frames.js';
+import { native, type NativeTap, TAP_STAT_COUNT, TapStat } from './native.js';
+import type { BatchReceiver, Port } from './port.js';
+import { formatMac, isMulticast, macFromBuffer, macToBuffer, parseMac } from './ethernet.js';
+
+/** Linux IFNAMSIZ less the terminating NUL. */
+export const MAX_IFNAME = 15;
+export const MIN_MTU = 68;
+export const MAX_MTU = 65535;
+export const DEFAULT_TAP_NAME = 'etl%d';
+/** Frames that may wait for writability before new ones are dropped. */
+export const DEFAULT_WRITE_QUEUE = 1024;
+
+export interface TapOptions {
+  /** Exact interface name, or a pattern containing %d for a kernel-chosen one. Default "etl%d". */
+  name?: string;
+  mtu?: number;
+  /** "aa:bb:cc:dd:ee:ff"; default: the kernel's random one. */
+  mac?: string;
+  /** Addresses in CIDR notation, IPv4 or IPv6 ("10.0.0.1/24", "fd00::1/64"). */
+  addresses?: readonly string[];
+  /** Bring the link up after configuring it. Default true. */
+  up?: boolean;
+  /** Frames read per batch. Default 64. */
+  batchSize?: number;
+  /** Frames queued when the device is not writable before drops. Default 1024. */
+  writeQueue?: number;
+}
+
+export interface TapStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  txDropped: number;
+  rxErrors: number;
+  txErrors: number;
+  txQueued: number;
+  rxBatches: number;
+  queueDepth: number;
+}
+
+export interface ParsedCidr {
+  family: 4 | 6;
+  address: string;
+  bytes: Buffer;
+  prefix: number;
+}
+
+/** An Error with a Node-style `code`. */
+export class EtherlinkError extends Error {
+  constructor(
+    public readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EtherlinkError';
+  }
+}
+
+function invalid(message: string): EtherlinkError {
+  return new EtherlinkError('ERR_INVALID_ARG_VALUE', message);
+}
+
+/** Parse "addr/prefix"; throws ERR_INVALID_ARG_VALUE naming the bad part. */
+export function parseCidr(cidr: string): ParsedCidr {
+  const slash = cidr.lastIndexOf('/');
+  if (slash < 0) throw invalid(`address '${cidr}' needs a prefix length, e.g. ${cidr}/24 or ${cidr}/64`);
+  const address = cidr.slice(0, slash);
+  const prefixText = cidr.slice(slash + 1);
+  const family = isIP(address);
+  if (family === 0) throw invalid(`'${address}' in '${cidr}' is not an IPv4 or IPv6 address`);
+  const max = family === 4 ? 32 : 128;
+  const prefix = Number(prefixText);
+  if (!/^\d{1,3}$/.test(prefixText) || prefix > max) {
+    throw invalid(`prefix length '/${prefixText}' in '${cidr}' is out of range: IPv${family} takes /0../${max}`);
+  }
+  return { family: family as 4 | 6, address, bytes: ipToBytes(address, family as 4 | 6), prefix };
+}
+
+function ipToBytes(address: string, family: 4 | 6): Buffer {
+  if (family === 4) return Buffer.from(address.split('.').map(Number));
+  // Expand "::" and an embedded dotted quad into 8 groups.
+  let text = address.split('%')[0]!;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    text = text.slice(0, -v4[1]!.length) + `${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+/** Validate options before touching the kernel; throws with a code naming the option. */
+export function validateTapOptions(opts: TapOptions): void {
+  const name = opts.name ?? DEFAULT_TAP_NAME;
+  if (Buffer.byteLength(name) === 0 || Buffer.byteLength(name) > MAX_IFNAME) {
+    throw new EtherlinkError(
+      'EINVAL',
+      `interface name '${name}' is ${Buffer.byteLength(name)} bytes; Linux allows 1..${MAX_IFNAME}`,
+    );
+  }
+  if (/[\s/:]/.test(name) || name === '.' || name === '..') {
+    throw new EtherlinkError('EINVAL', `interface name '${name}' may not contain spaces, '/' or ':'`);
+  }
+  if (opts.mtu !== undefined && (!Number.isInteger(opts.mtu) || opts.mtu < MIN_MTU || opts.mtu > MAX_MTU)) {
+    throw invalid(`mtu ${opts.mtu} is out of range: use an integer from ${MIN_MTU} to ${MAX_MTU}`);
+  }
+  if (opts.mac !== undefined) {
+    if (isMulticast(parseMac(opts.mac))) throw invalid(`mac ${opts.mac} is a multicast address: use a unicast one`);
+  }
+  for (const a of opts.addresses ?? []) parseCidr(a);
+  const batch = opts.batchSize ?? BATCH_SIZE;
+  if (!Number.isInteger(batch) || batch < 1 || batch > 1024) throw invalid(`batchSize ${batch} must be 1..1024`);
+  const queue = opts.writeQueue ?? DEFAULT_WRITE_QUEUE;
+  if (!Number.isInteger(queue) || queue < 1 || queue > 65536) throw invalid(`writeQueue ${queue} must be 1..65536`);
+}
+
+export interface TapDeviceEvents {
+  frames: [batch: FrameBatch];
+  close: [];
+}
+
+/**
+ * A TAP device. Frames arrive as 'frames' events (and through the Port
+ * receiver) in batches whose views are valid only during the callback.
+ */
+export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
+  readonly name: string;
+  readonly ifindex: number;
+  private readonly handle: NativeTap;
+  private readonly stat: Float64Array;
+  private readonly rx: { buf: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number };
+  private receiver: BatchReceiver | null = null;
+  private closed = false;
+
+  private constructor(opts: TapOptions) {
+    super();
+    const batchSize = opts.batchSize ?? BATCH_SIZE;
+    this.rx = {
+      buf: Buffer.allocUnsafeSlow(batchSize * FRAME_SLOT),
+      offsets: new Uint32Array(batchSize),
+      lengths: new Uint32Array(batchSize),
+      count: 0,
+    };
+    this.stat = new Float64Array(TAP_STAT_COUNT);
+    this.handle = new (native().Tap)(
+      {
+        name: opts.name ?? DEFAULT_TAP_NAME,
+        batchSize,
+        slotSize: FRAME_SLOT,
+        writeQueue: opts.writeQueue ?? DEFAULT_WRITE_QUEUE,
+      },
+      (count) => this.onBatch(count),
+      this.rx.buf,
+      this.rx.offsets,
+      this.rx.lengths,
+      this.stat,
+    );
+    this.name = this.handle.name;
+    this.ifindex = this.handle.ifindex;
+  }
+
+  /** Create and configure a TAP device. Throws an Error with `.code` on failure, leaving nothing behind. */
+  static open(opts: TapOptions = {}): TapDevice {
+    validateTapOptions(opts);
+    const tap = new TapDevice(opts);
+    try {
+      if (opts.mac !== undefined) tap.setMac(opts.mac);
+      if (opts.mtu !== undefined) tap.setMtu(opts.mtu);
+      for (const a of opts.addresses ?? []) tap.addAddress(a);
+      if (opts.up ?? true) tap.setUp(true);
+    } catch (err) {
+      tap.close();
+      throw err;
+    }
+    return tap;
+  }
+
+  private onBatch(count: number): void {
+    this.rx.count = count;
+    this.receiver?.(this.rx);
+    if (this.listenerCount('frames') > 0) this.emit('frames', this.rx);
+  }
+
+  /** Port: frames out of this port are written to the device. */
+  send(batch: FrameBatch): void {
+    this.write(batch);
+  }
+
+  setReceiver(receiver: BatchReceiver | null): void {
+    this.receiver = receiver;
+  }
+
+  /** Write a batch; returns the frames written or queued (the rest were dropped and counted). */
+  write(batch: FrameBatch): number {
+    if (this.closed || batch.count === 0) return 0;
+    return this.handle.write(batch.buf, batch.offsets, batch.lengths, batch.count);
+  }
+
+  /** Convenience for tests and slow paths: copies the frames into one batch. */
+  writeFrames(frames: readonly Buffer[]): number {
+    return this.write(buffersToBatch(frames));
+  }
+
+  pause(): void {
+    if (!this.closed) this.handle.pause();
+  }
+
+  resume(): void {
+    if (!this.closed) this.handle.resume();
+  }
+
+  /** Let the process exit while the device is open (like socket.unref()). */
+  unref(): this {
+    if (!this.closed) this.handle.unref();
+    return this;
+  }
+
+  ref(): this {
+    if (!this.closed) this.handle.ref();
+    return this;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Counters, read from memory the addon writes: no native call. */
+  get stats(): TapStats {
+    const s = this.stat;
+    return {
+      rxFrames: s[TapStat.rxFrames]!,
+      rxBytes: s[TapStat.rxBytes]!,
+      txFrames: s[TapStat.txFrames]!,
+      txBytes: s[TapStat.txBytes]!,
+      txDropped: s[TapStat.txDropped]!,
+      rxErrors: s[TapStat.rxErrors]!,
+      txErrors: s[TapStat.txErrors]!,
+      txQueued: s[TapStat.txQueued]!,
+      rxBatches: s[TapStat.rxBatches]!,
+      queueDepth: s[TapStat.queueDepth]!,
+    };
+  }
+
+  get mac(): string {
+    return formatMac(macFromBuffer(native().getMac(this.name)));
+  }
+
+  get mtu(): number {
+    return native().getMtu(this.name);
+  }
+
+  setMtu(mtu: number): void {
+    if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
+      throw invalid(`mtu ${mtu} is out of range: use an integer from ${MIN_MTU} to ${MAX_MTU}`);
+    }
+    native().setMtu(this.name, mtu);
+  }
+
+  setMac(mac: string): void {
+    native().setMac(this.name, macToBuffer(parseMac(mac)));
+  }
+
+  setUp(up: boolean): void {
+    native().setUp(this.name, up);
+  }
+
+  /** Add an IPv4 or IPv6 address in CIDR form. `noDad` skips IPv6 duplicate detection (tests). */
+  addAddress(cidr: string, opts: { noDad?: boolean } = {}): void {
+    const c = parseCidr(cidr);
+    native().addAddress(this.ifindex, c.family, c.bytes, c.prefix, opts.noDad ?? false);
+  }
+
+  /** Idempotent. The device disappears with its last fd (it is not persistent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.receiver = null;
+    this.handle.close();
+    this.emit('close');
+  }
+}
