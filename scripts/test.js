@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Runs the suite: unit tests in parallel, then the integration tests (real
+// namespaces and TAPs) one file at a time so throughput tests don't fight for 2 cores.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const list = (dir) =>
+  existsSync(join(root, dir))
+    ? readdirSync(join(root, dir)).filter((f) => f.endsWith('.test.js')).sort().map((f) => join(dir, f))
+    : [];
+
+// Tools the integration tests drive, from Debian's packages, installed when missing.
+const TOOLS = { ping: 'iputils-ping', tcpdump: 'tcpdump', setpriv: 'util-linux', ip: 'iproute2' };
+const isRoot = process.getuid?.() === 0;
+if (isRoot) {
+  const missing = Object.entries(TOOLS).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
+  if (missing.length > 0) {
+    const pkgs = [...new Set(missing.map(([, p]) => p))];
+    console.log(`installing test tools: ${pkgs.join(' ')}`);
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'inherit' });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+} else if (process.env.CI === 'true') {
+  console.error('CI=true but not root: the integration tests need root (namespaces, TAP devices). Run as root.');
+  process.exit(1);
+} else {
+  console.log('not root: privileged integration tests will be skipped (run as root to execute them)');
+}
+
+const only = process.argv.slice(2);
+const unit = list('dist/test/unit');
+const integration = list('dist/test/integration');
+const files = only.length > 0 ? only : [...unit, ...integration];
+const r = spawnSync(
+  process.execPath,
+  ['--test', '--test-concurrency=1', '--test-timeout=300000', ...files],
+  { cwd: root, stdio: 'inherit', env: process.env },
+);
+process.exit(r.status ?? 1);
