@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -124,7 +125,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
 
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
+    poll_ = static_cast<uv_poll_t*>(malloc(sizeof(uv_poll_t)));
     uv_poll_init(loop, poll_, fd_);
     poll_->data = this;
     async_context_ = std::make_unique<Napi::AsyncContext>(env, "etherlink:Tap");
@@ -315,8 +316,15 @@ class Tap : public Napi::ObjectWrap<Tap> {
         napi_value argv[1] = {Napi::Number::New(env, count)};
         Napi::Object self = Value();
         // MakeCallback so microtasks queued by JS run after each batch.
+        in_callback_ = true;
         on_batch_.MakeCallback(self, 1, argv, *async_context_);
+        in_callback_ = false;
         // JS may have closed us inside the callback: the fd is gone then.
+        if (unref_after_callback_) {
+          unref_after_callback_ = false;
+          Unref();
+          return;
+        }
       }
       if (drained) break;
     }
@@ -328,17 +336,6 @@ class Tap : public Napi::ObjectWrap<Tap> {
     self->Shutdown(false);
   }
 
-  static void OnClosed(uv_handle_t* handle) {
-    Tap* self = static_cast<Tap*>(handle->data);
-    delete reinterpret_cast<uv_poll_t*>(handle);
-    if (self == nullptr) return;
-    if (self->fd_ >= 0) {
-      ::close(self->fd_);
-      self->fd_ = -1;
-    }
-    self->Unref();
-  }
-
   // from_js: called by close(); otherwise from the destructor or env teardown.
   void Shutdown(bool from_js) {
     if (closed_) return;
@@ -347,21 +344,25 @@ class Tap : public Napi::ObjectWrap<Tap> {
       napi_remove_env_cleanup_hook(Env(), &Tap::CleanupHook, this);
       cleanup_registered_ = false;
     }
-    uv_poll_t* poll = poll_;
-    poll_ = nullptr;
-    if (poll == nullptr) return;
-    uv_poll_stop(poll);
+    if (poll_ != nullptr) {
+      // Stop and close synchronously drop the fd from epoll, so the fd can
+      // close now. The handle itself is freed by libc's free(): a callback in
+      // this module could run after a worker has unloaded the addon.
+      uv_poll_stop(poll_);
+      poll_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), reinterpret_cast<uv_close_cb>(free));
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
     if (from_js) {
-      // The fd closes, and the wrapper may be collected, once libuv lets go of the handle.
-      uv_close(reinterpret_cast<uv_handle_t*>(poll), &Tap::OnClosed);
-    } else {
-      // Teardown: the wrapper may be gone before libuv calls back, so the
-      // handle frees itself and the fd closes now.
-      poll->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll), &Tap::OnClosed);
-      if (fd_ >= 0) {
-        ::close(fd_);
-        fd_ = -1;
+      // Inside onBatch the native frame still uses this object: let go after it returns.
+      if (in_callback_) {
+        unref_after_callback_ = true;
+      } else {
+        Unref();
       }
     }
   }
@@ -377,6 +378,8 @@ class Tap : public Napi::ObjectWrap<Tap> {
   bool closed_ = false;
   bool paused_ = false;
   bool cleanup_registered_ = false;
+  bool in_callback_ = false;
+  bool unref_after_callback_ = false;
 
   uint32_t batch_size_ = 0;
   uint32_t slot_size_ = 0;
