@@ -1,0 +1,169 @@
+// The UDP underlay socket: a typed wrapper over the addon's batched socket that
+// owns the receive slabs and counters the native side fills (csrc/udp_linux.cc).
+import type { FrameBatch } from './frames.js';
+import { ADDR_SLOT, native, UDP_STAT_COUNT, UdpStat, type NativeUdp } from './native.js';
+
+export interface UdpBindOptions {
+  /** Bind address: '::' (dual stack, the default), '0.0.0.0', or a literal. */
+  address?: string;
+  /** 0 (the default) lets the kernel pick; read it back from `port`. */
+  port?: number;
+  /** Most datagrams handed over per receive callback. */
+  batchSize?: number;
+  /** Bytes per receive slot; larger datagrams are dropped and counted as rxTruncated. */
+  slotSize?: number;
+  /** Datagrams held while the kernel says EAGAIN/ENOBUFS; beyond that they are dropped. */
+  sendQueue?: number;
+  /** Requested SO_RCVBUF/SO_SNDBUF in bytes (best effort). */
+  socketBuffer?: number;
+}
+
+export const UDP_DEFAULTS = {
+  address: '::',
+  port: 0,
+  batchSize: 64,
+  // A whole UDP payload always fits, so nothing is truncated by default.
+  slotSize: 65536,
+  sendQueue: 1024,
+  // Room for bursts of a few thousand full-size frames between loop turns.
+  socketBuffer: 4 * 1024 * 1024,
+} as const;
+
+export type UdpStats = { -readonly [K in keyof typeof UdpStat]: number };
+
+/**
+ * Receives datagram i as batch.buf[batch.offsets[i] .. + batch.lengths[i]) from
+ * the peer in addrs[i * ADDR_SLOT ..] (see lib/udp-address.ts). All views are
+ * valid only during the call: the next batch overwrites them.
+ */
+export type DatagramReceiver = (batch: FrameBatch, addrs: Buffer) => void;
+
+/** The receive batch, reused for every callback so receiving never allocates. */
+class ReceiveBatch implements FrameBatch {
+  count = 0;
+  constructor(
+    readonly buf: Buffer,
+    readonly offsets: Uint32Array,
+    readonly lengths: Uint32Array,
+  ) {}
+}
+
+const STAT_NAMES = Object.keys(UdpStat) as (keyof typeof UdpStat)[];
+
+export class UdpSocket {
+  private readonly handle: NativeUdp;
+  private readonly stat: Float64Array;
+  private readonly rxBatch: ReceiveBatch;
+  private readonly rxAddrs: Buffer;
+  private receiver: DatagramReceiver | null = null;
+  private isClosed = false;
+  // One-datagram scratch for sendTo.
+  private readonly oneOffset = new Uint32Array(1);
+  private readonly oneLength = new Uint32Array(1);
+
+  /** Open, bind and start receiving. Throws an Error with .code (e.g. 'EADDRINUSE', 'ERR_INVALID_ADDRESS'). */
+  static bind(opts: UdpBindOptions = {}): UdpSocket {
+    return new UdpSocket({ ...UDP_DEFAULTS, ...stripUndefined(opts) });
+  }
+
+  private constructor(opts: Required<UdpBindOptions>) {
+    const slab = Buffer.allocUnsafeSlow(opts.batchSize * opts.slotSize);
+    const offsets = new Uint32Array(opts.batchSize);
+    const lengths = new Uint32Array(opts.batchSize);
+    this.rxAddrs = Buffer.allocUnsafeSlow(opts.batchSize * ADDR_SLOT);
+    this.stat = new Float64Array(UDP_STAT_COUNT);
+    this.rxBatch = new ReceiveBatch(slab, offsets, lengths);
+    this.handle = new (native().UdpSocket)(
+      opts,
+      (count) => this.deliver(count),
+      slab,
+      offsets,
+      lengths,
+      this.rxAddrs,
+      this.stat,
+    );
+  }
+
+  private deliver(count: number): void {
+    this.rxBatch.count = count;
+    // Without a receiver the datagrams are counted (rxDatagrams) and dropped.
+    this.receiver?.(this.rxBatch, this.rxAddrs);
+  }
+
+  /** Install (or with null, detach) the receive handler. */
+  onDatagrams(fn: DatagramReceiver | null): void {
+    this.receiver = fn;
+  }
+
+  /**
+   * Send datagram i = batch.buf[offsets[i] .. + lengths[i]) to addrs[i * ADDR_SLOT ..].
+   * Never blocks and never throws for network errors (they are counted);
+   * returns how many datagrams were sent or queued.
+   */
+  send(batch: FrameBatch, addrs: Buffer): number {
+    if (this.isClosed || batch.count === 0) return 0;
+    return this.handle.send(batch.buf, batch.offsets, batch.lengths, addrs, batch.count);
+  }
+
+  /** Send one datagram to the encoded address at addr[addrOffset ..] (control messages). */
+  sendTo(buf: Buffer, addr: Buffer, addrOffset = 0): number {
+    if (this.isClosed) return 0;
+    this.oneLength[0] = buf.length;
+    const slot = addrOffset === 0 ? addr : addr.subarray(addrOffset, addrOffset + ADDR_SLOT);
+    return this.handle.send(buf, this.oneOffset, this.oneLength, slot, 1);
+  }
+
+  /** A snapshot of the counters (allocates; for status and tests). */
+  get stats(): UdpStats {
+    const out = {} as UdpStats;
+    for (const name of STAT_NAMES) out[name] = this.stat[UdpStat[name]]!;
+    return out;
+  }
+
+  /** The live counter array, indexed by UdpStat (no allocation per read). */
+  get statsArray(): Float64Array {
+    return this.stat;
+  }
+
+  get port(): number {
+    return this.handle.port;
+  }
+
+  get family(): 4 | 6 {
+    return this.handle.family;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Stop reading: the kernel buffers, then drops, further datagrams. */
+  pause(): void {
+    if (!this.isClosed) this.handle.pause();
+  }
+
+  resume(): void {
+    if (!this.isClosed) this.handle.resume();
+  }
+
+  /** Keep the process alive while open (the default). */
+  ref(): void {
+    if (!this.isClosed) this.handle.ref();
+  }
+
+  unref(): void {
+    if (!this.isClosed) this.handle.unref();
+  }
+
+  /** Idempotent; safe inside the receive callback. Queued datagrams are discarded. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.receiver = null;
+    this.handle.close();
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
