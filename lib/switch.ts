@@ -1,0 +1,326 @@
+// The learning switch: per-frame forwarding decisions over zero-copy views of
+// each ingress batch, per-port egress batches, counters and status.
+import { EventEmitter } from 'node:events';
+import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from './frames.js';
+import type { Port } from './port.js';
+import { ETHERNET, formatMac, isMulticast, readMac, readVlanId, toMac } from './ethernet.js';
+import { MacTable, DEFAULT_AGEING_MS, type MacEntry, type MacTableOptions, type LimitReason, type MacTableCounters } from './mac-table.js';
+
+/** 64 KiB payload plus Ethernet header, two VLAN tags (802.1ad + 802.1Q). */
+export const DEFAULT_MAX_FRAME_SIZE = 65535 + 18;
+/** How often the aging timer sweeps. Lookups already ignore expired entries, so this only reclaims memory and limit slots. */
+export const DEFAULT_SWEEP_INTERVAL_MS = 5_000;
+/** At most one 'mac-limit' event per port per interval; a MAC flood would otherwise flood the listeners too. */
+export const MAC_LIMIT_EVENT_INTERVAL_MS = 10_000;
+const EMPTY = Buffer.alloc(0);
+
+export interface DropCounters {
+  /** Shorter than the 14-byte Ethernet header. */
+  runt: number;
+  /** Longer than maxFrameSize. */
+  oversize: number;
+  /** Multicast/broadcast source address. */
+  badSource: number;
+  /** Destination was learned on the ingress port itself. */
+  samePort: number;
+  /** A port's send() re-entered the switch synchronously; the nested batch is dropped. */
+  reentrant: number;
+}
+
+export interface TrafficCounters {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames (per egress copy) sent because the destination was unknown or group. */
+  flooded: number;
+  /** Calls to Port.send that threw. */
+  txErrors: number;
+  drops: DropCounters;
+}
+
+const newCounters = (): TrafficCounters => ({
+  rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, flooded: 0, txErrors: 0,
+  drops: { runt: 0, oversize: 0, badSource: 0, samePort: 0, reentrant: 0 },
+});
+
+function addRx(c: TrafficCounters, frames: number, bytes: number, runt: number, oversize: number, badSource: number, samePort: number): void {
+  c.rxFrames += frames;
+  c.rxBytes += bytes;
+  c.drops.runt += runt;
+  c.drops.oversize += oversize;
+  c.drops.badSource += badSource;
+  c.drops.samePort += samePort;
+}
+
+/** The switch's handle for an attached Port. */
+export class SwitchPort {
+  readonly counters: TrafficCounters = newCounters();
+  /** @internal egress batch reused for every ingress batch; views into the ingress slab. */
+  egress = new MutableFrameBatch(EMPTY, BATCH_SIZE);
+  /** @internal */
+  pendingBytes = 0;
+  /** @internal */
+  pendingFlooded = 0;
+  /** @internal */
+  attached = true;
+  /** @internal */
+  lastLimitEvent = -Infinity;
+  /** @internal */
+  suppressedLimitEvents = 0;
+  constructor(readonly id: number, readonly name: string, readonly port: Port) {}
+}
+
+export interface MacMoveEvent {
+  mac: string;
+  vlan: number;
+  from: SwitchPort;
+  to: SwitchPort;
+}
+
+export interface MacLimitEvent {
+  reason: LimitReason;
+  mac: string;
+  vlan: number;
+  port: SwitchPort;
+  /** Limit hits on this port not reported since the previous event. */
+  suppressed: number;
+}
+
+export interface SwitchOptions {
+  /** Milliseconds; injected for tests. Default Date.now. */
+  clock?: () => number;
+  ageingMs?: number;
+  maxEntries?: number;
+  maxPerPort?: number;
+  maxFrameSize?: number;
+  sweepIntervalMs?: number;
+  allowMove?: (entry: Readonly<MacEntry<SwitchPort>>, newPort: SwitchPort, now: number) => boolean;
+}
+
+export interface MacStatus {
+  mac: string;
+  vlan: number;
+  port: number;
+  portName: string;
+  static: boolean;
+  ageSeconds: number;
+}
+
+export interface SwitchSnapshot {
+  ports: { id: number; name: string; counters: TrafficCounters; macs: MacStatus[] }[];
+  macTable: MacStatus[];
+  macTableCounters: MacTableCounters;
+  totals: TrafficCounters;
+}
+
+export class Switch extends EventEmitter {
+  readonly macTable: MacTable<SwitchPort>;
+  readonly totals: TrafficCounters = newCounters();
+  readonly maxFrameSize: number;
+  private readonly clock: () => number;
+  private readonly sweepIntervalMs: number;
+  // Replaced, never mutated, so a batch in flight keeps a stable list even if
+  // a listener adds or removes ports during send().
+  private ports: readonly SwitchPort[] = [];
+  private nextId = 1;
+  private forwarding = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(opts: SwitchOptions = {}) {
+    super();
+    this.clock = opts.clock ?? Date.now;
+    this.maxFrameSize = opts.maxFrameSize ?? DEFAULT_MAX_FRAME_SIZE;
+    const ageingMs = opts.ageingMs ?? DEFAULT_AGEING_MS;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? Math.min(DEFAULT_SWEEP_INTERVAL_MS, ageingMs);
+    const tableOpts: MacTableOptions<SwitchPort> = {
+      ageingMs,
+      onMove: (e, from) => this.emit('mac-move', { mac: formatMac(e.mac), vlan: e.vlan, from, to: e.port } satisfies MacMoveEvent),
+      onLimit: (reason, mac, vlan, port) => this.limitHit(reason, mac, vlan, port),
+    };
+    if (opts.maxEntries !== undefined) tableOpts.maxEntries = opts.maxEntries;
+    if (opts.maxPerPort !== undefined) tableOpts.maxPerPort = opts.maxPerPort;
+    if (opts.allowMove !== undefined) tableOpts.allowMove = opts.allowMove;
+    this.macTable = new MacTable(tableOpts);
+  }
+
+  get portList(): readonly SwitchPort[] {
+    return this.ports;
+  }
+
+  addPort(port: Port, opts: { name?: string } = {}): SwitchPort {
+    const handle = new SwitchPort(this.nextId++, opts.name ?? port.name, port);
+    this.ports = [...this.ports, handle];
+    // One closure per port, not per frame.
+    port.setReceiver((batch) => this.forward(handle, batch));
+    this.emit('port-added', handle);
+    return handle;
+  }
+
+  removePort(handle: SwitchPort): boolean {
+    if (!handle.attached) return false;
+    handle.attached = false;
+    handle.port.setReceiver(null);
+    this.ports = this.ports.filter((p) => p !== handle);
+    this.macTable.flushPort(handle);
+    handle.egress.buf = EMPTY;
+    this.emit('port-removed', handle);
+    return true;
+  }
+
+  addStatic(mac: number | string, vlan: number, handle: SwitchPort): void {
+    if (!handle.attached) throw new Error(`port ${handle.name} is not attached to this switch`);
+    this.macTable.addStatic(toMac(mac), vlan, handle, this.clock());
+  }
+
+  removeStatic(mac: number | string, vlan: number): boolean {
+    const m = toMac(mac);
+    if (this.macTable.get(m, vlan)?.isStatic !== true) return false;
+    return this.macTable.remove(m, vlan);
+  }
+
+  /** Start the single aging timer (unref'd: it never keeps the process alive). Idempotent. */
+  start(): this {
+    if (this.timer === null) {
+      this.timer = setInterval(() => this.sweep(), this.sweepIntervalMs);
+      this.timer.unref();
+    }
+    return this;
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  sweep(): number {
+    return this.macTable.sweep(this.clock());
+  }
+
+  /** Forward one ingress batch. Public so embedders and benches can drive it directly. */
+  forward(ingress: SwitchPort, batch: FrameBatch): void {
+    if (!ingress.attached) return;
+    const n = batch.count;
+    if (this.forwarding) {
+      ingress.counters.drops.reentrant += n;
+      this.totals.drops.reentrant += n;
+      return;
+    }
+    this.forwarding = true;
+    try {
+      const ports = this.ports;
+      this.decide(ingress, batch, n, ports);
+      // A listener (e.g. on 'mac-move') may have removed the ingress port mid-batch;
+      // later frames of the batch must not leave entries pointing at it.
+      if (!ingress.attached) this.macTable.flushPort(ingress);
+      this.flush(ports);
+    } finally {
+      this.forwarding = false;
+    }
+  }
+
+  private decide(ingress: SwitchPort, batch: FrameBatch, n: number, ports: readonly SwitchPort[]): void {
+    const { buf, offsets, lengths } = batch;
+    for (const p of ports) {
+      // Sized to the ingress batch, so every egress port gets exactly one send() per ingress batch.
+      if (p.egress.capacity < n) p.egress = new MutableFrameBatch(buf, n);
+      p.egress.buf = buf;
+    }
+    const now = this.clock();
+    const table = this.macTable;
+    let bytes = 0, runt = 0, oversize = 0, badSource = 0, samePort = 0;
+    for (let i = 0; i < n; i++) {
+      const off = offsets[i]!;
+      const len = lengths[i]!;
+      bytes += len;
+      if (len < ETHERNET.HEADER_LEN) { runt++; continue; }
+      if (len > this.maxFrameSize) { oversize++; continue; }
+      const src = readMac(buf, off + ETHERNET.SRC_OFFSET);
+      if (isMulticast(src)) { badSource++; continue; }
+      const vlan = readVlanId(buf, off, len);
+      // A zero source is odd but harmless to forward; it just can't become a destination.
+      if (src !== 0) table.learn(src, vlan, ingress, now);
+      const dst = readMac(buf, off + ETHERNET.DST_OFFSET);
+      if (!isMulticast(dst)) {
+        const out = table.lookup(dst, vlan, now);
+        if (out !== undefined) {
+          if (out === ingress) { samePort++; continue; }
+          out.egress.push(off, len);
+          out.pendingBytes += len;
+          continue;
+        }
+      }
+      for (let j = 0; j < ports.length; j++) {
+        const p = ports[j]!;
+        if (p === ingress) continue; // split horizon
+        p.egress.push(off, len);
+        p.pendingBytes += len;
+        p.pendingFlooded++;
+      }
+    }
+    addRx(ingress.counters, n, bytes, runt, oversize, badSource, samePort);
+    addRx(this.totals, n, bytes, runt, oversize, badSource, samePort);
+  }
+
+  private flush(ports: readonly SwitchPort[]): void {
+    const t = this.totals;
+    for (const p of ports) {
+      const out = p.egress;
+      if (out.count > 0 && p.attached) {
+        try {
+          p.port.send(out);
+          p.counters.txFrames += out.count;
+          p.counters.txBytes += p.pendingBytes;
+          p.counters.flooded += p.pendingFlooded;
+          t.txFrames += out.count;
+          t.txBytes += p.pendingBytes;
+          t.flooded += p.pendingFlooded;
+        } catch (error) {
+          p.counters.txErrors++;
+          t.txErrors++;
+          this.emit('port-error', { port: p, error });
+        }
+      }
+      out.clear();
+      out.buf = EMPTY; // don't pin the ingress slab past this call
+      p.pendingBytes = 0;
+      p.pendingFlooded = 0;
+    }
+  }
+
+  private limitHit(reason: LimitReason, mac: number, vlan: number, port: SwitchPort): void {
+    const now = this.clock();
+    if (now - port.lastLimitEvent < MAC_LIMIT_EVENT_INTERVAL_MS) {
+      port.suppressedLimitEvents++;
+      return;
+    }
+    const suppressed = port.suppressedLimitEvents;
+    port.lastLimitEvent = now;
+    port.suppressedLimitEvents = 0;
+    this.emit('mac-limit', { reason, mac: formatMac(mac), vlan, port, suppressed } satisfies MacLimitEvent);
+  }
+
+  /** Plain JSON-able status: ports with counters and MACs, the MAC table with ages. */
+  snapshot(): SwitchSnapshot {
+    const now = this.clock();
+    const macTable = this.macTable.entries().map((e): MacStatus => ({
+      mac: formatMac(e.mac),
+      vlan: e.vlan,
+      port: e.port.id,
+      portName: e.port.name,
+      static: e.isStatic,
+      ageSeconds: e.isStatic ? 0 : Math.max(0, Math.floor((now - e.updated) / 1000)),
+    }));
+    return {
+      ports: this.ports.map((p) => ({
+        id: p.id,
+        name: p.name,
+        counters: structuredClone(p.counters),
+        macs: macTable.filter((m) => m.port === p.id),
+      })),
+      macTable,
+      macTableCounters: { ...this.macTable.counters },
+      totals: structuredClone(this.totals),
+    };
+  }
+}

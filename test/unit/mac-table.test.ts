@@ -1,0 +1,177 @@
+// Unit tests for lib/mac-table.ts: learning, aging with an injected clock,
+// moves, limits, static entries, flush.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MacTable, LearnResult, DEFAULT_AGEING_MS, type LimitReason } from '../../lib/mac-table.js';
+
+const M1 = 0x0200_0000_0001;
+const M2 = 0x0200_0000_0002;
+const M3 = 0x0200_0000_0003;
+type P = { name: string };
+const p1: P = { name: 'p1' };
+const p2: P = { name: 'p2' };
+
+test('learn then lookup; unknown MAC and other VLAN miss', () => {
+  const t = new MacTable<P>();
+  assert.equal(t.learn(M1, 0, p1, 0), LearnResult.Learned);
+  assert.equal(t.lookup(M1, 0, 1), p1);
+  assert.equal(t.lookup(M2, 0, 1), undefined);
+  assert.equal(t.lookup(M1, 10, 1), undefined, 'keyed by VLAN too');
+  assert.equal(t.size, 1);
+  assert.equal(t.counters.learned, 1);
+});
+
+test('the same MAC on two VLANs is two independent entries', () => {
+  const t = new MacTable<P>();
+  t.learn(M1, 10, p1, 0);
+  assert.equal(t.learn(M1, 20, p2, 0), LearnResult.Learned);
+  assert.equal(t.lookup(M1, 10, 0), p1);
+  assert.equal(t.lookup(M1, 20, 0), p2);
+  assert.equal(t.counters.moves, 0);
+  assert.equal(t.size, 2);
+});
+
+test('aging: default 300 s; expired entries miss before sweep, sweep removes them', () => {
+  const t = new MacTable<P>();
+  assert.equal(t.ageingMs, DEFAULT_AGEING_MS);
+  t.learn(M1, 0, p1, 1_000);
+  assert.equal(t.lookup(M1, 0, 1_000 + 299_999), p1);
+  assert.equal(t.lookup(M1, 0, 1_000 + 300_000), undefined);
+  assert.equal(t.size, 1, 'not swept yet');
+  assert.equal(t.sweep(1_000 + 299_999), 0);
+  assert.equal(t.sweep(1_000 + 300_000), 1);
+  assert.equal(t.size, 0);
+  assert.equal(t.counters.aged, 1);
+  assert.equal(t.learnedOn(p1), 0);
+});
+
+test('refresh keeps an entry alive and returns Refreshed', () => {
+  const t = new MacTable<P>({ ageingMs: 1_000 });
+  t.learn(M1, 0, p1, 0);
+  assert.equal(t.learn(M1, 0, p1, 900), LearnResult.Refreshed);
+  assert.equal(t.sweep(1_500), 0);
+  assert.equal(t.lookup(M1, 0, 1_500), p1);
+  assert.equal(t.get(M1, 0)?.updated, 900);
+  assert.equal(t.sweep(1_900), 1);
+});
+
+test('move: entry follows the source, counter and callback fire with the old port', () => {
+  const moves: [number, P, P][] = [];
+  const t = new MacTable<P>({ onMove: (e, from) => moves.push([e.mac, from, e.port]) });
+  t.learn(M1, 0, p1, 0);
+  assert.equal(t.learn(M1, 0, p2, 5), LearnResult.Moved);
+  assert.equal(t.lookup(M1, 0, 5), p2);
+  assert.equal(t.counters.moves, 1);
+  assert.deepEqual(moves, [[M1, p1, p2]]);
+  assert.equal(t.learnedOn(p1), 0);
+  assert.equal(t.learnedOn(p2), 1);
+});
+
+test('re-learning an expired (unswept) entry on another port is not a move', () => {
+  const moves: unknown[] = [];
+  const t = new MacTable<P>({ ageingMs: 100, onMove: (e) => moves.push(e), allowMove: () => false });
+  t.learn(M1, 0, p1, 0);
+  assert.equal(t.learn(M1, 0, p2, 100), LearnResult.Learned);
+  assert.equal(t.lookup(M1, 0, 100), p2);
+  assert.equal(moves.length, 0);
+  assert.equal(t.counters.moveDenied, 0);
+});
+
+test('allowMove hook can refuse a takeover while the owner is active', () => {
+  const ACTIVE_MS = 1_000;
+  const t = new MacTable<P>({ allowMove: (e, _to, now) => now - e.updated >= ACTIVE_MS });
+  t.learn(M1, 0, p1, 0);
+  assert.equal(t.learn(M1, 0, p2, 500), LearnResult.MoveDenied);
+  assert.equal(t.lookup(M1, 0, 500), p1);
+  assert.equal(t.counters.moveDenied, 1);
+  assert.equal(t.counters.moves, 0);
+  assert.equal(t.learn(M1, 0, p2, 1_500), LearnResult.Moved);
+  assert.equal(t.lookup(M1, 0, 1_500), p2);
+});
+
+test('per-port cap: refused with port-limit, other ports still learn', () => {
+  const limits: [LimitReason, number, P][] = [];
+  const t = new MacTable<P>({ maxPerPort: 2, onLimit: (r, mac, _v, port) => limits.push([r, mac, port]) });
+  t.learn(M1, 0, p1, 0);
+  t.learn(M2, 0, p1, 0);
+  assert.equal(t.learn(M3, 0, p1, 0), LearnResult.PortLimit);
+  assert.equal(t.lookup(M3, 0, 0), undefined);
+  assert.equal(t.counters.portLimit, 1);
+  assert.deepEqual(limits, [['port-limit', M3, p1]]);
+  assert.equal(t.learn(M3, 0, p2, 0), LearnResult.Learned);
+  // A move into a full port is refused too, so moves can't bypass the cap.
+  t.learn(M1 + 100, 0, p2, 0);
+  assert.equal(t.learn(M3, 0, p1, 1), LearnResult.PortLimit);
+  assert.equal(t.lookup(M3, 0, 1), p2);
+  assert.equal(t.learnedOn(p1), 2);
+});
+
+test('total cap: refused with table-full; space returns after aging', () => {
+  const t = new MacTable<P>({ maxEntries: 2, ageingMs: 10 });
+  t.learn(M1, 0, p1, 0);
+  t.learn(M2, 0, p2, 5);
+  assert.equal(t.learn(M3, 0, p2, 5), LearnResult.TableFull);
+  assert.equal(t.counters.tableFull, 1);
+  assert.equal(t.counters.portLimit, 0);
+  assert.equal(t.size, 2);
+  t.sweep(10);
+  assert.equal(t.learn(M3, 0, p2, 10), LearnResult.Learned);
+  assert.equal(t.size, 2);
+});
+
+test('static entries never age, are not moved by learning, and skip the caps', () => {
+  const moves: unknown[] = [];
+  const t = new MacTable<P>({ ageingMs: 10, maxEntries: 1, maxPerPort: 1, onMove: (e) => moves.push(e) });
+  t.addStatic(M1, 0, p1);
+  t.addStatic(M2, 0, p1);
+  assert.equal(t.learn(M3, 0, p1, 0), LearnResult.Learned, 'statics do not count against limits');
+  assert.equal(t.learn(M1, 0, p2, 1), LearnResult.Static);
+  assert.equal(t.counters.staticConflicts, 1);
+  assert.equal(t.learn(M1, 0, p1, 1), LearnResult.Static);
+  assert.equal(t.counters.staticConflicts, 1, 'same port is not a conflict');
+  assert.equal(t.sweep(1_000_000), 1, 'only the learned entry ages');
+  assert.equal(t.lookup(M1, 0, 1_000_000), p1);
+  assert.equal(t.get(M1, 0)?.isStatic, true);
+  assert.equal(moves.length, 0);
+});
+
+test('addStatic replaces a learned entry and frees its learned slot', () => {
+  const t = new MacTable<P>({ maxPerPort: 1 });
+  t.learn(M1, 0, p2, 0);
+  assert.equal(t.learnedOn(p2), 1);
+  t.addStatic(M1, 0, p1);
+  assert.equal(t.lookup(M1, 0, 0), p1);
+  assert.equal(t.learnedOn(p2), 0);
+  assert.equal(t.size, 1);
+  assert.ok(t.remove(M1, 0));
+  assert.ok(!t.remove(M1, 0));
+  assert.equal(t.size, 0);
+});
+
+test('flushPort removes only that port, static included by default', () => {
+  const t = new MacTable<P>();
+  t.learn(M1, 0, p1, 0);
+  t.learn(M2, 7, p1, 0);
+  t.addStatic(M3, 0, p1);
+  t.learn(M3 + 1, 0, p2, 0);
+  assert.equal(t.flushPort(p1, false), 2);
+  assert.equal(t.lookup(M3, 0, 0), p1, 'static kept when asked');
+  assert.equal(t.flushPort(p1), 1);
+  assert.equal(t.size, 1);
+  assert.equal(t.learnedOn(p1), 0);
+  assert.deepEqual(t.entries().map((e) => [e.mac, e.port]), [[M3 + 1, p2]]);
+});
+
+test('entries() returns copies that do not alias table state', () => {
+  const t = new MacTable<P>();
+  t.learn(M1, 0, p1, 0);
+  const [e] = t.entries();
+  assert.ok(e);
+  e.updated = 999;
+  assert.equal(t.get(M1, 0)?.updated, 0);
+});
+
+test('invalid options are rejected', () => {
+  assert.throws(() => new MacTable({ ageingMs: 0 }), RangeError);
+  assert.throws(() => new MacTable({ maxEntries: -1 }), RangeError);
+});
