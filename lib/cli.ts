@@ -54,3 +54,11 @@ export function cliFail(msg: string | null | undefined, err: Error | undefined):
   process.stderr.write(`${prog}: ${msg ?? 'bad arguments'}\nRun '${prog} --help' for usage and examples.\n`);
   process.exit(EXIT.usage);
 }
+
+/** "ADDR:PORT", "[v6]:PORT" or a bare port (all addresses). */
+export function parseListen(text: string): { address: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  if (m) return { address: m[1]!, port: parsePortNumber(m[2], '--listen') };
+  if (/^\d+$/.test(text)) return { address: '::', port: parsePortNumber(text, '--listen') };
+  throw new UsageError(`--listen '${text}' must be ADDR:PORT, e.g. 0.0.0.0:9999 or [::]:9999`);
+}

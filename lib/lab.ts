@@ -1,0 +1,227 @@
+// Lab hosts as network namespaces on this machine: unique names per run,
+// commands inside them, child processes tracked by PID, cleanup that always runs.
+// Used by the demo, the bench and the tests; never sends beyond this machine.
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+/** True when this process may create namespaces and TAP devices. */
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** A short per-run tag so that parallel runs never collide on names. */
+export function runTag(): string {
+  return `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
+}
+
+export interface RunResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a command synchronously; throws with its stderr unless allowFail. */
+export function run(cmd: string, args: readonly string[], opts: { allowFail?: boolean; timeoutMs?: number; input?: string } = {}): RunResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000, input: opts.input });
+  const res = { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  if (!opts.allowFail && res.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} exited ${res.status}: ${res.stderr.trim() || r.error?.message || ''}`);
+  }
+  return res;
+}
+
+/** Processes this test run started, so cleanup ends exactly those (by PID). */
+const children = new Set<ChildProcess>();
+const namespaces = new Set<string>();
+let hooked = false;
+
+function cleanupAll(): void {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  children.clear();
+  for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);
+  namespaces.clear();
+}
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', cleanupAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      cleanupAll();
+      process.exit(130);
+    });
+  }
+}
+
+export class Netns {
+  private constructor(public readonly name: string) {}
+
+  /** Create a namespace named `${prefix}-${tag}` with loopback up. */
+  static create(prefix: string, tag: string): Netns {
+    hookExit();
+    const name = `etl-${prefix}-${tag}`;
+    run('ip', ['netns', 'add', name]);
+    namespaces.add(name);
+    const ns = new Netns(name);
+    ns.ip('link', 'set', 'lo', 'up');
+    return ns;
+  }
+
+  /** `ip -n NS ...` */
+  ip(...args: string[]): RunResult {
+    return run('ip', ['-n', this.name, ...args]);
+  }
+
+  /** Run a command inside the namespace and wait for it. */
+  exec(cmd: string, args: readonly string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): RunResult {
+    return run('ip', ['netns', 'exec', this.name, cmd, ...args], opts);
+  }
+
+  /** Start a long-running command inside the namespace; it is killed at cleanup if still running. */
+  spawn(cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.name, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    track(child);
+    return child;
+  }
+
+  delete(): void {
+    if (!namespaces.has(this.name)) return;
+    spawnSync('ip', ['netns', 'del', this.name]);
+    namespaces.delete(this.name);
+  }
+}
+
+/** Track a child we started so cleanup can end it by PID. */
+export function track(child: ChildProcess): ChildProcess {
+  hookExit();
+  children.add(child);
+  record(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** Start a process in the current namespace, tracked for cleanup. */
+export function spawnTracked(cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
+  return track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts }));
+}
+
+/** Kill every tracked child and delete every namespace this process made. */
+export function cleanup(): void {
+  cleanupAll();
+}
+
+/** Everything a tracked child printed so far, so a wait never misses a line printed earlier. */
+const outputs = new WeakMap<ChildProcess, { out: string; err: string }>();
+
+function record(child: ChildProcess): { out: string; err: string } {
+  let rec = outputs.get(child);
+  if (rec === undefined) {
+    const r = { out: '', err: '' };
+    rec = r;
+    outputs.set(child, r);
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (r.out += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (r.err += d));
+  }
+  return rec;
+}
+
+/** A child's output so far (stdout, stderr). */
+export function collect(child: ChildProcess): { out: () => string; err: () => string } {
+  const rec = record(child);
+  return { out: () => rec.out, err: () => rec.err };
+}
+
+/** Wait for a child to exit; rejects after timeoutMs (and kills it). */
+export function waitExit(child: ChildProcess, timeoutMs = 60_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) child.kill('SIGKILL');
+      reject(new Error(`process ${child.pid} did not exit within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve(code ?? (signal ? 128 : -1));
+    });
+  });
+}
+
+/** Poll `check` until it returns true, instead of sleeping a fixed time. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+/** Wait until the child has printed something matching `re` (stdout or stderr), earlier output included. */
+export async function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs = 10_000): Promise<string> {
+  const rec = record(child);
+  let found: string | undefined;
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  await waitFor(
+    `output ${re}`,
+    () => {
+      const m = re.exec(rec.out + rec.err);
+      if (m) found = m[0];
+      return found !== undefined || exited || child.exitCode !== null;
+    },
+    timeoutMs,
+    20,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}; output so far:\n${rec.out}${rec.err}`);
+  });
+  if (found === undefined) throw new Error(`process exited (${child.exitCode}) before printing ${re}; output:\n${rec.out}${rec.err}`);
+  return found;
+}
+
+/** Ensure Debian tools the tests need are present, installing them when missing (root only). */
+export function ensureTools(tools: Record<string, string>): void {
+  const missing = Object.entries(tools).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];
+  run('apt-get', ['update', '-qq'], { allowFail: true, timeoutMs: 300_000 });
+  run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: 600_000 });
+}
+
+export interface StarHost {
+  ns: Netns;
+  /** This host's underlay address on its veth. */
+  underlay: string;
+  /** The switch namespace's address on this host's veth: where vport connects. */
+  switchAddress: string;
+}
+
+/**
+ * The underlay of a star: a switch namespace and `count` host namespaces, each
+ * host joined to the switch namespace by its own veth (MTU 1500 by default).
+ * Host i (from 1) has 10.250.i.2/24, the switch side 10.250.i.1/24.
+ */
+export function buildStar(tag: string, count: number, opts: { mtu?: number } = {}): { sw: Netns; hosts: StarHost[] } {
+  const sw = Netns.create('sw', tag);
+  const hosts: StarHost[] = [];
+  for (let i = 1; i <= count; i++) {
+    const ns = Netns.create(`h${i}`, tag);
+    const hostIf = `u${i}`;
+    const swIf = `s${i}`;
+    run('ip', ['link', 'add', hostIf, 'netns', ns.name, 'mtu', String(opts.mtu ?? 1500), 'type', 'veth', 'peer', 'name', swIf, 'netns', sw.name, 'mtu', String(opts.mtu ?? 1500)]);
+    ns.ip('addr', 'add', `10.250.${i}.2/24`, 'dev', hostIf);
+    sw.ip('addr', 'add', `10.250.${i}.1/24`, 'dev', swIf);
+    ns.ip('link', 'set', hostIf, 'up');
+    sw.ip('link', 'set', swIf, 'up');
+    hosts.push({ ns, underlay: `10.250.${i}.2`, switchAddress: `10.250.${i}.1` });
+  }
+  return { sw, hosts };
+}
