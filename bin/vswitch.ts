@@ -16,7 +16,8 @@ const argv = await yargs(hideBin(process.argv))
   .option('listen', { type: 'string', array: true, describe: 'ADDR:PORT to listen on (repeatable; overrides PORT)' })
   .option('mac-age', { type: 'number', default: 300, describe: 'seconds before an idle learned MAC is forgotten' })
   .option('max-macs', { type: 'number', default: 65536, describe: 'learned MACs in total' })
-  .option('max-macs-per-port', { type: 'number', default: 4096, describe: 'learned MACs per port' })
+  .option('max-macs-per-port', { type: 'number', default: 64, describe: 'learned MACs per port (a flood fills only its own quota)' })
+  .option('mac-move-hold', { type: 'number', default: 10, describe: 'seconds an active port keeps its MAC before another port may take it' })
   .option('port-timeout', { type: 'number', default: 30, describe: 'seconds without keepalives before a port is dropped' })
   .option('max-ports', { type: 'number', default: 1024, describe: 'ports that may join' })
   .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'error, warn, info or debug' })
@@ -39,6 +40,7 @@ try {
   parsePositive(argv['mac-age'], 'mac-age', { min: 1 });
   parsePositive(argv['max-macs'], 'max-macs');
   parsePositive(argv['max-macs-per-port'], 'max-macs-per-port');
+  parsePositive(argv['mac-move-hold'], 'mac-move-hold', { min: 0 });
   parsePositive(argv['port-timeout'], 'port-timeout', { min: 2, max: 65535 });
   parsePositive(argv['max-ports'], 'max-ports');
 } catch (err) {
@@ -52,6 +54,7 @@ try {
     macAgeS: argv['mac-age'],
     maxMacs: argv['max-macs'],
     maxMacsPerPort: argv['max-macs-per-port'],
+    macMoveHoldS: argv['mac-move-hold'],
     portTimeoutS: Math.round(argv['port-timeout']),
     maxPorts: argv['max-ports'],
     logger: log,

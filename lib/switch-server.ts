@@ -5,6 +5,7 @@ import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from './frames.js';
 import { ADDR_SLOT } from './native.js';
 import type { BatchReceiver, Port } from './port.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from './switch.js';
+import type { MacEntry } from './mac-table.js';
 import { UdpSocket, type UdpStats } from './udp.js';
 import { formatAddress } from './udp-address.js';
 import { silentLogger, type Logger } from './log.js';
@@ -21,6 +22,10 @@ import {
 } from './protocol/constants.js';
 
 export const DEFAULT_SWITCH_PORT = 9999;
+/** A learned MAC stays with its port while that port used it this recently (docs/SECURITY.md). */
+export const DEFAULT_MAC_MOVE_HOLD_S = 10;
+/** Learned MACs per port: a member flooding random sources fills only its own quota. */
+export const DEFAULT_MAX_MACS_PER_PORT = 64;
 /** Transmit slab: enough for a full batch of 1500-byte frames several times over; flushed when full. */
 const TX_SLAB_BYTES = 512 * 1024;
 
@@ -36,8 +41,10 @@ export interface SwitchServerOptions {
   macAgeS?: number;
   /** Cap on learned MACs in total. */
   maxMacs?: number;
-  /** Cap on learned MACs per port. */
+  /** Cap on learned MACs per port (default 64). */
   maxMacsPerPort?: number;
+  /** Seconds a MAC stays with an active owner before another port may take it (default 10). */
+  macMoveHoldS?: number;
   /** Seconds of silence before a port is dropped (default 30). */
   portTimeoutS?: number;
   /** Keepalive interval told to ports; default min(10, portTimeout / 3). */
@@ -137,7 +144,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.switch = new Switch({
       ...(opts.macAgeS !== undefined ? { ageingMs: opts.macAgeS * 1000 } : {}),
       ...(opts.maxMacs !== undefined ? { maxEntries: opts.maxMacs } : {}),
-      ...(opts.maxMacsPerPort !== undefined ? { maxPerPort: opts.maxMacsPerPort } : {}),
+      maxPerPort: opts.maxMacsPerPort ?? DEFAULT_MAX_MACS_PER_PORT,
+      allowMove: moveRule((opts.macMoveHoldS ?? DEFAULT_MAC_MOVE_HOLD_S) * 1000),
     });
     this.switch.on('mac-move', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) =>
       this.log.info('MAC moved', { mac: e.mac, vlan: e.vlan, from: e.from.name, to: e.to.name }),
@@ -334,6 +342,14 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.switch.stop();
     for (const s of this.sockets) s.close();
   }
+}
+
+/**
+ * No takeover of an active MAC: another port may claim it only once the owner
+ * has left (its entries are flushed) or has not used it for `holdMs`.
+ */
+function moveRule(holdMs: number): (entry: Readonly<MacEntry<SwitchPort>>, to: SwitchPort, now: number) => boolean {
+  return (entry, _to, now) => !entry.port.attached || now - entry.updated >= holdMs;
 }
 
 function hex(n: number): string {
