@@ -45,7 +45,11 @@ await yargs(hideBin(process.argv))
       }
     },
   )
+  .example('$0 transfer receive 10.99.0.3 5001 /tmp/out.bin', 'on one host of the virtual LAN: wait for one file')
+  .example('$0 transfer send 10.99.0.3 5001 ./big.iso', 'on another: send it, then compare the SHA-256 both print')
   .demandCommand(1, 'name a command: transfer')
+  // '--no-foo' would otherwise be reported as an unknown 'foo'.
+  .parserConfiguration({ 'boolean-negation': false, 'camel-case-expansion': false })
   .strict()
   .fail(cliFail)
   .help()

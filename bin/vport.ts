@@ -28,6 +28,8 @@ const argv = await yargs(hideBin(process.argv))
   .example('$0 2001:db8::1 9999 --ip 10.99.0.3/24 --ip fd00:99::3/64', 'an IPv6 switch, dual-stack LAN')
   .example('$0 192.0.2.1 9999 --name etl0 && ip addr add 10.99.0.4/24 dev etl0', 'no --ip: the device is up, address it yourself')
   .epilogue('Needs CAP_NET_ADMIN (root, or setcap/AmbientCapabilities). SIGINT/SIGTERM say goodbye to the switch and remove the device; SIGUSR1 prints the session and counters.')
+  // '--no-foo' would otherwise be reported as an unknown 'foo'.
+  .parserConfiguration({ 'boolean-negation': false, 'camel-case-expansion': false })
   .strict()
   .fail(cliFail)
   .help()

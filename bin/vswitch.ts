@@ -26,6 +26,8 @@ const argv = await yargs(hideBin(process.argv))
   .example('$0 4789 --port-timeout 60', 'another port, keep silent ports for a minute')
   .example('$0 --listen 192.0.2.1:9999 --listen [2001:db8::1]:9999', 'listen on two addresses')
   .epilogue('Signals: SIGINT/SIGTERM tell every port goodbye and exit; SIGUSR1 prints the ports, MAC table and counters.')
+  // '--no-foo' would otherwise be reported as an unknown 'foo'.
+  .parserConfiguration({ 'boolean-negation': false, 'camel-case-expansion': false })
   .strict()
   .fail(cliFail)
   .help()

@@ -37,7 +37,7 @@ export function formatSwitchStatus(s: SwitchServerSnapshot): string {
     `  frames in ${t.rxFrames} (${bytes(t.rxBytes)}), out ${t.txFrames} (${bytes(t.txBytes)}), flooded ${t.flooded}`,
     `  drops: runt ${t.drops.runt}, oversize ${t.drops.oversize}, bad source ${t.drops.badSource}, same port ${t.drops.samePort}`,
     `  MAC table: moves ${s.macTableCounters.moves ?? 0}, not learned (limits) ${(s.macTableCounters.tableFull ?? 0) + (s.macTableCounters.portLimit ?? 0)}`,
-    `  protocol: joins ${p.joins}, leaves ${p.leaves}, timeouts ${p.timeouts}, roams ${p.roams}, malformed ${p.malformed}, bad version ${p.badVersion}, unknown session ${p.dataUnknownIndex + p.controlUnknownIndex}, wrong endpoint ${p.dataWrongEndpoint}`,
+    `  protocol: joins ${p.joins}, leaves ${p.leaves}, timeouts ${p.timeouts}, roams ${p.roams}, malformed ${p.malformed}, bad version ${p.badVersion}, unknown session ${p.dataUnknownIndex + p.controlUnknownIndex}, bad token ${p.badToken}, wrong endpoint ${p.dataWrongEndpoint}`,
   ].join('\n');
 }
 
