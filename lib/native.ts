@@ -115,7 +115,53 @@ export interface NativeUdp {
   close(): void;
 }
 
+/** AEAD algorithms the addon's AeadKey accepts. */
+export type NativeAeadAlgorithm = 'chacha20-poly1305' | 'aes-256-gcm';
+
+export interface NativeAeadKeyConstructor {
+  /** One initialised OpenSSL EVP context per direction for a 32-byte key; freed by close() or GC. */
+  new (algorithm: NativeAeadAlgorithm, key: Uint8Array): NativeAeadKey;
+}
+
+export interface NativeAeadKey {
+  /**
+   * For i < count: dst[dstOffsets[i]..+16] holds a transport header written by the
+   * caller (its big-endian counter at byte 8 is the nonce, the 16 bytes are the AD);
+   * seals src[srcOffsets[i]..+srcLengths[i]] right after it, tag last. Returns count.
+   */
+  sealBatch(
+    src: Uint8Array,
+    srcOffsets: Uint32Array,
+    srcLengths: Uint32Array,
+    count: number,
+    dst: Uint8Array,
+    dstOffsets: Uint32Array,
+  ): number;
+  /**
+   * For i < count: opens datagram src[srcOffsets[i]..+srcLengths[i]] (header,
+   * ciphertext, tag) into dst[dstOffsets[i]..] (srcLengths[i] - 32 bytes);
+   * results[i] = 1 if authentic else 0 (plaintext zeroed). Returns how many were authentic.
+   */
+  openBatch(
+    src: Uint8Array,
+    srcOffsets: Uint32Array,
+    srcLengths: Uint32Array,
+    count: number,
+    dst: Uint8Array,
+    dstOffsets: Uint32Array,
+    results: Uint8Array,
+  ): number;
+  /** One message with an explicit 12-byte nonce: ciphertext || tag (test vectors, slow paths). */
+  sealOne(nonce: Uint8Array, ad: Uint8Array, plaintext: Uint8Array): Buffer;
+  /** null when the tag does not verify. */
+  openOne(nonce: Uint8Array, ad: Uint8Array, sealed: Uint8Array): Buffer | null;
+  /** Frees the contexts (and key schedule); later calls throw ERR_AEAD_CLOSED. Idempotent. */
+  close(): void;
+}
+
 export interface NativeBinding {
+  /** Batched transport AEAD (csrc/aead.cc). */
+  AeadKey: NativeAeadKeyConstructor;
   Tap: NativeTapConstructor;
   UdpSocket: NativeUdpConstructor;
   /** Set the MTU of an interface in this network namespace. */

@@ -1,0 +1,310 @@
+// Batched AEAD for v2 transport messages: ChaCha20-Poly1305 (or AES-256-GCM) over a
+// whole batch in one call, through OpenSSL's EVP as linked into node, one context per key.
+#include <napi.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace etherlink {
+namespace {
+
+constexpr size_t kKeySize = 32;
+constexpr size_t kNonceSize = 12;
+constexpr size_t kTagSize = 16;
+// The transport header (prefix, receiver index, counter) is the associated data,
+// and its counter field (big-endian u64 at byte 8) is the nonce: one source of truth.
+constexpr size_t kHeaderSize = 16;
+constexpr size_t kCounterOffset = 8;
+// WireGuard/Noise nonce: 4 zero bytes, then the counter little-endian.
+constexpr size_t kNonceCounterOffset = 4;
+// Larger than any UDP payload; keeps every length an int for EVP.
+constexpr size_t kMaxMessage = 1 << 17;
+
+[[noreturn]] void ThrowCode(Napi::Env env, const char* code, const std::string& message, bool range = false) {
+  if (range) {
+    Napi::RangeError e = Napi::RangeError::New(env, message);
+    e.Set("code", Napi::String::New(env, code));
+    throw e;
+  }
+  Napi::TypeError e = Napi::TypeError::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  throw e;
+}
+
+inline uint64_t ReadBE64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+inline void CounterNonce(uint64_t counter, uint8_t nonce[kNonceSize]) {
+  std::memset(nonce, 0, kNonceCounterOffset);
+  for (size_t i = 0; i < 8; i++) nonce[kNonceCounterOffset + i] = static_cast<uint8_t>(counter >> (8 * i));
+}
+
+// [a, a+alen) and [b, b+blen) share a byte.
+inline bool Overlaps(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
+}
+
+class AeadKey : public Napi::ObjectWrap<AeadKey> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "AeadKey",
+                       {
+                           InstanceMethod<&AeadKey::SealBatch>("sealBatch"),
+                           InstanceMethod<&AeadKey::OpenBatch>("openBatch"),
+                           InstanceMethod<&AeadKey::SealOne>("sealOne"),
+                           InstanceMethod<&AeadKey::OpenOne>("openOne"),
+                           InstanceMethod<&AeadKey::Close>("close"),
+                       });
+  }
+
+  AeadKey(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AeadKey>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsTypedArray()) {
+      ThrowCode(env, "ERR_INVALID_ARG_TYPE", "AeadKey(algorithm: string, key: Uint8Array)");
+    }
+    std::string algorithm = info[0].As<Napi::String>().Utf8Value();
+    const EVP_CIPHER* cipher = nullptr;
+    if (algorithm == "chacha20-poly1305") {
+      cipher = EVP_chacha20_poly1305();
+    } else if (algorithm == "aes-256-gcm") {
+      cipher = EVP_aes_256_gcm();
+    } else {
+      ThrowCode(env, "ERR_INVALID_ARG_VALUE", "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305' or 'aes-256-gcm'");
+    }
+    Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
+    if (key.ByteLength() != kKeySize) ThrowCode(env, "ERR_INVALID_KEY", "AEAD key must be 32 bytes", true);
+    enc_ = EVP_CIPHER_CTX_new();
+    dec_ = EVP_CIPHER_CTX_new();
+    // Key schedule once; per message only the nonce changes (EVP_*Init_ex with a null key).
+    if (enc_ == nullptr || dec_ == nullptr ||
+        EVP_EncryptInit_ex(enc_, cipher, nullptr, key.Data(), nullptr) != 1 ||
+        EVP_DecryptInit_ex(dec_, cipher, nullptr, key.Data(), nullptr) != 1) {
+      Free();
+      ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "OpenSSL could not initialise " + algorithm);
+    }
+  }
+
+  ~AeadKey() override { Free(); }
+
+ private:
+  EVP_CIPHER_CTX* enc_ = nullptr;
+  EVP_CIPHER_CTX* dec_ = nullptr;
+
+  void Free() {
+    // EVP_CIPHER_CTX_free cleanses the key schedule.
+    EVP_CIPHER_CTX_free(enc_);
+    EVP_CIPHER_CTX_free(dec_);
+    enc_ = nullptr;
+    dec_ = nullptr;
+  }
+
+  void CheckOpen(Napi::Env env) {
+    if (enc_ == nullptr) ThrowCode(env, "ERR_AEAD_CLOSED", "AeadKey used after close()");
+  }
+
+  bool Seal(const uint8_t nonce[kNonceSize], const uint8_t* ad, size_t adLen, const uint8_t* in, size_t len,
+            uint8_t* out, uint8_t* tag) {
+    int n = 0;
+    if (EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) != 1) return false;
+    if (adLen > 0 && EVP_EncryptUpdate(enc_, nullptr, &n, ad, static_cast<int>(adLen)) != 1) return false;
+    if (len > 0 && EVP_EncryptUpdate(enc_, out, &n, in, static_cast<int>(len)) != 1) return false;
+    if (EVP_EncryptFinal_ex(enc_, out + n, &n) != 1) return false;
+    return EVP_CIPHER_CTX_ctrl(enc_, EVP_CTRL_AEAD_GET_TAG, kTagSize, tag) == 1;
+  }
+
+  bool Open(const uint8_t nonce[kNonceSize], const uint8_t* ad, size_t adLen, const uint8_t* in, size_t len,
+            const uint8_t* tag, uint8_t* out) {
+    int n = 0;
+    uint8_t tagCopy[kTagSize];
+    std::memcpy(tagCopy, tag, kTagSize);
+    if (EVP_DecryptInit_ex(dec_, nullptr, nullptr, nullptr, nonce) != 1) return false;
+    if (EVP_CIPHER_CTX_ctrl(dec_, EVP_CTRL_AEAD_SET_TAG, kTagSize, tagCopy) != 1) return false;
+    if (adLen > 0 && EVP_DecryptUpdate(dec_, nullptr, &n, ad, static_cast<int>(adLen)) != 1) return false;
+    if (len > 0 && EVP_DecryptUpdate(dec_, out, &n, in, static_cast<int>(len)) != 1) return false;
+    return EVP_DecryptFinal_ex(dec_, out + n, &n) == 1;
+  }
+
+  struct Slab {
+    uint8_t* data;
+    size_t size;
+  };
+
+  static Slab SlabArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Buffer/Uint8Array");
+    }
+    Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
+    return {a.Data(), a.ByteLength()};
+  }
+
+  static Napi::Uint32Array U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count) {
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+      ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Uint32Array");
+    }
+    Napi::Uint32Array a = info[i].As<Napi::Uint32Array>();
+    if (a.ElementLength() < count) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", std::string(name) + " is shorter than count", true);
+    return a;
+  }
+
+  static size_t CountArg(const Napi::CallbackInfo& info, size_t i) {
+    if (!info[i].IsNumber()) ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", "count must be a number");
+    int64_t c = info[i].As<Napi::Number>().Int64Value();
+    if (c < 0) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", "count must be >= 0", true);
+    return static_cast<size_t>(c);
+  }
+
+  // sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets) -> count.
+  // The caller has written the 16-byte header at dst[dstOffsets[i]]; we write
+  // ciphertext after it and the tag after that: datagram length = 16 + len + 16.
+  Napi::Value SealBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (info.Length() < 6) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets)");
+    size_t count = CountArg(info, 3);
+    Slab src = SlabArg(info, 0, "src");
+    Napi::Uint32Array srcOff = U32Arg(info, 1, "srcOffsets", count);
+    Napi::Uint32Array srcLen = U32Arg(info, 2, "srcLengths", count);
+    Slab dst = SlabArg(info, 4, "dst");
+    Napi::Uint32Array dstOff = U32Arg(info, 5, "dstOffsets", count);
+    // Validate the whole batch first, so a bad entry never leaves a half-sealed batch.
+    for (size_t i = 0; i < count; i++) {
+      size_t so = srcOff[i], sl = srcLen[i], d = dstOff[i];
+      if (sl > kMaxMessage || so + sl > src.size || d + kHeaderSize + sl + kTagSize > dst.size) {
+        ThrowCode(env, "ERR_OUT_OF_RANGE", "sealBatch: frame " + std::to_string(i) + " lies outside its buffer", true);
+      }
+      const uint8_t* in = src.data + so;
+      uint8_t* out = dst.data + d + kHeaderSize;
+      // In place (ciphertext exactly over plaintext) is fine for EVP; partial overlap is not.
+      if (in != out && Overlaps(in, sl, out, sl + kTagSize)) {
+        ThrowCode(env, "ERR_OUT_OF_RANGE", "sealBatch: frame " + std::to_string(i) + " partly overlaps its output", true);
+      }
+    }
+    uint8_t nonce[kNonceSize];
+    for (size_t i = 0; i < count; i++) {
+      size_t sl = srcLen[i];
+      uint8_t* hdr = dst.data + dstOff[i];
+      CounterNonce(ReadBE64(hdr + kCounterOffset), nonce);
+      uint8_t* out = hdr + kHeaderSize;
+      if (!Seal(nonce, hdr, kHeaderSize, src.data + srcOff[i], sl, out, out + sl)) {
+        ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "sealBatch: OpenSSL failed on frame " + std::to_string(i));
+      }
+    }
+    return Napi::Number::New(env, static_cast<double>(count));
+  }
+
+  // openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results) -> number authenticated.
+  // Datagram i is src[srcOffsets[i]..+srcLengths[i]] (header, ciphertext, tag);
+  // its plaintext (srcLengths[i] - 32 bytes) goes to dst[dstOffsets[i]]. results[i]
+  // is 1 if it authenticated, else 0 (and the plaintext area is zeroed). Never throws on a bad tag.
+  Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (info.Length() < 7) {
+      ThrowCode(env, "ERR_INVALID_ARG_TYPE", "openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results)");
+    }
+    size_t count = CountArg(info, 3);
+    Slab src = SlabArg(info, 0, "src");
+    Napi::Uint32Array srcOff = U32Arg(info, 1, "srcOffsets", count);
+    Napi::Uint32Array srcLen = U32Arg(info, 2, "srcLengths", count);
+    Slab dst = SlabArg(info, 4, "dst");
+    Napi::Uint32Array dstOff = U32Arg(info, 5, "dstOffsets", count);
+    Slab results = SlabArg(info, 6, "results");
+    if (results.size < count) ThrowCode(env, "ERR_OUT_OF_RANGE", "results is shorter than count", true);
+    for (size_t i = 0; i < count; i++) {
+      size_t so = srcOff[i], sl = srcLen[i], d = dstOff[i];
+      if (sl > kMaxMessage || so + sl > src.size) {
+        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: datagram " + std::to_string(i) + " lies outside src", true);
+      }
+      if (sl < kHeaderSize + kTagSize) continue;  // reported as failed below
+      size_t pl = sl - kHeaderSize - kTagSize;
+      if (d + pl > dst.size) {
+        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: plaintext " + std::to_string(i) + " does not fit in dst", true);
+      }
+      const uint8_t* in = src.data + so + kHeaderSize;
+      uint8_t* out = dst.data + d;
+      if (out != in && Overlaps(src.data + so, sl, out, pl)) {
+        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: datagram " + std::to_string(i) + " partly overlaps its output", true);
+      }
+    }
+    uint8_t nonce[kNonceSize];
+    size_t ok = 0;
+    for (size_t i = 0; i < count; i++) {
+      size_t sl = srcLen[i];
+      if (sl < kHeaderSize + kTagSize) {
+        results.data[i] = 0;
+        continue;
+      }
+      size_t pl = sl - kHeaderSize - kTagSize;
+      const uint8_t* hdr = src.data + srcOff[i];
+      uint8_t* out = dst.data + dstOff[i];
+      CounterNonce(ReadBE64(hdr + kCounterOffset), nonce);
+      bool good = Open(nonce, hdr, kHeaderSize, hdr + kHeaderSize, pl, hdr + kHeaderSize + pl, out);
+      // Never leave unauthenticated plaintext where a careless caller could forward it.
+      if (!good) OPENSSL_cleanse(out, pl);
+      results.data[i] = good ? 1 : 0;
+      ok += good ? 1 : 0;
+    }
+    return Napi::Number::New(env, static_cast<double>(ok));
+  }
+
+  static const uint8_t* NonceArg(const Napi::CallbackInfo& info) {
+    Slab n = SlabArg(info, 0, "nonce");
+    if (n.size != kNonceSize) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", "nonce must be 12 bytes", true);
+    return n.data;
+  }
+
+  // sealOne(nonce12, ad, plaintext) -> Buffer(ciphertext || tag). Slow path: test vectors, control messages.
+  Napi::Value SealOne(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (info.Length() < 3) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "sealOne(nonce, ad, plaintext)");
+    const uint8_t* nonce = NonceArg(info);
+    Slab ad = SlabArg(info, 1, "ad");
+    Slab pt = SlabArg(info, 2, "plaintext");
+    if (pt.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, "ERR_OUT_OF_RANGE", "sealOne: input too large", true);
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pt.size + kTagSize);
+    if (!Seal(nonce, ad.data, ad.size, pt.data, pt.size, out.Data(), out.Data() + pt.size)) {
+      ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "sealOne: OpenSSL failed");
+    }
+    return out;
+  }
+
+  // openOne(nonce12, ad, sealed) -> Buffer | null.
+  Napi::Value OpenOne(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    if (info.Length() < 3) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "openOne(nonce, ad, sealed)");
+    const uint8_t* nonce = NonceArg(info);
+    Slab ad = SlabArg(info, 1, "ad");
+    Slab ct = SlabArg(info, 2, "sealed");
+    if (ct.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, "ERR_OUT_OF_RANGE", "openOne: input too large", true);
+    if (ct.size < kTagSize) return env.Null();
+    size_t pl = ct.size - kTagSize;
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pl);
+    if (!Open(nonce, ad.data, ad.size, ct.data, pl, ct.data + pl, out.Data())) {
+      OPENSSL_cleanse(out.Data(), pl);
+      return env.Null();
+    }
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Free();
+    return info.Env().Undefined();
+  }
+};
+
+}  // namespace
+
+Napi::Object InitAead(Napi::Env env, Napi::Object exports) {
+  exports.Set("AeadKey", AeadKey::Define(env));
+  return exports;
+}
+
+}  // namespace etherlink

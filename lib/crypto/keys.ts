@@ -1,0 +1,261 @@
+// Static X25519 identities and pre-shared keys: generation, WireGuard-style base64
+// text (44 characters), key files with safe permissions, and the allow-list format.
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { closeSync, constants as fsConstants, fchmodSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { KEY_SIZE } from './constants.js';
+
+/** 32 bytes in standard base64 always take 44 characters, the last one '='. */
+export const KEY_BASE64_LENGTH = 44;
+/** Permission bits a key file may have: owner read/write only. */
+export const KEY_FILE_MODE = 0o600;
+/** Longest peer name accepted in an allow list (it is for logs only). */
+export const ALLOW_NAME_MAX_LENGTH = 64;
+
+// DER framing of a raw X25519 key (RFC 8410): node:crypto has no raw import for
+// X25519, so raw keys are wrapped in the fixed PKCS#8 / SPKI prefix.
+const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+const BASE64_KEY = /^[A-Za-z0-9+/]{43}=$/;
+// Any access by group or others; "readable" is the part worth naming.
+const GROUP_OTHER_READ = 0o044;
+const GROUP_OTHER_ANY = 0o077;
+
+/** A key that could not be parsed or used; .code is always ERR_INVALID_KEY. */
+export class KeyError extends Error {
+  readonly code = 'ERR_INVALID_KEY';
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyError';
+  }
+}
+
+/** An allow list that could not be parsed; the message names the line. */
+export class AllowListError extends Error {
+  readonly code: 'ERR_INVALID_KEY' | 'ERR_INVALID_ALLOW_LIST';
+  constructor(
+    code: 'ERR_INVALID_KEY' | 'ERR_INVALID_ALLOW_LIST',
+    message: string,
+    readonly line: number,
+  ) {
+    super(message);
+    this.code = code;
+    this.name = 'AllowListError';
+  }
+}
+
+export interface KeyPair {
+  /** Raw 32-byte X25519 scalar. */
+  privateKey: Buffer;
+  /** Raw 32-byte X25519 public key (u-coordinate). */
+  publicKey: Buffer;
+}
+
+/** A fresh static identity. OpenSSL clamps the scalar, as `wg genkey` does. */
+export function generateKeyPair(): KeyPair {
+  const { privateKey } = generateKeyPairSync('x25519');
+  const raw = rawPrivateKey(privateKey);
+  return { privateKey: raw, publicKey: publicKeyOf(raw) };
+}
+
+/** The public key of a raw 32-byte private key. */
+export function publicKeyOf(privateKey: Uint8Array): Buffer {
+  checkRawKey(privateKey, 'private key');
+  return rawPublicKey(createPublicKey(privateKeyObject(privateKey)));
+}
+
+/** node:crypto KeyObject for a raw private key (for crypto.diffieHellman). */
+export function privateKeyObject(privateKey: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, privateKey]), format: 'der', type: 'pkcs8' });
+}
+
+/** node:crypto KeyObject for a raw public key (for crypto.diffieHellman). */
+export function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  return createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+}
+
+/** Base64 text of a 32-byte key, exactly as `wg` prints it. */
+export function encodeKey(key: Uint8Array): string {
+  checkRawKey(key, 'key');
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('base64');
+}
+
+/**
+ * Parse 44-character base64 text (surrounding whitespace ignored) into 32 bytes.
+ * `what` names the key in the error, e.g. "public key on line 3 of allow.txt".
+ */
+export function decodeKey(text: string, what: string = 'key'): Buffer {
+  const t = text.trim();
+  if (t.length !== KEY_BASE64_LENGTH) {
+    throw new KeyError(
+      `invalid ${what}: expected ${KEY_BASE64_LENGTH} base64 characters (32 bytes, as printed by \`wg genkey\`), got ${t.length}`,
+    );
+  }
+  if (!BASE64_KEY.test(t)) {
+    throw new KeyError(`invalid ${what}: not base64 (only A-Z a-z 0-9 + / and one trailing '=')`);
+  }
+  const key = Buffer.from(t, 'base64');
+  // Non-canonical text (stray low bits in the last character) would decode to the
+  // same bytes as another string: refuse it so one key has one spelling.
+  if (key.length !== KEY_SIZE || key.toString('base64') !== t) {
+    throw new KeyError(`invalid ${what}: not a canonical base64 encoding of 32 bytes`);
+  }
+  return key;
+}
+
+export interface WriteKeyFileOptions {
+  /** Replace an existing file (default false: fail with EEXIST). */
+  overwrite?: boolean;
+}
+
+/**
+ * Write a private key (or PSK) as base64 + newline to a new file created with
+ * mode 0600. Refuses to follow a symlink, and by default to replace a file.
+ */
+export function writeKeyFile(path: string, key: Uint8Array, opts: WriteKeyFileOptions = {}): void {
+  const text = encodeKey(key) + '\n';
+  const flags =
+    fsConstants.O_WRONLY |
+    fsConstants.O_CREAT |
+    fsConstants.O_NOFOLLOW |
+    (opts.overwrite === true ? fsConstants.O_TRUNC : fsConstants.O_EXCL);
+  let fd: number;
+  try {
+    fd = openSync(path, flags, KEY_FILE_MODE);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EEXIST') e.message = `key file ${path} already exists: remove it or pass overwrite to replace it`;
+    throw e;
+  }
+  try {
+    // An existing file keeps its old mode through O_TRUNC, and umask may have
+    // narrowed ours: set it explicitly before the secret goes in.
+    fchmodSync(fd, KEY_FILE_MODE);
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface KeyFile {
+  privateKey: Buffer;
+  publicKey: Buffer;
+  /** Set when group or others may access the file. */
+  warning?: string;
+}
+
+/** Read a private key file written by writeKeyFile or `wg genkey`. */
+export function readKeyFile(path: string): KeyFile {
+  const { text, warning } = readSecretFile(path, 'key');
+  const privateKey = decodeKey(text, `private key in ${path}`);
+  const result: KeyFile = { privateKey, publicKey: publicKeyOf(privateKey) };
+  if (warning !== undefined) result.warning = warning;
+  return result;
+}
+
+export interface PskFile {
+  psk: Buffer;
+  warning?: string;
+}
+
+/** Read a pre-shared key file (`wg genpsk` format: 32 random bytes in base64). */
+export function readPsk(path: string): PskFile {
+  const { text, warning } = readSecretFile(path, 'pre-shared key');
+  const result: PskFile = { psk: decodeKey(text, `pre-shared key in ${path}`) };
+  if (warning !== undefined) result.warning = warning;
+  return result;
+}
+
+function readSecretFile(path: string, what: string): { text: string; warning?: string } {
+  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    const mode = fstatSync(fd).mode & 0o777;
+    const text = readFileSync(fd, 'utf8');
+    if ((mode & GROUP_OTHER_ANY) === 0) return { text };
+    const how = (mode & GROUP_OTHER_READ) !== 0 ? 'readable' : 'writable';
+    const octal = mode.toString(8).padStart(4, '0');
+    return { text, warning: `${what} file ${path} is ${how} by others (mode ${octal}): chmod 600 ${path}` };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface AllowEntry {
+  publicKey: Buffer;
+  name?: string;
+  /** 1-based line number in the text. */
+  line: number;
+}
+
+/**
+ * Parse an allow list: one peer per line as `<base64 public key> [name]`, `#`
+ * starts a comment, blank lines are ignored. Duplicate keys are an error, since
+ * two names for one key would make logs lie. `source` names the file in errors.
+ */
+export function parseAllowList(text: string, source: string = 'allow list'): AllowEntry[] {
+  const entries: AllowEntry[] = [];
+  const seen = new Map<string, number>();
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = i + 1;
+    const content = lines[i]!.replace(/#.*$/, '').trim();
+    if (content === '') continue;
+    const fields = content.split(/\s+/);
+    if (fields.length > 2) {
+      throw new AllowListError(
+        'ERR_INVALID_ALLOW_LIST',
+        `${source} line ${line}: expected '<base64 public key> [name]', got ${fields.length} fields`,
+        line,
+      );
+    }
+    let publicKey: Buffer;
+    try {
+      publicKey = decodeKey(fields[0]!, `public key on ${source} line ${line}`);
+    } catch (err) {
+      throw new AllowListError('ERR_INVALID_KEY', (err as Error).message, line);
+    }
+    if (publicKey.every((b) => b === 0)) {
+      throw new AllowListError('ERR_INVALID_KEY', `invalid public key on ${source} line ${line}: all zeros`, line);
+    }
+    const hex = publicKey.toString('hex');
+    const previous = seen.get(hex);
+    if (previous !== undefined) {
+      throw new AllowListError(
+        'ERR_INVALID_ALLOW_LIST',
+        `${source} line ${line}: public key already listed on line ${previous}`,
+        line,
+      );
+    }
+    seen.set(hex, line);
+    const entry: AllowEntry = { publicKey, line };
+    const name = fields[1];
+    if (name !== undefined) {
+      // eslint-disable-next-line no-control-regex
+      if (name.length > ALLOW_NAME_MAX_LENGTH || /[\u0000-\u001f\u007f-\u009f]/.test(name)) {
+        throw new AllowListError(
+          'ERR_INVALID_ALLOW_LIST',
+          `${source} line ${line}: name must be at most ${ALLOW_NAME_MAX_LENGTH} printable characters`,
+          line,
+        );
+      }
+      entry.name = name;
+    }
+    entries.push(entry);
+  }
+  return entries;
+}
+
+function checkRawKey(key: Uint8Array, what: string): void {
+  if (!(key instanceof Uint8Array) || key.length !== KEY_SIZE) {
+    throw new KeyError(`invalid ${what}: expected ${KEY_SIZE} bytes, got ${key instanceof Uint8Array ? key.length : typeof key}`);
+  }
+}
+
+function rawPrivateKey(key: KeyObject): Buffer {
+  const der = key.export({ format: 'der', type: 'pkcs8' });
+  return Buffer.from(der.subarray(der.length - KEY_SIZE));
+}
+
+function rawPublicKey(key: KeyObject): Buffer {
+  const der = key.export({ format: 'der', type: 'spki' });
+  return Buffer.from(der.subarray(der.length - KEY_SIZE));
+}
