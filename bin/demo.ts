@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { encodeKey, generateKeyPair, writeKeyFile } from '../lib/crypto/keys.js';
 import { buildStar, cleanup, collect, ensureTools, isRoot, runTag, waitExit, waitForOutput, type StarHost } from '../lib/lab.js';
 
 const HOSTS = 3;
@@ -35,15 +36,39 @@ async function main(): Promise<number> {
     const { sw, hosts } = buildStar(tag, HOSTS);
     for (const [i, h] of hosts.entries()) console.log(`  host h${i + 1}: namespace ${h.ns.name}, underlay ${h.underlay} -> switch ${h.switchAddress}:${SWITCH_PORT}`);
 
-    step(`vswitch in ${sw.name}, listening on UDP ${SWITCH_PORT}`);
-    const vswitch = sw.spawn(process.execPath, [cli('vswitch'), String(SWITCH_PORT)]);
+    step('keys: one X25519 key pair for the switch and one per host; the switch admits the hosts\' public keys');
+    const switchPair = generateKeyPair();
+    writeKeyFile(join(tmp, 'switch.key'), switchPair.privateKey);
+    const hostPairs = hosts.map((_, i) => {
+      const pair = generateKeyPair();
+      writeKeyFile(join(tmp, `h${i + 1}.key`), pair.privateKey);
+      return pair;
+    });
+    writeFileSync(join(tmp, 'allow'), hostPairs.map((p, i) => `${encodeKey(p.publicKey)} h${i + 1}`).join('\n') + '\n');
+    console.log(`  switch ${encodeKey(switchPair.publicKey)}`);
+    for (const [i, p] of hostPairs.entries()) console.log(`  h${i + 1}     ${encodeKey(p.publicKey)}`);
+
+    step(`vswitch in ${sw.name}, listening on UDP ${SWITCH_PORT}, encrypted (Noise IKpsk2 + ChaCha20-Poly1305)`);
+    const vswitch = sw.spawn(process.execPath, [cli('vswitch'), String(SWITCH_PORT), '--key', join(tmp, 'switch.key'), '--allow', join(tmp, 'allow')]);
     const vswitchOut = collect(vswitch);
     await waitForOutput(vswitch, /vswitch ready/);
     console.log('  ready');
 
     step('a vport in each host: TAP etl0 with an address on the virtual LAN 10.99.0.0/24');
     const vports = hosts.map((h, i) =>
-      h.ns.spawn(process.execPath, [cli('vport'), h.switchAddress, String(SWITCH_PORT), '--name', 'etl0', '--ip', `${overlayIp(i + 1)}/24`, '--port-name', `h${i + 1}`]),
+      h.ns.spawn(process.execPath, [
+        cli('vport'),
+        h.switchAddress,
+        String(SWITCH_PORT),
+        '--key',
+        join(tmp, `h${i + 1}.key`),
+        '--switch-key',
+        encodeKey(switchPair.publicKey),
+        '--name',
+        'etl0',
+        '--ip',
+        `${overlayIp(i + 1)}/24`,
+      ]),
     );
     for (const [i, p] of vports.entries()) {
       await waitForOutput(p, /joined/, 15_000);

@@ -3,7 +3,10 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { formatProgress, receiveFile, sendFile, type ProgressFn } from '../lib/transfer.js';
-import { cliFail, parsePortNumber } from '../lib/cli.js';
+import { cliFail, fatal, parsePortNumber } from '../lib/cli.js';
+import { randomBytes } from 'node:crypto';
+import { encodeKey, generateKeyPair, publicKeyOf, writeKeyFile } from '../lib/crypto/keys.js';
+import { loadPrivateKey } from '../lib/identity.js';
 
 function progress(): ProgressFn | undefined {
   if (!process.stderr.isTTY) return undefined;
@@ -14,7 +17,8 @@ function endProgress(): void {
   if (process.stderr.isTTY) process.stderr.write('\n');
 }
 
-await yargs(hideBin(process.argv))
+try {
+  await yargs(hideBin(process.argv))
   .scriptName('etherlink')
   .command(
     'transfer <action> <host> <port> <file>',
@@ -47,10 +51,51 @@ await yargs(hideBin(process.argv))
   )
   .example('$0 transfer receive 10.99.0.3 5001 /tmp/out.bin', 'on one host of the virtual LAN: wait for one file')
   .example('$0 transfer send 10.99.0.3 5001 ./big.iso', 'on another: send it, then compare the SHA-256 both print')
-  .demandCommand(1, 'name a command: transfer')
+  .command(
+    'keygen',
+    'Make an X25519 private key file (mode 0600) and print its public key',
+    (y) =>
+      y
+        .option('out', { type: 'string', describe: 'where to write the private key (default: print it to stdout)' })
+        .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing file' })
+        .example('$0 keygen --out /etc/etherlink/switch.key', 'prints the public key to give to the other side'),
+    (argv) => {
+      const pair = generateKeyPair();
+      if (argv.out === undefined) {
+        process.stdout.write(`${encodeKey(pair.privateKey)}\n`);
+        process.stderr.write(`public key: ${encodeKey(pair.publicKey)}\n`);
+        return;
+      }
+      writeKeyFile(argv.out, pair.privateKey, { overwrite: argv.force });
+      process.stdout.write(`${encodeKey(pair.publicKey)}\n`);
+    },
+  )
+  .command(
+    'pubkey <file>',
+    'Print the public key of a private key file',
+    (y) => y.positional('file', { type: 'string', demandOption: true, describe: 'private key file' }).example('$0 pubkey /etc/etherlink/switch.key', 'the value for vport --switch-key'),
+    (argv) => {
+      const k = loadPrivateKey(argv.file);
+      for (const w of k.warnings) process.stderr.write(`etherlink: warning: ${w}\n`);
+      process.stdout.write(`${encodeKey(publicKeyOf(k.value))}\n`);
+    },
+  )
+  .command(
+    'genpsk',
+    'Make a pre-shared key file (mode 0600) for --psk on the switch and every port',
+    (y) => y.option('out', { type: 'string', demandOption: true, describe: 'where to write it' }).option('force', { type: 'boolean', default: false, describe: 'overwrite' }),
+    (argv) => {
+      writeKeyFile(argv.out, randomBytes(32), { overwrite: argv.force });
+      process.stdout.write(`wrote ${argv.out}\n`);
+    },
+  )
+  .demandCommand(1, 'name a command: keygen, pubkey, genpsk or transfer')
   // '--no-foo' would otherwise be reported as an unknown 'foo'.
   .parserConfiguration({ 'boolean-negation': false, 'camel-case-expansion': false })
   .strict()
   .fail(cliFail)
   .help()
   .parseAsync();
+} catch (err) {
+  fatal('etherlink', err);
+}

@@ -10,13 +10,15 @@ import { UdpSocket, type UdpStats } from './udp.js';
 import { addressEquals, encodeAddress, formatAddress } from './udp-address.js';
 import { macToBuffer, parseMac } from './ethernet.js';
 import { silentLogger, type Logger } from './log.js';
-import { classify, readReceiverIndex, truncateUtf8, writeDataHeader } from './protocol/wire.js';
-import { PortSession, type PortAction } from './protocol/session.js';
-import { DATA_HEADER_SIZE, DEFAULT_TAP_MTU, MAX_DATAGRAM_SIZE, MessageType, NAME_MAX_BYTES } from './protocol/constants.js';
+import { truncateUtf8 } from './protocol/wire.js';
+import { DEFAULT_TAP_MTU, NAME_MAX_BYTES } from './protocol/constants.js';
 import type { TapStats } from './tap.js';
+import type { BatchReceiver, Port } from './port.js';
+import { TxQueue } from './tx-queue.js';
+import type { PortEngine, PortEngineEvent, PortEngineHost } from './port-engine.js';
+import { PlainPortEngine } from './plain-port.js';
+import { SecurePortEngine, type SecurePortOptions } from './secure/port-engine.js';
 
-/** Transmit slab for one TAP batch of full-size frames (64 x 64 KiB would be wasteful; flushed when full). */
-const TX_SLAB_BYTES = 512 * 1024;
 
 export interface PortClientOptions {
   /** Switch host name or address (IPv4, IPv6 literal or DNS name). */
@@ -24,38 +26,36 @@ export interface PortClientOptions {
   port: number;
   /** TAP options; mtu defaults to the protocol's DEFAULT_TAP_MTU. */
   tap?: TapOptions;
-  /** Name announced to the switch for its logs (default: the interface name). */
+  /** Name announced to the switch for its logs in insecure mode (default: HOSTNAME/IFNAME). */
   name?: string;
+  /** Encrypted and authenticated (the default): this port's key and the switch's public key. */
+  security?: SecurePortOptions;
+  /** Plaintext protocol 1. Both ends must choose it. */
+  insecure?: boolean;
   logger?: Logger;
 }
 
 export interface PortClientCounters {
-  /** TAP frames dropped because no session was up. */
-  txNotJoined: number;
-  /** Frames too large for one datagram. */
-  txOversize: number;
   /** Datagrams from an address that is not the switch. */
   rxForeign: number;
-  /** DATA for another session index (stale after a rejoin). */
-  rxWrongIndex: number;
-  dataIn: number;
-  dataOut: number;
 }
 
 export interface PortClientStatus {
+  mode: 'insecure' | 'secure';
   state: string;
   switch: string;
-  localIndex: string;
-  remoteIndex: string;
+  session: string;
   rttMs: number | undefined;
+  lastHandshakeS?: number;
   device: string;
+  publicKey?: string;
   tap: TapStats;
   udp: UdpStats;
-  counters: PortClientCounters;
+  counters: Record<string, number>;
 }
 
 export interface PortClientEvents {
-  joined: [info: { localIndex: number; remoteIndex: number; switch: string }];
+  joined: [info: { session: string; switch: string }];
   'switch-dead': [];
   rejected: [reason: string];
   'incompatible-version': [message: string];
@@ -74,17 +74,16 @@ export async function resolveHost(host: string): Promise<string> {
   }
 }
 
-export class PortClient extends EventEmitter<PortClientEvents> {
+export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
-  readonly session: PortSession;
-  readonly counters: PortClientCounters = { txNotJoined: 0, txOversize: 0, rxForeign: 0, rxWrongIndex: 0, dataIn: 0, dataOut: 0 };
+  readonly engine: PortEngine;
+  readonly counters: PortClientCounters = { rxForeign: 0 };
   private readonly log: Logger;
   private readonly switchAddr = Buffer.alloc(ADDR_SLOT);
-  private readonly tx = new MutableFrameBatch(Buffer.allocUnsafeSlow(TX_SLAB_BYTES), BATCH_SIZE);
-  private readonly txAddrs = Buffer.alloc(BATCH_SIZE * ADDR_SLOT);
+  private readonly queue: TxQueue;
   private readonly rx = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
-  private txUsed = 0;
+  private readonly fromSwitch = new Uint16Array(BATCH_SIZE * 4);
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private closed = false;
@@ -100,15 +99,31 @@ export class PortClient extends EventEmitter<PortClientEvents> {
     this.log = opts.logger ?? silentLogger;
     this.tap = tap;
     this.socket = socket;
+    this.queue = new TxQueue(socket);
     encodeAddress(address, opts.port, this.switchAddr, 0);
-    for (let i = 0; i < BATCH_SIZE; i++) this.switchAddr.copy(this.txAddrs, i * ADDR_SLOT);
-    this.session = new PortSession({ name: truncateName(opts.name ?? `${hostname()}/${tap.name}`), mac: macToBuffer(parseMac(tap.mac)) });
-    tap.setReceiver((batch) => this.onTapFrames(batch));
+    const host: PortEngineHost = {
+      log: this.log,
+      switchAddr: this.switchAddr,
+      queue: this.queue,
+      send: (datagram) => {
+        if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
+      },
+      deliver: (buf, off, len) => this.deliver(buf, off, len),
+      event: (e) => this.onEvent(e),
+    };
+    this.engine =
+      opts.insecure || opts.security === undefined
+        ? new PlainPortEngine(host, truncateName(opts.name ?? `${hostname()}/${tap.name}`), macToBuffer(parseMac(tap.mac)))
+        : new SecurePortEngine(host, opts.security);
+    tap.setReceiver((batch) => this.engine.transmit(batch));
     socket.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
   }
 
   /** Resolve the switch, create the TAP, bind a UDP socket and start joining. */
   static async start(opts: PortClientOptions): Promise<PortClient> {
+    if (!opts.insecure && opts.security === undefined) {
+      throw Object.assign(new Error('a port needs its private key and the switch public key (security), or insecure: true for plaintext'), { code: 'ERR_NO_KEY' });
+    }
     const address = await resolveHost(opts.host);
     const tap = TapDevice.open({ mtu: DEFAULT_TAP_MTU, ...opts.tap });
     let socket: UdpSocket;
@@ -119,113 +134,89 @@ export class PortClient extends EventEmitter<PortClientEvents> {
       throw err;
     }
     const client = new PortClient(opts, address, tap, socket);
-    client.log.info('joining switch', { switch: formatAddress(client.switchAddr), device: tap.name, mac: tap.mac, mtu: tap.mtu });
-    client.act(client.session.start(Date.now()));
+    client.log.info('joining switch', { switch: formatAddress(client.switchAddr), device: tap.name, mac: tap.mac, mtu: tap.mtu, mode: client.engine.mode });
+    client.engine.start(Date.now());
+    client.schedule();
     return client;
+  }
+
+  get name(): string {
+    return this.tap.name;
   }
 
   get switchAddress(): string {
     return formatAddress(this.switchAddr);
   }
 
-  private onTapFrames(batch: FrameBatch): void {
-    const s = this.session;
-    if (!s.isJoined) {
-      this.counters.txNotJoined += batch.count;
-      return;
-    }
-    const tx = this.tx;
-    for (let i = 0; i < batch.count; i++) {
-      const len = batch.lengths[i]!;
-      const size = DATA_HEADER_SIZE + len;
-      if (size > MAX_DATAGRAM_SIZE) {
-        this.counters.txOversize++;
-        continue;
-      }
-      if (tx.count === tx.capacity || this.txUsed + size > tx.buf.length) this.flushTx();
-      const off = batch.offsets[i]!;
-      writeDataHeader(tx.buf, this.txUsed, s.remoteIndex, s.nextTxCounter());
-      batch.buf.copy(tx.buf, this.txUsed + DATA_HEADER_SIZE, off, off + len);
-      tx.push(this.txUsed, size);
-      this.txUsed += size;
-    }
-    this.flushTx();
+  /** Port: send frames to the switch as if they came from the TAP (embedding, tests). */
+  send(batch: FrameBatch): void {
+    this.engine.transmit(batch);
   }
 
-  private flushTx(): void {
-    if (this.tx.count === 0) return;
-    this.socket.send(this.tx, this.txAddrs);
-    this.counters.dataOut += this.tx.count;
-    this.tx.clear();
-    this.txUsed = 0;
+  /** Port: receive frames from the switch instead of writing them to the TAP. */
+  setReceiver(receiver: BatchReceiver | null): void {
+    this.receiver = receiver;
+  }
+
+  private receiver: BatchReceiver | null = null;
+
+  private deliver(buf: Buffer, off: number, len: number): void {
+    const rx = this.rx;
+    if (rx.count > 0 && rx.buf !== buf) this.flushRx();
+    if (rx.count === rx.capacity) this.flushRx();
+    rx.buf = buf;
+    rx.push(off, len);
+  }
+
+  private flushRx(): void {
+    if (this.rx.count === 0) return;
+    if (this.receiver !== null) this.receiver(this.rx);
+    else this.tap.write(this.rx);
+    this.rx.clear();
   }
 
   private onDatagrams(batch: FrameBatch, addrs: Buffer): void {
     const now = Date.now();
-    const { buf, offsets, lengths, count } = batch;
-    const rx = this.rx;
-    rx.buf = buf;
-    const local = this.session.localIndex;
-    const joined = this.session.isJoined;
-    for (let i = 0; i < count; i++) {
-      const off = offsets[i]!;
-      const len = lengths[i]!;
-      if (!addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) {
-        this.counters.rxForeign++;
-        continue;
-      }
-      if (classify(buf, off, len) === MessageType.DATA) {
-        if (joined && readReceiverIndex(buf, off, len) === local) {
-          rx.push(off + DATA_HEADER_SIZE, len - DATA_HEADER_SIZE);
-          continue;
-        }
-        this.counters.rxWrongIndex++;
-      }
-      this.act(this.session.onDatagram(buf, off, len, now));
+    let n = 0;
+    for (let i = 0; i < batch.count; i++) {
+      if (addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.fromSwitch[n++] = i;
+      else this.counters.rxForeign++;
     }
-    if (rx.count > 0) {
-      this.counters.dataIn += rx.count;
-      this.tap.write(rx);
-      rx.clear();
-    }
+    if (n > 0) this.engine.receive(batch, this.fromSwitch, n, now);
+    this.flushRx();
+    this.schedule();
   }
 
-  private act(actions: PortAction[]): void {
-    for (const a of actions) {
-      if (a.kind === 'send') {
-        if (!this.socket.closed) this.socket.sendTo(a.datagram, this.switchAddr);
-        continue;
-      }
-      const e = a.event;
-      switch (e.type) {
-        case 'joined':
-          this.log.info('joined switch', { switch: this.switchAddress, session: hex(e.localIndex), attempts: e.attempts, keepalive: `${e.keepaliveIntervalMs / 1000}s` });
-          this.emit('joined', { localIndex: e.localIndex, remoteIndex: e.remoteIndex, switch: this.switchAddress });
-          break;
-        case 'rejected':
-          this.log.warn('switch rejected the join', { switch: this.switchAddress, reason: e.reasonName, text: e.text });
-          this.emit('rejected', e.reasonName);
-          break;
-        case 'incompatible-version': {
-          const msg =
-            e.direction === 'peer-refused'
-              ? `incompatible version: the switch speaks protocol ${e.peerLowest ?? e.peerVersion}..${e.peerHighest ?? e.peerVersion}, this vport speaks 1: upgrade one side`
-              : `incompatible version: the switch sent protocol ${e.peerVersion}, this vport speaks 1: upgrade one side`;
-          this.log.error(msg, { switch: this.switchAddress });
-          this.emit('incompatible-version', msg);
-          break;
-        }
-        case 'switch-dead':
-          this.log.warn('switch not answering; rejoining with backoff', { switch: this.switchAddress, missed: e.missedKeepalives, silent: `${(e.silentMs / 1000).toFixed(1)}s` });
-          this.emit('switch-dead');
-          this.reresolve();
-          break;
-        case 'left':
-          if (e.by === 'switch') this.log.warn('switch closed the session (shutting down?); rejoining with backoff', { switch: this.switchAddress });
-          break;
-      }
+  private onEvent(e: PortEngineEvent): void {
+    switch (e.type) {
+      case 'joined':
+        this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
+        this.emit('joined', { session: e.session, switch: this.switchAddress });
+        break;
+      case 'rekeyed':
+        this.log.debug('rekeyed', { switch: this.switchAddress, session: e.session });
+        break;
+      case 'rejected':
+        this.log.warn('switch rejected the join', { switch: this.switchAddress, reason: e.reason });
+        this.emit('rejected', e.reason);
+        break;
+      case 'incompatible-version':
+        this.log.error(e.message, { switch: this.switchAddress });
+        this.emit('incompatible-version', e.message);
+        break;
+      case 'handshake-failed':
+        this.log.error(e.message, { switch: this.switchAddress });
+        this.emit('rejected', e.message);
+        break;
+      case 'switch-dead':
+        this.log.warn('switch not answering; rejoining with backoff', { switch: this.switchAddress, silent: `${(e.silentMs / 1000).toFixed(1)}s` });
+        this.emit('switch-dead');
+        this.reresolve();
+        break;
+      case 'left-by-switch':
+        this.log.warn('switch closed the session (shutting down, or this port was removed); rejoining with backoff', { switch: this.switchAddress });
+        break;
     }
-    this.schedule();
   }
 
   /** The switch's name may now point elsewhere (network change): look it up again. */
@@ -238,17 +229,16 @@ export class PortClient extends EventEmitter<PortClientEvents> {
         if (!addressEquals(next, 0, this.switchAddr, 0)) {
           this.log.info('switch address changed', { from: this.switchAddress, to: formatAddress(next) });
           next.copy(this.switchAddr);
-          for (let i = 0; i < BATCH_SIZE; i++) next.copy(this.txAddrs, i * ADDR_SLOT);
         }
       })
       .catch((err: Error) => this.log.warn(err.message))
       .finally(() => (this.resolving = false));
   }
 
-  /** One timer, always at the session's next deadline. */
+  /** One timer, always at the engine's next deadline. */
   private schedule(): void {
     if (this.closed) return;
-    const at = this.session.nextTimeout();
+    const at = this.engine.nextTimeout();
     if (at === undefined) return;
     if (this.timer !== null && at >= this.timerAt) return;
     if (this.timer !== null) clearTimeout(this.timer);
@@ -256,23 +246,25 @@ export class PortClient extends EventEmitter<PortClientEvents> {
     this.timer = setTimeout(() => {
       this.timer = null;
       this.timerAt = Infinity;
-      this.act(this.session.poll(Date.now()));
+      this.engine.poll(Date.now());
       this.schedule();
     }, Math.max(0, at - Date.now()));
   }
 
   status(): PortClientStatus {
-    const s = this.session;
+    const s = this.engine.status(Date.now());
     return {
+      mode: this.engine.mode,
       state: s.state,
       switch: this.switchAddress,
-      localIndex: hex(s.localIndex),
-      remoteIndex: hex(s.remoteIndex),
-      rttMs: s.srttMs,
+      session: s.session,
+      rttMs: s.rttMs,
+      ...(s.lastHandshakeS !== undefined ? { lastHandshakeS: s.lastHandshakeS } : {}),
       device: this.tap.name,
+      ...(this.engine instanceof SecurePortEngine ? { publicKey: this.engine.publicKey } : {}),
       tap: this.tap.stats,
       udp: this.socket.stats,
-      counters: { ...this.counters },
+      counters: { ...s.counters, ...this.counters },
     };
   }
 
@@ -281,7 +273,8 @@ export class PortClient extends EventEmitter<PortClientEvents> {
     if (this.closed) return;
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
-    this.act(this.session.leave(Date.now()));
+    this.engine.leave(Date.now());
+    this.queue.flush();
     this.tap.close();
     this.socket.close();
   }
@@ -291,8 +284,4 @@ export class PortClient extends EventEmitter<PortClientEvents> {
 function truncateName(name: string): string {
   // eslint-disable-next-line no-control-regex
   return truncateUtf8(name.replace(/[\x00-\x1f\x7f]/g, '?'), NAME_MAX_BYTES).toString('utf8');
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(8, '0');
 }

@@ -25,9 +25,8 @@ export function formatSwitchStatus(s: SwitchServerSnapshot): string {
   });
   const macs = s.macTable.map((m) => [m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
   const t = s.totals;
-  const p = s.protocol;
   return [
-    `PORTS (${s.ports.length})`,
+    `PORTS (${s.ports.length})${s.mode === 'secure' ? '' : '  [insecure: plaintext protocol 1]'}`,
     table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS'], ports),
     '',
     `MAC TABLE (${s.macTable.length})`,
@@ -36,16 +35,48 @@ export function formatSwitchStatus(s: SwitchServerSnapshot): string {
     'COUNTERS',
     `  frames in ${t.rxFrames} (${bytes(t.rxBytes)}), out ${t.txFrames} (${bytes(t.txBytes)}), flooded ${t.flooded}`,
     `  drops: runt ${t.drops.runt}, oversize ${t.drops.oversize}, bad source ${t.drops.badSource}, same port ${t.drops.samePort}`,
-    `  MAC table: moves ${s.macTableCounters.moves ?? 0}, not learned (limits) ${(s.macTableCounters.tableFull ?? 0) + (s.macTableCounters.portLimit ?? 0)}`,
-    `  protocol: joins ${p.joins}, leaves ${p.leaves}, timeouts ${p.timeouts}, roams ${p.roams}, malformed ${p.malformed}, bad version ${p.badVersion}, unknown session ${p.dataUnknownIndex + p.controlUnknownIndex}, bad token ${p.badToken}, wrong endpoint ${p.dataWrongEndpoint}`,
+    `  MAC table: moves ${s.macTableCounters.moves}, moves refused ${s.macTableCounters.moveDenied}, not learned (limits) ${s.macTableCounters.tableFull + s.macTableCounters.portLimit}`,
+    `  protocol: ${protocolLine(s.mode, s.protocol)}`,
   ].join('\n');
 }
 
-export function formatPortStatus(s: PortClientStatus): string {
+/** Insecure and secure engines count different things; each line names its counters. */
+function protocolLine(mode: 'insecure' | 'secure', p: Record<string, number>): string {
+  const n = (k: string): number => p[k] ?? 0;
+  if (mode === 'insecure') {
+    return `joins ${n('joins')}, leaves ${n('leaves')}, timeouts ${n('timeouts')}, roams ${n('roams')}, malformed ${n('malformed')}, bad version ${n('badVersion')}, unknown session ${n('dataUnknownIndex') + n('controlUnknownIndex')}, bad token ${n('badToken')}, wrong endpoint ${n('dataWrongEndpoint')}`;
+  }
   return [
-    `device ${s.device}: ${s.state}, switch ${s.switch}, session ${s.localIndex}/${s.remoteIndex}, rtt ${s.rttMs === undefined ? '-' : s.rttMs.toFixed(2) + ' ms'}`,
+    `handshakes ${n('handshakes')}`,
+    `rekeys ${n('rekeys')}`,
+    `leaves ${n('leaves')}`,
+    `timeouts ${n('timeouts')}`,
+    `roams ${n('roams')}`,
+    `auth failed ${n('authFailed')}`,
+    `replayed ${n('replayed')}`,
+    `unknown session ${n('unknownIndex')}`,
+    `malformed ${n('malformed')}`,
+    `bad version ${n('badVersion')}`,
+    `bad mac1 ${n('badMac1')}`,
+    `unlisted keys ${n('unlisted')}`,
+    `replayed handshakes ${n('replayedInitiations')}`,
+    `unconfirmed ${n('unconfirmed')}`,
+    `cookies sent ${n('cookiesSent')}`,
+    `rate limited ${n('rateLimited')}`,
+  ].join(', ');
+}
+
+export function formatPortStatus(s: PortClientStatus): string {
+  const c = s.counters;
+  const extra = Object.entries(c)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  return [
+    `device ${s.device}: ${s.state} (${s.mode}), switch ${s.switch}, session ${s.session}, rtt ${s.rttMs === undefined ? '-' : s.rttMs.toFixed(2) + ' ms'}${s.lastHandshakeS !== undefined ? `, last handshake ${s.lastHandshakeS}s ago` : ''}`,
+    ...(s.publicKey ? [`  public key ${s.publicKey}`] : []),
     `  tap: rx ${s.tap.rxFrames} frames (${bytes(s.tap.rxBytes)}), tx ${s.tap.txFrames} frames (${bytes(s.tap.txBytes)}), dropped ${s.tap.txDropped}`,
     `  udp: rx ${s.udp.rxDatagrams} datagrams, tx ${s.udp.txDatagrams}, errors ${s.udp.rxErrors + s.udp.txErrors}`,
-    `  drops: not joined ${s.counters.txNotJoined}, foreign ${s.counters.rxForeign}, wrong session ${s.counters.rxWrongIndex}`,
+    `  counters: ${extra || 'all zero'}`,
   ].join('\n');
 }

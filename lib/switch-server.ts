@@ -1,33 +1,24 @@
-// SwitchServer: the vswitch. UDP sockets + protocol sessions + the learning
-// Switch; each joined session becomes a RemotePort on the switch.
+// SwitchServer: the vswitch. UDP sockets + a protocol engine (encrypted by
+// default, plaintext on request) + the learning Switch; each port is a RemotePort.
 import { EventEmitter } from 'node:events';
 import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from './frames.js';
-import { ADDR_SLOT } from './native.js';
 import type { BatchReceiver, Port } from './port.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from './switch.js';
 import type { MacEntry } from './mac-table.js';
 import { UdpSocket, type UdpStats } from './udp.js';
 import { formatAddress } from './udp-address.js';
 import { silentLogger, type Logger } from './log.js';
-import { classify, readReceiverIndex, writeDataHeader } from './protocol/wire.js';
-import { SwitchSessions, type SwitchAction, type SwitchSession, type SwitchCounters } from './protocol/session.js';
-import {
-  DATA_HEADER_SIZE,
-  KEEPALIVE_INTERVAL_DEFAULT_S,
-  MAX_DATAGRAM_SIZE,
-  MessageType,
-  PORT_TIMEOUT_DEFAULT_S,
-  PORT_TIMEOUT_MIN_INTERVALS,
-  SWITCH_SWEEP_INTERVAL_MS,
-} from './protocol/constants.js';
+import { TxQueue } from './tx-queue.js';
+import type { EnginePeer, SessionStatus, SwitchEngine, SwitchEngineHost } from './switch-engine.js';
+import { PlainSwitchEngine } from './plain-switch.js';
+import { SecureSwitchEngine, type SecureSwitchOptions } from './secure/switch-engine.js';
+import { KEEPALIVE_INTERVAL_DEFAULT_S, PORT_TIMEOUT_DEFAULT_S, PORT_TIMEOUT_MIN_INTERVALS, SWITCH_SWEEP_INTERVAL_MS } from './protocol/constants.js';
 
 export const DEFAULT_SWITCH_PORT = 9999;
 /** A learned MAC stays with its port while that port used it this recently (docs/SECURITY.md). */
 export const DEFAULT_MAC_MOVE_HOLD_S = 10;
 /** Learned MACs per port: a member flooding random sources fills only its own quota. */
 export const DEFAULT_MAX_MACS_PER_PORT = 64;
-/** Transmit slab: enough for a full batch of 1500-byte frames several times over; flushed when full. */
-const TX_SLAB_BYTES = 512 * 1024;
 
 export interface ListenAddress {
   address: string;
@@ -37,6 +28,13 @@ export interface ListenAddress {
 export interface SwitchServerOptions {
   /** Default: [{ address: '::', port: 9999 }] (IPv4 and IPv6). */
   listen?: readonly ListenAddress[];
+  /**
+   * Encrypted and authenticated (protocol 2): the switch's private key and the
+   * admitted ports. Omit only together with `insecure: true`.
+   */
+  security?: Omit<SecureSwitchOptions, 'keepaliveS' | 'portTimeoutS' | 'maxPorts'>;
+  /** Plaintext protocol 1: anyone who reaches the port can join. */
+  insecure?: boolean;
   /** MAC ageing in seconds (default 300). */
   macAgeS?: number;
   /** Cap on learned MACs in total. */
@@ -58,76 +56,55 @@ export function keepaliveFor(portTimeoutS: number): number {
   return Math.max(1, Math.min(KEEPALIVE_INTERVAL_DEFAULT_S, Math.floor(portTimeoutS / 3)));
 }
 
-export interface DatagramCounters {
-  /** Data datagrams forwarded into the switch. */
-  dataIn: number;
-  /** Data datagrams sent to ports. */
-  dataOut: number;
-  /** Frames too large for one datagram. */
-  txOversize: number;
-}
-
-/** A joined remote port as the switch sees it: frames out become DATA datagrams. */
+/** A joined remote port as the switch sees it: frames out become datagrams through the engine. */
 class RemotePort implements Port {
   receiver: BatchReceiver | null = null;
   handle: SwitchPort | null = null;
   /** Ingress frames of the current receive batch: views into the socket's slab. */
   readonly ingress = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
-  queued = false;
   constructor(
-    readonly server: SwitchServer,
-    readonly session: SwitchSession,
-    public socket: UdpSocket,
-    readonly name: string,
+    readonly engine: SwitchEngine,
+    readonly peer: EnginePeer,
   ) {}
+  get name(): string {
+    return this.peer.name;
+  }
   send(batch: FrameBatch): void {
-    this.server.enqueueData(this, batch);
+    this.engine.transmit(this.peer, batch);
   }
   setReceiver(receiver: BatchReceiver | null): void {
     this.receiver = receiver;
   }
 }
 
-/** Outgoing datagrams of one socket, gathered across a receive batch and sent with one sendmmsg. */
-class TxQueue {
-  readonly batch = new MutableFrameBatch(Buffer.allocUnsafeSlow(TX_SLAB_BYTES), BATCH_SIZE);
-  readonly addrs = Buffer.alloc(BATCH_SIZE * ADDR_SLOT);
-  used = 0;
-  scheduled = false;
-  constructor(readonly socket: UdpSocket) {}
-}
-
-export interface SessionStatus {
-  name: string;
-  index: string;
-  address: string;
-  joinedAt: string;
-  lastSeenS: number;
-  switchPort: number | undefined;
-}
-
 export interface SwitchServerSnapshot extends SwitchSnapshot {
+  mode: 'insecure' | 'secure';
   sessions: SessionStatus[];
-  protocol: SwitchCounters;
-  datagrams: DatagramCounters;
+  protocol: Record<string, number>;
   udp: UdpStats[];
 }
 
+export interface PortEventInfo {
+  name: string;
+  id: number;
+  address: string;
+  publicKey?: string;
+}
+
 export interface SwitchServerEvents {
-  'port-joined': [info: { name: string; index: number; address: string; mac: string }];
-  'port-left': [info: { name: string; index: number; address: string; reason: string }];
+  'port-joined': [info: PortEventInfo];
+  'port-left': [info: PortEventInfo & { reason: string }];
 }
 
 export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   readonly switch: Switch;
-  readonly sessions: SwitchSessions;
+  readonly engine: SwitchEngine;
   readonly sockets: UdpSocket[] = [];
-  readonly counters: DatagramCounters = { dataIn: 0, dataOut: 0, txOversize: 0 };
   private readonly log: Logger;
   private readonly remotes = new Map<number, RemotePort>();
   private readonly txQueues = new Map<UdpSocket, TxQueue>();
   private readonly touched: RemotePort[] = [];
-  private sweepTimer: NodeJS.Timeout | null = null;
+  private tickTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(opts: SwitchServerOptions = {}) {
@@ -140,7 +117,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         code: 'ERR_INVALID_ARG_VALUE',
       });
     }
-    this.sessions = new SwitchSessions({ keepaliveIntervalS: keepaliveS, portTimeoutS, ...(opts.maxPorts ? { maxSessions: opts.maxPorts } : {}) });
+    if (!opts.insecure && opts.security === undefined) {
+      throw Object.assign(new Error('a switch needs a private key (security.privateKey), or insecure: true for plaintext'), { code: 'ERR_NO_KEY' });
+    }
     this.switch = new Switch({
       ...(opts.macAgeS !== undefined ? { ageingMs: opts.macAgeS * 1000 } : {}),
       ...(opts.maxMacs !== undefined ? { maxEntries: opts.maxMacs } : {}),
@@ -153,6 +132,21 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.switch.on('mac-limit', (e: { reason: string; mac: string; port: SwitchPort; suppressed: number }) =>
       this.log.warn('MAC not learned: limit reached', { reason: e.reason, mac: e.mac, port: e.port.name, suppressed: e.suppressed }),
     );
+    const host: SwitchEngineHost = {
+      log: this.log,
+      joined: (peer, detail) => this.onJoined(peer, detail),
+      left: (peer, reason) => this.onLeft(peer, reason),
+      deliver: (peer, buf, off, len) => this.deliver(peer, buf, off, len),
+      sendTo: (socket, datagram, addr) => {
+        if (!socket.closed) socket.sendTo(datagram, addr);
+      },
+      queueFor: (socket) => this.txQueues.get(socket)!,
+    };
+    const first = (): UdpSocket => this.sockets[0]!;
+    const engineOpts = { keepaliveS, portTimeoutS, ...(opts.maxPorts !== undefined ? { maxPorts: opts.maxPorts } : {}) };
+    this.engine = opts.insecure
+      ? new PlainSwitchEngine(host, first, engineOpts)
+      : new SecureSwitchEngine(host, first, { ...opts.security!, ...engineOpts });
     for (const l of opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }]) {
       let socket: UdpSocket;
       try {
@@ -166,8 +160,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       socket.onDatagrams((batch, addrs) => this.onDatagrams(socket, batch, addrs));
     }
     this.switch.start();
-    this.sweepTimer = setInterval(() => this.act(this.sessions.sweep(Date.now()), null), SWITCH_SWEEP_INTERVAL_MS);
-    this.sweepTimer.unref();
+    this.tickTimer = setInterval(() => this.engine.tick(Date.now()), SWITCH_SWEEP_INTERVAL_MS);
+    this.tickTimer.unref();
   }
 
   /** Attach a local port (a TAP in this process, a memory port...) to the switch. */
@@ -181,31 +175,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   }
 
   private onDatagrams(socket: UdpSocket, batch: FrameBatch, addrs: Buffer): void {
-    const now = Date.now();
-    const { buf, offsets, lengths, count } = batch;
-    const sessions = this.sessions;
-    for (let i = 0; i < count; i++) {
-      const off = offsets[i]!;
-      const len = lengths[i]!;
-      const addrOff = i * ADDR_SLOT;
-      if (classify(buf, off, len) === MessageType.DATA) {
-        const s = sessions.sessionForData(readReceiverIndex(buf, off, len));
-        if (s !== undefined && sessions.endpointMatches(s, addrs, addrOff)) {
-          sessions.touch(s, now);
-          const rp = this.remotes.get(s.localIndex);
-          if (rp !== undefined) {
-            if (rp.ingress.count === 0) {
-              rp.ingress.buf = buf;
-              this.touched.push(rp);
-            }
-            rp.ingress.push(off + DATA_HEADER_SIZE, len - DATA_HEADER_SIZE);
-            this.counters.dataIn++;
-            continue;
-          }
-        }
-      }
-      this.act(sessions.handleControl(buf, off, len, addrs, addrOff, now), socket);
-    }
+    this.engine.receive(socket, batch, addrs, Date.now());
     // One switch decision pass per port per receive batch.
     for (const rp of this.touched) {
       if (rp.receiver !== null) rp.receiver(rp.ingress);
@@ -214,131 +184,62 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.touched.length = 0;
   }
 
-  /** Called by RemotePort.send: DATA datagrams into the socket's transmit queue. */
-  enqueueData(rp: RemotePort, batch: FrameBatch): void {
-    const q = this.txQueues.get(rp.socket);
-    if (q === undefined) return;
-    const s = rp.session;
-    for (let i = 0; i < batch.count; i++) {
-      const len = batch.lengths[i]!;
-      const size = DATA_HEADER_SIZE + len;
-      if (size > MAX_DATAGRAM_SIZE) {
-        this.counters.txOversize++;
-        continue;
-      }
-      if (q.batch.count === q.batch.capacity || q.used + size > q.batch.buf.length) this.flush(q);
-      const off = batch.offsets[i]!;
-      writeDataHeader(q.batch.buf, q.used, s.remoteIndex, s.nextTxCounter());
-      batch.buf.copy(q.batch.buf, q.used + DATA_HEADER_SIZE, off, off + len);
-      s.endpoint.copy(q.addrs, q.batch.count * ADDR_SLOT);
-      q.batch.push(q.used, size);
-      q.used += size;
+  private deliver(peer: EnginePeer, buf: Buffer, off: number, len: number): void {
+    const rp = this.remotes.get(peer.id);
+    if (rp === undefined) return;
+    if (rp.ingress.count === 0) {
+      rp.ingress.buf = buf;
+      this.touched.push(rp);
+    } else if (rp.ingress.count === rp.ingress.capacity) {
+      if (rp.receiver !== null) rp.receiver(rp.ingress);
+      rp.ingress.clear();
     }
-    if (!q.scheduled && q.batch.count > 0) {
-      q.scheduled = true;
-      // Runs when the current native callback returns: one sendmmsg per receive batch.
-      queueMicrotask(() => this.flush(q));
-    }
+    rp.ingress.push(off, len);
   }
 
-  private flush(q: TxQueue): void {
-    q.scheduled = false;
-    if (q.batch.count === 0) return;
-    if (!q.socket.closed) {
-      q.socket.send(q.batch, q.addrs);
-      this.counters.dataOut += q.batch.count;
-    }
-    q.batch.clear();
-    q.used = 0;
+  private onJoined(peer: EnginePeer, detail: Record<string, string | number>): void {
+    const address = formatAddress(peer.endpoint);
+    const rp = new RemotePort(this.engine, peer);
+    this.remotes.set(peer.id, rp);
+    rp.handle = this.switch.addPort(rp, { name: peer.name });
+    this.log.info('port joined', { port: peer.name, address, ...(peer.publicKey ? { key: peer.publicKey } : {}), ...detail });
+    this.emit('port-joined', { name: peer.name, id: peer.id, address, ...(peer.publicKey ? { publicKey: peer.publicKey } : {}) });
   }
 
-  private act(actions: SwitchAction[], socket: UdpSocket | null): void {
-    for (const a of actions) {
-      if (a.kind === 'send') {
-        const s = socket ?? this.sockets[0];
-        if (s && !s.closed) s.sendTo(a.datagram, a.to);
-        continue;
-      }
-      const e = a.event;
-      switch (e.type) {
-        case 'joined': {
-          const address = formatAddress(e.session.endpoint);
-          const name = portName(e.session);
-          const rp = new RemotePort(this, e.session, socket ?? this.sockets[0]!, name);
-          this.remotes.set(e.session.localIndex, rp);
-          rp.handle = this.switch.addPort(rp, { name });
-          const mac = [...e.session.mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
-          this.log.info('port joined', { port: name, index: hex(e.session.localIndex), address, mac });
-          this.emit('port-joined', { name, index: e.session.localIndex, address, mac });
-          break;
-        }
-        case 'left':
-        case 'timeout': {
-          const rp = this.remotes.get(e.session.localIndex);
-          const reason = e.type === 'timeout' ? `timeout after ${(e.silentMs / 1000).toFixed(1)} s of silence` : e.reason;
-          if (rp !== undefined) {
-            this.remotes.delete(e.session.localIndex);
-            if (rp.handle) this.switch.removePort(rp.handle);
-          }
-          const address = formatAddress(e.session.endpoint);
-          this.log.info('port left', { port: portName(e.session), index: hex(e.session.localIndex), address, reason });
-          this.emit('port-left', { name: portName(e.session), index: e.session.localIndex, address, reason });
-          break;
-        }
-        case 'roamed': {
-          const rp = this.remotes.get(e.session.localIndex);
-          if (rp && socket) rp.socket = socket;
-          this.log.info('port roamed', { port: portName(e.session), from: formatAddress(e.from), to: formatAddress(e.session.endpoint) });
-          break;
-        }
-        case 'rejected':
-          this.log.warn('join rejected', { address: formatAddress(e.to), reason: e.reasonName });
-          break;
-        case 'incompatible-version':
-          this.log.warn('incompatible version', {
-            address: formatAddress(e.from),
-            theirs: e.peerVersion,
-            ours: '1',
-            hint: e.direction === 'we-refused' ? 'the port speaks a protocol version this switch does not: upgrade one side' : 'the peer refused our version',
-          });
-          break;
-        case 'malformed':
-          this.log.debug('malformed datagram dropped', { address: formatAddress(e.from), reason: e.reason });
-          break;
-      }
+  private onLeft(peer: EnginePeer, reason: string): void {
+    const rp = this.remotes.get(peer.id);
+    if (rp !== undefined) {
+      this.remotes.delete(peer.id);
+      if (rp.handle) this.switch.removePort(rp.handle);
     }
+    const address = formatAddress(peer.endpoint);
+    this.log.info('port left', { port: peer.name, address, reason });
+    this.emit('port-left', { name: peer.name, id: peer.id, address, reason, ...(peer.publicKey ? { publicKey: peer.publicKey } : {}) });
   }
 
   /** Status for humans and scripts: ports with their underlay identity, the MAC table, counters. */
   snapshot(): SwitchServerSnapshot {
+    const now = Date.now();
+    const sessions = this.engine.sessions(now).map((s) => {
+      const rp = [...this.remotes.values()].find((r) => r.peer.id === s['id']);
+      return rp?.handle ? { ...s, switchPort: rp.handle.id } : s;
+    });
     return {
       ...this.switch.snapshot(),
-      sessions: this.sessionList(),
-      protocol: this.sessions.counters,
-      datagrams: { ...this.counters },
+      mode: this.engine.mode,
+      sessions,
+      protocol: this.engine.counters(),
       udp: this.sockets.map((s) => s.stats),
     };
-  }
-
-  sessionList(): SessionStatus[] {
-    const now = Date.now();
-    return [...this.sessions.sessions()].map((s) => ({
-      name: portName(s),
-      index: hex(s.localIndex),
-      address: formatAddress(s.endpoint),
-      joinedAt: new Date(s.joinedAt).toISOString(),
-      lastSeenS: Math.round((now - s.lastSeen) / 100) / 10,
-      switchPort: this.remotes.get(s.localIndex)?.handle?.id,
-    }));
   }
 
   /** Tell every port goodbye, then stop. Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    this.act(this.sessions.leaveAll(Date.now()), null);
-    for (const q of this.txQueues.values()) this.flush(q);
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    if (this.sockets.length > 0) this.engine.close(Date.now());
+    for (const q of this.txQueues.values()) q.flush();
     this.switch.stop();
     for (const s of this.sockets) s.close();
   }
@@ -350,12 +251,4 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
  */
 function moveRule(holdMs: number): (entry: Readonly<MacEntry<SwitchPort>>, to: SwitchPort, now: number) => boolean {
   return (entry, _to, now) => !entry.port.attached || now - entry.updated >= holdMs;
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(8, '0');
-}
-
-function portName(s: SwitchSession): string {
-  return s.name !== '' ? s.name : `port-${hex(s.localIndex)}`;
 }

@@ -123,7 +123,7 @@ export function writeKeyFile(path: string, key: Uint8Array, opts: WriteKeyFileOp
     fd = openSync(path, flags, KEY_FILE_MODE);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'EEXIST') e.message = `key file ${path} already exists: remove it or pass overwrite to replace it`;
+    if (e.code === 'EEXIST') e.message = `key file ${path} already exists: remove it, or replace it with 'etherlink keygen --force'`;
     throw e;
   }
   try {

@@ -1,6 +1,8 @@
 // End-to-end LAN helpers: the real vswitch/vport CLIs started in lab namespaces,
 // readiness read from their output, status read through SIGUSR1.
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { collect, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from './netns.js';
@@ -13,9 +15,58 @@ export const SWITCH_PORT = 9999;
 /** Startup of a Node CLI on a busy 2-core VM, with margin. */
 export const START_TIMEOUT_MS = 10_000;
 
-/** Start vswitch in `ns` and wait for its readiness line. */
+/** Keys for a test LAN: a switch key, one key per host (h1..h9), and an allow file naming them. */
+export interface LanKeys {
+  dir: string;
+  switchKey: string;
+  switchPub: string;
+  allow: string;
+  portKey: (i: number) => string;
+  portPub: (i: number) => string;
+}
+
+export const MAX_LAN_HOSTS = 9;
+let keys: LanKeys | undefined;
+
+/** One set of keys per test process, made with the real `etherlink keygen`, removed at exit. */
+export function lanKeys(): LanKeys {
+  if (keys !== undefined) return keys;
+  const dir = mkdtempSync(join(tmpdir(), 'etl-keys-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const keygen = (file: string): string =>
+    execFileSync(process.execPath, [bin('etherlink'), 'keygen', '--out', join(dir, file)], { encoding: 'utf8' }).trim();
+  const switchPub = keygen('switch.key');
+  const pubs: string[] = [];
+  for (let i = 1; i <= MAX_LAN_HOSTS; i++) pubs.push(keygen(`h${i}.key`));
+  writeFileSync(join(dir, 'allow'), pubs.map((p, i) => `${p} h${i + 1}`).join('\n') + '\n');
+  keys = {
+    dir,
+    switchKey: join(dir, 'switch.key'),
+    switchPub,
+    allow: join(dir, 'allow'),
+    portKey: (i) => join(dir, `h${i}.key`),
+    portPub: (i) => pubs[i - 1]!,
+  };
+  return keys;
+}
+
+/** The key flags of a vswitch, unless it runs --insecure. */
+export function switchKeyArgs(args: readonly string[]): string[] {
+  if (args.includes('--insecure') || args.includes('--key')) return [];
+  const k = lanKeys();
+  return ['--key', k.switchKey, '--allow', k.allow];
+}
+
+/** The key flags of the vport on host i, unless it runs --insecure. */
+export function portKeyArgs(i: number, args: readonly string[]): string[] {
+  if (args.includes('--insecure') || args.includes('--key')) return [];
+  const k = lanKeys();
+  return ['--key', k.portKey(i), '--switch-key', k.switchPub];
+}
+
+/** Start vswitch in `ns` (with the test keys unless `--insecure`) and wait for its readiness line. */
 export async function startSwitch(ns: Netns, args: readonly string[] = []): Promise<ChildProcess> {
-  const child = ns.spawn(process.execPath, [bin('vswitch'), String(SWITCH_PORT), ...args]);
+  const child = ns.spawn(process.execPath, [bin('vswitch'), String(SWITCH_PORT), ...switchKeyArgs(args), ...args]);
   await waitForOutput(child, new RegExp(`vswitch ready on UDP ${SWITCH_PORT}\\n`), START_TIMEOUT_MS);
   return child;
 }
@@ -32,6 +83,7 @@ export async function startPort(host: StarHost, i: number, args: readonly string
     `10.99.0.${i}/24`,
     '--port-name',
     `h${i}`,
+    ...portKeyArgs(i, args),
     ...args,
   ]);
   await waitForOutput(child, /vport etl0 joined \S+\n/, START_TIMEOUT_MS);

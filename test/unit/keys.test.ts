@@ -80,7 +80,7 @@ test('writeKeyFile creates mode 0600 even with a permissive umask, refuses to ov
   assert.equal(read.warning, undefined);
 
   const other = generateKeyPair();
-  assert.throws(() => writeKeyFile(path, other.privateKey), (e: Error & { code?: string }) => e.code === 'EEXIST' && /overwrite/.test(e.message));
+  assert.throws(() => writeKeyFile(path, other.privateKey), (e: Error & { code?: string }) => e.code === 'EEXIST' && /already exists/.test(e.message));
   assert.deepEqual(readKeyFile(path).privateKey, privateKey, 'unchanged');
 
   chmodSync(path, 0o644);

@@ -1,0 +1,48 @@
+// Loading the key material the CLIs are given: private keys, the switch's
+// allow file, PSKs — with the warnings and errors a user can act on.
+import { readFileSync } from 'node:fs';
+import { decodeKey, parseAllowList, readKeyFile, readPsk, type AllowEntry } from './crypto/keys.js';
+import { UsageError } from './cli.js';
+
+export const KEYGEN_HINT = "make one with 'etherlink keygen --out FILE' and pass --key FILE (or run both ends with --insecure: plaintext, anyone can join)";
+
+export interface Loaded<T> {
+  value: T;
+  warnings: string[];
+}
+
+function readOrExplain<T>(what: string, path: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    const e = err as { code?: string; message: string };
+    if (e.code === 'ENOENT') throw Object.assign(new Error(`${what} ${path} does not exist: ${what === 'key file' ? KEYGEN_HINT : 'check the path'}`), { code: 'ENOENT' });
+    if (e.code === 'EACCES') throw Object.assign(new Error(`${what} ${path} is not readable by this user: fix its owner, or run as its owner`), { code: 'EACCES' });
+    throw err;
+  }
+}
+
+export function loadPrivateKey(path: string): Loaded<Buffer> {
+  const k = readOrExplain('key file', path, () => readKeyFile(path));
+  return { value: k.privateKey, warnings: k.warning ? [k.warning] : [] };
+}
+
+export function loadPsk(path: string | undefined): Loaded<Buffer | undefined> {
+  if (path === undefined) return { value: undefined, warnings: [] };
+  const p = readOrExplain('PSK file', path, () => readPsk(path));
+  return { value: p.psk, warnings: p.warning ? [p.warning] : [] };
+}
+
+export function loadAllowList(path: string): AllowEntry[] {
+  const text = readOrExplain('allow file', path, () => readFileSync(path, 'utf8'));
+  return parseAllowList(text, path);
+}
+
+/** A public key given on the command line (base64, 44 characters). */
+export function parsePublicKeyFlag(text: string, flag: string): Buffer {
+  try {
+    return decodeKey(text.trim(), flag);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message} (get it with 'etherlink pubkey KEYFILE' on the switch)`);
+  }
+}

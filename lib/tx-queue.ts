@@ -1,0 +1,56 @@
+// Outgoing datagrams of one UDP socket, gathered in a slab and sent with one
+// sendmmsg — by default when the current native callback returns.
+import { MutableFrameBatch, BATCH_SIZE } from './frames.js';
+import { ADDR_SLOT } from './native.js';
+import type { UdpSocket } from './udp.js';
+
+/** Room for a batch of full 1500-byte datagrams several times over; flushed when full. */
+export const TX_SLAB_BYTES = 512 * 1024;
+
+export class TxQueue {
+  readonly batch = new MutableFrameBatch(Buffer.allocUnsafeSlow(TX_SLAB_BYTES), BATCH_SIZE);
+  readonly addrs = Buffer.alloc(BATCH_SIZE * ADDR_SLOT);
+  /** Scratch for engines: destination offsets of datagrams being built. */
+  readonly scratchOffsets = new Uint32Array(BATCH_SIZE);
+  used = 0;
+  sent = 0;
+  private scheduled = false;
+
+  constructor(readonly socket: UdpSocket) {}
+
+  get bytesFree(): number {
+    return this.batch.buf.length - this.used;
+  }
+
+  get slotsFree(): number {
+    return this.batch.capacity - this.batch.count;
+  }
+
+  /** Record a datagram the caller wrote at batch.buf[offset..+size) for `addr` (a 20-byte slot). */
+  commit(offset: number, size: number, addr: Buffer, addrOffset = 0): void {
+    addr.copy(this.addrs, this.batch.count * ADDR_SLOT, addrOffset, addrOffset + ADDR_SLOT);
+    this.batch.push(offset, size);
+    this.used = Math.max(this.used, offset + size);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // Runs when the current native callback returns: one sendmmsg per receive batch.
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Make sure `size` bytes and one slot are free, sending what is queued if not. */
+  ensure(size: number): void {
+    if (this.slotsFree === 0 || this.bytesFree < size) this.flush();
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.batch.count === 0) return;
+    if (!this.socket.closed) {
+      this.socket.send(this.batch, this.addrs);
+      this.sent += this.batch.count;
+    }
+    this.batch.clear();
+    this.used = 0;
+  }
+}
