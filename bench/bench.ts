@@ -2,6 +2,7 @@
 //   overlay  host 1 -> host 2 through a switch namespace: EtherLink modes vs kernel VXLAN + bridge
 //   tap      the JS bridge between two TAPs vs a veth pair
 //   scale    one vswitch with 2 ports vs 1,000 ports and 100k learned MACs
+//   aead     batched AEAD in the addon vs a node:crypto cipher per packet
 // `--section NAME` (repeatable, or BENCH_SECTIONS=a,b) picks sections; default all.
 // Env knobs: bench/config.ts. Markdown on stdout, JSON under results/.
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { overlayTable, runOverlay, type OverlayResult } from './overlay.js';
 import { commandLine, machineInfo, writeResults } from './report.js';
 import { runScale, scaleTable, type ScaleResult } from './scale.js';
 import { runTapBridge, tapBridgeTable, type TapBridgeResult } from './tap-bridge.js';
+import { aeadTable, runAead, type AeadResult } from './aead.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 
@@ -39,7 +41,7 @@ async function main(): Promise<number> {
   console.log(`machine: ${machine.nproc} x ${machine.cpuModel}, kernel ${machine.kernel}, node ${machine.node}, ${machine.iperf3}, load ${machine.loadAverage1m.toFixed(2)}`);
   console.log(`sections: ${chosen.join(', ')}${QUICK ? ' (BENCH_QUICK: short, for checking the bench, not for numbers)' : ''}`);
 
-  const out: { overlay?: OverlayResult | { error: string }; tap?: TapBridgeResult | { error: string }; scale?: ScaleResult | { error: string } } = {};
+  const out: { overlay?: OverlayResult | { error: string }; tap?: TapBridgeResult | { error: string }; scale?: ScaleResult | { error: string }; aead?: AeadResult | { error: string } } = {};
   const tables: string[] = [];
   // A section that throws is reported; the others still run.
   for (const s of chosen) {
@@ -52,6 +54,10 @@ async function main(): Promise<number> {
         const r = await runTapBridge(tag);
         out.tap = r;
         tables.push(`### tap: JS bridge between two TAPs vs veth (median of ${r.config.runs})\n\n${tapBridgeTable(r)}`);
+      } else if (s === 'aead') {
+        const r = runAead(QUICK ? 200 : 2000);
+        out.aead = r;
+        tables.push(`### aead: batched in the addon vs per packet (${r.rounds} rounds of ${64})\n\n${aeadTable(r)}`);
       } else {
         const r = await runScale(tag);
         out.scale = r;

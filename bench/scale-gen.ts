@@ -1,0 +1,388 @@
+#!/usr/bin/env node
+// Load generator for the scale section: N ports speaking protocol v1 to one
+// vswitch over loopback (one UdpSocket per port, since the switch keys a session
+// by its endpoint), teaching it M MACs, then measuring its forwarding rate.
+// Prints progress lines and one final line `RESULT {json}`.
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { FrameBatch } from '../lib/frames.js';
+import { UdpSocket } from '../lib/udp.js';
+import { encodeAddress } from '../lib/udp-address.js';
+import { decode, encodeJoin, encodeKeepalive, writeDataHeader } from '../lib/protocol/wire.js';
+import { DATA_HEADER_SIZE, MessageType, REJECT_REASON_NAMES } from '../lib/protocol/constants.js';
+import { cpuSeconds, machineCpu, statusBytes } from './proc.js';
+
+/** 60-byte frames: the minimum Ethernet frame without FCS, so the rate is per-frame cost. */
+const FRAME_SIZE = 60;
+const DGRAM_SIZE = DATA_HEADER_SIZE + FRAME_SIZE;
+/** Distinct precomputed measurement datagrams per port (random destinations), cycled. */
+const RING = 64;
+/** Second MAC byte marking our frames; bytes 2-3 carry the port, 4-5 the MAC number. */
+const MAC_MARK = 0x42;
+const JOIN_MAC_NUMBER = 0xffff;
+const ETHERTYPE_EXPERIMENTAL = 0x88b5;
+const JOINS_IN_FLIGHT = 128;
+const JOIN_RETRY_MS = 1000;
+const JOIN_TIMEOUT_MS = 60_000;
+/** No delivery for this long with datagrams in flight: they are lost; forget them and go on. */
+const STALL_MS = 100;
+const STALL_CHECK_MS = 20;
+/** Wait after the sink MACs are taught, with no feedback, before traffic that needs them. */
+const SINK_SETTLE_MS = 300;
+const LEARN_TIMEOUT_MS = 120_000;
+
+const { values: opt } = parseArgs({
+  options: {
+    'switch-port': { type: 'string', default: '9999' },
+    'switch-pid': { type: 'string' },
+    ports: { type: 'string', default: '2' },
+    macs: { type: 'string', default: '2' },
+    seconds: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    burst: { type: 'string', default: '16' },
+    window: { type: 'string', default: '2048' },
+  },
+  strict: true,
+});
+
+const N = Number(opt.ports);
+const M = Number(opt.macs);
+const K = Math.max(1, Math.floor(M / N)); // MACs per port
+const BURST = Math.min(RING, Number(opt.burst));
+const WINDOW = Number(opt.window);
+const SWITCH_PID = opt['switch-pid'] !== undefined ? Number(opt['switch-pid']) : undefined;
+if (!(N >= 2 && N <= 65535 && K < JOIN_MAC_NUMBER && RING % BURST === 0 && WINDOW >= BURST)) {
+  throw new Error(`bad arguments: ports ${N}, macs ${M} (${K}/port), burst ${BURST} (must divide ${RING}), window ${WINDOW}`);
+}
+
+const switchAddr = Buffer.alloc(RING * 20);
+for (let i = 0; i < RING; i++) encodeAddress('127.0.0.1', Number(opt['switch-port']), switchAddr, i * 20);
+
+function writeMac(buf: Buffer, off: number, port: number, n: number): void {
+  buf[off] = 0x02; // locally administered, unicast
+  buf[off + 1] = MAC_MARK;
+  buf.writeUInt16BE(port, off + 2);
+  buf.writeUInt16BE(n, off + 4);
+}
+
+/** A DATA datagram at buf[off]: header filled in at send time, frame src -> dst. */
+function writeFrame(buf: Buffer, off: number, dstPort: number, dstN: number, srcPort: number, srcN: number): void {
+  const f = off + DATA_HEADER_SIZE;
+  buf.fill(0, off, off + DGRAM_SIZE);
+  writeMac(buf, f, dstPort, dstN);
+  writeMac(buf, f + 6, srcPort, srcN);
+  buf.writeUInt16BE(ETHERTYPE_EXPERIMENTAL, f + 12);
+}
+
+/** `count` datagrams in one slab, sent as views of at most BURST. */
+function slab(count: number): { buf: Buffer; views: FrameBatch[] } {
+  const buf = Buffer.alloc(count * DGRAM_SIZE);
+  const offsets = new Uint32Array(count);
+  const lengths = new Uint32Array(count).fill(DGRAM_SIZE);
+  for (let i = 0; i < count; i++) offsets[i] = i * DGRAM_SIZE;
+  const views: FrameBatch[] = [];
+  for (let i = 0; i < count; i += BURST) {
+    const n = Math.min(BURST, count - i);
+    views.push({ buf, offsets: offsets.subarray(i, i + n), lengths: lengths.subarray(i, i + n), count: n });
+  }
+  return { buf, views };
+}
+
+interface GenPort {
+  id: number;
+  socket: UdpSocket;
+  senderIndex: number;
+  nonce: Buffer;
+  remoteIndex: number;
+  token: Buffer | undefined;
+  counter: number;
+  /** What the pump sends from this port, and where it is. */
+  views: FrameBatch[];
+  next: number;
+}
+
+let delivered = 0;
+let misdelivered = 0;
+let sent = 0;
+/** Datagrams given up as lost by the stall check (they no longer count as in flight). */
+let writtenOff = 0;
+let stalls = 0;
+let leaves = 0;
+let rejects = 0;
+let keepaliveS = 10;
+let joinedCount = 0;
+let lastReject = '';
+
+const ports: GenPort[] = [];
+
+function onControl(p: GenPort, buf: Buffer, off: number, len: number): void {
+  const d = decode(buf, off, len);
+  if (!d.ok) return;
+  const m = d.message;
+  if (m.type === MessageType.ACCEPT && m.receiverIndex === p.senderIndex && p.token === undefined) {
+    p.remoteIndex = m.senderIndex;
+    p.token = m.token;
+    keepaliveS = Math.max(1, m.keepaliveIntervalS);
+    joinedCount++;
+  } else if (m.type === MessageType.REJECT) {
+    rejects++;
+    lastReject = `${REJECT_REASON_NAMES[m.reason] ?? m.reason}: ${m.text}`;
+  } else if (m.type === MessageType.LEAVE) {
+    leaves++;
+  }
+}
+
+for (let id = 0; id < N; id++) {
+  const socket = UdpSocket.bind({ address: '127.0.0.1', port: 0, batchSize: 64, slotSize: 512, socketBuffer: 512 * 1024 });
+  const idx = randomBytes(4).readUInt32BE(0) || 1;
+  const p: GenPort = { id, socket, senderIndex: idx, nonce: randomBytes(8), remoteIndex: 0, token: undefined, counter: 0, views: [], next: 0 };
+  ports.push(p);
+  socket.onDatagrams((batch) => {
+    const { buf, offsets, lengths, count } = batch;
+    for (let i = 0; i < count; i++) {
+      const off = offsets[i]!;
+      const len = lengths[i]!;
+      if (buf[off + 1] === MessageType.DATA && len >= DGRAM_SIZE) {
+        const f = off + DATA_HEADER_SIZE;
+        // Delivered to the port that owns the destination MAC, or a flooded copy.
+        if (buf[f + 1] === MAC_MARK && buf.readUInt16BE(f + 2) === id) delivered++;
+        else misdelivered++;
+      } else {
+        onControl(p, buf, off, len);
+      }
+    }
+    pump();
+  });
+}
+
+// ---------------------------------------------------------------- traffic pump
+
+let pumping = false;
+/** Measurement traffic cycles forever; learning traffic is sent once. */
+let cycle = false;
+let remaining = 0;
+let rr = 0;
+
+function stamp(p: GenPort, v: FrameBatch): void {
+  for (let i = 0; i < v.count; i++) writeDataHeader(v.buf, v.offsets[i]!, p.remoteIndex, p.counter++);
+}
+
+/** Keep up to WINDOW datagrams in flight, round-robin over the ports, BURST per sendmmsg. */
+function pump(): void {
+  if (!pumping) return;
+  let idle = 0;
+  while (sent - delivered - writtenOff < WINDOW && idle < N) {
+    const p = ports[rr]!;
+    rr = rr + 1 === N ? 0 : rr + 1;
+    if (p.next >= p.views.length) {
+      if (!cycle || p.views.length === 0) {
+        idle++;
+        continue;
+      }
+      p.next = 0;
+    }
+    idle = 0;
+    const v = p.views[p.next++]!;
+    stamp(p, v);
+    p.socket.send(v, switchAddr);
+    sent += v.count;
+    if (!cycle) remaining -= v.count;
+  }
+}
+
+let lastDelivered = -1;
+let stalledFor = 0;
+const stallTimer = setInterval(() => {
+  const inflight = sent - delivered - writtenOff;
+  if (delivered === lastDelivered && inflight > 0) {
+    stalledFor += STALL_CHECK_MS;
+    if (stalledFor >= STALL_MS) {
+      writtenOff += inflight;
+      stalls++;
+      stalledFor = 0;
+      pump();
+    }
+  } else {
+    stalledFor = 0;
+  }
+  lastDelivered = delivered;
+}, STALL_CHECK_MS);
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function rss(): { rss: number | undefined; hwm: number | undefined } {
+  return SWITCH_PID === undefined ? { rss: undefined, hwm: undefined } : { rss: statusBytes(SWITCH_PID, 'VmRSS'), hwm: statusBytes(SWITCH_PID, 'VmHWM') };
+}
+
+function udpRcvbufErrors(): number {
+  // This process runs in the switch's namespace, so /proc/net/snmp is that namespace's.
+  const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+  const head = lines[0]!.split(/\s+/);
+  const vals = lines[1]!.split(/\s+/);
+  return Number(vals[head.indexOf('RcvbufErrors')] ?? NaN);
+}
+
+function progress(text: string): void {
+  process.stdout.write(`gen: ${text}\n`);
+}
+
+async function join(): Promise<number> {
+  const t0 = Date.now();
+  const joinMsgs = ports.map((p) => encodeJoin({ senderIndex: p.senderIndex, nonce: p.nonce, mac: macBytes(p.id, JOIN_MAC_NUMBER), name: `gen${p.id}` }));
+  const lastSent = new Float64Array(N);
+  while (joinedCount < N) {
+    if (Date.now() - t0 > JOIN_TIMEOUT_MS) throw new Error(`only ${joinedCount}/${N} ports joined in ${JOIN_TIMEOUT_MS} ms${lastReject ? `; last REJECT ${lastReject}` : ''}`);
+    const now = Date.now();
+    let inFlight = 0;
+    for (const p of ports) {
+      if (p.token !== undefined) continue;
+      if (lastSent[p.id]! > 0 && now - lastSent[p.id]! < JOIN_RETRY_MS) {
+        inFlight++;
+        continue;
+      }
+      if (inFlight >= JOINS_IN_FLIGHT) break;
+      p.socket.sendTo(joinMsgs[p.id]!, switchAddr);
+      lastSent[p.id] = now;
+      inFlight++;
+    }
+    await sleep(5);
+  }
+  return Date.now() - t0;
+}
+
+function macBytes(port: number, n: number): Buffer {
+  const b = Buffer.alloc(6);
+  writeMac(b, 0, port, n);
+  return b;
+}
+
+function keepalives(): NodeJS.Timeout {
+  let echo = 0;
+  return setInterval(() => {
+    for (const p of ports) {
+      if (p.remoteIndex !== 0 && p.token !== undefined) p.socket.sendTo(encodeKeepalive({ receiverIndex: p.remoteIndex, token: p.token, echo: echo++ >>> 0 }), switchAddr);
+    }
+  }, keepaliveS * 1000);
+}
+
+/** Send each port's views once through the pump; resolves when delivered or given up. */
+async function sendOnce(timeoutMs: number): Promise<void> {
+  cycle = false;
+  remaining = ports.reduce((s, p) => s + p.views.reduce((a, v) => a + v.count, 0), 0);
+  pumping = true;
+  pump();
+  const deadline = Date.now() + timeoutMs;
+  while (remaining > 0 || sent - delivered - writtenOff > 0) {
+    if (Date.now() > deadline) throw new Error(`learning did not finish in ${timeoutMs} ms: ${remaining} unsent, ${sent - delivered - writtenOff} in flight`);
+    await sleep(10);
+  }
+  pumping = false;
+}
+
+async function main(): Promise<void> {
+  const rssBase = rss();
+  progress(`${N} sockets bound; joining`);
+  const joinMs = await join();
+  const ka = keepalives();
+  await sleep(200); // let the switch finish its join bookkeeping before sampling memory
+  const rssJoined = rss();
+  progress(`${N} ports joined in ${joinMs} ms`);
+
+  // Sinks: MAC 0 of each port, taught with src = dst (the switch learns it, then
+  // drops the frame as same-port), so later frames to it are unicast, not flooded.
+  const t0 = Date.now();
+  for (const p of ports) {
+    const s = slab(1);
+    writeFrame(s.buf, 0, p.id, 0, p.id, 0);
+    stamp(p, s.views[0]!);
+    p.socket.send(s.views[0]!, switchAddr);
+    if (p.id % 256 === 255) await sleep(1);
+  }
+  await sleep(SINK_SETTLE_MS);
+  // The other K-1 MACs of each port, each as the source of one frame to the next port's sink.
+  for (const p of ports) {
+    const s = slab(K - 1);
+    for (let k = 1; k < K; k++) writeFrame(s.buf, (k - 1) * DGRAM_SIZE, (p.id + 1) % N, 0, p.id, k);
+    p.views = s.views;
+    p.next = 0;
+  }
+  const learnFlooded0 = misdelivered;
+  await sendOnce(LEARN_TIMEOUT_MS);
+  const learnMs = Date.now() - t0;
+  const learnFlooded = misdelivered - learnFlooded0;
+  const learnLost = writtenOff;
+  await sleep(200);
+  const rssLearned = rss();
+  progress(`${N * K} MACs taught in ${learnMs} ms (${learnFlooded} flooded copies, ${learnLost} lost)`);
+
+  // Measurement: each port sends to random learned MACs on other ports.
+  for (const p of ports) {
+    const s = slab(RING);
+    for (let i = 0; i < RING; i++) {
+      let q = Math.floor(Math.random() * (N - 1));
+      if (q >= p.id) q++;
+      writeFrame(s.buf, i * DGRAM_SIZE, q, Math.floor(Math.random() * K), p.id, Math.floor(Math.random() * K));
+    }
+    p.views = s.views;
+    p.next = 0;
+  }
+  cycle = true;
+  pumping = true;
+  pump();
+  await sleep(Number(opt.warmup) * 1000);
+  const snap = () => ({
+    t: performance.now(),
+    delivered,
+    misdelivered,
+    sent,
+    writtenOff,
+    stalls,
+    switchCpu: SWITCH_PID === undefined ? NaN : cpuSeconds(SWITCH_PID) ?? NaN,
+    genCpu: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    rcvbufErrors: udpRcvbufErrors(),
+    machineBusy: machineCpu().busy,
+  });
+  const a = snap();
+  await sleep(Number(opt.seconds) * 1000);
+  const b = snap();
+  pumping = false;
+  clearInterval(ka);
+  clearInterval(stallTimer);
+  const rssEnd = rss();
+  const s = (b.t - a.t) / 1000;
+  const result = {
+    ports: N,
+    macs: N * K,
+    macsPerPort: K,
+    burst: BURST,
+    window: WINDOW,
+    frameBytes: FRAME_SIZE,
+    joinMs,
+    learnMs,
+    learnFlooded,
+    learnLost,
+    seconds: s,
+    deliveredPerS: (b.delivered - a.delivered) / s,
+    sentPerS: (b.sent - a.sent) / s,
+    floodedPerS: (b.misdelivered - a.misdelivered) / s,
+    lostInWindow: b.writtenOff - a.writtenOff,
+    stallsInWindow: b.stalls - a.stalls,
+    switchCpuPct: ((b.switchCpu - a.switchCpu) / s) * 100,
+    generatorCpuPct: ((b.genCpu - a.genCpu) / s) * 100,
+    /** Busy CPU of the whole machine in % of one core (2 cores = 200): the rest is the kernel's softirq work and other processes. */
+    machineBusyPct: ((b.machineBusy - a.machineBusy) / s) * 100,
+    deliveredPerSwitchCpuS: (b.delivered - a.delivered) / (b.switchCpu - a.switchCpu),
+    udpRcvbufErrorsInWindow: b.rcvbufErrors - a.rcvbufErrors,
+    leaves,
+    rejects,
+    switchRss: { base: rssBase.rss, joined: rssJoined.rss, learned: rssLearned.rss, end: rssEnd.rss, peak: rssEnd.hwm },
+  };
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  for (const p of ports) p.socket.close();
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`gen: ${err.message}\n`);
+  process.exit(1);
+});
