@@ -8,6 +8,7 @@
 #include <net/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "offload.h"
 
 namespace etherlink {
 
@@ -27,6 +29,11 @@ constexpr const char* kTunPath = "/dev/net/tun";
 // Batches read per readable wake-up before yielding back to the loop, so one
 // busy device cannot starve the others.
 constexpr int kMaxBatchesPerWake = 4;
+// Frames one super-frame can become (64 KiB / the smallest sensible MSS), and
+// the slab room one read may need: the super-frame itself plus its segments.
+constexpr uint32_t kMaxSegments = 64;
+constexpr size_t kReadRoom = 2 * kMaxSuperFrame + kMaxSegments * 128;
+constexpr int kMaxIov = kMaxSegments + 2;
 
 enum TapStat {
   kRxFrames = 0,
@@ -39,6 +46,8 @@ enum TapStat {
   kTxQueued,
   kRxBatches,
   kQueueDepth,
+  kRxSuperFrames,  // TSO super-frames read and split (vnet mode)
+  kTxSuperFrames,  // coalesced super-frames written (vnet mode)
   kStatCount
 };
 
@@ -52,6 +61,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
                            InstanceAccessor<&Tap::GetName>("name"),
                            InstanceAccessor<&Tap::GetIfindex>("ifindex"),
                            InstanceAccessor<&Tap::GetFd>("fd"),
+                           InstanceAccessor<&Tap::GetOffloads>("offloads"),
                            InstanceMethod<&Tap::Write>("write"),
                            InstanceMethod<&Tap::Pause>("pause"),
                            InstanceMethod<&Tap::Resume>("resume"),
@@ -72,6 +82,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
     batch_size_ = opts.Get("batchSize").ToNumber().Uint32Value();
     slot_size_ = opts.Get("slotSize").ToNumber().Uint32Value();
     queue_cap_ = opts.Get("writeQueue").ToNumber().Uint32Value();
+    vnet_ = opts.Has("vnetHdr") && opts.Get("vnetHdr").ToBoolean().Value();
 
     if (name.size() >= IFNAMSIZ) {
       ThrowErrno(env, EINVAL, "TUNSETIFF",
@@ -83,12 +94,14 @@ class Tap : public Napi::ObjectWrap<Tap> {
     auto offsets = info[3].As<Napi::Uint32Array>();
     auto lengths = info[4].As<Napi::Uint32Array>();
     auto stats = info[5].As<Napi::Float64Array>();
+    size_t need = vnet_ ? kReadRoom : static_cast<size_t>(batch_size_) * slot_size_;
     if (batch_size_ == 0 || slot_size_ == 0 || offsets.ElementLength() < batch_size_ ||
-        lengths.ElementLength() < batch_size_ ||
-        slab.Length() < static_cast<size_t>(batch_size_) * slot_size_ || stats.ElementLength() < kStatCount) {
+        lengths.ElementLength() < batch_size_ || slab.Length() < need || stats.ElementLength() < kStatCount ||
+        (vnet_ && batch_size_ < kMaxSegments)) {
       ThrowErrno(env, EINVAL, "Tap", "Tap: slab, offsets, lengths or stats smaller than batchSize x slotSize");
     }
     slab_ = slab.Data();
+    slab_len_ = slab.Length();
     offsets_ = offsets.Data();
     lengths_ = lengths.Data();
     stats_ = stats.Data();
@@ -106,7 +119,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
     }
     struct ifreq ifr;
     std::memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_ ? IFF_VNET_HDR : 0);
     std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
     if (ioctl(fd_, TUNSETIFF, &ifr) < 0) {
       int err = errno;
@@ -121,6 +134,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
       ThrowErrno(env, err, "TUNSETIFF", msg);
     }
     name_ = ifr.ifr_name;
+    if (vnet_) ProbeOffloads();
     ifindex_ = if_index_of(fd_);
 
     uv_loop_t* loop = nullptr;
@@ -153,6 +167,75 @@ class Tap : public Napi::ObjectWrap<Tap> {
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value GetIfindex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ifindex_); }
   Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value GetOffloads(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), offloads_); }
+
+  // Ask for TSO super-frames and partial checksums; fall back to checksums
+  // only, then to nothing (the vnet header still comes, always empty).
+  void ProbeOffloads() {
+    if (ioctl(fd_, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
+      offloads_ = "csum,tso4,tso6";
+    } else if (ioctl(fd_, TUNSETOFFLOAD, TUN_F_CSUM) == 0) {
+      offloads_ = "csum";
+    } else {
+      offloads_ = "none";
+    }
+  }
+
+  // One frame out, with an empty vnet header when the device has them.
+  ssize_t WriteOne(const uint8_t* data, size_t len) {
+    if (!vnet_) return ::write(fd_, data, len);
+    VnetHdr h{};
+    struct iovec iov[2] = {{&h, sizeof h}, {const_cast<uint8_t*>(data), len}};
+    ssize_t n = ::writev(fd_, iov, 2);
+    return n < 0 ? n : n - static_cast<ssize_t>(sizeof h);
+  }
+
+  // vnet mode: coalesce runs of TCP segments from frames[i..] and write them.
+  // Returns frames consumed (0 on EAGAIN before anything was written).
+  uint32_t WriteCoalesced(const uint8_t* base, size_t blen, const uint32_t* offs, const uint32_t* lens, uint32_t i,
+                          uint32_t count, bool* again) {
+    *again = false;
+    size_t off = offs[i], len = lens[i];
+    if (off + len > blen || len == 0) {
+      stats_[kTxErrors]++;
+      return 1;
+    }
+    uint32_t j = i + 1;
+    if (coalescer_.Begin(base + off, len)) {
+      while (j < count && offs[j] + static_cast<size_t>(lens[j]) <= blen && coalescer_.Append(base + offs[j], lens[j])) j++;
+    }
+    if (j == i + 1) {
+      coalescer_.Reset();
+      ssize_t n = WriteOne(base + off, len);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          *again = true;
+          return 0;
+        }
+        stats_[kTxErrors]++;
+        return 1;
+      }
+      stats_[kTxFrames]++;
+      stats_[kTxBytes] += static_cast<double>(n);
+      return 1;
+    }
+    VnetHdr h;
+    struct iovec iov[kMaxIov];
+    int niov = coalescer_.Finish(&h, iov, kMaxIov);
+    ssize_t n = niov > 0 ? ::writev(fd_, iov, niov) : -1;
+    if (n < 0) {
+      if (niov > 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        *again = true;
+        return 0;
+      }
+      stats_[kTxErrors] += j - i;
+      return j - i;
+    }
+    stats_[kTxFrames] += j - i;
+    stats_[kTxSuperFrames]++;
+    stats_[kTxBytes] += static_cast<double>(n) - sizeof h;
+    return j - i;
+  }
 
   // write(buf, offsets, lengths, count) -> frames written or queued.
   Napi::Value Write(const Napi::CallbackInfo& info) {
@@ -173,7 +256,15 @@ class Tap : public Napi::ObjectWrap<Tap> {
     uint32_t accepted = 0;
     uint32_t i = 0;
     // Frames queued earlier must go first, or order breaks.
-    if (queue_len_ == 0) {
+    if (queue_len_ == 0 && vnet_) {
+      while (i < count) {
+        bool again = false;
+        uint32_t used = WriteCoalesced(base, blen, offs.Data(), lens.Data(), i, count, &again);
+        if (again) break;
+        accepted += used;
+        i += used;
+      }
+    } else if (queue_len_ == 0) {
       for (; i < count; i++) {
         size_t off = offs[i], len = lens[i];
         if (off + len > blen || len == 0) {
@@ -224,7 +315,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
   void FlushQueue() {
     while (queue_len_ > 0) {
       std::vector<uint8_t>& slot = queue_[queue_head_];
-      ssize_t n = ::write(fd_, slot.data(), slot.size());
+      ssize_t n = WriteOne(slot.data(), slot.size());
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -288,12 +379,63 @@ class Tap : public Napi::ObjectWrap<Tap> {
     if ((events & UV_READABLE) && !self->paused_) self->ReadBatches();
   }
 
+  // vnet mode: read into the slab, split TSO super-frames after them (the
+  // super-frame's bytes stay behind as a hole: offsets are arbitrary).
+  bool ReadVnet(uint32_t* countp, size_t* usedp) {
+    VnetHdr h;
+    uint8_t* dst = slab_ + *usedp;
+    struct iovec iov[2] = {{&h, sizeof h}, {dst, kMaxSuperFrame}};
+    ssize_t n = ::readv(fd_, iov, 2);
+    if (n < 0) {
+      if (errno == EINTR) return true;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) stats_[kRxErrors]++;
+      return false;
+    }
+    if (n <= static_cast<ssize_t>(sizeof h)) return n > 0;
+    size_t len = static_cast<size_t>(n) - sizeof h;
+    if ((h.gso_type & ~kGsoEcn) != kGsoNone) {
+      size_t out = *usedp + len;
+      uint32_t before = *countp;
+      if (GsoSplit(dst, len, h, slab_, slab_len_, &out, offsets_, lengths_, batch_size_, countp)) {
+        stats_[kRxSuperFrames]++;
+        for (uint32_t k = before; k < *countp; k++) {
+          stats_[kRxFrames]++;
+          stats_[kRxBytes] += lengths_[k];
+        }
+        *usedp = out;
+      } else {
+        stats_[kRxErrors]++;
+      }
+      return true;
+    }
+    if ((h.flags & kVnetNeedsCsum) && !CompleteChecksum(dst, len, h.csum_start, h.csum_offset)) {
+      stats_[kRxErrors]++;
+      return true;
+    }
+    offsets_[*countp] = static_cast<uint32_t>(*usedp);
+    lengths_[*countp] = static_cast<uint32_t>(len);
+    (*countp)++;
+    *usedp += len;
+    stats_[kRxFrames]++;
+    stats_[kRxBytes] += static_cast<double>(len);
+    return true;
+  }
+
   void ReadBatches() {
     Napi::Env env = Env();
     for (int b = 0; b < kMaxBatchesPerWake && !closed_ && !paused_; b++) {
       uint32_t count = 0;
       bool drained = false;
-      while (count < batch_size_) {
+      if (vnet_) {
+        size_t used = 0;
+        while (count + kMaxSegments <= batch_size_ && used + kReadRoom <= slab_len_) {
+          if (!ReadVnet(&count, &used)) {
+            drained = true;
+            break;
+          }
+        }
+      }
+      while (!vnet_ && count < batch_size_) {
         ssize_t n = ::read(fd_, slab_ + static_cast<size_t>(count) * slot_size_, slot_size_);
         if (n < 0) {
           if (errno == EINTR) continue;
@@ -384,6 +526,10 @@ class Tap : public Napi::ObjectWrap<Tap> {
   uint32_t batch_size_ = 0;
   uint32_t slot_size_ = 0;
   uint8_t* slab_ = nullptr;
+  size_t slab_len_ = 0;
+  bool vnet_ = false;
+  std::string offloads_ = "none";
+  Coalescer coalescer_;
   uint32_t* offsets_ = nullptr;
   uint32_t* lengths_ = nullptr;
   double* stats_ = nullptr;

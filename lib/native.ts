@@ -16,8 +16,10 @@ export const TapStat = {
   txQueued: 7, // frames that waited in the queue because of EAGAIN
   rxBatches: 8,
   queueDepth: 9, // current frames waiting in the write queue
+  rxSuperFrames: 10, // TSO super-frames read and split (offload mode)
+  txSuperFrames: 11, // coalesced super-frames written (offload mode)
 } as const;
-export const TAP_STAT_COUNT = 10;
+export const TAP_STAT_COUNT = 12;
 
 /** Indices into a UDP socket's Float64Array of counters. */
 export const UdpStat = {
@@ -47,6 +49,12 @@ export interface NativeTapOptions {
   batchSize: number;
   slotSize: number;
   writeQueue: number;
+  /**
+   * IFF_VNET_HDR with TSO/checksum offloads: reads split super-frames into
+   * wire-sized frames packed in the slab (offsets vary; slab >= ~140 KiB,
+   * batchSize >= 64), writes coalesce TCP segment runs into super-frames.
+   */
+  vnetHdr?: boolean;
 }
 
 export interface NativeTapConstructor {
@@ -69,6 +77,8 @@ export interface NativeTap {
   readonly name: string;
   readonly ifindex: number;
   readonly fd: number;
+  /** Offloads the kernel accepted: "csum,tso4,tso6", "csum" or "none". */
+  readonly offloads: string;
   /** Write frames buf[offsets[i]..+lengths[i]] for i < count; returns how many were written or queued. */
   write(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
   pause(): void;

@@ -125,7 +125,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       throw Object.assign(new Error('a port needs its private key and the switch public key (security), or insecure: true for plaintext'), { code: 'ERR_NO_KEY' });
     }
     const address = await resolveHost(opts.host);
-    const tap = TapDevice.open({ mtu: DEFAULT_TAP_MTU, ...opts.tap });
+    const tap = TapDevice.open({ mtu: DEFAULT_TAP_MTU, offload: true, ...opts.tap });
     let socket: UdpSocket;
     try {
       socket = UdpSocket.bind({ address: '::', port: 0 });

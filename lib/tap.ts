@@ -29,7 +29,19 @@ export interface TapOptions {
   batchSize?: number;
   /** Frames queued when the device is not writable before drops. Default 1024. */
   writeQueue?: number;
+  /**
+   * TCP segmentation offload: the kernel hands over 64 KiB super-frames, which
+   * the addon splits into wire-sized frames, and consecutive TCP segments are
+   * merged before they are written back. Frames seen by JS are always
+   * ordinary Ethernet frames. Default false.
+   */
+  offload?: boolean;
 }
+
+/** Frames one offload batch may hold (a super-frame splits into up to ~46). */
+export const OFFLOAD_BATCH_FRAMES = 1024;
+/** Receive slab of an offload device: several super-frames and their segments. */
+export const OFFLOAD_SLAB_BYTES = 2 * 1024 * 1024;
 
 export interface TapStats {
   rxFrames: number;
@@ -42,6 +54,8 @@ export interface TapStats {
   txQueued: number;
   rxBatches: number;
   queueDepth: number;
+  rxSuperFrames: number;
+  txSuperFrames: number;
 }
 
 export interface ParsedCidr {
@@ -137,6 +151,8 @@ export interface TapDeviceEvents {
 export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
   readonly name: string;
   readonly ifindex: number;
+  /** What the kernel agreed to with `offload: true`: "csum,tso4,tso6", "csum" or "none". */
+  readonly offloads: string;
   private readonly handle: NativeTap;
   private readonly stat: Float64Array;
   private readonly rx: { buf: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number };
@@ -145,9 +161,10 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
 
   private constructor(opts: TapOptions) {
     super();
-    const batchSize = opts.batchSize ?? BATCH_SIZE;
+    const offload = opts.offload ?? false;
+    const batchSize = offload ? OFFLOAD_BATCH_FRAMES : (opts.batchSize ?? BATCH_SIZE);
     this.rx = {
-      buf: Buffer.allocUnsafeSlow(batchSize * FRAME_SLOT),
+      buf: Buffer.allocUnsafeSlow(offload ? OFFLOAD_SLAB_BYTES : batchSize * FRAME_SLOT),
       offsets: new Uint32Array(batchSize),
       lengths: new Uint32Array(batchSize),
       count: 0,
@@ -159,6 +176,7 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
         batchSize,
         slotSize: FRAME_SLOT,
         writeQueue: opts.writeQueue ?? DEFAULT_WRITE_QUEUE,
+        vnetHdr: offload,
       },
       (count) => this.onBatch(count),
       this.rx.buf,
@@ -168,6 +186,7 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     );
     this.name = this.handle.name;
     this.ifindex = this.handle.ifindex;
+    this.offloads = this.handle.offloads;
   }
 
   /** Create and configure a TAP device. Throws an Error with `.code` on failure, leaving nothing behind. */
@@ -249,6 +268,8 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
       txQueued: s[TapStat.txQueued]!,
       rxBatches: s[TapStat.rxBatches]!,
       queueDepth: s[TapStat.queueDepth]!,
+      rxSuperFrames: s[TapStat.rxSuperFrames]!,
+      txSuperFrames: s[TapStat.txSuperFrames]!,
     };
   }
 
