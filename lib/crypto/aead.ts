@@ -13,7 +13,7 @@ import {
 } from './constants.js';
 
 export type AeadAlgorithm = NativeAeadAlgorithm;
-/** WireGuard's cipher; AES-256-GCM is only an option (see docs/CRYPTO-DRAFT.md for the measurements). */
+/** WireGuard's cipher, fixed by protocol 2; AES-256-GCM is only an option (docs/PROTOCOL.md, "Deviations from WireGuard"; bench/aead.ts measures both). */
 export const DEFAULT_AEAD: AeadAlgorithm = 'chacha20-poly1305';
 
 /**

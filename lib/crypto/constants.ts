@@ -1,5 +1,5 @@
 // Every timer, limit and size of EtherLink v2's cryptographic layer, named as in the
-// WireGuard paper (section 6) and wireguard-go's device/constants.go. docs/CRYPTO-DRAFT.md explains each.
+// WireGuard paper (section 6) and wireguard-go's device/constants.go. docs/PROTOCOL.md (version 2) explains each.
 
 // ---------------------------------------------------------------- message counters
 
