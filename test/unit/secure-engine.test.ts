@@ -1,0 +1,425 @@
+// Protocol 2 engines end to end over an in-memory wire: handshake, data both
+// ways, rekey under traffic, replay, tampering, reordering, roaming, DoS
+// defences (mac1, cookies, rate limits), switch restart and allow-list removal.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { EngineHarness, counterOf, frameId, kindOf, prng, shuffle, testFrame, type Datagram } from '../helpers/engine-harness.js';
+import { encodeAddress, formatAddress } from '../../lib/udp-address.js';
+import { UNDER_LOAD_HANDSHAKES_PER_S, HANDSHAKE_SOURCE_BURST } from '../../lib/secure/switch-engine.js';
+import { InitiatorHandshake } from '../../lib/crypto/noise.js';
+import { generateKeyPair } from '../../lib/crypto/keys.js';
+import { REPLAY_WINDOW_SIZE } from '../../lib/crypto/constants.js';
+
+const ids = (frames: readonly Buffer[]): number[] => frames.map(frameId);
+const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
+const frames = (from: number, n: number, size = 100): Buffer[] => range(from, n).map((id) => testFrame(id, size));
+
+/** A 148-byte initiation-shaped datagram of random bytes (so its mac1 is wrong) from `from`. */
+function junkInitiation(h: EngineHarness, from: Buffer): Datagram {
+  const data = randomBytes(148);
+  data[0] = 2;
+  data[1] = 0x21;
+  data[2] = 0;
+  data[3] = 0;
+  return { data, from, dst: Buffer.from(h.switchAddress), dir: 'up' };
+}
+
+/** Counters of the switch that differ between two snapshots. */
+function changed(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(after)) if (after[k] !== before[k]) out[k] = after[k]! - (before[k] ?? 0);
+  return out;
+}
+
+test('handshake completes and frames cross both ways intact; joined is reported once', () => {
+  const h = new EngineHarness();
+  h.join();
+  const port = h.ports[0]!;
+  assert.equal(port.engine.isJoined, true);
+  assert.deepEqual(port.events.map((e) => e.type), ['joined']);
+  assert.equal(h.sw.joined.length, 1);
+  assert.equal(h.sw.engine.size, 1);
+  assert.equal(h.sw.engine.counters()['handshakes'], 1);
+
+  const up = range(0, 100).map((i) => testFrame(i, 14 + ((i * 137) % 1400)));
+  h.portSend(0, up);
+  h.settle();
+  assert.deepEqual(
+    h.sw.delivered.map((d) => d.frame),
+    up,
+  );
+  assert.ok(h.sw.delivered.every((d) => d.peerId === h.peer(0).id));
+
+  const down = range(1000, 100).map((i) => testFrame(i, 14 + ((i * 71) % 1400)));
+  h.switchSend(0, down);
+  h.settle();
+  assert.deepEqual(port.delivered, down);
+  assert.equal(h.sw.joined.length, 1, 'joined once');
+  assert.equal(h.sw.engine.counters()['authFailed'], 0);
+  assert.equal(h.portCounters(0)['authFailed'], 0);
+});
+
+test('rekeys under continuous traffic lose no frame and do not rejoin', () => {
+  const h = new EngineHarness({ portOptions: { rekeyAfterMs: 2000, rejectAfterMs: 3000 }, switchOptions: { rejectAfterMs: 3000 } });
+  h.join();
+  let next = 0;
+  const sentUp: number[] = [];
+  const sentDown: number[] = [];
+  // 12 s of traffic, 5 frames each way every 40 ms: about 5 rekeys.
+  for (let step = 0; step < 300; step++) {
+    const up = frames(next, 5);
+    const down = frames(next + 1_000_000, 5);
+    next += 5;
+    h.portSend(0, up);
+    h.switchSend(0, down);
+    sentUp.push(...ids(up));
+    sentDown.push(...ids(down));
+    h.advance(40);
+  }
+  h.settle();
+  const port = h.ports[0]!;
+  assert.deepEqual(ids(h.sw.delivered.map((d) => d.frame)), sentUp, 'every frame up, once, in order');
+  assert.deepEqual(ids(port.delivered), sentDown, 'every frame down, once, in order');
+  const rekeys = port.events.filter((e) => e.type === 'rekeyed').length;
+  assert.ok(rekeys >= 4, `rekeyed ${rekeys} times in 12 s with rekeyAfter 2 s`);
+  assert.equal(h.sw.engine.counters()['rekeys'], rekeys);
+  assert.deepEqual(
+    port.events.filter((e) => e.type !== 'rekeyed').map((e) => e.type),
+    ['joined'],
+  );
+  assert.equal(h.sw.joined.length, 1, 'the switch reported the port joined once');
+  assert.equal(h.sw.left.length, 0);
+  assert.equal(h.sw.engine.counters()['noSession'], 0);
+  assert.equal(port.engine.status(h.now).counters['txNotJoined'], 0);
+});
+
+test('replayed transport datagrams are dropped and counted, both directions', () => {
+  const h = new EngineHarness();
+  h.join();
+  h.portSend(0, frames(0, 10));
+  const up = h.take((d) => kindOf(d.data) === 'transport');
+  assert.equal(up.length, 10);
+  h.deliver(up);
+  const r0 = h.sw.engine.counters()['replayed']!;
+  h.deliver(up);
+  assert.equal(h.sw.engine.counters()['replayed'], r0 + 10);
+  assert.equal(h.sw.delivered.length, 10, 'replays are not delivered');
+  // Twice in one receive batch: the second copy fails the window after decryption.
+  h.portSend(0, frames(10, 1));
+  const [once] = h.take((d) => kindOf(d.data) === 'transport');
+  h.deliver([once!, { ...once! }]);
+  assert.equal(h.sw.delivered.length, 11);
+  assert.equal(h.sw.engine.counters()['replayed'], r0 + 11);
+
+  h.switchSend(0, frames(100, 10));
+  const down = h.take((d) => kindOf(d.data) === 'transport' && d.dir === 'down');
+  assert.equal(down.length, 10);
+  h.deliver(down);
+  const p0 = h.portCounters(0)['replayed']!;
+  h.deliver(down);
+  h.deliver(down.slice(0, 3));
+  assert.equal(h.portCounters(0)['replayed'], p0 + 13);
+  assert.deepEqual(ids(h.ports[0]!.delivered), range(100, 10));
+});
+
+interface FlipCase {
+  name: string;
+  at: (len: number) => number;
+  mask: number;
+  switchCounter: string;
+  portCounter: string;
+}
+
+const FLIPS: FlipCase[] = [
+  { name: 'header: version', at: () => 0, mask: 0x01, switchCounter: 'badVersion', portCounter: 'malformed' },
+  { name: 'header: type', at: () => 1, mask: 0x08, switchCounter: 'malformed', portCounter: 'malformed' },
+  { name: 'header: reserved', at: () => 3, mask: 0x40, switchCounter: 'malformed', portCounter: 'malformed' },
+  { name: 'header: receiver index', at: () => 6, mask: 0x10, switchCounter: 'unknownIndex', portCounter: 'unknownIndex' },
+  { name: 'header: counter (high)', at: () => 9, mask: 0x01, switchCounter: 'authFailed', portCounter: 'authFailed' },
+  { name: 'header: counter (+2^16)', at: () => 13, mask: 0x01, switchCounter: 'authFailed', portCounter: 'authFailed' },
+  { name: 'ciphertext: first byte', at: () => 16, mask: 0x01, switchCounter: 'authFailed', portCounter: 'authFailed' },
+  { name: 'ciphertext: middle', at: (len) => 16 + ((len - 32) >> 1), mask: 0x80, switchCounter: 'authFailed', portCounter: 'authFailed' },
+  { name: 'tag: first byte', at: (len) => len - 16, mask: 0x02, switchCounter: 'authFailed', portCounter: 'authFailed' },
+  { name: 'tag: last byte', at: (len) => len - 1, mask: 0x80, switchCounter: 'authFailed', portCounter: 'authFailed' },
+];
+
+test('bit-flipped transport datagrams are dropped and counted where they fail', async (t) => {
+  const h = new EngineHarness();
+  h.join();
+  let id = 0;
+  for (const c of FLIPS) {
+    await t.test(`switch side: ${c.name} -> ${c.switchCounter}`, () => {
+      h.portSend(0, [testFrame(id++, 200)]);
+      const [d] = h.take((x) => kindOf(x.data) === 'transport');
+      const bad = { ...d!, data: Buffer.from(d!.data) };
+      bad.data[c.at(bad.data.length)]! ^= c.mask;
+      const before = h.sw.engine.counters();
+      const delivered = h.sw.delivered.length;
+      h.deliver([bad]);
+      assert.deepEqual(changed(before, h.sw.engine.counters()), { [c.switchCounter]: 1 });
+      assert.equal(h.sw.delivered.length, delivered, 'nothing delivered');
+      // The forgery moved no window: the genuine datagram still gets through.
+      h.deliver([d!]);
+      assert.equal(h.sw.delivered.length, delivered + 1);
+      assert.equal(frameId(h.sw.delivered.at(-1)!.frame), id - 1);
+      h.settle();
+    });
+    await t.test(`port side: ${c.name} -> ${c.portCounter}`, () => {
+      h.switchSend(0, [testFrame(id++, 200)]);
+      const [d] = h.take((x) => x.dir === 'down' && kindOf(x.data) === 'transport');
+      const bad = { ...d!, data: Buffer.from(d!.data) };
+      bad.data[c.at(bad.data.length)]! ^= c.mask;
+      const before = h.portCounters(0);
+      const port = h.ports[0]!;
+      const delivered = port.delivered.length;
+      h.deliver([bad]);
+      assert.deepEqual(changed(before, h.portCounters(0)), { [c.portCounter]: 1 });
+      assert.equal(port.delivered.length, delivered);
+      h.deliver([d!]);
+      assert.equal(port.delivered.length, delivered + 1);
+      assert.equal(port.engine.isJoined, true);
+      h.settle();
+    });
+  }
+  assert.equal(h.sw.joined.length, 1);
+});
+
+test('reordering inside the window delivers everything once; older than the window is dropped', () => {
+  const h = new EngineHarness();
+  h.join();
+  const rnd = prng(0x5eed);
+
+  // A batch of 500 in random order.
+  h.portSend(0, frames(0, 500));
+  const shuffled = shuffle(h.take((d) => kindOf(d.data) === 'transport'), rnd);
+  assert.equal(shuffled.length, 500);
+  h.deliver(shuffled);
+  assert.deepEqual(
+    ids(h.sw.delivered.map((d) => d.frame)).sort((a, b) => a - b),
+    range(0, 500),
+  );
+
+  // One datagram delayed by 1000 positions.
+  h.sw.delivered.length = 0;
+  h.portSend(0, frames(1000, 1001));
+  const late = h.take((d) => kindOf(d.data) === 'transport');
+  h.deliver(late.slice(1));
+  h.deliver([late[0]!]);
+  const got = ids(h.sw.delivered.map((d) => d.frame));
+  assert.equal(got.length, 1001);
+  assert.equal(got.at(-1), 1000, 'the late one arrives last, and arrives');
+  assert.equal(new Set(got).size, 1001);
+
+  // Exactly REPLAY_WINDOW_SIZE behind the highest: still accepted once.
+  h.sw.delivered.length = 0;
+  h.portSend(0, frames(10_000, REPLAY_WINDOW_SIZE + 1));
+  const edge = h.take((d) => kindOf(d.data) === 'transport');
+  h.deliver(edge.slice(1));
+  assert.equal(counterOf(edge.at(-1)!.data) - counterOf(edge[0]!.data), REPLAY_WINDOW_SIZE);
+  const replayed = h.sw.engine.counters()['replayed']!;
+  h.deliver([edge[0]!]);
+  assert.equal(h.sw.delivered.length, REPLAY_WINDOW_SIZE + 1, 'at the window edge: accepted');
+  assert.equal(h.sw.engine.counters()['replayed'], replayed);
+
+  // One more behind: dropped, counted as a replay, not delivered.
+  h.sw.delivered.length = 0;
+  h.portSend(0, frames(20_000, REPLAY_WINDOW_SIZE + 2));
+  const old = h.take((d) => kindOf(d.data) === 'transport');
+  h.deliver(old.slice(1));
+  assert.equal(counterOf(old.at(-1)!.data) - counterOf(old[0]!.data), REPLAY_WINDOW_SIZE + 1);
+  h.deliver([old[0]!]);
+  assert.equal(h.sw.delivered.length, REPLAY_WINDOW_SIZE + 1, 'the too-old datagram is not delivered');
+  assert.ok(!h.sw.delivered.some((d) => frameId(d.frame) === 20_000));
+  assert.equal(h.sw.engine.counters()['replayed'], replayed + 1);
+  assert.equal(h.sw.engine.counters()['authFailed'], 0);
+});
+
+test('roaming: only an authentic, fresh datagram moves the endpoint', () => {
+  const h = new EngineHarness();
+  h.join();
+  const port = h.ports[0]!;
+  const original = formatAddress(h.peer(0).endpoint);
+  assert.equal(original, '10.0.0.10:40000');
+
+  port.address = encodeAddress('10.0.0.99', 5555);
+  h.portSend(0, frames(0, 1));
+  h.settle();
+  assert.equal(formatAddress(h.peer(0).endpoint), '10.0.0.99:5555');
+  assert.equal(h.sw.engine.counters()['roams'], 1);
+  h.switchSend(0, frames(1, 3));
+  h.settle();
+  assert.deepEqual(ids(port.delivered), [1, 2, 3], 'replies follow the port');
+  assert.equal(h.stray.length, 0);
+
+  // Bad tag from a new address: dropped, endpoint unchanged.
+  h.portSend(0, frames(10, 1));
+  const [d] = h.take((x) => kindOf(x.data) === 'transport');
+  const forged: Datagram = { ...d!, data: Buffer.from(d!.data), from: encodeAddress('10.0.0.66', 6666) };
+  forged.data[forged.data.length - 1]! ^= 1;
+  h.deliver([forged]);
+  assert.equal(formatAddress(h.peer(0).endpoint), '10.0.0.99:5555');
+  assert.equal(h.sw.engine.counters()['authFailed'], 1);
+  // The genuine one, replayed from another new address: a replay does not roam either.
+  h.deliver([d!]);
+  h.deliver([{ ...d!, from: encodeAddress('10.0.0.77', 7777) }]);
+  assert.equal(formatAddress(h.peer(0).endpoint), '10.0.0.99:5555');
+  assert.equal(h.sw.engine.counters()['roams'], 1);
+  assert.equal(h.sw.engine.counters()['replayed'], 1);
+});
+
+test('an initiation from an unlisted key creates no peer and gets no answer', () => {
+  const h = new EngineHarness({ ports: 1, unlistedPorts: 1 });
+  h.join([0]);
+  const stranger = h.ports[1]!;
+  stranger.engine.start(h.now);
+  const init = h.take();
+  assert.deepEqual(init.map((d) => kindOf(d.data)), ['initiation']);
+  h.deliver(init);
+  assert.deepEqual(h.take(), [], 'no response, no cookie');
+  assert.equal(h.sw.engine.counters()['unlisted'], 1);
+  h.advance(3000);
+  assert.ok(h.sw.engine.counters()['unlisted']! >= 2, 'retries are refused too');
+  assert.equal(h.sw.engine.size, 1);
+  assert.equal(h.sw.engine.counters()['pendingHandshakes'], 0);
+  assert.equal(h.sw.joined.length, 1);
+  assert.equal(stranger.engine.isJoined, false);
+  assert.equal(h.sw.peers.has(stranger.keys.publicKey.toString('base64')), false);
+});
+
+test('mac1 junk is dropped before any state or answer (badMac1)', () => {
+  const h = new EngineHarness();
+  h.join();
+  const before = h.sw.engine.counters();
+  const one = encodeAddress('192.0.2.1', 1000);
+  const list: Datagram[] = [];
+  for (let i = 0; i < HANDSHAKE_SOURCE_BURST; i++) list.push(junkInitiation(h, one));
+  for (let i = 0; i < 50; i++) list.push(junkInitiation(h, encodeAddress(`192.0.2.${10 + i}`, 2000 + i)));
+  // A genuine initiation, but for another switch key.
+  const { message } = InitiatorHandshake.createInitiation({
+    staticPrivateKey: h.ports[0]!.keys.privateKey,
+    responderPublicKey: generateKeyPair().publicKey,
+    senderIndex: 7,
+    now: h.now,
+  });
+  list.push({ data: message, from: encodeAddress('192.0.2.200', 3000), dst: Buffer.from(h.switchAddress), dir: 'up' });
+  h.deliver(list);
+  assert.deepEqual(changed(before, h.sw.engine.counters()), { badMac1: list.length });
+  assert.deepEqual(h.take(), [], 'junk gets no reply');
+  assert.equal(h.sw.engine.counters()['pendingHandshakes'], 0);
+  assert.equal(h.sw.engine.size, 1);
+});
+
+test('under load an initiation without mac2 gets a cookie, and the retry with the cookie joins', () => {
+  const h = new EngineHarness();
+  // More than UNDER_LOAD_HANDSHAKES_PER_S initiations in one tick interval, each from its own source.
+  const junk: Datagram[] = [];
+  for (let i = 0; i <= UNDER_LOAD_HANDSHAKES_PER_S; i++) junk.push(junkInitiation(h, encodeAddress(`198.51.100.${i + 1}`, 1000)));
+  h.deliver(junk);
+  assert.equal(h.sw.engine.counters()['badMac1'], UNDER_LOAD_HANDSHAKES_PER_S + 1);
+
+  const port = h.ports[0]!;
+  port.engine.start(h.now);
+  const [first] = h.take();
+  assert.equal(kindOf(first!.data), 'initiation');
+  assert.ok(first!.data.subarray(132).equals(Buffer.alloc(16)), 'the first attempt has no mac2');
+  h.deliver([first!]);
+  assert.equal(h.sw.engine.counters()['cookiesSent'], 1);
+  assert.equal(h.sw.engine.counters()['handshakes'], 0, 'no DH under load without a cookie');
+  const reply = h.take();
+  assert.deepEqual(reply.map((d) => kindOf(d.data)), ['cookie']);
+  assert.equal(reply[0]!.data.length, 64, 'no amplification: 64 < 148');
+  h.deliver(reply);
+  assert.equal(port.engine.isJoined, false, 'a cookie reply does not resend at once');
+
+  // The retransmission (REKEY_TIMEOUT backoff), with the switch still under load: the switch timers are held.
+  const retries: Buffer[] = [];
+  h.advance(1000, {
+    tick: false,
+    tamper: (list) => {
+      for (const d of list) if (kindOf(d.data) === 'initiation') retries.push(d.data);
+      return list;
+    },
+  });
+  assert.ok(retries.length >= 1);
+  assert.ok(!retries[0]!.subarray(132).equals(Buffer.alloc(16)), 'the retry carries mac2');
+  assert.equal(port.engine.isJoined, true);
+  assert.deepEqual(port.events.map((e) => e.type), ['joined']);
+  assert.equal(h.sw.engine.counters()['cookiesSent'], 1, 'mac2 was accepted: no second cookie');
+  assert.equal(h.sw.engine.counters()['handshakes'], 1);
+  assert.equal(h.sw.joined.length, 1);
+});
+
+test('per-source handshake rate limit: a burst, then refill over time (rateLimited)', () => {
+  const h = new EngineHarness();
+  const list: Datagram[] = [];
+  // Same host, different UDP ports: the limiter keys by host.
+  for (let i = 0; i < 12; i++) list.push(junkInitiation(h, encodeAddress('203.0.113.5', 1000 + i)));
+  h.deliver(list);
+  let c = h.sw.engine.counters();
+  assert.equal(c['badMac1'], HANDSHAKE_SOURCE_BURST);
+  assert.equal(c['rateLimited'], 12 - HANDSHAKE_SOURCE_BURST);
+  // Another host is not affected.
+  h.deliver([junkInitiation(h, encodeAddress('203.0.113.6', 1000))]);
+  assert.equal(h.sw.engine.counters()['badMac1'], HANDSHAKE_SOURCE_BURST + 1);
+  h.now += 1000;
+  h.deliver(list);
+  c = h.sw.engine.counters();
+  assert.equal(c['badMac1'], 2 * HANDSHAKE_SOURCE_BURST + 1, 'a second later the bucket is full again (burst)');
+  assert.equal(c['rateLimited'], 2 * (12 - HANDSHAKE_SOURCE_BURST));
+});
+
+test('after a switch restart the port learns SESSION_UNKNOWN and rejoins at once', () => {
+  const h = new EngineHarness();
+  h.join();
+  const port = h.ports[0]!;
+  h.portSend(0, frames(0, 3));
+  h.settle();
+  assert.equal(h.sw.delivered.length, 3);
+
+  const fresh = h.restartSwitch();
+  h.portSend(0, frames(3, 1));
+  const [lost] = h.take((d) => kindOf(d.data) === 'transport');
+  h.deliver([lost!]);
+  assert.equal(fresh.engine.counters()['unknownIndex'], 1);
+  const hint = h.take();
+  assert.deepEqual(hint.map((d) => `${d.dir} ${kindOf(d.data)} ${d.data.length}`), ['down session-unknown 8']);
+  assert.equal(hint[0]!.data.readUInt32BE(4), lost!.data.readUInt32BE(4), 'the hint names the unknown index');
+  const t0 = h.now;
+  h.deliver(hint);
+  h.settle();
+  assert.equal(h.now, t0, 'no timer needed: the port handshakes on the hint');
+  assert.deepEqual(port.events.map((e) => e.type), ['joined', 'joined'], 'a rejoin, reported as joined');
+  assert.equal(port.engine.isJoined, true);
+  assert.equal(fresh.joined.length, 1);
+  h.portSend(0, frames(4, 5));
+  h.switchSend(0, frames(100, 2));
+  h.settle();
+  assert.deepEqual(ids(fresh.delivered.map((d) => d.frame)), range(4, 5));
+  assert.deepEqual(ids(port.delivered), [100, 101]);
+});
+
+test('setAllowList without a key closes that session: host left (allow file) and the port gets LEAVE', () => {
+  const h = new EngineHarness({ ports: 2 });
+  h.join();
+  assert.equal(h.sw.engine.size, 2);
+  const removed = h.sw.engine.setAllowList(h.allowEntries([h.allowKeys[0]!]));
+  assert.deepEqual(removed, ['p1']);
+  assert.equal(h.sw.left.length, 1);
+  assert.equal(h.sw.left[0]!.peer.name, 'p1');
+  assert.match(h.sw.left[0]!.reason, /allow file/);
+  const bye = h.take();
+  assert.deepEqual(bye.map((d) => `${d.dir} ${kindOf(d.data)} ${formatAddress(d.dst)}`), ['down transport 10.0.0.11:40001']);
+  h.deliver(bye);
+  const p1 = h.ports[1]!;
+  assert.ok(p1.events.some((e) => e.type === 'left-by-switch'), 'the port heard the LEAVE');
+  assert.equal(p1.engine.isJoined, false);
+  h.settle();
+  assert.equal(h.sw.engine.counters()['unlisted'], 1, 'its rejoin is refused');
+  assert.equal(h.sw.engine.size, 1);
+  // The other port is untouched.
+  h.portSend(0, frames(0, 2));
+  h.settle();
+  assert.deepEqual(ids(h.sw.delivered.map((d) => d.frame)), [0, 1]);
+  assert.equal(h.ports[0]!.engine.isJoined, true);
+});
