@@ -35,7 +35,9 @@ enum UdpStatIndex : size_t {
   kRxBatches = 8,
   kQueueDepth = 9,
   kRxTruncated = 10,
-  kUdpStatCount = 11,
+  kTxGsoSends = 11,   // sendmmsg messages that carried several datagrams (UDP_SEGMENT)
+  kRxGroMessages = 12, // received messages that held several datagrams (UDP_GRO)
+  kUdpStatCount = 13,
 };
 
 // One normalized address: 16 bytes IPv6 (IPv4 mapped), 2 bytes port (network order), 2 reserved.
@@ -50,6 +52,21 @@ constexpr size_t kMaxSendQueue = 1 << 16;
 constexpr int kMaxBatchesPerWake = 4;
 // sendmmsg scratch arrays hold at least this many datagrams per syscall.
 constexpr size_t kMinTxChunk = 64;
+// UDP GSO/GRO (Linux >= 4.18 / 5.0): segments per GSO send (the kernel allows 64
+// or 128), bytes per GSO send, and how many datagrams one GRO receive may
+// hold — the JS arrays are sized batchSize x kMaxGroSegments with offload on.
+constexpr size_t kMaxGsoSegments = 64;
+constexpr size_t kMaxGsoBytes = 65000;
+constexpr size_t kMaxGroSegments = 64;
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
 
 const uint8_t kV4MappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -205,6 +222,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
                        {
                            InstanceAccessor<&UdpSocket::GetPort>("port"),
                            InstanceAccessor<&UdpSocket::GetFamily>("family"),
+                           InstanceAccessor<&UdpSocket::GetOffloads>("offloads"),
                            InstanceMethod<&UdpSocket::Send>("send"),
                            InstanceMethod<&UdpSocket::Pause>("pause"),
                            InstanceMethod<&UdpSocket::Resume>("resume"),
@@ -219,6 +237,10 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
 
  private:
   Napi::Value GetPort(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), port_); }
+  Napi::Value GetOffloads(const Napi::CallbackInfo& info) {
+    std::string o = gso_ && gro_ ? "gso,gro" : gso_ ? "gso" : gro_ ? "gro" : "none";
+    return Napi::String::New(info.Env(), o);
+  }
   Napi::Value GetFamily(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), family_ == AF_INET6 ? 6 : 4);
   }
@@ -274,6 +296,12 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   double* stats_ = nullptr;
   size_t batch_size_ = 0;
   size_t slot_size_ = 0;
+  size_t rx_capacity_ = 0;
+  bool gso_ = false;
+  bool gro_ = false;
+  static constexpr size_t kCtrlSize = 64;  // CMSG_SPACE of one int or u16, generously
+  std::vector<uint8_t> rx_ctrl_, tx_ctrl_;
+  std::vector<uint32_t> tx_segs_, tx_seg_size_;
 
   // Kernel-facing scratch, sized once at construction.
   std::vector<mmsghdr> rx_msgs_;
@@ -303,6 +331,7 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
   slot_size_ = OptionU32(opts, "slotSize", 1, kMaxSlotSize);
   size_t send_queue = OptionU32(opts, "sendQueue", 0, kMaxSendQueue);
   uint32_t socket_buffer = OptionU32(opts, "socketBuffer", 0, INT32_MAX);
+  bool offload = opts.Has("offload") && opts.Get("offload").ToBoolean().Value();
 
   size_t slab_len, offsets_len, lengths_len, addrs_len, stats_len;
   rx_slab_ = BufferData(info[2], "rxSlab", &slab_len);
@@ -310,8 +339,9 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
   rx_lengths_ = TypedArrayData<uint32_t>(info[4], napi_uint32_array, "rxLengths", &lengths_len);
   rx_addrs_ = BufferData(info[5], "rxAddrs", &addrs_len);
   stats_ = TypedArrayData<double>(info[6], napi_float64_array, "stats", &stats_len);
-  if (slab_len < batch_size_ * slot_size_ || offsets_len < batch_size_ || lengths_len < batch_size_ ||
-      addrs_len < batch_size_ * kAddrSlot || stats_len < kUdpStatCount) {
+  rx_capacity_ = offload ? batch_size_ * kMaxGroSegments : batch_size_;
+  if (slab_len < batch_size_ * slot_size_ || offsets_len < rx_capacity_ || lengths_len < rx_capacity_ ||
+      addrs_len < rx_capacity_ * kAddrSlot || stats_len < kUdpStatCount) {
     ThrowRange(env, "receive slabs are smaller than batchSize x slotSize / batchSize x ADDR_SLOT (see lib/udp.ts)");
   }
 
@@ -358,6 +388,12 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
     int err = errno;
     ThrowErrno(env, err, "getsockname", "cannot read the bound port: " + SocketAdvice(err));
   }
+  if (offload) {
+    // Probe: both are per-socket options; where the kernel lacks one we simply don't use it.
+    int one = 1, zero = 0;
+    gro_ = ::setsockopt(fd.fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
+    gso_ = ::setsockopt(fd.fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
+  }
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
@@ -372,6 +408,7 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
   rx_msgs_.resize(batch_size_);
   rx_iov_.resize(batch_size_);
   rx_names_.resize(batch_size_);
+  rx_ctrl_.resize(batch_size_ * kCtrlSize);
   for (size_t i = 0; i < batch_size_; i++) {
     rx_iov_[i].iov_base = rx_slab_ + i * slot_size_;
     rx_iov_[i].iov_len = slot_size_;
@@ -385,6 +422,9 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
   tx_msgs_.resize(tx_chunk);
   tx_iov_.resize(tx_chunk);
   tx_names_.resize(tx_chunk);
+  tx_ctrl_.resize(tx_chunk * kCtrlSize);
+  tx_segs_.resize(tx_chunk);
+  tx_seg_size_.resize(tx_chunk);
   queue_.resize(send_queue);
 
   uv_loop_t* loop = nullptr;
@@ -509,6 +549,10 @@ void UdpSocket::ReadBatches() {
     for (size_t i = 0; i < batch_size_; i++) {
       rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);  // the kernel shrinks it on each receive
       rx_msgs_[i].msg_hdr.msg_flags = 0;
+      if (gro_) {
+        rx_msgs_[i].msg_hdr.msg_control = rx_ctrl_.data() + i * kCtrlSize;
+        rx_msgs_[i].msg_hdr.msg_controllen = kCtrlSize;
+      }
     }
     int n = ::recvmmsg(fd_, rx_msgs_.data(), static_cast<unsigned>(batch_size_), MSG_DONTWAIT, nullptr);
     if (n < 0) {
@@ -525,11 +569,30 @@ void UdpSocket::ReadBatches() {
         stats_[kRxTruncated] += 1;
         continue;
       }
-      rx_offsets_[count] = static_cast<uint32_t>(i * slot_size_);
-      rx_lengths_[count] = rx_msgs_[i].msg_len;
-      WriteAddrSlot(rx_addrs_ + count * kAddrSlot, rx_names_[i]);
-      bytes += rx_msgs_[i].msg_len;
-      count++;
+      uint32_t len = rx_msgs_[i].msg_len;
+      uint32_t seg = len;
+      if (gro_) {
+        // UDP_GRO: one message may hold several datagrams of `seg` bytes (the last shorter).
+        msghdr& mh = rx_msgs_[i].msg_hdr;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int v;
+            std::memcpy(&v, CMSG_DATA(c), sizeof v);
+            if (v > 0 && static_cast<uint32_t>(v) < len) seg = static_cast<uint32_t>(v);
+          }
+        }
+        if (seg < len) stats_[kRxGroMessages] += 1;
+      }
+      // At least one entry: an empty datagram is still a datagram.
+      uint32_t at = 0;
+      do {
+        rx_offsets_[count] = static_cast<uint32_t>(i * slot_size_ + at);
+        rx_lengths_[count] = std::min(seg, len - at);
+        WriteAddrSlot(rx_addrs_ + count * kAddrSlot, rx_names_[i]);
+        count++;
+        at += seg;
+      } while (at < len && count < rx_capacity_);
+      bytes += len;
     }
     stats_[kRxDatagrams] += count;
     stats_[kRxBytes] += bytes;
@@ -650,8 +713,22 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
         stats_[kTxErrors] += 1;
         continue;
       }
+      // UDP GSO: following datagrams that are contiguous in buf, go to the same
+      // address and have the same size (the last may be shorter) ride in this message.
+      size_t segs = 1;
+      size_t total = lengths[i];
+      if (gso_) {
+        while (i + segs < count && segs < kMaxGsoSegments) {
+          size_t k = i + segs;
+          if (offsets[k] != offsets[k - 1] + lengths[k - 1] || lengths[k] > lengths[i] || lengths[k - 1] != lengths[i] ||
+              total + lengths[k] > kMaxGsoBytes || std::memcmp(addrs + k * kAddrSlot, addrs + i * kAddrSlot, kAddrSlot) != 0)
+            break;
+          total += lengths[k];
+          segs++;
+        }
+      }
       tx_iov_[n].iov_base = const_cast<uint8_t*>(buf + offsets[i]);
-      tx_iov_[n].iov_len = lengths[i];
+      tx_iov_[n].iov_len = total;
       msghdr& h = tx_msgs_[n].msg_hdr;
       h.msg_name = &tx_names_[n];
       h.msg_namelen = len;
@@ -660,25 +737,65 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
       h.msg_control = nullptr;
       h.msg_controllen = 0;
       h.msg_flags = 0;
+      tx_segs_[n] = static_cast<uint32_t>(segs);
+      tx_seg_size_[n] = lengths[i];
+      if (segs > 1) {
+        uint8_t* ctrl = tx_ctrl_.data() + n * kCtrlSize;
+        std::memset(ctrl, 0, kCtrlSize);
+        h.msg_control = ctrl;
+        h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        cmsghdr* c = CMSG_FIRSTHDR(&h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t gs = static_cast<uint16_t>(lengths[i]);
+        std::memcpy(CMSG_DATA(c), &gs, sizeof gs);
+      }
+      i += segs - 1;
       n++;
     }
     size_t done = 0;
     while (done < n) {
       int r = ::sendmmsg(fd_, tx_msgs_.data() + done, static_cast<unsigned>(n - done), MSG_DONTWAIT);
       if (r > 0) {
-        for (size_t k = done; k < done + r; k++) stats_[kTxBytes] += tx_msgs_[k].msg_len;
-        stats_[kTxDatagrams] += r;
-        accepted += r;
+        for (size_t k = done; k < done + r; k++) {
+          stats_[kTxBytes] += tx_msgs_[k].msg_len;
+          stats_[kTxDatagrams] += tx_segs_[k];
+          accepted += tx_segs_[k];
+          if (tx_segs_[k] > 1) stats_[kTxGsoSends] += 1;
+        }
         done += r;
         continue;  // a short count means message `done` failed: the retry reports its errno
       }
       int err = r == 0 ? EAGAIN : errno;
       if (err == EINTR) continue;
+      if ((err == EIO || err == EINVAL) && tx_segs_[done] > 1) {
+        // The path can't segment (no checksum offload on the device): send the segments one by one from now on.
+        gso_ = false;
+        const msghdr& h = tx_msgs_[done].msg_hdr;
+        const uint8_t* base = static_cast<const uint8_t*>(h.msg_iov->iov_base);
+        for (size_t at = 0; at < h.msg_iov->iov_len; at += tx_seg_size_[done]) {
+          size_t seg = std::min<size_t>(tx_seg_size_[done], h.msg_iov->iov_len - at);
+          ssize_t w = ::sendto(fd_, base + at, seg, MSG_DONTWAIT, static_cast<const sockaddr*>(h.msg_name), h.msg_namelen);
+          if (w < 0) {
+            stats_[kTxErrors] += 1;
+          } else {
+            stats_[kTxDatagrams] += 1;
+            stats_[kTxBytes] += static_cast<double>(w);
+            accepted++;
+          }
+        }
+        done++;
+        continue;
+      }
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
         for (size_t k = done; k < n; k++) {
           const msghdr& h = tx_msgs_[k].msg_hdr;
-          accepted += Enqueue(static_cast<const uint8_t*>(h.msg_iov->iov_base), h.msg_iov->iov_len, tx_names_[k],
-                              h.msg_namelen);
+          const uint8_t* base = static_cast<const uint8_t*>(h.msg_iov->iov_base);
+          for (size_t at = 0; at < h.msg_iov->iov_len; at += tx_seg_size_[k]) {
+            size_t seg = std::min<size_t>(tx_seg_size_[k], h.msg_iov->iov_len - at);
+            accepted += Enqueue(base + at, seg, tx_names_[k], h.msg_namelen);
+          }
         }
         for (; i < count; i++) {
           socklen_t len = ToSockaddr(addrs + i * kAddrSlot, &name);
@@ -691,8 +808,8 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
         UpdatePoll();
         return Napi::Number::New(env, accepted);
       }
-      // ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPERM (firewall), EMSGSIZE...: this datagram is lost.
-      stats_[kTxErrors] += 1;
+      // ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPERM (firewall), EMSGSIZE...: this message is lost.
+      stats_[kTxErrors] += tx_segs_[done];
       done++;
     }
   }

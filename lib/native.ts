@@ -34,8 +34,12 @@ export const UdpStat = {
   rxBatches: 8,
   queueDepth: 9,
   rxTruncated: 10, // datagram larger than a receive slot
+  txGsoSends: 11, // messages that carried several datagrams (UDP_SEGMENT)
+  rxGroMessages: 12, // messages received holding several datagrams (UDP_GRO)
 } as const;
-export const UDP_STAT_COUNT = 11;
+export const UDP_STAT_COUNT = 13;
+/** With offload, one received message may hold this many datagrams (UDP_GRO's limit). */
+export const UDP_GRO_MAX_SEGMENTS = 64;
 
 /**
  * Size of one encoded underlay address: 16 bytes of IPv6 address (IPv4 as
@@ -98,6 +102,13 @@ export interface NativeUdpOptions {
   sendQueue: number;
   /** Requested SO_RCVBUF/SO_SNDBUF in bytes (best effort). */
   socketBuffer: number;
+  /**
+   * UDP GSO/GRO where the kernel has them: sends merge runs of contiguous,
+   * equal-sized datagrams to one address into one message; receives may
+   * split one message into up to UDP_GRO_MAX_SEGMENTS datagrams, so the
+   * offsets/lengths/addrs arrays hold batchSize x UDP_GRO_MAX_SEGMENTS.
+   */
+  offload?: boolean;
 }
 
 export interface NativeUdpConstructor {
@@ -116,6 +127,8 @@ export interface NativeUdp {
   /** The bound port (useful after binding port 0). */
   readonly port: number;
   readonly family: 4 | 6;
+  /** "gso,gro", "gso", "gro" or "none". */
+  readonly offloads: string;
   /** sendmmsg datagram i = buf[offsets[i]..+lengths[i]] to addrs[i*ADDR_SLOT..]. Returns how many were sent or queued. */
   send(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Buffer, count: number): number;
   pause(): void;
@@ -184,6 +197,20 @@ export interface NativeBinding {
   /** Add an address via netlink (RTM_NEWADDR, NLM_F_EXCL). family 4 or 6; addr is 4 or 16 bytes. */
   addAddress(ifindex: number, family: 4 | 6, addr: Buffer, prefix: number, noDad: boolean): void;
   ifIndex(ifname: string): number;
+  /**
+   * Clear the effective, permitted, inheritable and ambient capability sets of
+   * every thread (csrc/privilege_linux.cc), and the bounding set when
+   * CAP_SETPCAP allows. Throws an Error with .code when this thread cannot.
+   */
+  dropCapabilities(): NativeCapabilityDrop;
+}
+
+/** What dropCapabilities() did. A thread that blocks every signal is unreachable and keeps its set. */
+export interface NativeCapabilityDrop {
+  threads: number;
+  dropped: number;
+  unreachable: number;
+  boundingSet: 'cleared' | 'kept';
 }
 
 function load(): NativeBinding {

@@ -1,17 +1,19 @@
 // Outgoing datagrams of one UDP socket, gathered in a slab and sent with one
 // sendmmsg — by default when the current native callback returns.
-import { MutableFrameBatch, BATCH_SIZE } from './frames.js';
+import { MutableFrameBatch } from './frames.js';
 import { ADDR_SLOT } from './native.js';
 import type { UdpSocket } from './udp.js';
 
-/** Room for a batch of full 1500-byte datagrams several times over; flushed when full. */
-export const TX_SLAB_BYTES = 512 * 1024;
+/** Room for several TCP super-frames' worth of datagrams; flushed when full. */
+export const TX_SLAB_BYTES = 1024 * 1024;
+/** Datagrams per flush: enough for runs that UDP GSO can merge (up to 64 per message). */
+export const TX_QUEUE_SLOTS = 256;
 
 export class TxQueue {
-  readonly batch = new MutableFrameBatch(Buffer.allocUnsafeSlow(TX_SLAB_BYTES), BATCH_SIZE);
-  readonly addrs = Buffer.alloc(BATCH_SIZE * ADDR_SLOT);
+  readonly batch = new MutableFrameBatch(Buffer.allocUnsafeSlow(TX_SLAB_BYTES), TX_QUEUE_SLOTS);
+  readonly addrs = Buffer.alloc(TX_QUEUE_SLOTS * ADDR_SLOT);
   /** Scratch for engines: destination offsets of datagrams being built. */
-  readonly scratchOffsets = new Uint32Array(BATCH_SIZE);
+  readonly scratchOffsets = new Uint32Array(TX_QUEUE_SLOTS);
   used = 0;
   sent = 0;
   private scheduled = false;

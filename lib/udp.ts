@@ -1,7 +1,7 @@
 // The UDP underlay socket: a typed wrapper over the addon's batched socket that
 // owns the receive slabs and counters the native side fills (csrc/udp_linux.cc).
 import type { FrameBatch } from './frames.js';
-import { ADDR_SLOT, native, UDP_STAT_COUNT, UdpStat, type NativeUdp } from './native.js';
+import { ADDR_SLOT, native, UDP_GRO_MAX_SEGMENTS, UDP_STAT_COUNT, UdpStat, type NativeUdp } from './native.js';
 
 export interface UdpBindOptions {
   /** Bind address: '::' (dual stack, the default), '0.0.0.0', or a literal. */
@@ -16,6 +16,8 @@ export interface UdpBindOptions {
   sendQueue?: number;
   /** Requested SO_RCVBUF/SO_SNDBUF in bytes (best effort). */
   socketBuffer?: number;
+  /** UDP GSO on send and GRO on receive where the kernel has them (default false). */
+  offload?: boolean;
 }
 
 export const UDP_DEFAULTS = {
@@ -27,6 +29,7 @@ export const UDP_DEFAULTS = {
   sendQueue: 1024,
   // Room for bursts of a few thousand full-size frames between loop turns.
   socketBuffer: 4 * 1024 * 1024,
+  offload: false,
 } as const;
 
 export type UdpStats = { -readonly [K in keyof typeof UdpStat]: number };
@@ -57,6 +60,8 @@ export class UdpSocket {
   private readonly rxAddrs: Buffer;
   private receiver: DatagramReceiver | null = null;
   private isClosed = false;
+  /** Most datagrams one receive callback can hand over. */
+  readonly capacity: number;
   // One-datagram scratch for sendTo.
   private readonly oneOffset = new Uint32Array(1);
   private readonly oneLength = new Uint32Array(1);
@@ -68,9 +73,12 @@ export class UdpSocket {
 
   private constructor(opts: Required<UdpBindOptions>) {
     const slab = Buffer.allocUnsafeSlow(opts.batchSize * opts.slotSize);
-    const offsets = new Uint32Array(opts.batchSize);
-    const lengths = new Uint32Array(opts.batchSize);
-    this.rxAddrs = Buffer.allocUnsafeSlow(opts.batchSize * ADDR_SLOT);
+    // With GRO one message can become up to UDP_GRO_MAX_SEGMENTS datagrams.
+    const capacity = opts.batchSize * (opts.offload ? UDP_GRO_MAX_SEGMENTS : 1);
+    const offsets = new Uint32Array(capacity);
+    const lengths = new Uint32Array(capacity);
+    this.rxAddrs = Buffer.allocUnsafeSlow(capacity * ADDR_SLOT);
+    this.capacity = capacity;
     this.stat = new Float64Array(UDP_STAT_COUNT);
     this.rxBatch = new ReceiveBatch(slab, offsets, lengths);
     this.handle = new (native().UdpSocket)(
@@ -131,6 +139,11 @@ export class UdpSocket {
 
   get family(): 4 | 6 {
     return this.handle.family;
+  }
+
+  /** What the kernel agreed to with `offload: true`: "gso,gro", "gso", "gro" or "none". */
+  get offloads(): string {
+    return this.handle.offloads;
   }
 
   get closed(): boolean {
