@@ -3,12 +3,12 @@
 // keys keep receiving), dead-switch detection and rejoin with backoff.
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { FrameBatch } from '../frames.js';
+import { BATCH_SIZE, type FrameBatch } from '../frames.js';
 import { encodeKey, publicKeyOf } from '../crypto/keys.js';
 import { CookieGenerator, InitiatorHandshake } from '../crypto/noise.js';
 import { PROTOCOL_VERSION_2, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, V2MessageType } from '../crypto/constants.js';
 import { rejoinBackoffMs } from '../protocol/session.js';
-import { DEAD_AFTER_MISSED_KEEPALIVES, ETHERNET_HEADER_SIZE, KEEPALIVE_INTERVAL_DEFAULT_S } from '../protocol/constants.js';
+import { DEAD_AFTER_MISSED_KEEPALIVES, ETHERNET_HEADER_SIZE, KEEPALIVE_INTERVAL_DEFAULT_S, KEEPALIVE_INTERVAL_MAX_S, KEEPALIVE_INTERVAL_MIN_S } from '../protocol/constants.js';
 import type { PortEngine, PortEngineHost, PortEngineStatus } from '../port-engine.js';
 import { Keypair } from './keypair.js';
 import { Control, LEAVE_PAYLOAD, SESSION_UNKNOWN_SIZE, SESSION_UNKNOWN_TYPE, encodePing } from './control.js';
@@ -54,6 +54,7 @@ export class SecurePortEngine implements PortEngine, OpenSink {
   private pingSentAt = new Map<number, number>();
   private rttMs: number | undefined;
   private rxNow = 0;
+  private readonly touched: Keypair[] = [];
   private readonly counters = {
     handshakesSent: 0,
     handshakes: 0,
@@ -66,6 +67,8 @@ export class SecurePortEngine implements PortEngine, OpenSink {
     replayed: 0,
     unknownIndex: 0,
     malformed: 0,
+    cookies: 0,
+    ignored: 0,
   };
 
   constructor(
@@ -95,24 +98,29 @@ export class SecurePortEngine implements PortEngine, OpenSink {
   receive(batch: FrameBatch, slots: Uint16Array, n: number, now: number): void {
     const { buf, offsets, lengths } = batch;
     this.rxNow = now;
-    const touched: Keypair[] = [];
-    for (let k = 0; k < n; k++) {
-      const i = slots[k]!;
-      const off = offsets[i]!;
-      const len = lengths[i]!;
-      if (isTransport(buf, off, len)) {
-        const kp = this.keypairFor(readU32(buf, off + 4));
-        if (kp === null) {
-          this.counters.unknownIndex++;
+    const touched = this.touched;
+    // Windows of BATCH_SIZE: a keypair's receive scratch holds one window (GRO batches are larger).
+    for (let base = 0; base < n; base += BATCH_SIZE) {
+      const end = Math.min(n, base + BATCH_SIZE);
+      for (let k = base; k < end; k++) {
+        const i = slots[k]!;
+        const off = offsets[i]!;
+        const len = lengths[i]!;
+        if (isTransport(buf, off, len)) {
+          const kp = this.keypairFor(readU32(buf, off + 4));
+          if (kp === null) {
+            this.counters.unknownIndex++;
+            continue;
+          }
+          if (kp.rxCount === 0) touched.push(kp);
+          if (!queueOpen(kp, buf, off, len, i)) this.counters.replayed++;
           continue;
         }
-        if (kp.rxCount === 0) touched.push(kp);
-        if (!queueOpen(kp, buf, off, len, i)) this.counters.replayed++;
-        continue;
+        this.control(buf.subarray(off, off + len), now);
       }
-      this.control(buf.subarray(off, off + len), now);
+      for (const kp of touched) openQueued(kp, buf, this);
+      touched.length = 0;
     }
-    for (const kp of touched) openQueued(kp, buf, this);
   }
 
   plain(kp: Keypair, _slot: number, buf: Buffer, off: number, len: number): void {
@@ -138,9 +146,9 @@ export class SecurePortEngine implements PortEngine, OpenSink {
       }
     } else if (kind === Control.PARAMS && len === 5) {
       const keepaliveS = buf.readUInt16BE(off + 1);
-      if (keepaliveS >= 1) this.keepaliveMs = keepaliveS * 1000;
+      if (keepaliveS >= KEEPALIVE_INTERVAL_MIN_S && keepaliveS <= KEEPALIVE_INTERVAL_MAX_S) this.keepaliveMs = keepaliveS * 1000;
       this.nextPingAt = Math.min(this.nextPingAt, this.rxNow + this.keepaliveMs);
-    } else if (kind === Control.LEAVE) {
+    } else if (kind === Control.LEAVE && len === 1) {
       this.host.event({ type: 'left-by-switch' });
       this.dropKeys();
       this.beginRejoin(this.rxNow);
@@ -169,6 +177,10 @@ export class SecurePortEngine implements PortEngine, OpenSink {
       this.host.log.warn('session keys expired before a rekey completed; rejoining', {});
       this.dropKeys();
       this.beginRejoin(now);
+    }
+    if (this.previous !== null && now - this.previous.createdAt >= this.rejectAfterMs) {
+      this.previous.close();
+      this.previous = null;
     }
     if (this.state === 'joined' && this.current !== null) {
       if (now - this.lastHeard > DEAD_AFTER_MISSED_KEEPALIVES * this.keepaliveMs + this.keepaliveMs / 2) {
@@ -272,7 +284,8 @@ export class SecurePortEngine implements PortEngine, OpenSink {
       return;
     }
     if (type === V2MessageType.COOKIE_REPLY && this.handshake !== null) {
-      this.handshake.consumeCookieReply(msg, now);
+      if (this.handshake.consumeCookieReply(msg, now)) this.counters.cookies++;
+      else this.counters.ignored++;
       return;
     }
     if (type === SESSION_UNKNOWN_TYPE && msg.length === SESSION_UNKNOWN_SIZE) {
@@ -284,6 +297,8 @@ export class SecurePortEngine implements PortEngine, OpenSink {
         this.host.log.info('the switch does not know our session (restarted?): handshaking again', {});
         this.attempt = 0;
         this.initiate(now);
+      } else {
+        this.counters.ignored++;
       }
       return;
     }

@@ -3,7 +3,7 @@
 // port with rekey and expiry, and the encrypted data path. Only authenticated
 // datagrams create or change state.
 import { randomInt } from 'node:crypto';
-import type { FrameBatch } from '../frames.js';
+import { BATCH_SIZE, type FrameBatch } from '../frames.js';
 import { ADDR_SLOT } from '../native.js';
 import type { UdpSocket } from '../udp.js';
 import { addressEquals, formatAddress } from '../udp-address.js';
@@ -59,6 +59,8 @@ class SecurePeer implements EnginePeer {
   dataIn = 0;
   lastHandshake = 0;
   rekeys = 0;
+  /** When `next` went from none to pending: a retried initiation replaces `next`, not this clock. */
+  unconfirmedSince = 0;
   constructor(
     readonly id: number,
     public name: string,
@@ -101,7 +103,9 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
   private readonly byIndex = new Map<number, IndexEntry>();
   private readonly touched: IndexEntry[] = [];
   private readonly limiter = new SourceLimiter();
+  // Separate budgets, so a flood of junk transport can't silence version answers, or the reverse.
   private readonly replyBudget = new ReplyBudget(REPLY_BUDGET_PER_SECOND, REPLY_BUDGET_BURST);
+  private readonly versionBudget = new ReplyBudget(REPLY_BUDGET_PER_SECOND, REPLY_BUDGET_BURST);
   private readonly logBudget = new ReplyBudget(LOG_BUDGET_PER_S, LOG_BUDGET_PER_S);
   private readonly rejectAfterMs: number;
   private handshakesThisSecond = 0;
@@ -175,25 +179,29 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     this.rxAddrs = addrs;
     this.rxSocket = socket;
     this.rxNow = now;
-    for (let i = 0; i < count; i++) {
-      const off = offsets[i]!;
-      const len = lengths[i]!;
-      if (isTransport(buf, off, len)) {
-        const e = this.byIndex.get(readU32(buf, off + 4));
-        if (e === undefined) {
-          this.stats.unknownIndex++;
-          // A port whose switch restarted learns it at once (see PROTOCOL.md: SESSION_UNKNOWN).
-          if (this.replyBudget.take(now)) this.host.sendTo(socket, encodeSessionUnknown(readU32(buf, off + 4)), addrs.subarray(i * ADDR_SLOT, (i + 1) * ADDR_SLOT));
+    // Windows of BATCH_SIZE: each keypair's receive scratch holds one window (GRO batches are larger).
+    for (let base = 0; base < count; base += BATCH_SIZE) {
+      const end = Math.min(count, base + BATCH_SIZE);
+      for (let i = base; i < end; i++) {
+        const off = offsets[i]!;
+        const len = lengths[i]!;
+        if (isTransport(buf, off, len)) {
+          const e = this.byIndex.get(readU32(buf, off + 4));
+          if (e === undefined) {
+            this.stats.unknownIndex++;
+            // A port whose switch restarted learns it at once (see PROTOCOL.md: SESSION_UNKNOWN).
+            if (this.replyBudget.take(now)) this.host.sendTo(socket, encodeSessionUnknown(readU32(buf, off + 4)), addrs.subarray(i * ADDR_SLOT, (i + 1) * ADDR_SLOT));
+            continue;
+          }
+          if (e.kp.rxCount === 0) this.touched.push(e);
+          if (!queueOpen(e.kp, buf, off, len, i)) this.stats.replayed++;
           continue;
         }
-        if (e.kp.rxCount === 0) this.touched.push(e);
-        if (!queueOpen(e.kp, buf, off, len, i)) this.stats.replayed++;
-        continue;
+        this.control(socket, buf, off, len, addrs, i, now);
       }
-      this.control(socket, buf, off, len, addrs, i, now);
+      for (const e of this.touched) openQueued(e.kp, buf, this);
+      this.touched.length = 0;
     }
-    for (const e of this.touched) openQueued(e.kp, buf, this);
-    this.touched.length = 0;
   }
 
   /** OpenSink: an authentic, fresh datagram. */
@@ -239,7 +247,9 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     this.handshakesThisSecond = 0;
     const timeoutMs = this.opts.portTimeoutS * 1000;
     for (const peer of [...this.peers.values()]) {
-      if (peer.next !== null && now - peer.next.createdAt > CONFIRM_TIMEOUT_MS) {
+      // Measured from the first unconfirmed handshake: a port with the wrong PSK retries more
+      // often than CONFIRM_TIMEOUT_MS (backoff caps at 10 s), so each `next` alone never ages out.
+      if (peer.next !== null && now - peer.unconfirmedSince > CONFIRM_TIMEOUT_MS) {
         this.stats.unconfirmed++;
         this.host.log.warn('handshake not confirmed: the port never used the new keys (a PSK mismatch?)', {
           port: peer.name,
@@ -301,7 +311,7 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     if (version !== PROTOCOL_VERSION_2) {
       this.stats.badVersion++;
       // Answer (within budget, never larger than the trigger) so the port can say why.
-      if (type !== 0xff && this.replyBudget.take(now)) {
+      if (type !== 0xff && this.versionBudget.take(now)) {
         this.host.sendTo(socket, encodeVersionUnsupported(PROTOCOL_VERSION_2, PROTOCOL_VERSION_2, PROTOCOL_VERSION_2), Buffer.from(from));
       }
       if (this.logBudget.take(now)) {
@@ -372,7 +382,13 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     if (!accepted.ok) {
       if (accepted.reason === 'replay' || accepted.reason === 'flood') this.stats.replayedInitiations++;
       else this.stats.handshakeFailures++;
-      if (this.logBudget.take(now)) this.host.log.debug('initiation refused', { key: encodeKey(init.peerPublicKey), reason: accepted.reason });
+      if (this.logBudget.take(now)) {
+        this.host.log.info('initiation refused', {
+          port: entry.name ?? encodeKey(init.peerPublicKey).slice(0, 8),
+          reason: accepted.reason,
+          ...(accepted.reason === 'replay' ? { hint: 'its timestamp is not newer than the last accepted: a replayed initiation, or the port\'s clock went back' } : {}),
+        });
+      }
       return;
     }
     let peer = this.peers.get(keyHex);
@@ -390,6 +406,7 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     from.copy(peer.endpoint);
     peer.socket = socket;
     const kp = new Keypair(accepted.keys, now);
+    if (peer.next === null) peer.unconfirmedSince = now;
     this.setNext(peer, kp);
     peer.lastHandshake = now;
     this.byIndex.set(kp.localIndex, { peer, kp });
@@ -406,6 +423,12 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     peer.current = kp;
     this.sendControl(peer, encodeParams(this.opts.keepaliveS, this.opts.portTimeoutS));
     if (!peer.joined) {
+      // Two new ports may have handshaken for the last free place: the first to confirm gets it.
+      if (this.size >= (this.opts.maxPorts ?? Infinity)) {
+        this.host.log.warn('switch full: port refused at confirmation', { port: peer.name, max: this.opts.maxPorts });
+        this.dropPeer(peer, 'switch full', true);
+        return;
+      }
       peer.joined = true;
       this.host.joined(peer, {});
     } else {
@@ -418,7 +441,7 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
   private onControl(peer: SecurePeer, _kp: Keypair, kind: number, buf: Buffer, off: number, len: number): void {
     if (kind === Control.PING && len === 5) {
       this.sendControl(peer, encodePing(Control.PONG, buf.readUInt32BE(off + 1)));
-    } else if (kind === Control.LEAVE) {
+    } else if (kind === Control.LEAVE && len === 1) {
       this.stats.leaves++;
       this.dropPeer(peer, 'leave', false);
     }
