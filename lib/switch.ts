@@ -118,6 +118,11 @@ export class Switch extends EventEmitter {
   readonly macTable: MacTable<SwitchPort>;
   readonly totals: TrafficCounters = newCounters();
   readonly maxFrameSize: number;
+  /**
+   * Sees every ingress batch before it is forwarded (packet capture). The views
+   * are valid only during the call; it must not throw or send. Null: no cost.
+   */
+  onIngress: ((port: SwitchPort, batch: FrameBatch) => void) | null = null;
   private readonly clock: () => number;
   private readonly sweepIntervalMs: number;
   // Replaced, never mutated, so a batch in flight keeps a stable list even if
@@ -206,6 +211,7 @@ export class Switch extends EventEmitter {
       this.totals.drops.reentrant += n;
       return;
     }
+    if (this.onIngress !== null) this.onIngress(ingress, batch);
     this.forwarding = true;
     try {
       const ports = this.ports;

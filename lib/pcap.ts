@@ -1,0 +1,401 @@
+// Packet capture to classic libpcap files (what tcpdump -w writes): frame
+// batches copied into a few preallocated chunks, written asynchronously one
+// chunk per write, bounded in memory (drop and count) and on disk (rotation).
+import { EventEmitter } from 'node:events';
+import { close, open, openSync, rename, write } from 'node:fs';
+import type { FrameBatch } from './frames.js';
+import type { Logger } from './log.js';
+import { parsePositive, UsageError } from './cli.js';
+
+/** Magic of microsecond timestamps, written in host (little-endian) order like libpcap does. */
+export const PCAP_MAGIC_USEC = 0xa1b2c3d4;
+/** Magic of nanosecond timestamps. */
+export const PCAP_MAGIC_NSEC = 0xa1b23c4d;
+export const PCAP_VERSION_MAJOR = 2;
+export const PCAP_VERSION_MINOR = 4;
+/** LINKTYPE_ETHERNET: every record is one Ethernet frame from its destination MAC on. */
+export const LINKTYPE_ETHERNET = 1;
+export const PCAP_FILE_HEADER_LEN = 24;
+export const PCAP_RECORD_HEADER_LEN = 16;
+/** Bytes kept of each frame; longer frames are cut, their original length recorded. */
+export const DEFAULT_PCAP_SNAPLEN = 65535;
+/** libpcap's MAXIMUM_SNAPLEN. */
+export const MAX_PCAP_SNAPLEN = 262144;
+/** Bytes per file before rotation (100 MB, tcpdump -C style decimal megabytes). */
+export const DEFAULT_PCAP_MAX_BYTES = 100_000_000;
+/** Files kept: FILE and FILE.1, so a capture takes at most 2 x maxBytes of disk. */
+export const DEFAULT_PCAP_FILES = 2;
+export const MAX_PCAP_FILES = 1000;
+/** Memory a capture may hold while the disk catches up; beyond it frames are dropped and counted. */
+export const DEFAULT_PCAP_BUFFER_BYTES = 4 * 1024 * 1024;
+/** The buffer is split into this many chunks: one filling while the others are written. */
+export const PCAP_CHUNKS = 4;
+/** A partly filled chunk goes to disk after this long, so a quiet capture is still readable live. */
+export const PCAP_FLUSH_INTERVAL_MS = 1000;
+/** How long a daemon waits on exit for the last chunks to reach the file. */
+export const PCAP_CLOSE_TIMEOUT_MS = 5000;
+/** Captures hold the LAN's traffic in clear: only the owner may read them. */
+const FILE_MODE = 0o600;
+
+export interface PcapOptions {
+  /** Largest size of one file in bytes, headers included (default 100 MB). No file ever exceeds it. */
+  maxBytes?: number;
+  /**
+   * Files kept (default 2): when FILE is full it becomes FILE.1, FILE.1 becomes
+   * FILE.2 ... and the oldest, FILE.(files-1), is deleted. With 1 the capture
+   * stops recording once FILE is full (frames counted in `overflow`).
+   */
+  files?: number;
+  /** Bytes kept of each frame (default 65535). */
+  snaplen?: number;
+  /** Nanosecond timestamps (magic 0xa1b23c4d) instead of microseconds. */
+  nanosecond?: boolean;
+  /** Memory for frames not yet written (default 4 MiB). */
+  bufferBytes?: number;
+  /** Milliseconds before a partly filled chunk is written; 0: only full chunks and close(). Default 1000. */
+  flushIntervalMs?: number;
+  /** Wall clock in nanoseconds since the epoch; injected by tests. */
+  clock?: () => bigint;
+}
+
+export interface PcapCounters {
+  /** Frames recorded. */
+  frames: number;
+  /** Frame bytes recorded (after snaplen). */
+  bytes: number;
+  /** Frames not recorded because the disk was behind and the buffer full. */
+  dropped: number;
+  /** Frames not recorded because the only file (files = 1) is full. */
+  overflow: number;
+  /** Files rotated (FILE renamed to FILE.1). */
+  rotations: number;
+  /** Bytes written to disk, file headers included. */
+  written: number;
+}
+
+export type PcapState = 'open' | 'closing' | 'closed' | 'failed';
+
+export interface CaptureStatus {
+  file: string;
+  state: PcapState;
+  maxBytes: number;
+  files: number;
+  snaplen: number;
+  startedAt: string;
+  counters: PcapCounters;
+  /** Why the capture stopped by itself (disk full, file removed...). */
+  error?: string;
+}
+
+export interface PcapWriterEvents {
+  rotate: [info: { file: string; rotations: number }];
+  /** Writing failed (ENOSPC, EIO...): the capture stopped; frames are no longer recorded. */
+  failed: [error: Error & { code?: string }];
+}
+
+/** Write chunk[start..end); `release`: the chunk's last write, after which it is free again. */
+type Op = { kind: 'write'; chunk: Buffer; start: number; end: number; release: boolean } | { kind: 'rotate' };
+
+function invalid(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ERR_INVALID_ARG_VALUE' });
+}
+
+function checkInt(value: number, name: string, min: number, max: number, hint = ''): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw invalid(`pcap ${name} ${value} must be an integer from ${min} to ${max}${hint}`);
+  }
+  return value;
+}
+
+const fsWrite = (fd: number, buf: Buffer, off: number, len: number): Promise<number> =>
+  new Promise((resolve, reject) => write(fd, buf, off, len, null, (err, n) => (err ? reject(err) : resolve(n))));
+const fsClose = (fd: number): Promise<void> => new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
+const fsOpen = (file: string): Promise<number> =>
+  new Promise((resolve, reject) => open(file, 'w', FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))));
+const fsRename = (from: string, to: string): Promise<void> =>
+  new Promise((resolve, reject) => rename(from, to, (err) => (err && err.code !== 'ENOENT' ? reject(err) : resolve())));
+
+/** Wall clock in ns: Date.now() anchors it, hrtime orders frames within a millisecond. */
+function defaultClock(): () => bigint {
+  const base = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  return () => base + process.hrtime.bigint();
+}
+
+/**
+ * Writes frame batches to FILE as a pcap capture. write() never blocks and
+ * never throws: it copies the frames into the current chunk; full chunks are
+ * written in order by one async loop. close() writes what is left.
+ */
+export class PcapWriter extends EventEmitter<PcapWriterEvents> {
+  readonly file: string;
+  readonly maxBytes: number;
+  readonly files: number;
+  readonly snaplen: number;
+  readonly nanosecond: boolean;
+  readonly counters: PcapCounters = { frames: 0, bytes: 0, dropped: 0, overflow: 0, rotations: 0, written: 0 };
+  private readonly startedAt = new Date();
+  private readonly clock: () => bigint;
+  private readonly free: Buffer[] = [];
+  private readonly queue: Op[] = [];
+  private current: Buffer;
+  /** Next byte to fill in `current`; bytes before `queued` are already queued for writing. */
+  private pos = 0;
+  private queued = 0;
+  /** Bytes of the current file: written, queued and in the current chunk. */
+  private fileBytes = 0;
+  private fd: number;
+  private state: PcapState = 'open';
+  private error: (Error & { code?: string }) | undefined;
+  private draining: Promise<void> | null = null;
+  private closing: Promise<PcapCounters> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  /** Opens (truncates) FILE at once, so a bad path throws here with the errno as `.code`. */
+  constructor(file: string, opts: PcapOptions = {}) {
+    super();
+    this.file = file;
+    this.snaplen = checkInt(opts.snaplen ?? DEFAULT_PCAP_SNAPLEN, 'snaplen', 1, MAX_PCAP_SNAPLEN);
+    const minBytes = PCAP_FILE_HEADER_LEN + PCAP_RECORD_HEADER_LEN + this.snaplen;
+    this.maxBytes = checkInt(opts.maxBytes ?? DEFAULT_PCAP_MAX_BYTES, 'maxBytes', minBytes, Number.MAX_SAFE_INTEGER, ` (one file must hold a ${this.snaplen}-byte frame; or lower snaplen)`);
+    this.files = checkInt(opts.files ?? DEFAULT_PCAP_FILES, 'files', 1, MAX_PCAP_FILES);
+    this.nanosecond = opts.nanosecond ?? false;
+    const bufferBytes = checkInt(opts.bufferBytes ?? DEFAULT_PCAP_BUFFER_BYTES, 'bufferBytes', 1, 1 << 30);
+    const flushMs = checkInt(opts.flushIntervalMs ?? PCAP_FLUSH_INTERVAL_MS, 'flushIntervalMs', 0, 3_600_000);
+    this.clock = opts.clock ?? defaultClock();
+    // Every chunk holds the largest record plus a file header, so a record always fits an empty chunk.
+    const chunkBytes = Math.max(Math.floor(bufferBytes / PCAP_CHUNKS), minBytes);
+    for (let i = 0; i < PCAP_CHUNKS; i++) this.free.push(Buffer.allocUnsafeSlow(chunkBytes));
+    this.current = this.free.pop()!;
+    try {
+      this.fd = openSync(file, 'w', FILE_MODE);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      throw Object.assign(new Error(`cannot open capture file '${file}': ${e.code ?? e.message} (check that the directory exists and is writable)`), { code: e.code ?? 'EIO' });
+    }
+    this.putFileHeader();
+    if (flushMs > 0) {
+      this.timer = setInterval(() => this.flushPartial(), flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Record every frame of `batch` (views valid only during this call: they are copied). */
+  write(batch: FrameBatch): void {
+    const n = batch.count;
+    if (this.state !== 'open' || n === 0) return;
+    // One timestamp per batch: its frames arrived in one wake-up.
+    const now = this.clock();
+    const sec = Number(now / 1_000_000_000n);
+    const ns = Number(now % 1_000_000_000n);
+    const frac = this.nanosecond ? ns : Math.floor(ns / 1000);
+    const { buf, offsets, lengths } = batch;
+    const snaplen = this.snaplen;
+    const c = this.counters;
+    for (let i = 0; i < n; i++) {
+      const len = lengths[i]!;
+      const incl = len < snaplen ? len : snaplen;
+      const rec = PCAP_RECORD_HEADER_LEN + incl;
+      if (this.fileBytes + rec > this.maxBytes) {
+        if (this.files === 1) {
+          c.overflow++;
+          continue;
+        }
+        if (!this.startNextFile(rec)) {
+          c.dropped++;
+          continue;
+        }
+      }
+      // A chunk always holds one record after a file header, so a fresh chunk always fits.
+      if (this.pos + rec > this.current.length && !this.seal()) {
+        c.dropped++;
+        continue;
+      }
+      const chunk = this.current;
+      let p = this.pos;
+      chunk.writeUInt32LE(sec, p);
+      chunk.writeUInt32LE(frac, p + 4);
+      chunk.writeUInt32LE(incl, p + 8);
+      chunk.writeUInt32LE(len, p + 12);
+      p += PCAP_RECORD_HEADER_LEN;
+      const off = offsets[i]!;
+      buf.copy(chunk, p, off, off + incl);
+      this.pos = p + incl;
+      this.fileBytes += rec;
+      c.frames++;
+      c.bytes += incl;
+    }
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  status(): CaptureStatus {
+    return {
+      file: this.file,
+      state: this.state,
+      maxBytes: this.maxBytes,
+      files: this.files,
+      snaplen: this.snaplen,
+      startedAt: this.startedAt.toISOString(),
+      counters: { ...this.counters },
+      ...(this.error ? { error: `${this.error.message}` } : {}),
+    };
+  }
+
+  /** Write what is buffered and close the file. Idempotent; resolves with the final counters. */
+  close(): Promise<PcapCounters> {
+    this.closing ??= (async () => {
+      if (this.state === 'open') this.state = 'closing';
+      if (this.timer !== null) clearInterval(this.timer);
+      this.timer = null;
+      if (this.state === 'closing') this.queueCurrent(true);
+      this.kick();
+      while (this.draining !== null) await this.draining;
+      if (this.state === 'closing') {
+        this.state = 'closed';
+        await fsClose(this.fd).catch((err: Error) => this.fail(err));
+      }
+      return { ...this.counters };
+    })();
+    return this.closing;
+  }
+
+  private putFileHeader(): void {
+    const b = this.current;
+    const p = this.pos;
+    b.writeUInt32LE(this.nanosecond ? PCAP_MAGIC_NSEC : PCAP_MAGIC_USEC, p);
+    b.writeUInt16LE(PCAP_VERSION_MAJOR, p + 4);
+    b.writeUInt16LE(PCAP_VERSION_MINOR, p + 6);
+    b.writeInt32LE(0, p + 8); // thiszone: timestamps are UTC
+    b.writeUInt32LE(0, p + 12); // sigfigs
+    b.writeUInt32LE(this.snaplen, p + 16);
+    b.writeUInt32LE(LINKTYPE_ETHERNET, p + 20);
+    this.pos = p + PCAP_FILE_HEADER_LEN;
+    this.fileBytes = PCAP_FILE_HEADER_LEN;
+  }
+
+  /** Queue the filled, not yet queued part of the current chunk. The chunk stays current unless `release`. */
+  private queueCurrent(release: boolean): void {
+    if (this.pos > this.queued || release) {
+      this.queue.push({ kind: 'write', chunk: this.current, start: this.queued, end: this.pos, release });
+      this.queued = this.pos;
+      this.kick();
+    }
+  }
+
+  /** Hand the full current chunk to the writer and take an empty one; false when none is free (disk behind). */
+  private seal(): boolean {
+    const next = this.free.pop();
+    if (next === undefined) return false;
+    this.queueCurrent(true);
+    this.current = next;
+    this.pos = 0;
+    this.queued = 0;
+    return true;
+  }
+
+  /**
+   * Close this file in order behind its queued bytes; the next file's header
+   * follows in the same chunk, or a fresh one if the header and a `rec`-byte
+   * record don't fit. False when no chunk is free (disk behind).
+   */
+  private startNextFile(rec: number): boolean {
+    if (this.pos + PCAP_FILE_HEADER_LEN + rec > this.current.length && !this.seal()) return false;
+    this.queueCurrent(false);
+    this.queue.push({ kind: 'rotate' });
+    this.kick();
+    this.putFileHeader();
+    return true;
+  }
+
+  private flushPartial(): void {
+    if (this.state === 'open' && this.queue.length === 0 && this.draining === null) this.queueCurrent(false);
+  }
+
+  private kick(): void {
+    if (this.draining !== null || this.queue.length === 0 || this.state === 'failed') return;
+    this.draining = this.drain().finally(() => (this.draining = null));
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0 && this.state !== 'failed') {
+        const op = this.queue[0]!;
+        if (op.kind === 'write') {
+          for (let off = op.start; off < op.end; ) off += await fsWrite(this.fd, op.chunk, off, op.end - off);
+          this.counters.written += op.end - op.start;
+          if (op.release) this.free.push(op.chunk);
+        } else {
+          await this.rotateFiles();
+        }
+        this.queue.shift();
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  /** FILE.(n-2) -> FILE.(n-1) (replacing the oldest) ... FILE -> FILE.1, then a new FILE. */
+  private async rotateFiles(): Promise<void> {
+    await fsClose(this.fd);
+    this.fd = -1;
+    for (let i = this.files - 1; i >= 1; i--) await fsRename(i === 1 ? this.file : `${this.file}.${i - 1}`, `${this.file}.${i}`);
+    this.fd = await fsOpen(this.file);
+    this.counters.rotations++;
+    this.emit('rotate', { file: this.file, rotations: this.counters.rotations });
+  }
+
+  private fail(err: Error & { code?: string }): void {
+    if (this.state === 'failed') return;
+    this.state = 'failed';
+    this.error = Object.assign(new Error(`capture to '${this.file}' stopped: ${err.message}`), { code: err.code ?? 'EIO' });
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.queue.length = 0;
+    if (this.fd >= 0) close(this.fd, () => {});
+    this.fd = -1;
+    this.emit('failed', this.error);
+  }
+}
+
+/** Log a capture's life: one line when it rotates or fails, never per frame. */
+export function logCapture(writer: PcapWriter, log: Logger, onFailed?: () => void): void {
+  writer.on('rotate', (r) => log.info('capture rotated', { file: r.file, rotations: r.rotations, frames: writer.counters.frames, dropped: writer.counters.dropped }));
+  writer.on('failed', (err) => {
+    log.error(err.message, { file: writer.file, code: err.code });
+    onFailed?.();
+  });
+}
+
+/** The fields of a 'capture started' / 'capture stopped' log line. */
+export function captureFields(s: CaptureStatus): Record<string, string | number> {
+  const c = s.counters;
+  return { file: s.file, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations };
+}
+
+/** The capture flags shared by vswitch and vport. */
+export interface CaptureFlags {
+  pcap?: string | undefined;
+  'pcap-max-mb': number;
+  'pcap-files': number;
+}
+
+/** PcapOptions from --pcap-max-mb (decimal MB, like tcpdump -C) and --pcap-files; throws a UsageError naming the flag. */
+export function captureOptionsFromFlags(flags: CaptureFlags): PcapOptions {
+  const mb = parsePositive(flags['pcap-max-mb'], 'pcap-max-mb', { min: 0.1, max: 1_000_000 });
+  const files = parsePositive(flags['pcap-files'], 'pcap-files', { min: 1, max: MAX_PCAP_FILES });
+  if (!Number.isInteger(files)) throw new UsageError(`--pcap-files must be a whole number of files (got '${files}')`);
+  return { maxBytes: Math.round(mb * 1_000_000), files };
+}
+
+/** Resolves when `p` settles or after `ms`, whichever is first (a stuck disk must not block exit). */
+export function settleWithin(p: Promise<unknown>, ms = PCAP_CLOSE_TIMEOUT_MS): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    p.then(
+      () => resolve(),
+      () => resolve(),
+    ).finally(() => clearTimeout(t));
+  });
+}
