@@ -1,6 +1,100 @@
-// Human-readable status of a switch or a port: aligned tables, no colours.
-import type { SwitchServerSnapshot } from './switch-server.js';
-import type { PortClientStatus } from './port-client.js';
+// Status of a switch or a port: the reports the control socket serves (plain
+// JSON data), and their human forms: aligned tables, no colours.
+import type { SwitchServer, SwitchServerSnapshot } from './switch-server.js';
+import type { PortClient, PortClientStatus } from './port-client.js';
+import type { MacStatus, SwitchSnapshot, TrafficCounters } from './switch.js';
+import type { UdpStats } from './udp.js';
+
+/** One switch port as `vswitch status` shows it: switch counters joined with the port's session. */
+export interface SwitchPortReport {
+  id: number;
+  name: string;
+  /** Base64 static key (secure mode). */
+  publicKey?: string;
+  /** Underlay address, or 'local' for a port in the switch's own process. */
+  address: string;
+  joinedAt?: string;
+  lastSeenS?: number;
+  lastHandshakeS?: number;
+  rekeys?: number;
+  counters: TrafficCounters;
+  macs: MacStatus[];
+}
+
+/** What `vswitch status --json` prints: JSON-safe, self-contained. */
+export interface SwitchStatusReport {
+  kind: 'vswitch';
+  /** When the report was taken (ISO 8601). */
+  time: string;
+  pid: number;
+  mode: 'insecure' | 'secure';
+  udpPorts: number[];
+  ports: SwitchPortReport[];
+  macTable: MacStatus[];
+  macTableCounters: SwitchSnapshot['macTableCounters'];
+  totals: TrafficCounters;
+  protocol: Record<string, number>;
+  udp: UdpStats[];
+  /** The running packet capture, or null. */
+  capture?: unknown;
+}
+
+/** What `vport status --json` prints. */
+export interface PortStatusReport extends PortClientStatus {
+  kind: 'vport';
+  time: string;
+  pid: number;
+  mac: string;
+  capture?: unknown;
+}
+
+/** The capture status of a server or client, where packet capture exists. */
+function captureOf(target: object): { capture?: unknown } {
+  const f = (target as { captureStatus?: () => unknown }).captureStatus;
+  return typeof f === 'function' ? { capture: f.call(target) ?? null } : {};
+}
+
+export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
+  const s = server.snapshot();
+  const bySwitchPort = new Map(s.sessions.filter((x) => x.switchPort !== undefined).map((x) => [x.switchPort!, x]));
+  const ports = s.ports.map((p): SwitchPortReport => {
+    const sess = bySwitchPort.get(p.id);
+    if (sess === undefined) return { id: p.id, name: p.name, address: 'local', counters: p.counters, macs: p.macs };
+    const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+    const lastHandshakeS = num(sess['lastHandshakeS']);
+    const rekeys = num(sess['rekeys']);
+    return {
+      id: p.id,
+      name: p.name,
+      ...(sess.publicKey !== undefined ? { publicKey: sess.publicKey } : {}),
+      address: sess.address,
+      joinedAt: sess.joinedAt,
+      lastSeenS: sess.lastSeenS,
+      ...(lastHandshakeS !== undefined ? { lastHandshakeS } : {}),
+      ...(rekeys !== undefined ? { rekeys } : {}),
+      counters: p.counters,
+      macs: p.macs,
+    };
+  });
+  return {
+    kind: 'vswitch',
+    time: new Date().toISOString(),
+    pid: process.pid,
+    mode: s.mode,
+    udpPorts: server.ports,
+    ports,
+    macTable: s.macTable,
+    macTableCounters: s.macTableCounters,
+    totals: s.totals,
+    protocol: s.protocol,
+    udp: s.udp,
+    ...captureOf(server),
+  };
+}
+
+export function portStatusReport(client: PortClient): PortStatusReport {
+  return { kind: 'vport', time: new Date().toISOString(), pid: process.pid, mac: client.tap.mac, ...client.status(), ...captureOf(client) };
+}
 
 function table(head: string[], rows: (string | number)[][]): string {
   const cells = [head, ...rows.map((r) => r.map(String))];
@@ -23,12 +117,19 @@ export function formatSwitchStatus(s: SwitchServerSnapshot): string {
     const drops = d.runt + d.oversize + d.badSource + d.samePort + d.reentrant;
     return [p.id, p.name, sess?.address ?? 'local', sess ? `${sess.lastSeenS}s` : '-', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length];
   });
-  const macs = s.macTable.map((m) => [m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
-  const t = s.totals;
   return [
     `PORTS (${s.ports.length})${s.mode === 'secure' ? '' : '  [insecure: plaintext protocol 1]'}`,
     table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS'], ports),
     '',
+    ...macAndCounterLines(s),
+  ].join('\n');
+}
+
+/** The MAC TABLE and COUNTERS sections, shared by the SIGUSR1 block and `vswitch status`. */
+function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 'macTableCounters' | 'mode' | 'protocol'>): string[] {
+  const macs = s.macTable.map((m) => [m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
+  const t = s.totals;
+  return [
     `MAC TABLE (${s.macTable.length})`,
     table(['MAC', 'VLAN', 'PORT', 'AGE'], macs),
     '',
@@ -37,7 +138,73 @@ export function formatSwitchStatus(s: SwitchServerSnapshot): string {
     `  drops: runt ${t.drops.runt}, oversize ${t.drops.oversize}, bad source ${t.drops.badSource}, same port ${t.drops.samePort}`,
     `  MAC table: moves ${s.macTableCounters.moves}, moves refused ${s.macTableCounters.moveDenied}, not learned (limits) ${s.macTableCounters.tableFull + s.macTableCounters.portLimit}`,
     `  protocol: ${protocolLine(s.mode, s.protocol)}`,
-  ].join('\n');
+  ];
+}
+
+/** "3.2s", "4m 5s", "2h 3m", "1d 4h": how long ago, for humans. */
+export function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '-';
+  if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)}s`;
+  const s = Math.round(seconds);
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+}
+
+function dropsText(d: TrafficCounters['drops']): string {
+  const named: [string, number][] = [
+    ['runt', d.runt],
+    ['oversize', d.oversize],
+    ['bad source', d.badSource],
+    ['same port', d.samePort],
+    ['reentrant', d.reentrant],
+  ];
+  const nonzero = named.filter(([, n]) => n > 0);
+  return nonzero.length === 0 ? 'none' : nonzero.map(([k, n]) => `${k} ${n}`).join(', ');
+}
+
+/** `vswitch status`: one block per port (identity, session, traffic, drops, MACs), then the MAC table and counters. */
+export function formatSwitchReport(r: SwitchStatusReport): string {
+  const now = Date.parse(r.time);
+  const out: string[] = [
+    `vswitch (pid ${r.pid}): ${r.mode === 'secure' ? 'secure (protocol 2)' : 'insecure (plaintext protocol 1)'}, UDP ${r.udpPorts.join(',') || '-'}, ${r.ports.length} port${r.ports.length === 1 ? '' : 's'}, ${r.macTable.length} MAC${r.macTable.length === 1 ? '' : 's'}`,
+    '',
+    `PORTS (${r.ports.length})`,
+  ];
+  for (const p of r.ports) {
+    const c = p.counters;
+    const rows: [string, string][] = [];
+    if (p.publicKey !== undefined) rows.push(['public key', p.publicKey]);
+    rows.push(['address', p.address]);
+    if (p.joinedAt !== undefined) rows.push(['joined', `${p.joinedAt} (${duration((now - Date.parse(p.joinedAt)) / 1000)} ago)`]);
+    if (p.lastSeenS !== undefined) rows.push(['last seen', `${duration(p.lastSeenS)} ago`]);
+    if (p.lastHandshakeS !== undefined) rows.push(['last handshake', `${duration(p.lastHandshakeS)} ago${p.rekeys !== undefined ? `, rekeys ${p.rekeys}` : ''}`]);
+    rows.push(['in', `${c.rxFrames} frames, ${bytes(c.rxBytes)}`]);
+    rows.push(['out', `${c.txFrames} frames, ${bytes(c.txBytes)} (flooded ${c.flooded}, errors ${c.txErrors})`]);
+    rows.push(['drops', dropsText(c.drops)]);
+    rows.push(['MACs', p.macs.length === 0 ? 'none' : p.macs.map((m) => (m.vlan ? `${m.mac} vlan ${m.vlan}` : m.mac)).join(', ')]);
+    out.push(`  ${p.id}  ${p.name}`);
+    for (const [k, v] of rows) out.push(`      ${k.padEnd(15)} ${v}`);
+  }
+  out.push('', ...macAndCounterLines(r));
+  const cap = captureLine(r.capture);
+  if (cap !== undefined) out.push(`  ${cap}`);
+  return out.join('\n');
+}
+
+/** "capture: FILE open, 12 frames (3.4 kB), dropped 0" from a capture status; undefined when none runs. */
+export function captureLine(capture: unknown): string | undefined {
+  if (typeof capture !== 'object' || capture === null) return undefined;
+  const c = capture as { file?: unknown; state?: unknown; error?: unknown; counters?: Record<string, unknown> };
+  const k = c.counters ?? {};
+  const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  return `capture: ${String(c.file)} ${String(c.state)}, ${num(k['frames'])} frames (${bytes(num(k['bytes']))}), dropped ${num(k['dropped']) + num(k['overflow'])}${typeof c.error === 'string' ? `, ${c.error}` : ''}`;
+}
+
+/** `vport status`: the SIGUSR1 block, plus the capture when one runs. */
+export function formatPortReport(r: PortStatusReport): string {
+  const cap = captureLine(r.capture);
+  return formatPortStatus(r) + (cap !== undefined ? `\n  ${cap}` : '');
 }
 
 /** Insecure and secure engines count different things; each line names its counters. */

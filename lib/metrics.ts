@@ -1,0 +1,253 @@
+// Prometheus metrics of a vswitch or vport: text exposition format 0.0.4,
+// rendered from status reports on each scrape, served by node:http at /metrics.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { PortStatusReport, SwitchStatusReport } from './status.js';
+import { UsageError } from './cli.js';
+
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const METRICS_PATH = '/metrics';
+
+type Labels = Record<string, string>;
+type Sample = [labels: Labels, value: number];
+
+const escapeHelp = (s: string): string => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+const escapeLabel = (s: string): string => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+function formatValue(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return String(v);
+}
+
+/** Builds one exposition: each family once, HELP and TYPE before its samples. */
+export class Exposition {
+  private readonly lines: string[] = [];
+  private readonly names = new Set<string>();
+
+  constructor(private readonly prefix: string) {}
+
+  private family(type: 'counter' | 'gauge', name: string, help: string, samples: Sample[]): this {
+    const full = this.prefix + name;
+    if (this.names.has(full)) throw new Error(`metric ${full} declared twice`);
+    if (type === 'counter' && !full.endsWith('_total')) throw new Error(`counter ${full} must end in _total`);
+    this.names.add(full);
+    this.lines.push(`# HELP ${full} ${escapeHelp(help)}`, `# TYPE ${full} ${type}`);
+    for (const [labels, value] of samples) {
+      const l = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+      this.lines.push(`${full}${l.length ? `{${l.join(',')}}` : ''} ${formatValue(value)}`);
+    }
+    return this;
+  }
+
+  counter(name: string, help: string, samples: Sample[] | number): this {
+    return this.family('counter', name, help, typeof samples === 'number' ? [[{}, samples]] : samples);
+  }
+
+  gauge(name: string, help: string, samples: Sample[] | number | undefined): this {
+    return this.family('gauge', name, help, samples === undefined ? [] : typeof samples === 'number' ? [[{}, samples]] : samples);
+  }
+
+  text(): string {
+    return this.lines.join('\n') + '\n';
+  }
+}
+
+const DROP_REASONS = [
+  ['runt', 'runt'],
+  ['oversize', 'oversize'],
+  ['bad_source', 'badSource'],
+  ['same_port', 'samePort'],
+  ['reentrant', 'reentrant'],
+] as const;
+
+/** Label values per port: the port name, made unique if two ports share one. */
+function portLabels(r: SwitchStatusReport): string[] {
+  const seen = new Map<string, number>();
+  for (const p of r.ports) seen.set(p.name, (seen.get(p.name) ?? 0) + 1);
+  return r.ports.map((p) => (seen.get(p.name)! > 1 ? `${p.name}#${p.id}` : p.name));
+}
+
+export function renderSwitchMetrics(r: SwitchStatusReport): string {
+  const x = new Exposition('etherlink_switch_');
+  const n = (k: string): number => r.protocol[k] ?? 0;
+  const secure = r.mode === 'secure';
+  const names = portLabels(r);
+  const perPort = (f: (i: number) => number, extra: Labels = {}): Sample[] => r.ports.map((_, i) => [{ port: names[i]!, ...extra }, f(i)]);
+  const dir = (rx: (i: number) => number, tx: (i: number) => number): Sample[] => [...perPort(rx, { direction: 'rx' }), ...perPort(tx, { direction: 'tx' })];
+  const sum = (f: (u: SwitchStatusReport['udp'][number]) => number): number => r.udp.reduce((a, u) => a + f(u), 0);
+
+  x.gauge('info', 'Constant 1; the mode label says secure (protocol 2) or insecure (plaintext protocol 1).', [[{ mode: r.mode }, 1]])
+    .gauge('ports', 'Ports attached to the switch (remote and local).', r.ports.length)
+    .gauge('sessions', 'Remote ports with an established session.', r.ports.filter((p) => p.address !== 'local').length)
+    .gauge('port_info', 'Constant 1 per port, labelled with its public key (secure mode) and underlay address.', r.ports.map((p, i) => [{ port: names[i]!, public_key: p.publicKey ?? '', address: p.address }, 1]))
+    .counter('port_frames_total', 'Frames the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxFrames, (i) => r.ports[i]!.counters.txFrames))
+    .counter('port_bytes_total', 'Ethernet bytes the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxBytes, (i) => r.ports[i]!.counters.txBytes))
+    .counter('port_flooded_frames_total', 'Frames sent to each port because the destination was unknown, broadcast or multicast.', perPort((i) => r.ports[i]!.counters.flooded))
+    .counter('port_drops_total', 'Frames from each port dropped by the switch, by reason.', DROP_REASONS.flatMap(([label, key]) => perPort((i) => r.ports[i]!.counters.drops[key], { reason: label })))
+    .gauge('port_macs', 'MAC addresses learned on each port.', perPort((i) => r.ports[i]!.macs.length))
+    .gauge('port_last_seen_seconds', 'Seconds since each remote port was last heard from.', r.ports.flatMap((p, i): Sample[] => (p.lastSeenS !== undefined ? [[{ port: names[i]! }, p.lastSeenS]] : [])))
+    .gauge('port_last_handshake_seconds', "Seconds since each remote port's last completed handshake.", r.ports.flatMap((p, i): Sample[] => (p.lastHandshakeS !== undefined ? [[{ port: names[i]! }, p.lastHandshakeS]] : [])))
+    .counter('frames_total', 'Frames through the switch: received (rx) and sent (tx, per egress copy).', [[{ direction: 'rx' }, r.totals.rxFrames], [{ direction: 'tx' }, r.totals.txFrames]])
+    .counter('bytes_total', 'Ethernet bytes through the switch: received (rx) and sent (tx, per egress copy).', [[{ direction: 'rx' }, r.totals.rxBytes], [{ direction: 'tx' }, r.totals.txBytes]])
+    .counter('flooded_frames_total', 'Egress copies sent because the destination was unknown, broadcast or multicast.', r.totals.flooded)
+    .counter('drops_total', 'Frames dropped by the switch, by reason (all ports, including ports that have left).', DROP_REASONS.map(([label, key]): Sample => [{ reason: label }, r.totals.drops[key]]))
+    .gauge('mac_table_entries', 'Entries in the MAC table.', r.macTable.length)
+    .counter('mac_moves_total', 'MAC addresses that moved to another port.', r.macTableCounters.moves)
+    .counter('mac_moves_refused_total', 'MAC moves refused because the owning port still used the address.', r.macTableCounters.moveDenied)
+    .counter('macs_not_learned_total', 'Source MACs not learned because a limit was reached (the frames still pass).', [[{ reason: 'table_full' }, r.macTableCounters.tableFull], [{ reason: 'port_limit' }, r.macTableCounters.portLimit]])
+    .counter('handshakes_total', secure ? 'Completed handshakes (joins and rekeys).' : 'Accepted joins (plaintext protocol 1).', secure ? n('handshakes') : n('joins'))
+    .counter(
+      'handshake_failures_total',
+      'Handshakes refused, by reason.',
+      secure
+        ? [
+            [{ reason: 'bad_mac1' }, n('badMac1')],
+            [{ reason: 'unlisted_key' }, n('unlisted')],
+            [{ reason: 'decrypt' }, n('handshakeFailures')],
+            [{ reason: 'replayed' }, n('replayedInitiations')],
+            [{ reason: 'rate_limited' }, n('rateLimited')],
+            [{ reason: 'unconfirmed' }, n('unconfirmed')],
+          ]
+        : [
+            [{ reason: 'bad_token' }, n('badToken')],
+            [{ reason: 'full' }, n('rejectedFull')],
+          ],
+    )
+    .counter('cookies_sent_total', 'Cookie replies sent to handshakes under load.', n('cookiesSent'))
+    .counter('rekeys_total', 'Session rekeys.', n('rekeys'))
+    .counter('port_leaves_total', 'Ports that left, by reason.', [[{ reason: 'goodbye' }, n('leaves')], [{ reason: 'timeout' }, n('timeouts')]])
+    .counter('roams_total', 'Ports whose underlay address changed.', n('roams'))
+    .counter(
+      'datagrams_dropped_total',
+      'Underlay datagrams dropped before the switch, by reason.',
+      secure
+        ? [
+            [{ reason: 'malformed' }, n('malformed')],
+            [{ reason: 'auth_failed' }, n('authFailed')],
+            [{ reason: 'replayed' }, n('replayed')],
+            [{ reason: 'unknown_session' }, n('unknownIndex')],
+            [{ reason: 'bad_version' }, n('badVersion')],
+          ]
+        : [
+            [{ reason: 'malformed' }, n('malformed')],
+            [{ reason: 'unknown_session' }, n('dataUnknownIndex') + n('controlUnknownIndex')],
+            [{ reason: 'wrong_endpoint' }, n('dataWrongEndpoint')],
+            [{ reason: 'bad_version' }, n('badVersion')],
+          ],
+    )
+    .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxDatagrams)], [{ direction: 'tx' }, sum((u) => u.txDatagrams)]])
+    .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxBytes)], [{ direction: 'tx' }, sum((u) => u.txBytes)]])
+    .counter('udp_errors_total', 'Underlay socket errors and drops, by kind.', [
+      [{ kind: 'rx_error' }, sum((u) => u.rxErrors)],
+      [{ kind: 'tx_error' }, sum((u) => u.txErrors)],
+      [{ kind: 'tx_queue_full' }, sum((u) => u.txDropped)],
+      [{ kind: 'rx_truncated' }, sum((u) => u.rxTruncated)],
+    ]);
+  return x.text();
+}
+
+export function renderPortMetrics(r: PortStatusReport): string {
+  const x = new Exposition('etherlink_port_');
+  const n = (k: string): number => r.counters[k] ?? 0;
+  const secure = r.mode === 'secure';
+  x.gauge('info', 'Constant 1, labelled with the device, its MAC, the switch address and the mode.', [[{ device: r.device, mac: r.mac, switch: r.switch, mode: r.mode }, 1]])
+    .gauge('joined', '1 while joined to the switch, 0 otherwise.', r.state === 'joined' ? 1 : 0)
+    .gauge('rtt_seconds', 'Round-trip time to the switch, from keepalives.', r.rttMs === undefined ? undefined : r.rttMs / 1000)
+    .gauge('last_handshake_seconds', 'Seconds since the last completed handshake.', r.lastHandshakeS)
+    .counter('frames_total', 'Frames read from the device towards the switch (rx) and written to it from the switch (tx).', [[{ direction: 'rx' }, r.tap.rxFrames], [{ direction: 'tx' }, r.tap.txFrames]])
+    .counter('bytes_total', 'Ethernet bytes read from the device (rx) and written to it (tx).', [[{ direction: 'rx' }, r.tap.rxBytes], [{ direction: 'tx' }, r.tap.txBytes]])
+    .counter('device_drops_total', 'Frames for the device dropped because its write queue was full.', r.tap.txDropped)
+    .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, r.udp.rxDatagrams], [{ direction: 'tx' }, r.udp.txDatagrams]])
+    .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, r.udp.rxBytes], [{ direction: 'tx' }, r.udp.txBytes]])
+    .counter('handshakes_total', secure ? 'Completed handshakes (joins and rekeys).' : 'Joins accepted by the switch.', secure ? n('handshakes') : n('joins'))
+    .counter('handshakes_sent_total', 'Handshake initiations (or joins) sent.', secure ? n('handshakesSent') : n('joinsSent'))
+    .counter('handshake_failures_total', 'Handshake responses that failed to verify.', n('handshakeFailures'))
+    .counter('rekeys_total', 'Session rekeys.', n('rekeys'))
+    .counter('datagrams_dropped_total', 'Datagrams from the switch dropped, by reason.', [
+      [{ reason: 'malformed' }, n('malformed')],
+      [{ reason: 'auth_failed' }, n('authFailed')],
+      [{ reason: 'replayed' }, n('replayed')],
+      [{ reason: 'unknown_session' }, n('unknownIndex') + n('rxWrongIndex')],
+      [{ reason: 'foreign_source' }, n('rxForeign')],
+    ])
+    .counter('frames_not_sent_total', 'Device frames not sent to the switch, by reason.', [
+      [{ reason: 'not_joined' }, n('txNotJoined')],
+      [{ reason: 'oversize' }, n('txOversize')],
+    ]);
+  return x.text();
+}
+
+/** "ADDR:PORT" or "[v6]:PORT" for --metrics; the port is required. */
+export function parseMetricsAddress(text: string): { address: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw new UsageError(`--metrics '${text}' must be ADDR:PORT, e.g. 127.0.0.1:9810 or [::1]:9810`);
+  }
+  return { address: m[1]!, port };
+}
+
+/** GET /metrics: the current exposition; anything else 404 (405 for other methods on /metrics). */
+export class MetricsServer {
+  private constructor(private readonly server: Server) {}
+
+  static listen(at: { address: string; port: number }, render: () => string): Promise<MetricsServer> {
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== METRICS_PATH) {
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end(`not found: metrics are at ${METRICS_PATH}\n`);
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('use GET\n');
+        return;
+      }
+      let body: string;
+      try {
+        body = render();
+      } catch (err) {
+        res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end(`${(err as Error).message}\n`);
+        return;
+      }
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    // A scraper that stalls must not hold sockets for ever.
+    server.requestTimeout = 10_000;
+    server.headersTimeout = 5_000;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(at.port, at.address, () => {
+        server.off('error', reject);
+        resolve(new MetricsServer(server));
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  close(): void {
+    this.server.close();
+    this.server.closeAllConnections();
+  }
+}
+
+/** Why --metrics could not listen, in words that say what to do. */
+export function metricsListenError(text: string, err: unknown): Error & { code?: string } {
+  const code = (err as { code?: string }).code;
+  const why =
+    code === 'EADDRINUSE'
+      ? 'the port is in use: choose another'
+      : code === 'EADDRNOTAVAIL'
+        ? 'no interface here has that address'
+        : code === 'EACCES'
+          ? 'ports below 1024 need privilege: choose a higher one'
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? 'the address does not resolve'
+            : (err as Error).message;
+  return Object.assign(new Error(`--metrics ${text}: cannot listen: ${why}`), code !== undefined ? { code } : {});
+}
