@@ -9,7 +9,8 @@
         "csrc/offload.cc",
         "csrc/netlink_linux.cc",
         "csrc/udp_linux.cc",
-        "csrc/aead.cc"
+        "csrc/aead.cc",
+        "csrc/privilege_linux.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -7,6 +7,7 @@ Napi::Object InitTap(Napi::Env env, Napi::Object exports);
 Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);
 Napi::Object InitUdp(Napi::Env env, Napi::Object exports);
 Napi::Object InitAead(Napi::Env env, Napi::Object exports);
+Napi::Object InitPrivilege(Napi::Env env, Napi::Object exports);
 }  // namespace etherlink
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -14,6 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   etherlink::InitNetlink(env, exports);
   etherlink::InitUdp(env, exports);
   etherlink::InitAead(env, exports);
+  etherlink::InitPrivilege(env, exports);
   return exports;
 }
 

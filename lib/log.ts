@@ -16,9 +16,16 @@ export interface Logger {
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
+/** A daemon's logger: its level can change at run time (SIGHUP with --config). */
+export interface LevelledLogger extends Logger {
+  readonly level: LogLevel;
+  setLevel(level: LogLevel): void;
+}
+
 /** A logger writing to `out` (stderr by default). */
-export function createLogger(opts: { level?: LogLevel; format?: LogFormat; name?: string; out?: (line: string) => void } = {}): Logger {
-  const level = RANK[opts.level ?? 'info'];
+export function createLogger(opts: { level?: LogLevel; format?: LogFormat; name?: string; out?: (line: string) => void } = {}): LevelledLogger {
+  let levelName: LogLevel = opts.level ?? 'info';
+  let level = RANK[levelName];
   const format = opts.format ?? 'text';
   const out = opts.out ?? ((line: string) => process.stderr.write(line + '\n'));
   const write = (lvl: LogLevel, msg: string, fields?: LogFields): void => {
@@ -44,6 +51,13 @@ export function createLogger(opts: { level?: LogLevel; format?: LogFormat; name?
     info: (m, f) => write('info', m, f),
     debug: (m, f) => write('debug', m, f),
     enabled: (lvl) => RANK[lvl] <= level,
+    get level() {
+      return levelName;
+    },
+    setLevel(next: LogLevel) {
+      levelName = next;
+      level = RANK[next];
+    },
   };
 }
 
