@@ -13,3 +13,7 @@ export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus 
 export { DEFAULT_TAP_MTU, PROTOCOL_VERSION } from './protocol/constants.js';
 export { receiveFile, sendFile, type TransferResult } from './transfer.js';
 export { createLogger, silentLogger, type Logger, type LogLevel, type LogFormat } from './log.js';
+export { PcapWriter, type PcapOptions, type PcapCounters, type CaptureStatus } from './pcap.js';
+export { ControlServer, controlRequest, daemonCommands, type ControlRequest, type ControlResponse, type ControlCommand } from './control.js';
+export { MetricsServer, renderSwitchMetrics, renderPortMetrics, METRICS_CONTENT_TYPE } from './metrics.js';
+export { switchStatusReport, portStatusReport, formatSwitchReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './status.js';

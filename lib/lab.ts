@@ -21,8 +21,8 @@ export interface RunResult {
 }
 
 /** Run a command synchronously; throws with its stderr unless allowFail. */
-export function run(cmd: string, args: readonly string[], opts: { allowFail?: boolean; timeoutMs?: number; input?: string } = {}): RunResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000, input: opts.input });
+export function run(cmd: string, args: readonly string[], opts: { allowFail?: boolean; timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv } = {}): RunResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000, input: opts.input, ...(opts.env ? { env: opts.env } : {}) });
   const res = { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   if (!opts.allowFail && res.status !== 0) {
     throw new Error(`${cmd} ${args.join(' ')} exited ${res.status}: ${res.stderr.trim() || r.error?.message || ''}`);
@@ -140,20 +140,35 @@ export function collect(child: ChildProcess): { out: () => string; err: () => st
   return { out: () => rec.out, err: () => rec.err };
 }
 
-/** Wait for a child to exit; rejects after timeoutMs (and kills it). */
+/** Wait for a child to exit and its output to be read to the end; rejects after timeoutMs (and kills it). */
 export function waitExit(child: ChildProcess, timeoutMs = 60_000): Promise<number> {
+  const status = (): number => child.exitCode ?? (child.signalCode !== null ? 128 : -1);
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  const drained = (): boolean => [child.stdout, child.stderr].every((s) => s === null || s.closed);
   return new Promise((resolve, reject) => {
-    if (child.exitCode !== null) return resolve(child.exitCode);
+    if (exited() && drained()) return resolve(status());
+    let grace: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      clearTimeout(timer);
+      clearTimeout(grace);
+      resolve(status());
+    };
     const timer = setTimeout(() => {
       if (child.pid !== undefined) child.kill('SIGKILL');
       reject(new Error(`process ${child.pid} did not exit within ${timeoutMs} ms`));
     }, timeoutMs);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve(code ?? (signal ? 128 : -1));
-    });
+    // 'close' comes after 'exit' once stdout and stderr are read to the end: the last lines
+    // a process prints before exiting often arrive after 'exit'. A grandchild holding the
+    // pipes open must not hold us, hence the bounded grace after 'exit'.
+    child.once('close', done);
+    const onExit = (): void => void (grace = setTimeout(done, EXIT_DRAIN_GRACE_MS));
+    if (exited()) onExit();
+    else child.once('exit', onExit);
   });
 }
+
+/** How long waitExit waits, after a child exited, for the rest of its output. */
+const EXIT_DRAIN_GRACE_MS = 2_000;
 
 /** Poll `check` until it returns true, instead of sleeping a fixed time. */
 export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<void> {
@@ -192,8 +207,11 @@ export function ensureTools(tools: Record<string, string>): void {
   const missing = Object.entries(tools).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
   if (missing.length === 0) return;
   const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];
-  run('apt-get', ['update', '-qq'], { allowFail: true, timeoutMs: 300_000 });
-  run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: 600_000 });
+  // Some packages ask debconf questions (tshark: may non-root users capture?); with no
+  // terminal they must take the defaults instead of waiting for an answer.
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  run('apt-get', ['update', '-qq'], { allowFail: true, timeoutMs: 300_000, env });
+  run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: 600_000, env });
 }
 
 export interface StarHost {

@@ -18,6 +18,7 @@ import { TxQueue } from './tx-queue.js';
 import type { PortEngine, PortEngineEvent, PortEngineHost } from './port-engine.js';
 import { PlainPortEngine } from './plain-port.js';
 import { SecurePortEngine, type SecurePortOptions } from './secure/port-engine.js';
+import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
 
 
 export interface PortClientOptions {
@@ -83,11 +84,13 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private readonly switchAddr = Buffer.alloc(ADDR_SLOT);
   private readonly queue: TxQueue;
   private readonly rx = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
-  private readonly fromSwitch = new Uint16Array(BATCH_SIZE * 4);
+  private fromSwitch = new Uint16Array(BATCH_SIZE);
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private closed = false;
   private resolving = false;
+  /** Frames read from and written to the TAP, when a capture runs. */
+  private capture: PcapWriter | null = null;
 
   private constructor(
     private readonly opts: PortClientOptions,
@@ -100,6 +103,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.tap = tap;
     this.socket = socket;
     this.queue = new TxQueue(socket);
+    this.fromSwitch = new Uint16Array(socket.capacity);
     encodeAddress(address, opts.port, this.switchAddr, 0);
     const host: PortEngineHost = {
       log: this.log,
@@ -115,7 +119,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       opts.insecure || opts.security === undefined
         ? new PlainPortEngine(host, truncateName(opts.name ?? `${hostname()}/${tap.name}`), macToBuffer(parseMac(tap.mac)))
         : new SecurePortEngine(host, opts.security);
-    tap.setReceiver((batch) => this.engine.transmit(batch));
+    tap.setReceiver((batch) => {
+      this.capture?.write(batch);
+      this.engine.transmit(batch);
+    });
     socket.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
   }
 
@@ -128,7 +135,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     const tap = TapDevice.open({ mtu: DEFAULT_TAP_MTU, offload: true, ...opts.tap });
     let socket: UdpSocket;
     try {
-      socket = UdpSocket.bind({ address: '::', port: 0 });
+      socket = UdpSocket.bind({ address: '::', port: 0, offload: true });
     } catch (err) {
       tap.close();
       throw err;
@@ -170,6 +177,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
 
   private flushRx(): void {
     if (this.rx.count === 0) return;
+    this.capture?.write(this.rx);
     if (this.receiver !== null) this.receiver(this.rx);
     else this.tap.write(this.rx);
     this.rx.clear();
@@ -219,8 +227,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     }
   }
 
-  /** The switch's name may now point elsewhere (network change): look it up again. */
-  private reresolve(): void {
+  /** The switch's name may now point elsewhere (network change, SIGHUP): look it up again. */
+  reresolve(): void {
     if (this.resolving || this.closed) return;
     this.resolving = true;
     resolveHost(this.opts.host)
@@ -268,10 +276,44 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     };
   }
 
-  /** Say goodbye to the switch, remove the device, close the socket. Idempotent. */
+  /**
+   * Record the frames on the device, both directions (read from the TAP and
+   * written to it), to a pcap FILE. Throws ERR_CAPTURE_RUNNING if a capture is
+   * already on, or the open error.
+   */
+  startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
+    if (this.capture?.isOpen) {
+      throw Object.assign(new Error(`a capture to '${this.capture.file}' is already running: stop it first`), { code: 'ERR_CAPTURE_RUNNING' });
+    }
+    const writer = new PcapWriter(file, opts);
+    logCapture(writer, this.log);
+    this.capture = writer;
+    const status = writer.status();
+    this.log.info('capture started', { device: this.tap.name, ...captureFields(status) });
+    return status;
+  }
+
+  /** Stop the capture and write out what is buffered; resolves with its final status, or null if none ran. */
+  async stopCapture(): Promise<CaptureStatus | null> {
+    const writer = this.capture;
+    if (writer === null) return null;
+    this.capture = null;
+    await writer.close();
+    const status = writer.status();
+    this.log.info('capture stopped', { device: this.tap.name, ...captureFields(status) });
+    return status;
+  }
+
+  /** The running (or failed, until stopped) capture, or null. */
+  captureStatus(): CaptureStatus | null {
+    return this.capture?.status() ?? null;
+  }
+
+  /** Say goodbye to the switch, remove the device, close the socket. Idempotent. A running capture is closed. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    void this.stopCapture();
     if (this.timer !== null) clearTimeout(this.timer);
     this.engine.leave(Date.now());
     this.queue.flush();

@@ -9,6 +9,7 @@ import { UdpSocket, type UdpStats } from './udp.js';
 import { formatAddress } from './udp-address.js';
 import { silentLogger, type Logger } from './log.js';
 import { TxQueue } from './tx-queue.js';
+import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
 import type { EnginePeer, SessionStatus, SwitchEngine, SwitchEngineHost } from './switch-engine.js';
 import { PlainSwitchEngine } from './plain-switch.js';
 import { SecureSwitchEngine, type SecureSwitchOptions } from './secure/switch-engine.js';
@@ -106,6 +107,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly touched: RemotePort[] = [];
   private tickTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private capture: PcapWriter | null = null;
 
   constructor(opts: SwitchServerOptions = {}) {
     super();
@@ -150,7 +152,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     for (const l of opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }]) {
       let socket: UdpSocket;
       try {
-        socket = UdpSocket.bind({ address: l.address, port: l.port });
+        socket = UdpSocket.bind({ address: l.address, port: l.port, offload: true });
       } catch (err) {
         this.close();
         throw err;
@@ -233,10 +235,48 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     };
   }
 
-  /** Tell every port goodbye, then stop. Idempotent. */
+  /**
+   * Record every frame that enters the switch, from any port, before it is
+   * forwarded, to a pcap FILE (see PcapOptions for the size bound and rotation).
+   * Throws ERR_CAPTURE_RUNNING if a capture is already on, or the open error.
+   */
+  startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
+    if (this.capture?.isOpen) {
+      throw Object.assign(new Error(`a capture to '${this.capture.file}' is already running: stop it first`), { code: 'ERR_CAPTURE_RUNNING' });
+    }
+    const writer = new PcapWriter(file, opts);
+    logCapture(writer, this.log, () => {
+      if (this.capture === writer) this.switch.onIngress = null;
+    });
+    this.capture = writer;
+    this.switch.onIngress = (_port, batch) => writer.write(batch);
+    const status = writer.status();
+    this.log.info('capture started', captureFields(status));
+    return status;
+  }
+
+  /** Stop the capture and write out what is buffered; resolves with its final status, or null if none ran. */
+  async stopCapture(): Promise<CaptureStatus | null> {
+    const writer = this.capture;
+    if (writer === null) return null;
+    this.capture = null;
+    this.switch.onIngress = null;
+    await writer.close();
+    const status = writer.status();
+    this.log.info('capture stopped', captureFields(status));
+    return status;
+  }
+
+  /** The running (or failed, until stopped) capture, or null. */
+  captureStatus(): CaptureStatus | null {
+    return this.capture?.status() ?? null;
+  }
+
+  /** Tell every port goodbye, then stop. Idempotent. A running capture is closed (await stopCapture() first to know it is on disk). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    void this.stopCapture();
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.sockets.length > 0) this.engine.close(Date.now());
     for (const q of this.txQueues.values()) q.flush();

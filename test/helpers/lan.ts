@@ -64,9 +64,27 @@ export function portKeyArgs(i: number, args: readonly string[]): string[] {
   return ['--key', k.portKey(i), '--switch-key', k.switchPub];
 }
 
+let controlDir: string | undefined;
+let controlSeq = 0;
+
+/**
+ * A fresh control socket path under a per-process temp dir, unless `args` name
+ * one: tests never use the shared default under /run (and cleanup's SIGKILL
+ * would leave stale sockets there).
+ */
+export function controlArgs(prog: 'vswitch' | 'vport', args: readonly string[]): string[] {
+  if (args.includes('--control')) return [];
+  if (controlDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'etl-ctl-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    controlDir = dir;
+  }
+  return ['--control', join(controlDir, `${prog}-${++controlSeq}.sock`)];
+}
+
 /** Start vswitch in `ns` (with the test keys unless `--insecure`) and wait for its readiness line. */
 export async function startSwitch(ns: Netns, args: readonly string[] = []): Promise<ChildProcess> {
-  const child = ns.spawn(process.execPath, [bin('vswitch'), String(SWITCH_PORT), ...switchKeyArgs(args), ...args]);
+  const child = ns.spawn(process.execPath, [bin('vswitch'), String(SWITCH_PORT), ...switchKeyArgs(args), ...controlArgs('vswitch', args), ...args]);
   await waitForOutput(child, new RegExp(`vswitch ready on UDP ${SWITCH_PORT}\\n`), START_TIMEOUT_MS);
   return child;
 }
@@ -84,6 +102,7 @@ export async function startPort(host: StarHost, i: number, args: readonly string
     '--port-name',
     `h${i}`,
     ...portKeyArgs(i, args),
+    ...controlArgs('vport', args),
     ...args,
   ]);
   await waitForOutput(child, /vport etl0 joined \S+\n/, START_TIMEOUT_MS);

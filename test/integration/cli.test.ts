@@ -88,7 +88,7 @@ test('--help of each CLI exits 0 and shows examples', async () => {
 test('vswitch on a UDP port already in use: failure exit code, says "in use"', async (t) => {
   if (!requireRoot(t)) return;
   const first = await startSwitch(sandbox());
-  const r = await cli('vswitch', [String(SWITCH_PORT)]);
+  const r = await cli('vswitch', [String(SWITCH_PORT), '--insecure']);
   assert.equal(r.status, EXIT.failure, `exit ${r.status}: ${r.stderr}`);
   assert.match(r.stderr, new RegExp(`^vswitch: UDP .*:${SWITCH_PORT} is already in use: .*\\[EADDRINUSE\\]$`, 'm'));
   assert.equal(first.exitCode, null, 'the first switch is untouched');
@@ -100,7 +100,7 @@ test('vport to a switch name that does not resolve: failure exit code, "cannot r
   if (!requireRoot(t)) return;
   // .invalid never resolves (RFC 6761); the scratch namespace has no route, so no query leaves it.
   const started = Date.now();
-  const r = await cli('vport', ['no-such-switch.invalid', String(SWITCH_PORT), '--name', 'etl0']);
+  const r = await cli('vport', ['no-such-switch.invalid', String(SWITCH_PORT), '--insecure', '--name', 'etl0']);
   assert.equal(r.status, EXIT.failure, `exit ${r.status}: ${r.stderr}`);
   assert.match(r.stderr, /^vport: cannot resolve switch host 'no-such-switch\.invalid'/m);
   assert.ok(Date.now() - started < 10_000, 'fails fast');
@@ -109,7 +109,7 @@ test('vport to a switch name that does not resolve: failure exit code, "cannot r
 
 test('vport without CAP_NET_ADMIN: privilege exit code, names CAP_NET_ADMIN, no device left', async (t) => {
   if (!requireRoot(t)) return;
-  const r = await cli('vport', ['127.0.0.1', String(SWITCH_PORT), '--name', 'etl0'], ['setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin']);
+  const r = await cli('vport', ['127.0.0.1', String(SWITCH_PORT), '--insecure', '--name', 'etl0'], ['setpriv', '--bounding-set=-net_admin', '--inh-caps=-net_admin']);
   assert.equal(r.status, EXIT.privilege, `exit ${r.status}: ${r.stderr}`);
   assert.match(r.stderr, /^vport: .*CAP_NET_ADMIN/m);
   assert.doesNotMatch(sandbox().ip('-o', 'link', 'show').stdout, /etl0/);

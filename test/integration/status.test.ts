@@ -1,0 +1,209 @@
+// `vswitch status` and `vport status` against a real 3-host LAN (encrypted, the
+// default): the control socket reports the right ports, keys, MACs and counters
+// that grow with traffic; it is private (0600) and gone when the daemon exits.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildStar, cleanup, ensureTools, requireRoot, runTag, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
+import { bin, execIn, lanKeys, linkMac, startPort, startSwitch, switchKeyArgs, type ExecResult } from '../helpers/lan.js';
+import type { PortStatusReport, SwitchStatusReport } from '../../lib/status.js';
+
+const HOSTS = 3;
+const ip4 = (i: number): string => `10.99.0.${i}`;
+const tag = runTag();
+const tmp = mkdtempSync(join(tmpdir(), 'etl-status-'));
+const swSock = join(tmp, 'vswitch.sock');
+const portSock = (i: number): string => join(tmp, `vport-h${i}.sock`);
+
+after(() => {
+  cleanup();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Lan {
+  sw: Netns;
+  hosts: StarHost[];
+  vswitch: ChildProcess;
+}
+
+let lanPromise: Promise<Lan> | undefined;
+
+function lan(): Promise<Lan> {
+  lanPromise ??= (async () => {
+    ensureTools({ ping: 'iputils-ping' });
+    const { sw, hosts } = buildStar(tag, HOSTS);
+    const vswitch = await startSwitch(sw, ['--control', swSock]);
+    for (let i = 1; i <= HOSTS; i++) await startPort(hosts[i - 1]!, i, ['--control', portSock(i)]);
+    for (let i = 1; i <= HOSTS; i++) await waitForOutput(vswitch, new RegExp(`port joined port=h${i} `));
+    return { sw, hosts, vswitch };
+  })();
+  return lanPromise;
+}
+
+const host = (l: Lan, i: number): Netns => l.hosts[i - 1]!.ns;
+
+async function cli(ns: Netns, prog: 'vswitch' | 'vport', args: string[]): Promise<ExecResult> {
+  return execIn(ns, process.execPath, [bin(prog), ...args], 15_000);
+}
+
+async function switchJson(l: Lan): Promise<SwitchStatusReport> {
+  const r = await cli(l.sw, 'vswitch', ['status', '--control', swSock, '--json']);
+  assert.equal(r.status, 0, r.err);
+  return JSON.parse(r.out) as SwitchStatusReport;
+}
+
+const byName = (s: SwitchStatusReport, name: string): SwitchStatusReport['ports'][number] => {
+  const p = s.ports.find((x) => x.name === name);
+  assert.ok(p, `port ${name} in ${s.ports.map((x) => x.name).join(',')}`);
+  return p;
+};
+
+async function pings(from: Netns, to: string, count: number, size = 56): Promise<void> {
+  const r = await execIn(from, 'ping', ['-c', String(count), '-i', '0.01', '-s', String(size), '-W', '2', to], 20_000);
+  assert.match(r.out, new RegExp(`${count} received`), r.out + r.err);
+}
+
+test('vswitch status --json: the ports by name and key, their MACs, counters that grow with traffic', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  // Every host talks once, so the switch has learned every etl0.
+  for (const [a, b] of [[1, 2], [2, 3], [3, 1]] as const) await pings(host(l, a), ip4(b), 1);
+
+  const before = await switchJson(l);
+  assert.equal(before.kind, 'vswitch');
+  assert.equal(before.mode, 'secure');
+  assert.deepEqual(before.ports.map((p) => p.name).sort(), ['h1', 'h2', 'h3']);
+  const keys = lanKeys();
+  for (let i = 1; i <= HOSTS; i++) {
+    const p = byName(before, `h${i}`);
+    assert.equal(p.publicKey, keys.portPub(i), `h${i}'s key is the allow file's`);
+    assert.match(p.address, new RegExp(`^10\\.250\\.${i}\\.2:\\d+$`), `h${i}'s underlay address`);
+    assert.ok(p.joinedAt !== undefined && Date.parse(p.joinedAt) <= Date.parse(before.time), `joinedAt ${p.joinedAt}`);
+    assert.equal(typeof p.lastSeenS, 'number');
+    assert.equal(typeof p.lastHandshakeS, 'number');
+    assert.deepEqual(p.macs.map((m) => m.mac), [linkMac(host(l, i), 'etl0')], `h${i}'s learned MACs are its etl0`);
+    assert.ok(before.macTable.some((m) => m.mac === linkMac(host(l, i), 'etl0') && m.portName === `h${i}`));
+  }
+
+  const N = 50;
+  const SIZE = 1000;
+  await pings(host(l, 1), ip4(2), N, SIZE);
+  const now = await switchJson(l);
+  const [h1a, h1b, h2a, h2b, h3a, h3b] = [byName(before, 'h1'), byName(now, 'h1'), byName(before, 'h2'), byName(now, 'h2'), byName(before, 'h3'), byName(now, 'h3')];
+  // Each echo request and reply is one frame of SIZE + 8 (ICMP) + 20 (IP) + 14 (Ethernet) bytes.
+  const frame = SIZE + 42;
+  assert.ok(h1b.counters.rxFrames - h1a.counters.rxFrames >= N, `h1 rx frames ${h1a.counters.rxFrames} -> ${h1b.counters.rxFrames}`);
+  assert.ok(h1b.counters.rxBytes - h1a.counters.rxBytes >= N * frame, `h1 rx bytes ${h1a.counters.rxBytes} -> ${h1b.counters.rxBytes}`);
+  assert.ok(h1b.counters.txBytes - h1a.counters.txBytes >= N * frame, `h1 tx bytes ${h1a.counters.txBytes} -> ${h1b.counters.txBytes}`);
+  assert.ok(h2b.counters.rxBytes - h2a.counters.rxBytes >= N * frame, `h2 rx bytes ${h2a.counters.rxBytes} -> ${h2b.counters.rxBytes}`);
+  assert.ok(h2b.counters.txFrames - h2a.counters.txFrames >= N, `h2 tx frames ${h2a.counters.txFrames} -> ${h2b.counters.txFrames}`);
+  // Learned unicast: h3 sees none of it.
+  assert.ok(h3b.counters.txBytes - h3a.counters.txBytes < N * frame, `h3 tx bytes ${h3a.counters.txBytes} -> ${h3b.counters.txBytes}`);
+  assert.ok(now.totals.rxBytes - before.totals.rxBytes >= 2 * N * frame);
+});
+
+test('vswitch status for humans names every port with its key, address and MACs', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  const r = await cli(l.sw, 'vswitch', ['status', '--control', swSock]);
+  assert.equal(r.status, 0, r.err);
+  t.diagnostic(`vswitch status:\n${r.out}`);
+  assert.match(r.out, /^vswitch \(pid \d+\): secure \(protocol 2\), UDP 9999, 3 ports/);
+  for (let i = 1; i <= HOSTS; i++) {
+    assert.match(r.out, new RegExp(`^ {2}\\d+ {2}h${i}$`, 'm'), `a block for h${i}`);
+    assert.ok(r.out.includes(lanKeys().portPub(i)), `h${i}'s public key`);
+    assert.match(r.out, new RegExp(`address +10\\.250\\.${i}\\.2:\\d+`));
+    assert.ok(r.out.includes(linkMac(host(l, i), 'etl0')), `h${i}'s MAC`);
+  }
+  for (const label of ['joined', 'last seen', 'last handshake', 'in', 'out', 'drops']) assert.match(r.out, new RegExp(`^ {6}${label} +\\S`, 'm'));
+  assert.match(r.out, /^MAC TABLE \(\d+\)$/m);
+  assert.match(r.out, /^ {2}protocol: handshakes \d+/m);
+});
+
+test('vport status --json on h1: joined, an RTT, its switch; the human form says the same', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  let s: PortStatusReport | undefined;
+  await waitFor(
+    'an RTT in vport status',
+    async () => {
+      const r = await cli(host(l, 1), 'vport', ['status', '--control', portSock(1), '--json']);
+      assert.equal(r.status, 0, r.err);
+      s = JSON.parse(r.out) as PortStatusReport;
+      return s.rttMs !== undefined;
+    },
+    15_000,
+    500,
+  );
+  assert.equal(s!.kind, 'vport');
+  assert.equal(s!.state, 'joined');
+  assert.equal(s!.mode, 'secure');
+  assert.equal(s!.device, 'etl0');
+  assert.equal(s!.switch, `${l.hosts[0]!.switchAddress}:9999`);
+  assert.equal(s!.mac, linkMac(host(l, 1), 'etl0'));
+  assert.equal(s!.publicKey, lanKeys().portPub(1));
+  assert.ok(s!.rttMs! > 0 && s!.rttMs! < 1000, `rtt ${s!.rttMs} ms`);
+  assert.ok(s!.tap.rxFrames > 0 && s!.tap.txFrames > 0);
+
+  const human = await cli(host(l, 1), 'vport', ['status', '--control', portSock(1)]);
+  assert.equal(human.status, 0, human.err);
+  assert.match(human.out, /^device etl0: joined \(secure\), switch 10\.250\.1\.1:9999, session [0-9a-f]+\/[0-9a-f]+, rtt [\d.]+ ms/);
+});
+
+test('status with nothing listening: exit 1 and a message naming the path', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  const nowhere = join(tmp, 'nobody.sock');
+  const [sw, port] = await Promise.all([cli(l.sw, 'vswitch', ['status', '--control', nowhere]), cli(host(l, 1), 'vport', ['status', '--control', nowhere, '--json'])]);
+  assert.equal(sw.status, 1, sw.out + sw.err);
+  assert.equal(sw.err, `vswitch: no vswitch is listening on ${nowhere} (is it running? is --control the same?)\n`);
+  assert.equal(port.status, 1, port.out + port.err);
+  assert.match(port.err, new RegExp(`^vport: no vport is listening on ${nowhere} \\(is it running\\?`));
+  assert.equal(sw.out + port.out, '');
+  // 'status' is a command, not HOST=status; its flags are its own.
+  const bad = await cli(host(l, 1), 'vport', ['status', '--control', nowhere, '--mtu', '1400']);
+  assert.equal(bad.status, 2, bad.err);
+  assert.match(bad.err, /Unknown argument: mtu/);
+});
+
+test('the control socket is 0600 in a 0700 directory, replaces a stale one, refuses a live one, and goes with its daemon', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  for (const p of [swSock, portSock(1), portSock(2), portSock(3)]) {
+    const st = statSync(p);
+    assert.ok(st.isSocket(), p);
+    assert.equal(st.mode & 0o777, 0o600, `${p} mode ${(st.mode & 0o777).toString(8)}`);
+  }
+  const dir = join(tmp, 'run', 'etherlink');
+  const sock = join(dir, 'vswitch.sock');
+  const start = async (port: number): Promise<ChildProcess> => {
+    const child = l.sw.spawn(process.execPath, [bin('vswitch'), String(port), ...switchKeyArgs([]), '--control', sock]);
+    await waitForOutput(child, new RegExp(`vswitch ready on UDP ${port}\\n`), 10_000);
+    return child;
+  };
+  let sw = await start(9901);
+  assert.equal(statSync(dir).mode & 0o777, 0o700, 'a missing directory is created 0700');
+  assert.equal(statSync(sock).mode & 0o777, 0o600);
+
+  // A second daemon on the same socket: refused, the flag to change named.
+  const second = l.sw.spawn(process.execPath, [bin('vswitch'), '9902', ...switchKeyArgs([]), '--control', sock]);
+  assert.equal(await waitExit(second, 10_000), 1);
+  assert.match(await waitForOutput(second, /^vswitch: control socket .*$/m), new RegExp(`control socket ${sock}: another vswitch is using it: choose another with --control PATH`));
+  assert.ok(existsSync(sock), "the refused daemon left the live one's socket alone");
+
+  // Killed without cleanup: the socket stays; the next daemon replaces it.
+  sw.kill('SIGKILL');
+  await waitExit(sw, 5_000);
+  assert.ok(existsSync(sock), 'SIGKILL leaves the socket behind');
+  sw = await start(9901);
+  const r = await cli(l.sw, 'vswitch', ['status', '--control', sock, '--json']);
+  assert.equal(r.status, 0, r.err);
+  assert.equal((JSON.parse(r.out) as SwitchStatusReport).pid, sw.pid, 'the new daemon answers (ip netns exec execs it: same pid)');
+
+  sw.kill('SIGTERM');
+  assert.equal(await waitExit(sw, 5_000), 0);
+  assert.ok(!existsSync(sock), 'SIGTERM removes the socket');
+});
