@@ -130,6 +130,8 @@ export class Switch extends EventEmitter {
   private ports: readonly SwitchPort[] = [];
   private nextId = 1;
   private forwarding = false;
+  /** Egress ports with frames in the batch being forwarded. */
+  private readonly dirty: SwitchPort[] = [];
   private timer: NodeJS.Timeout | null = null;
 
   constructor(opts: SwitchOptions = {}) {
@@ -219,7 +221,7 @@ export class Switch extends EventEmitter {
       // A listener (e.g. on 'mac-move') may have removed the ingress port mid-batch;
       // later frames of the batch must not leave entries pointing at it.
       if (!ingress.attached) this.macTable.flushPort(ingress);
-      this.flush(ports);
+      this.flush();
     } finally {
       this.forwarding = false;
     }
@@ -227,11 +229,10 @@ export class Switch extends EventEmitter {
 
   private decide(ingress: SwitchPort, batch: FrameBatch, n: number, ports: readonly SwitchPort[]): void {
     const { buf, offsets, lengths } = batch;
-    for (const p of ports) {
-      // Sized to the ingress batch, so every egress port gets exactly one send() per ingress batch.
-      if (p.egress.capacity < n) p.egress = new MutableFrameBatch(buf, n);
-      p.egress.buf = buf;
-    }
+    // Only ports that get frames are touched (a switch with 1,000 ports must not
+    // walk them all per batch); each is sized on first use to the ingress batch,
+    // so every egress port still gets exactly one send() per ingress batch.
+    const dirty = this.dirty;
     const now = this.clock();
     const table = this.macTable;
     let bytes = 0, runt = 0, oversize = 0, badSource = 0, samePort = 0;
@@ -251,6 +252,7 @@ export class Switch extends EventEmitter {
         const out = table.lookup(dst, vlan, now);
         if (out !== undefined) {
           if (out === ingress) { samePort++; continue; }
+          if (out.egress.count === 0) this.claim(out, buf, n);
           out.egress.push(off, len);
           out.pendingBytes += len;
           continue;
@@ -259,6 +261,7 @@ export class Switch extends EventEmitter {
       for (let j = 0; j < ports.length; j++) {
         const p = ports[j]!;
         if (p === ingress) continue; // split horizon
+        if (p.egress.count === 0) this.claim(p, buf, n);
         p.egress.push(off, len);
         p.pendingBytes += len;
         p.pendingFlooded++;
@@ -268,9 +271,18 @@ export class Switch extends EventEmitter {
     addRx(this.totals, n, bytes, runt, oversize, badSource, samePort);
   }
 
-  private flush(ports: readonly SwitchPort[]): void {
+  /** First frame for `p` in this ingress batch: point its egress at the slab and remember to flush it. */
+  private claim(p: SwitchPort, buf: Buffer, n: number): void {
+    if (p.egress.capacity < n) p.egress = new MutableFrameBatch(buf, n);
+    p.egress.buf = buf;
+    this.dirty.push(p);
+  }
+
+  private flush(): void {
     const t = this.totals;
-    for (const p of ports) {
+    const dirty = this.dirty;
+    for (let k = 0; k < dirty.length; k++) {
+      const p = dirty[k]!;
       const out = p.egress;
       if (out.count > 0 && p.attached) {
         try {
@@ -292,6 +304,7 @@ export class Switch extends EventEmitter {
       p.pendingBytes = 0;
       p.pendingFlooded = 0;
     }
+    dirty.length = 0;
   }
 
   private limitHit(reason: LimitReason, mac: number, vlan: number, port: SwitchPort): void {
