@@ -31,25 +31,33 @@ export interface EtherlinkMode {
   setup: (ctx: ModeContext) => ModeArgs | Promise<ModeArgs>;
 }
 
+/** Keys for the switch and each host, an allow file, and `extra` on both ends. */
+function keyedMode({ dir, hosts }: ModeContext, extra: readonly string[]): ModeArgs {
+  const sw = generateKeyPair();
+  writeKeyFile(join(dir, 'switch.key'), sw.privateKey);
+  const lines: string[] = [];
+  for (let i = 1; i <= hosts; i++) {
+    const pair = generateKeyPair();
+    writeKeyFile(join(dir, `h${i}.key`), pair.privateKey);
+    lines.push(`${encodeKey(pair.publicKey)} h${i}`);
+  }
+  writeFileSync(join(dir, 'allow'), lines.join('\n') + '\n');
+  return {
+    switch: ['--key', join(dir, 'switch.key'), '--allow', join(dir, 'allow'), ...extra],
+    port: (i) => ['--key', join(dir, `h${i}.key`), '--switch-key', encodeKey(sw.publicKey), ...extra],
+  };
+}
+
 export const MODES: readonly EtherlinkMode[] = [
   {
     name: 'encrypted',
     describe: 'protocol 2: Noise IKpsk2 handshake, ChaCha20-Poly1305 per frame (the default)',
-    setup: ({ dir, hosts }) => {
-      const sw = generateKeyPair();
-      writeKeyFile(join(dir, 'switch.key'), sw.privateKey);
-      const lines: string[] = [];
-      for (let i = 1; i <= hosts; i++) {
-        const pair = generateKeyPair();
-        writeKeyFile(join(dir, `h${i}.key`), pair.privateKey);
-        lines.push(`${encodeKey(pair.publicKey)} h${i}`);
-      }
-      writeFileSync(join(dir, 'allow'), lines.join('\n') + '\n');
-      return {
-        switch: ['--key', join(dir, 'switch.key'), '--allow', join(dir, 'allow')],
-        port: (i) => ['--key', join(dir, `h${i}.key`), '--switch-key', encodeKey(sw.publicKey)],
-      };
-    },
+    setup: (ctx) => keyedMode(ctx, []),
+  },
+  {
+    name: 'encrypted-aes',
+    describe: 'protocol 2 with --cipher aes-256-gcm on both ends',
+    setup: (ctx) => keyedMode(ctx, ['--cipher', 'aes-256-gcm']),
   },
   {
     name: 'plaintext',

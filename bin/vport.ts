@@ -6,6 +6,7 @@ import { hideBin } from 'yargs/helpers';
 import { PortClient, type PortClientOptions } from '../lib/port-client.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag } from '../lib/identity.js';
 import { encodeKey, publicKeyOf } from '../lib/crypto/keys.js';
+import { TRANSPORT_CIPHERS, type TransportCipherName } from '../lib/crypto/constants.js';
 import { parseCidr, MIN_MTU, MAX_MTU } from '../lib/tap.js';
 import { parseMac, isMulticast } from '../lib/ethernet.js';
 import { createLogger, LOG_LEVELS, type LogLevel, type LogFormat } from '../lib/log.js';
@@ -32,6 +33,7 @@ const parser = yargs(hideBin(process.argv))
   .option('key', { type: 'string', describe: "this port's private key file (etherlink keygen)" })
   .option('switch-key', { type: 'string', describe: "the switch's public key (etherlink pubkey on the switch): a switch that can't prove it is refused" })
   .option('psk', { type: 'string', describe: 'pre-shared key file, the same as the switch\'s --psk' })
+  .option('cipher', { choices: TRANSPORT_CIPHERS, default: 'chacha20-poly1305' as TransportCipherName, describe: "transport cipher, the same as the switch's --cipher" })
   .option('insecure', { type: 'boolean', default: false, describe: 'plaintext protocol 1 (the switch must run --insecure too)' })
   .option('rekey-after', { type: 'number', hidden: true, describe: 'seconds between rekeys (tests; default 120)' })
   .option('name', { type: 'string', default: 'etl%d', describe: 'interface name, or a pattern with %d' })
@@ -117,8 +119,9 @@ if (argv.insecure) {
       switchPublicKey: switchKey,
       ...(psk.value ? { psk: psk.value } : {}),
       ...(argv['rekey-after'] !== undefined ? { rekeyAfterMs: argv['rekey-after'] * 1000, rejectAfterMs: argv['rekey-after'] * 1500 } : {}),
+      cipher: argv.cipher,
     };
-    log.info('port identity', { publicKey: encodeKey(publicKeyOf(key.value)), switchKey: argv['switch-key'], psk: psk.value ? 'yes' : 'no' });
+    log.info('port identity', { publicKey: encodeKey(publicKeyOf(key.value)), switchKey: argv['switch-key'], psk: psk.value ? 'yes' : 'no', cipher: argv.cipher });
   } catch (err) {
     fatal('vport', err);
   }

@@ -78,6 +78,20 @@ export const NOISE_CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
  * so no EtherLink handshake transcript can ever be a WireGuard one or vice versa.
  */
 export const ETHERLINK_IDENTIFIER = 'EtherLink v2 etherlink.dev';
+
+/** Transport ciphers a deployment may choose; both ends must agree. */
+export const TRANSPORT_CIPHERS = ['chacha20-poly1305', 'aes-256-gcm'] as const;
+export type TransportCipherName = (typeof TRANSPORT_CIPHERS)[number];
+
+/**
+ * The prologue hashed into every handshake. The transport cipher is part of
+ * it, so a port and a switch configured with different ciphers fail the
+ * handshake itself instead of exchanging undecryptable data. The default
+ * cipher keeps the plain identifier.
+ */
+export function handshakePrologue(cipher: TransportCipherName = 'chacha20-poly1305'): Buffer {
+  return Buffer.from(cipher === 'chacha20-poly1305' ? ETHERLINK_IDENTIFIER : `${ETHERLINK_IDENTIFIER} ${cipher}`);
+}
 /** Labels of the mac1 key and cookie key derivations: WireGuard's. */
 export const LABEL_MAC1 = 'mac1----';
 export const LABEL_COOKIE = 'cookie--';

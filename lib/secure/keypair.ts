@@ -1,7 +1,7 @@
 // One handshake's outcome as the data path uses it: both directions' ciphers,
 // the send counter, the receive replay window, and per-keypair scratch so that
 // opening a batch allocates nothing.
-import { TransportCipher } from '../crypto/aead.js';
+import { DEFAULT_AEAD, TransportCipher, type AeadAlgorithm } from '../crypto/aead.js';
 import { ReplayWindow } from '../crypto/replay.js';
 import type { TransportKeys } from '../crypto/noise.js';
 import { BATCH_SIZE } from '../frames.js';
@@ -27,9 +27,10 @@ export class Keypair {
   constructor(
     keys: TransportKeys,
     readonly createdAt: number,
+    cipher: AeadAlgorithm = DEFAULT_AEAD,
   ) {
-    this.send = new TransportCipher(keys.sending);
-    this.recv = new TransportCipher(keys.receiving);
+    this.send = new TransportCipher(keys.sending, cipher);
+    this.recv = new TransportCipher(keys.receiving, cipher);
     keys.sending.fill(0);
     keys.receiving.fill(0);
     this.localIndex = keys.localIndex;

@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { BATCH_SIZE, type FrameBatch } from '../frames.js';
 import { encodeKey, publicKeyOf } from '../crypto/keys.js';
 import { CookieGenerator, InitiatorHandshake } from '../crypto/noise.js';
-import { PROTOCOL_VERSION_2, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, V2MessageType } from '../crypto/constants.js';
+import { PROTOCOL_VERSION_2, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, V2MessageType, handshakePrologue, type TransportCipherName } from '../crypto/constants.js';
 import { rejoinBackoffMs } from '../protocol/session.js';
 import { DEAD_AFTER_MISSED_KEEPALIVES, ETHERNET_HEADER_SIZE, KEEPALIVE_INTERVAL_DEFAULT_S, KEEPALIVE_INTERVAL_MAX_S, KEEPALIVE_INTERVAL_MIN_S } from '../protocol/constants.js';
 import type { PortEngine, PortEngineHost, PortEngineStatus } from '../port-engine.js';
@@ -26,6 +26,8 @@ export interface SecurePortOptions {
   /** Shortened in tests to exercise rekeying. */
   rekeyAfterMs?: number;
   rejectAfterMs?: number;
+  /** Transport cipher; must match the switch's (default ChaCha20-Poly1305). */
+  cipher?: TransportCipherName;
 }
 
 type State = 'idle' | 'handshaking' | 'joined';
@@ -259,7 +261,7 @@ export class SecurePortEngine implements PortEngine, OpenSink {
         }
         return;
       }
-      const kp = new Keypair(res.keys, now);
+      const kp = new Keypair(res.keys, now, this.opts.cipher);
       if (this.previous !== null) this.previous.close();
       this.previous = this.current;
       this.current = kp;
@@ -311,7 +313,7 @@ export class SecurePortEngine implements PortEngine, OpenSink {
       if (this.silentAttempts === SILENT_ATTEMPTS_BEFORE_HINT && !this.everJoined) {
         this.host.event({
           type: 'handshake-failed',
-          message: `no handshake response from the switch after ${this.silentAttempts} attempts: check that --switch-key is the switch's public key (etherlink pubkey on its key file), that this port's key ${this.publicKey} is in the switch's allow file, and that the switch is reachable`,
+          message: `no handshake response from the switch after ${this.silentAttempts} attempts: check that --switch-key is the switch's public key (etherlink pubkey on its key file), that this port's key ${this.publicKey} is in the switch's allow file, that both use the same --cipher and that the switch is reachable`,
         });
       }
     }
@@ -321,6 +323,7 @@ export class SecurePortEngine implements PortEngine, OpenSink {
       senderIndex: this.freshIndex(),
       now,
       cookies: this.cookies,
+      prologue: handshakePrologue(this.opts.cipher),
       ...(this.opts.psk ? { psk: this.opts.psk } : {}),
     });
     this.handshake = handshake;

@@ -12,6 +12,8 @@ import { encodeKey, type AllowEntry } from '../crypto/keys.js';
 import {
   PROTOCOL_VERSION_2,
   REJECT_AFTER_TIME_MS,
+  handshakePrologue,
+  type TransportCipherName,
   REKEY_TIMEOUT_MS,
   V2MessageType,
 } from '../crypto/constants.js';
@@ -47,6 +49,8 @@ export interface SecureSwitchOptions {
   maxPorts?: number;
   /** Override REJECT_AFTER_TIME (tests shorten it with the port's rekey time). */
   rejectAfterMs?: number;
+  /** Transport cipher; every port must use the same (default ChaCha20-Poly1305). */
+  cipher?: TransportCipherName;
 }
 
 class SecurePeer implements EnginePeer {
@@ -143,7 +147,7 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     private readonly defaultSocket: () => UdpSocket,
     private readonly opts: SecureSwitchOptions,
   ) {
-    this.responder = new ResponderHandshake({ staticPrivateKey: opts.privateKey });
+    this.responder = new ResponderHandshake({ staticPrivateKey: opts.privateKey, prologue: handshakePrologue(opts.cipher) });
     this.rejectAfterMs = opts.rejectAfterMs ?? REJECT_AFTER_TIME_MS;
     this.setAllowList(opts.allow);
   }
@@ -356,7 +360,13 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
         }
       } else {
         this.stats.handshakeFailures++;
-        if (this.logBudget.take(now)) this.host.log.warn('handshake failed', { address: formatAddress(from), reason: res.reason });
+        if (this.logBudget.take(now)) {
+          this.host.log.warn('handshake failed', {
+            address: formatAddress(from),
+            reason: res.reason,
+            ...(res.reason === 'decrypt' ? { hint: 'mac1 matched our key but the handshake does not decrypt: the port uses another --cipher, or the initiation was tampered with' } : {}),
+          });
+        }
       }
       return;
     }
@@ -405,7 +415,7 @@ export class SecureSwitchEngine implements SwitchEngine, OpenSink {
     // The initiation proved the key (its timestamp decrypts only with it): reply where it came from.
     from.copy(peer.endpoint);
     peer.socket = socket;
-    const kp = new Keypair(accepted.keys, now);
+    const kp = new Keypair(accepted.keys, now, this.opts.cipher);
     if (peer.next === null) peer.unconfirmedSince = now;
     this.setNext(peer, kp);
     peer.lastHandshake = now;

@@ -423,3 +423,24 @@ test('setAllowList without a key closes that session: host left (allow file) and
   assert.deepEqual(ids(h.sw.delivered.map((d) => d.frame)), [0, 1]);
   assert.equal(h.ports[0]!.engine.isJoined, true);
 });
+
+test('aes-256-gcm on both ends carries frames; a cipher mismatch fails the handshake itself, never the data', () => {
+  const h = new EngineHarness({ switchOptions: { cipher: 'aes-256-gcm' }, portOptions: { cipher: 'aes-256-gcm' } });
+  h.join();
+  assert.equal(h.ports[0]!.engine.isJoined, true);
+  const up = frames(0, 50, 1400);
+  h.portSend(0, up);
+  h.settle();
+  assert.deepEqual(h.sw.delivered.map((d) => d.frame), up);
+  assert.equal(h.sw.engine.counters()['authFailed'], 0);
+
+  // The switch on AES, the port on the default: the prologue differs, so the
+  // initiation does not decrypt at the switch and no session ever forms.
+  const m = new EngineHarness({ switchOptions: { cipher: 'aes-256-gcm' } });
+  m.join();
+  m.advance(5_000);
+  assert.equal(m.ports[0]!.engine.isJoined, false, 'no session with mismatched ciphers');
+  assert.equal(m.sw.joined.length, 0);
+  assert.ok(m.sw.engine.counters()['handshakeFailures']! >= 1, 'the switch counted the failed handshakes');
+  assert.equal(m.sw.engine.counters()['authFailed'], 0, 'no data was ever exchanged to fail');
+});
