@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collect, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from './netns.js';
+import { buildStar, collect, ensureTools, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from './netns.js';
 
 export const root = join(fileURLToPath(import.meta.url), '..', '..', '..', '..');
 /** Path of a built CLI: bin('vswitch') -> dist/bin/vswitch.js. */
@@ -178,4 +178,32 @@ export function linkMac(ns: Netns, ifname: string): string {
   const m = /link\/ether ([0-9a-f:]{17})/.exec(ns.ip('link', 'show', ifname).stdout);
   if (!m) throw new Error(`no MAC for ${ifname} in ${ns.name}`);
   return m[1]!;
+}
+
+/** A star LAN of `count` hosts with a vswitch and a vport each, all joined. */
+export interface Lan {
+  sw: Netns;
+  hosts: StarHost[];
+  vswitch: ChildProcess;
+  vports: ChildProcess[];
+}
+
+/**
+ * A LAN built once, by the first test that asks, and shared by the file's
+ * later tests. `args` go to the vswitch and every vport (e.g. ['--insecure']).
+ */
+export function sharedLan(tag: string, count: number, args: readonly string[] = []): () => Promise<Lan> {
+  let built: Promise<Lan> | undefined;
+  return () => {
+    built ??= (async () => {
+      ensureTools({ ping: 'iputils-ping', tcpdump: 'tcpdump' });
+      const { sw, hosts } = buildStar(tag, count);
+      const vswitch = await startSwitch(sw, args);
+      const vports: ChildProcess[] = [];
+      for (let i = 1; i <= count; i++) vports.push(await startPort(hosts[i - 1]!, i, args));
+      for (let i = 1; i <= count; i++) await waitForOutput(vswitch, new RegExp(`port joined port=h${i} `));
+      return { sw, hosts, vswitch, vports };
+    })();
+    return built;
+  };
 }

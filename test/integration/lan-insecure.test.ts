@@ -7,8 +7,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildStar, cleanup, collect, ensureTools, requireRoot, runTag, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
-import { bin, execIn, protocolCounters, startPort, startSwitch, switchStatus, SWITCH_PORT } from '../helpers/lan.js';
+import { cleanup, collect, requireRoot, runTag, waitExit, waitFor, waitForOutput, type Netns } from '../helpers/netns.js';
+import { bin, execIn, protocolCounters, switchStatus, SWITCH_PORT, sharedLan, type Lan } from '../helpers/lan.js';
 
 const HOSTS = 3;
 const ip4 = (i: number): string => `10.99.0.${i}`;
@@ -20,28 +20,7 @@ after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Lan {
-  sw: Netns;
-  hosts: StarHost[];
-  vswitch: ChildProcess;
-  vports: ChildProcess[];
-}
-
-let lanPromise: Promise<Lan> | undefined;
-
-/** The shared LAN, built by the first test that needs it; every later test reuses it. */
-function lan(): Promise<Lan> {
-  lanPromise ??= (async () => {
-    ensureTools({ ping: 'iputils-ping', tcpdump: 'tcpdump' });
-    const { sw, hosts } = buildStar(tag, HOSTS);
-    const vswitch = await startSwitch(sw, ['--insecure']);
-    const vports: ChildProcess[] = [];
-    for (let i = 1; i <= HOSTS; i++) vports.push(await startPort(hosts[i - 1]!, i, ['--insecure']));
-    for (let i = 1; i <= HOSTS; i++) await waitForOutput(vswitch, new RegExp(`port joined port=h${i} `));
-    return { sw, hosts, vswitch, vports };
-  })();
-  return lanPromise;
-}
+const lan = sharedLan(tag, HOSTS, ['--insecure']);
 
 /** Host i's (1-based) namespace. */
 function host(l: Lan, i: number): Netns {
