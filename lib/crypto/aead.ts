@@ -1,6 +1,7 @@
 // Transport-message AEAD over whole batches: a typed wrapper of the addon's AeadKey
 // (csrc/aead.cc). The 16-byte transport header is the associated data and its counter the nonce.
 import { native, type NativeAeadAlgorithm, type NativeAeadKey } from '../native.js';
+import { writeIndexedHeader } from '../protocol/wire.js';
 import {
   AEAD_NONCE_SIZE,
   AEAD_TAG_SIZE,
@@ -8,7 +9,6 @@ import {
   PROTOCOL_VERSION_2,
   TRANSPORT_HEADER_SIZE,
   TRANSPORT_OVERHEAD,
-  TransportOffset,
   V2MessageType,
 } from './constants.js';
 
@@ -79,29 +79,13 @@ export class TransportCipher {
   }
 }
 
-const TWO_32 = 0x1_0000_0000;
-
 /**
  * Write the 16-byte v2 transport header at buf[off..]: version 2, type
- * TRANSPORT_DATA, reserved 0, receiver index and counter big-endian (counter an
- * integer below 2^53). Hot path: not validated, no allocation.
+ * TRANSPORT_DATA, then receiver index and counter as in v1's DATA header.
+ * Hot path: not validated, no allocation.
  */
 export function writeTransportHeader(buf: Uint8Array, off: number, receiverIndex: number, counter: number): number {
-  buf[off] = PROTOCOL_VERSION_2;
-  buf[off + 1] = V2MessageType.TRANSPORT_DATA;
-  buf[off + 2] = 0;
-  buf[off + 3] = 0;
-  writeU32(buf, off + TransportOffset.RECEIVER_INDEX, receiverIndex);
-  writeU32(buf, off + TransportOffset.COUNTER, Math.floor(counter / TWO_32));
-  writeU32(buf, off + TransportOffset.COUNTER + 4, counter >>> 0);
-  return TRANSPORT_HEADER_SIZE;
-}
-
-function writeU32(buf: Uint8Array, at: number, v: number): void {
-  buf[at] = v >>> 24;
-  buf[at + 1] = (v >>> 16) & 0xff;
-  buf[at + 2] = (v >>> 8) & 0xff;
-  buf[at + 3] = v & 0xff;
+  return writeIndexedHeader(buf, off, PROTOCOL_VERSION_2, V2MessageType.TRANSPORT_DATA, receiverIndex, counter);
 }
 
 /** Datagram length of a sealed frame of `frameLength` bytes: header + frame + tag. */

@@ -216,19 +216,25 @@ function isUnicastMac(buf: Uint8Array, at: number): boolean {
 const TWO_32 = 0x1_0000_0000;
 
 /**
- * Write a DATA header at buf[off .. off+16) and return its size. `counter` is a
+ * The 16-byte header both versions share (v1 DATA, v2 transport): version,
+ * type, two zero bytes, receiver index and counter big-endian. `counter` is a
  * non-negative integer below 2^53 (a port sending 10 M frames/s takes 28 years
- * to get there); it is written as two big-endian u32 halves. Not validated: hot path.
+ * to get there), written as two u32 halves. Not validated: hot path.
  */
-export function writeDataHeader(buf: Uint8Array, off: number, receiverIndex: number, counter: number): number {
-  buf[off] = PROTOCOL_VERSION;
-  buf[off + 1] = MessageType.DATA;
+export function writeIndexedHeader(buf: Uint8Array, off: number, version: number, type: number, receiverIndex: number, counter: number): number {
+  buf[off] = version;
+  buf[off + 1] = type;
   buf[off + 2] = 0;
   buf[off + 3] = 0;
   writeU32(buf, off + DataOffset.RECEIVER_INDEX, receiverIndex);
   writeU32(buf, off + DataOffset.COUNTER, Math.floor(counter / TWO_32));
   writeU32(buf, off + DataOffset.COUNTER + 4, counter >>> 0);
   return DATA_HEADER_SIZE;
+}
+
+/** Write a v1 DATA header at buf[off .. off+16) and return its size. */
+export function writeDataHeader(buf: Uint8Array, off: number, receiverIndex: number, counter: number): number {
+  return writeIndexedHeader(buf, off, PROTOCOL_VERSION, MessageType.DATA, receiverIndex, counter);
 }
 
 /** Receiver index of a DATA/KEEPALIVE/LEAVE datagram, or NO_INDEX (0) if too short. */
