@@ -188,19 +188,28 @@ export interface Lan {
   vports: ChildProcess[];
 }
 
+/** Extra flags for a shared LAN: the same for every daemon, or per daemon (host i from 1). */
+export interface LanArgs {
+  all?: readonly string[];
+  vswitch?: readonly string[];
+  vport?: (i: number) => readonly string[];
+}
+
 /**
  * A LAN built once, by the first test that asks, and shared by the file's
- * later tests. `args` go to the vswitch and every vport (e.g. ['--insecure']).
+ * later tests. `args` go to the vswitch and every vport (e.g. ['--insecure']),
+ * or per daemon.
  */
-export function sharedLan(tag: string, count: number, args: readonly string[] = []): () => Promise<Lan> {
+export function sharedLan(tag: string, count: number, args: readonly string[] | LanArgs = []): () => Promise<Lan> {
+  const a: LanArgs = Array.isArray(args) ? { all: args as readonly string[] } : (args as LanArgs);
   let built: Promise<Lan> | undefined;
   return () => {
     built ??= (async () => {
       ensureTools({ ping: 'iputils-ping', tcpdump: 'tcpdump' });
       const { sw, hosts } = buildStar(tag, count);
-      const vswitch = await startSwitch(sw, args);
+      const vswitch = await startSwitch(sw, [...(a.all ?? []), ...(a.vswitch ?? [])]);
       const vports: ChildProcess[] = [];
-      for (let i = 1; i <= count; i++) vports.push(await startPort(hosts[i - 1]!, i, args));
+      for (let i = 1; i <= count; i++) vports.push(await startPort(hosts[i - 1]!, i, [...(a.all ?? []), ...(a.vport?.(i) ?? [])]));
       for (let i = 1; i <= count; i++) await waitForOutput(vswitch, new RegExp(`port joined port=h${i} `));
       return { sw, hosts, vswitch, vports };
     })();

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStar, cleanup, collect, requireRoot, runTag, waitExit, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
-import { bin, execIn, startPort, startSwitch, switchKeyArgs } from '../helpers/lan.js';
+import { bin, execIn, startPort, startSwitch, switchKeyArgs, sharedLan, type Lan } from '../helpers/lan.js';
 
 const tag = runTag();
 const tmp = mkdtempSync(join(tmpdir(), 'etl-metrics-'));
@@ -21,25 +21,7 @@ after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Lan {
-  sw: Netns;
-  hosts: StarHost[];
-  vswitch: ChildProcess;
-}
-
-let lanPromise: Promise<Lan> | undefined;
-
-function lan(): Promise<Lan> {
-  lanPromise ??= (async () => {
-    const { sw, hosts } = buildStar(tag, 2);
-    const vswitch = await startSwitch(sw, ['--metrics', SWITCH_METRICS]);
-    await startPort(hosts[0]!, 1, ['--metrics', PORT_METRICS]);
-    await startPort(hosts[1]!, 2);
-    for (const i of [1, 2]) await waitForOutput(vswitch, new RegExp(`port joined port=h${i} `));
-    return { sw, hosts, vswitch };
-  })();
-  return lanPromise;
-}
+const lan = sharedLan(tag, 2, { vswitch: ['--metrics', SWITCH_METRICS], vport: (i) => (i === 1 ? ['--metrics', PORT_METRICS] : []) });
 
 interface Scrape {
   status: number;

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStar, cleanup, ensureTools, requireRoot, runTag, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
-import { bin, execIn, lanKeys, linkMac, startPort, startSwitch, switchKeyArgs, type ExecResult } from '../helpers/lan.js';
+import { bin, execIn, lanKeys, linkMac, startPort, startSwitch, switchKeyArgs, type ExecResult, sharedLan, type Lan } from '../helpers/lan.js';
 import type { PortStatusReport, SwitchStatusReport } from '../../lib/status.js';
 
 const HOSTS = 3;
@@ -23,25 +23,7 @@ after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Lan {
-  sw: Netns;
-  hosts: StarHost[];
-  vswitch: ChildProcess;
-}
-
-let lanPromise: Promise<Lan> | undefined;
-
-function lan(): Promise<Lan> {
-  lanPromise ??= (async () => {
-    ensureTools({ ping: 'iputils-ping' });
-    const { sw, hosts } = buildStar(tag, HOSTS);
-    const vswitch = await startSwitch(sw, ['--control', swSock]);
-    for (let i = 1; i <= HOSTS; i++) await startPort(hosts[i - 1]!, i, ['--control', portSock(i)]);
-    for (let i = 1; i <= HOSTS; i++) await waitForOutput(vswitch, new RegExp(`port joined port=h${i} `));
-    return { sw, hosts, vswitch };
-  })();
-  return lanPromise;
-}
+const lan = sharedLan(tag, HOSTS, { vswitch: ['--control', swSock], vport: (i) => ['--control', portSock(i)] });
 
 const host = (l: Lan, i: number): Netns => l.hosts[i - 1]!.ns;
 
