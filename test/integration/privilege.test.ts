@@ -3,7 +3,7 @@
 // drop once the device is configured; without it a vport exits 4 naming it.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -17,10 +17,12 @@ const tag = runTag();
 const user = `etl-test-${tag}`.slice(0, 32);
 let userCreated = false;
 let keyDir: string | undefined;
+let installDir: string | undefined;
 
 after(() => {
   cleanup();
   if (keyDir !== undefined) rmSync(keyDir, { recursive: true, force: true });
+  if (installDir !== undefined) rmSync(installDir, { recursive: true, force: true });
   if (userCreated) run('userdel', [user], { allowFail: true });
 });
 
@@ -51,6 +53,27 @@ function createUser(): TestUser {
   const allow = copy(k.allow, 'allow');
   const ports = [1, 2].map((i) => copy(k.portKey(i), `h${i}.key`));
   return { uid, gid, keys: { switchKey, allow, portKey: (i) => ports[i - 1]!, switchPub: k.switchPub } };
+}
+
+/**
+ * The unprivileged user must be able to read the program. A checkout may sit
+ * in a directory only root can enter (mktemp -d is 0700), so the built
+ * package — what `npm install` would put on a server — is copied into a
+ * world-readable directory and run from there.
+ */
+function userBin(name: 'vswitch' | 'vport'): string {
+  if (installDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'etl-install-'));
+    chmodSync(dir, 0o755);
+    installDir = dir;
+    const root = join(bin('vswitch'), '..', '..', '..');
+    mkdirSync(join(dir, 'build'), { recursive: true });
+    for (const part of ['package.json', 'dist', 'node_modules', join('build', 'Release')]) {
+      cpSync(join(root, part), join(dir, part), { recursive: true });
+    }
+    run('chmod', ['-R', 'a+rX', dir]);
+  }
+  return join(installDir, 'dist', 'bin', `${name}.js`);
 }
 
 /** True when any user may open /dev/net/tun (udev's usual 0666). */
@@ -104,13 +127,13 @@ test('an unprivileged switch and two ports holding only CAP_NET_ADMIN build a LA
   const { sw, hosts } = buildStar(`p${tag}`, 2);
 
   // The switch on 9999 needs no capability at all (ports >= net.ipv4.ip_unprivileged_port_start, 1024 by default).
-  const vswitch = spawnAsUser(sw, u, 'none', [process.execPath, bin('vswitch'), String(SWITCH_PORT), '--key', u.keys.switchKey, '--allow', u.keys.allow, '--control', 'none']);
+  const vswitch = spawnAsUser(sw, u, 'none', [process.execPath, userBin('vswitch'), String(SWITCH_PORT), '--key', u.keys.switchKey, '--allow', u.keys.allow, '--control', 'none']);
   await waitForOutput(vswitch, new RegExp(`vswitch ready on UDP ${SWITCH_PORT}\\n`), START_TIMEOUT_MS);
 
   const ports = hosts.map((h, idx) => {
     const i = idx + 1;
     return spawnAsUser(h.ns, u, 'net_admin', [
-      process.execPath, bin('vport'), h.switchAddress, String(SWITCH_PORT),
+      process.execPath, userBin('vport'), h.switchAddress, String(SWITCH_PORT),
       '--key', u.keys.portKey(i), '--switch-key', u.keys.switchPub,
       '--name', 'etl0', '--ip', `10.99.0.${i}/24`, '--port-name', `h${i}`, '--control', 'none',
     ]);
@@ -154,7 +177,7 @@ test('without CAP_NET_ADMIN an unprivileged vport exits 4 naming CAP_NET_ADMIN, 
   const u = userCreated ? { uid: Number(run('id', ['-u', user]).stdout.trim()), gid: Number(run('id', ['-g', user]).stdout.trim()) } : createUser();
   const { hosts } = buildStar(`q${tag}`, 1);
   const h = hosts[0]!;
-  const vport = spawnAsUser(h.ns, u, 'none', [process.execPath, bin('vport'), h.switchAddress, String(SWITCH_PORT), '--insecure', '--name', 'etl0', '--control', 'none']);
+  const vport = spawnAsUser(h.ns, u, 'none', [process.execPath, userBin('vport'), h.switchAddress, String(SWITCH_PORT), '--insecure', '--name', 'etl0', '--control', 'none']);
   const status = await waitExit(vport, 15_000);
   const err = collect(vport).err();
   assert.equal(status, EXIT.privilege, `exit ${status}: ${err}`);
