@@ -3,7 +3,7 @@
 // drop once the device is configured; without it a vport exits 4 naming it.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -68,8 +68,9 @@ function userBin(name: 'vswitch' | 'vport'): string {
     installDir = dir;
     const root = join(bin('vswitch'), '..', '..', '..');
     mkdirSync(join(dir, 'build'), { recursive: true });
-    for (const part of ['package.json', 'dist', 'node_modules', join('build', 'Release')]) {
-      cpSync(join(root, part), join(dir, part), { recursive: true });
+    // The addon is wherever node-gyp-build finds it: build/Release, or prebuilds/ (the packaging test's prebuildify may leave only those).
+    for (const part of ['package.json', 'dist', 'node_modules', join('build', 'Release'), 'prebuilds']) {
+      if (existsSync(join(root, part))) cpSync(join(root, part), join(dir, part), { recursive: true });
     }
     run('chmod', ['-R', 'a+rX', dir]);
   }
