@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cleanup, ensureTools, isRoot, runTag } from '../lib/lab.js';
+import { cleanup, ensureTools, isRoot, runTag } from '../lab/netns.js';
 import { config, QUICK, SECTIONS, type Section } from './config.js';
 import { overlayTable, runOverlay, type OverlayResult } from './overlay.js';
 import { commandLine, machineInfo, writeResults } from './report.js';

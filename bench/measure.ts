@@ -1,6 +1,6 @@
 // Traffic measurements between two namespaces: iperf3 (TCP, UDP) and ping,
 // with the parsing kept in pure functions, plus the statistics the bench reports.
-import { collect, spawnTracked, waitExit, waitForOutput, type Netns } from '../lib/lab.js';
+import { collect, spawnTracked, waitExit, waitForOutput, type Netns } from '../lab/netns.js';
 
 /** Slack on top of a test's duration before a stuck iperf3/ping is killed. */
 const EXIT_GRACE_MS = 30_000;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { buildStar, collect, waitExit, waitForOutput, type Netns, type StarHost } from '../lib/lab.js';
+import { buildStar, collect, waitExit, waitForOutput, type Netns, type StarHost } from '../lab/netns.js';
 import { config } from './config.js';
 import { iperfTcp, iperfUdp, median, ping, topSnapshot, waitReachable, type PingResult, type TcpResult, type UdpResult } from './measure.js';
 import { selectModes, type EtherlinkMode } from './modes.js';

@@ -1,7 +1,7 @@
 // What the bench reads from /proc: a process's CPU ticks and memory, the
 // machine's busy time, and which PID is really the node process we started.
 import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
-import { run } from '../lib/lab.js';
+import { run } from '../lab/netns.js';
 
 let clkTck: number | undefined;
 

@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../lib/lab.js';
+import { run } from '../lab/netns.js';
 import { ENV_VARS } from './config.js';
 
 export interface Machine {

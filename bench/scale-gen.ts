@@ -6,9 +6,9 @@
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FrameBatch } from '../lib/frames.js';
-import { UdpSocket } from '../lib/udp.js';
-import { encodeAddress } from '../lib/udp-address.js';
+import type { FrameBatch } from '../lib/core/frames.js';
+import { UdpSocket } from '../lib/io/udp.js';
+import { encodeAddress } from '../lib/io/address.js';
 import { decode, encodeJoin, encodeKeepalive, writeDataHeader } from '../lib/protocol/wire.js';
 import { DATA_HEADER_SIZE, MessageType, REJECT_REASON_NAMES } from '../lib/protocol/constants.js';
 import { cpuSeconds, machineCpu, statusBytes } from './proc.js';

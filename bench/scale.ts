@@ -3,7 +3,7 @@
 // ports and learned MACs. Forwarding rate, its ratio, and memory per port.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { collect, Netns, waitExit, waitForOutput } from '../lib/lab.js';
+import { collect, Netns, waitExit, waitForOutput } from '../lab/netns.js';
 import { config } from './config.js';
 import { verifyNodePid } from './proc.js';
 import { fmt, markdownTable, ratio } from './report.js';

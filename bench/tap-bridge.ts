@@ -1,8 +1,8 @@
 // Section "tap": the JS bridge between two TAPs (batch API) in this process,
 // against a kernel veth pair, iperf3 TCP 1 stream: the plain batch API and
 // the offload mode (TSO super-frames split and coalesced in the addon).
-import { Netns, run } from '../lib/lab.js';
-import { TapDevice } from '../lib/tap.js';
+import { Netns, run } from '../lab/netns.js';
+import { TapDevice } from '../lib/io/tap.js';
 import { config } from './config.js';
 import { iperfTcp, median } from './measure.js';
 import { fmt, markdownTable } from './report.js';

@@ -2,11 +2,11 @@
 // etherlink: helper commands around the virtual LAN (file transfer check).
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { formatProgress, receiveFile, sendFile, type ProgressFn } from '../lib/transfer.js';
-import { cliFail, fatal, parsePortNumber } from '../lib/cli.js';
+import { formatProgress, receiveFile, sendFile, type ProgressFn } from '../cli/transfer.js';
+import { cliFail, fatal, parsePortNumber } from '../cli/args.js';
 import { randomBytes } from 'node:crypto';
 import { encodeKey, generateKeyPair, publicKeyOf, writeKeyFile } from '../lib/crypto/keys.js';
-import { loadPrivateKey } from '../lib/identity.js';
+import { loadPrivateKey } from '../cli/identity.js';
 
 function progress(): ProgressFn | undefined {
   if (!process.stderr.isTTY) return undefined;

@@ -3,22 +3,22 @@
 // Thin: parses flags, wires signals, calls lib.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { PortClient, type PortClientOptions } from '../lib/port-client.js';
-import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag } from '../lib/identity.js';
+import { PortClient, type PortClientOptions } from '../lib/daemon/port-client.js';
+import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag } from '../cli/identity.js';
 import { encodeKey, publicKeyOf } from '../lib/crypto/keys.js';
 import { TRANSPORT_CIPHERS, type TransportCipherName } from '../lib/crypto/constants.js';
-import { parseCidr, MIN_MTU, MAX_MTU } from '../lib/tap.js';
-import { parseMac, isMulticast } from '../lib/ethernet.js';
-import { createLogger, LOG_LEVELS, type LogLevel, type LogFormat } from '../lib/log.js';
-import { describeUnapplied, parseWithConfig, reloadConfigFile, PORT_FIELD_RULES, PORT_LIVE_FIELDS } from '../lib/config.js';
-import { dropPrivilegesIfHeld } from '../lib/privilege.js';
-import { cliFail, fatal, parsePortNumber, UsageError } from '../lib/cli.js';
+import { parseCidr, MIN_MTU, MAX_MTU } from '../lib/io/tap.js';
+import { parseMac, isMulticast } from '../lib/core/ethernet.js';
+import { createLogger, LOG_LEVELS, type LogLevel, type LogFormat } from '../lib/core/log.js';
+import { describeUnapplied, parseWithConfig, reloadConfigFile, PORT_FIELD_RULES, PORT_LIVE_FIELDS } from '../cli/config.js';
+import { dropPrivilegesIfHeld } from '../lib/daemon/privilege.js';
+import { captureOptionsFromFlags, cliFail, fatal, parseMetricsAddress, parsePortNumber, UsageError } from '../cli/args.js';
 import { DEFAULT_TAP_MTU } from '../lib/protocol/constants.js';
-import { formatPortStatus, portStatusReport } from '../lib/status.js';
-import { ControlServer, daemonCommands, defaultPortControlPath } from '../lib/control.js';
-import { MetricsServer, metricsListenError, parseMetricsAddress, renderPortMetrics } from '../lib/metrics.js';
-import { runStatusCommand } from '../lib/status-command.js';
-import { captureOptionsFromFlags, settleWithin, DEFAULT_PCAP_FILES, DEFAULT_PCAP_MAX_BYTES, type PcapOptions } from '../lib/pcap.js';
+import { formatPortStatus, portStatusReport } from '../lib/daemon/status.js';
+import { ControlServer, daemonCommands, defaultPortControlPath } from '../lib/daemon/control.js';
+import { MetricsServer, metricsListenError, renderPortMetrics } from '../lib/daemon/metrics.js';
+import { runStatusCommand } from '../cli/status-command.js';
+import { settleWithin, DEFAULT_PCAP_FILES, DEFAULT_PCAP_MAX_BYTES, type PcapOptions } from '../lib/daemon/pcap.js';
 
 // `vport status ...` asks a running vport (and is never read as HOST=status).
 if (process.argv[2] === 'status') await runStatusCommand('vport', hideBin(process.argv).slice(1));

@@ -3,20 +3,20 @@
 // and forwards frames between its ports. Thin: parses flags, wires signals, calls lib.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { SwitchServer, DEFAULT_SWITCH_PORT, type ListenAddress, type SwitchServerOptions } from '../lib/switch-server.js';
+import { SwitchServer, DEFAULT_SWITCH_PORT, type ListenAddress, type SwitchServerOptions } from '../lib/daemon/switch-server.js';
 import { SecureSwitchEngine } from '../lib/secure/switch-engine.js';
-import { KEYGEN_HINT, loadAllowList, loadPrivateKey, loadPsk } from '../lib/identity.js';
+import { KEYGEN_HINT, loadAllowList, loadPrivateKey, loadPsk } from '../cli/identity.js';
 import { encodeKey, publicKeyOf } from '../lib/crypto/keys.js';
 import { TRANSPORT_CIPHERS, type TransportCipherName } from '../lib/crypto/constants.js';
-import { createLogger, LOG_LEVELS, type LogLevel, type LogFormat } from '../lib/log.js';
-import { describeUnapplied, parseWithConfig, reloadConfigFile, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../lib/config.js';
-import { dropPrivilegesIfHeld } from '../lib/privilege.js';
-import { cliFail, fatal, parseListen, parsePortNumber, parsePositive } from '../lib/cli.js';
-import { formatSwitchStatus, switchStatusReport } from '../lib/status.js';
-import { ControlServer, daemonCommands, defaultSwitchControlPath } from '../lib/control.js';
-import { MetricsServer, metricsListenError, parseMetricsAddress, renderSwitchMetrics } from '../lib/metrics.js';
-import { runStatusCommand } from '../lib/status-command.js';
-import { captureOptionsFromFlags, settleWithin, DEFAULT_PCAP_FILES, DEFAULT_PCAP_MAX_BYTES, type PcapOptions } from '../lib/pcap.js';
+import { createLogger, LOG_LEVELS, type LogLevel, type LogFormat } from '../lib/core/log.js';
+import { describeUnapplied, parseWithConfig, reloadConfigFile, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/config.js';
+import { dropPrivilegesIfHeld } from '../lib/daemon/privilege.js';
+import { captureOptionsFromFlags, cliFail, fatal, parseMetricsAddress, parseListen, parsePortNumber, parsePositive } from '../cli/args.js';
+import { formatSwitchStatus, switchStatusReport } from '../lib/daemon/status.js';
+import { ControlServer, daemonCommands, defaultSwitchControlPath } from '../lib/daemon/control.js';
+import { MetricsServer, metricsListenError, renderSwitchMetrics } from '../lib/daemon/metrics.js';
+import { runStatusCommand } from '../cli/status-command.js';
+import { settleWithin, DEFAULT_PCAP_FILES, DEFAULT_PCAP_MAX_BYTES, type PcapOptions } from '../lib/daemon/pcap.js';
 
 // `vswitch status ...` asks a running vswitch; it never starts one.
 if (process.argv[2] === 'status') await runStatusCommand('vswitch', hideBin(process.argv).slice(1));

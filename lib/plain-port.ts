@@ -1,6 +1,6 @@
 // The plaintext v1 engine of a port (vport --insecure): PortSession for
 // JOIN/ACCEPT/KEEPALIVE/LEAVE, DATA carried in the clear.
-import type { FrameBatch } from './frames.js';
+import type { FrameBatch } from './core/frames.js';
 import { classify, readReceiverIndex, writeDataHeader } from './protocol/wire.js';
 import { PortSession, type PortAction } from './protocol/session.js';
 import { DATA_HEADER_SIZE, MAX_DATAGRAM_SIZE, MessageType, PROTOCOL_VERSION } from './protocol/constants.js';

@@ -1,9 +1,9 @@
 // The plaintext v1 engine of the switch (vswitch --insecure): SwitchSessions
 // for JOIN/ACCEPT/KEEPALIVE/LEAVE, DATA carried in the clear.
-import type { FrameBatch } from './frames.js';
-import { ADDR_SLOT } from './native.js';
-import { formatAddress } from './udp-address.js';
-import type { UdpSocket } from './udp.js';
+import type { FrameBatch } from './core/frames.js';
+import { ADDR_SLOT } from './io/native.js';
+import { formatAddress } from './io/address.js';
+import type { UdpSocket } from './io/udp.js';
 import { classify, readReceiverIndex, writeDataHeader } from './protocol/wire.js';
 import { SwitchSessions, type SwitchAction, type SwitchSession } from './protocol/session.js';
 import { DATA_HEADER_SIZE, MAX_DATAGRAM_SIZE, MessageType, PROTOCOL_VERSION } from './protocol/constants.js';

@@ -1,8 +1,8 @@
 // The seam between a port (vport) and a protocol: plaintext v1 (lib/plain-port.ts)
 // or authenticated and encrypted v2 (lib/secure/port-engine.ts).
-import type { FrameBatch } from './frames.js';
-import type { Logger } from './log.js';
-import type { TxQueue } from './tx-queue.js';
+import type { FrameBatch } from './core/frames.js';
+import type { Logger } from './core/log.js';
+import type { TxQueue } from './io/tx-queue.js';
 
 export type PortEngineEvent =
   | { type: 'joined'; session: string; attempts: number; keepaliveMs: number }

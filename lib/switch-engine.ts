@@ -1,9 +1,9 @@
 // The seam between the switch server and a protocol: plaintext v1
 // (lib/plain-switch.ts) or authenticated and encrypted v2 (lib/secure/switch-engine.ts).
-import type { FrameBatch } from './frames.js';
-import type { Logger } from './log.js';
-import type { TxQueue } from './tx-queue.js';
-import type { UdpSocket } from './udp.js';
+import type { FrameBatch } from './core/frames.js';
+import type { Logger } from './core/log.js';
+import type { TxQueue } from './io/tx-queue.js';
+import type { UdpSocket } from './io/udp.js';
 
 /** A port as the protocol knows it; `id` is stable for the port's lifetime (across rekeys and roaming). */
 export interface EnginePeer {

@@ -1,6 +1,6 @@
 // Transport-message AEAD over whole batches: a typed wrapper of the addon's AeadKey
 // (csrc/aead.cc). The 16-byte transport header is the associated data and its counter the nonce.
-import { native, type NativeAeadAlgorithm, type NativeAeadKey } from '../native.js';
+import { native, type NativeAeadAlgorithm, type NativeAeadKey } from '../io/native.js';
 import { writeIndexedHeader } from '../protocol/wire.js';
 import {
   AEAD_NONCE_SIZE,

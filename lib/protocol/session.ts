@@ -47,7 +47,7 @@ import {
 } from './wire.js';
 
 // Underlay address slot: 16-byte IPv6 (IPv4 mapped), port BE, 2 zero bytes. native.ts loads the addon lazily, so this import is pure.
-import { ADDR_SLOT as ADDR_SLOT_SIZE } from '../native.js';
+import { ADDR_SLOT as ADDR_SLOT_SIZE } from '../io/native.js';
 
 /** Source of randomness; injectable so tests are deterministic. */
 export type RandomFill = (out: Uint8Array) => void;

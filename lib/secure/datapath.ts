@@ -1,8 +1,8 @@
 // The encrypted data path shared by switch and port: seal a batch of frames
 // into a transmit queue, and open the transport datagrams of a receive batch
 // per keypair — one native call each way, no allocation per frame.
-import type { FrameBatch } from '../frames.js';
-import type { TxQueue } from '../tx-queue.js';
+import type { FrameBatch } from '../core/frames.js';
+import type { TxQueue } from '../io/tx-queue.js';
 import { writeTransportHeader } from '../crypto/aead.js';
 import { PROTOCOL_VERSION_2, TRANSPORT_HEADER_SIZE, TRANSPORT_OVERHEAD, TransportOffset, V2MessageType } from '../crypto/constants.js';
 import { MAX_DATAGRAM_SIZE } from '../protocol/constants.js';

@@ -4,7 +4,7 @@
 import { DEFAULT_AEAD, TransportCipher, type AeadAlgorithm } from '../crypto/aead.js';
 import { ReplayWindow } from '../crypto/replay.js';
 import type { TransportKeys } from '../crypto/noise.js';
-import { BATCH_SIZE } from '../frames.js';
+import { BATCH_SIZE } from '../core/frames.js';
 
 export class Keypair {
   readonly send: TransportCipher;

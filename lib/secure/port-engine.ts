@@ -3,7 +3,7 @@
 // keys keep receiving), dead-switch detection and rejoin with backoff.
 import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { BATCH_SIZE, type FrameBatch } from '../frames.js';
+import { BATCH_SIZE, type FrameBatch } from '../core/frames.js';
 import { encodeKey, publicKeyOf } from '../crypto/keys.js';
 import { CookieGenerator, InitiatorHandshake } from '../crypto/noise.js';
 import { PROTOCOL_VERSION_2, REJECT_AFTER_TIME_MS, REKEY_AFTER_TIME_MS, V2MessageType, handshakePrologue, type TransportCipherName } from '../crypto/constants.js';

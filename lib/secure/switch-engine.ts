@@ -3,10 +3,10 @@
 // port with rekey and expiry, and the encrypted data path. Only authenticated
 // datagrams create or change state.
 import { randomInt } from 'node:crypto';
-import { BATCH_SIZE, type FrameBatch } from '../frames.js';
-import { ADDR_SLOT } from '../native.js';
-import type { UdpSocket } from '../udp.js';
-import { addressEquals, formatAddress } from '../udp-address.js';
+import { BATCH_SIZE, type FrameBatch } from '../core/frames.js';
+import { ADDR_SLOT } from '../io/native.js';
+import type { UdpSocket } from '../io/udp.js';
+import { addressEquals, formatAddress } from '../io/address.js';
 import { ResponderHandshake } from '../crypto/noise.js';
 import { encodeKey, type AllowEntry } from '../crypto/keys.js';
 import {

@@ -1,13 +1,13 @@
 // In-memory wire for the protocol-2 engines: one SecureSwitchEngine and
 // SecurePortEngines on fake sockets, a fake clock, and a queue of datagrams in
 // flight that tests may drop, duplicate, reorder, corrupt or redirect (STYLE rule 11).
-import type { FrameBatch } from '../../lib/frames.js';
-import { BATCH_SIZE, MutableFrameBatch, buffersToBatch } from '../../lib/frames.js';
-import { ADDR_SLOT } from '../../lib/native.js';
-import { silentLogger, type Logger } from '../../lib/log.js';
-import { TxQueue } from '../../lib/tx-queue.js';
-import type { UdpSocket } from '../../lib/udp.js';
-import { addressEquals, encodeAddress, formatAddress } from '../../lib/udp-address.js';
+import type { FrameBatch } from '../../lib/core/frames.js';
+import { BATCH_SIZE, MutableFrameBatch, buffersToBatch } from '../../lib/core/frames.js';
+import { ADDR_SLOT } from '../../lib/io/native.js';
+import { silentLogger, type Logger } from '../../lib/core/log.js';
+import { TxQueue } from '../../lib/io/tx-queue.js';
+import type { UdpSocket } from '../../lib/io/udp.js';
+import { addressEquals, encodeAddress, formatAddress } from '../../lib/io/address.js';
 import type { EnginePeer, SwitchEngineHost } from '../../lib/switch-engine.js';
 import type { PortEngineEvent, PortEngineHost } from '../../lib/port-engine.js';
 import { SecureSwitchEngine, type SecureSwitchOptions } from '../../lib/secure/switch-engine.js';

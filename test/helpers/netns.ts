@@ -1,7 +1,7 @@
 // Test side of the lab: the namespace helpers plus the root check tests use.
 import type { TestContext } from 'node:test';
-import { isRoot } from '../../lib/lab.js';
-export * from '../../lib/lab.js';
+import { isRoot } from '../../lab/netns.js';
+export * from '../../lab/netns.js';
 
 /**
  * Skip a privileged test with a clear message when not root — except under

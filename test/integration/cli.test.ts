@@ -3,7 +3,7 @@
 // Anything that could get as far as a socket or a TAP runs in a scratch namespace.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { EXIT } from '../../lib/cli.js';
+import { EXIT } from '../../cli/args.js';
 import { cleanup, collect, isRoot, Netns, requireRoot, runTag, spawnTracked, waitExit } from '../helpers/netns.js';
 import { bin, startSwitch, SWITCH_PORT } from '../helpers/lan.js';
 

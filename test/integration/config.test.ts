@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EXIT } from '../../lib/cli.js';
+import { EXIT } from '../../cli/args.js';
 import { buildStar, cleanup, collect, isRoot, Netns, requireRoot, runTag, spawnTracked, waitExit, waitForOutput } from '../helpers/netns.js';
 import { bin, lanKeys, pingOnce, START_TIMEOUT_MS, SWITCH_PORT } from '../helpers/lan.js';
 

@@ -7,8 +7,8 @@ import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdt
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { EXIT } from '../../lib/cli.js';
-import { parseCapabilities } from '../../lib/privilege.js';
+import { EXIT } from '../../cli/args.js';
+import { parseCapabilities } from '../../lib/daemon/privilege.js';
 import { buildStar, cleanup, collect, requireRoot, run, runTag, waitExit, waitForOutput, type Netns } from '../helpers/netns.js';
 import { bin, lanKeys, pingOnce, START_TIMEOUT_MS, SWITCH_PORT } from '../helpers/lan.js';
 

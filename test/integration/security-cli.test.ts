@@ -8,7 +8,7 @@ import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { EXIT } from '../../lib/cli.js';
+import { EXIT } from '../../cli/args.js';
 import { cleanup, collect, isRoot, Netns, requireRoot, runTag, spawnTracked, waitExit, waitForOutput } from '../helpers/netns.js';
 import { bin, controlArgs, lanKeys, SWITCH_PORT } from '../helpers/lan.js';
 

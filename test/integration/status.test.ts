@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStar, cleanup, ensureTools, requireRoot, runTag, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
 import { bin, execIn, lanKeys, linkMac, startPort, startSwitch, switchKeyArgs, type ExecResult, sharedLan, type Lan } from '../helpers/lan.js';
-import type { PortStatusReport, SwitchStatusReport } from '../../lib/status.js';
+import type { PortStatusReport, SwitchStatusReport } from '../../lib/daemon/status.js';
 
 const HOSTS = 3;
 const ip4 = (i: number): string => `10.99.0.${i}`;

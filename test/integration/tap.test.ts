@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import { TapDevice } from '../../lib/tap.js';
-import { buildArp, parseArp, formatMac, parseMac, ARP_REQUEST, EtherType } from '../../lib/ethernet.js';
+import { TapDevice } from '../../lib/io/tap.js';
+import { buildArp, parseArp, formatMac, parseMac, ARP_REQUEST, EtherType } from '../../lib/core/ethernet.js';
 import { Netns, requireRoot, runTag, cleanup, collect, waitExit, waitForOutput, run, ensureTools } from '../helpers/netns.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..', '..');

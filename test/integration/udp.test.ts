@@ -3,10 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UdpSocket } from '../../lib/udp.js';
-import { ADDR_SLOT } from '../../lib/native.js';
-import { decodeAddress, encodeAddress } from '../../lib/udp-address.js';
-import { buffersToBatch, MutableFrameBatch } from '../../lib/frames.js';
+import { UdpSocket } from '../../lib/io/udp.js';
+import { ADDR_SLOT } from '../../lib/io/native.js';
+import { decodeAddress, encodeAddress } from '../../lib/io/address.js';
+import { buffersToBatch, MutableFrameBatch } from '../../lib/core/frames.js';
 
 /** How long a test waits for datagrams that loopback delivers in microseconds. */
 const RECEIVE_TIMEOUT_MS = 3000;

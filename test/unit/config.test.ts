@@ -17,8 +17,8 @@ import {
   validateConfig,
   withConfigFile,
   type CliOptionTable,
-} from '../../lib/config.js';
-import { EXIT } from '../../lib/cli.js';
+} from '../../cli/config.js';
+import { EXIT } from '../../cli/args.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

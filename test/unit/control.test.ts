@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ControlServer, controlRequest, daemonCommands, CONTROL_MAX_REQUEST_BYTES } from '../../lib/control.js';
+import { ControlServer, controlRequest, daemonCommands, CONTROL_MAX_REQUEST_BYTES } from '../../lib/daemon/control.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'etl-control-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));

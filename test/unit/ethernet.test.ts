@@ -5,7 +5,7 @@ import {
   ETHERNET, EtherType, BROADCAST_MAC, readMac, readDstMac, readSrcMac, readVlanId, readEtherType,
   parseEthernetHeader, parseMac, formatMac, macToBuffer, macFromBuffer, isBroadcast, isMulticast, isZero,
   randomMac, toMac, buildFrame, buildArp, parseArp, ARP_REQUEST, ARP_REPLY,
-} from '../../lib/ethernet.js';
+} from '../../lib/core/ethernet.js';
 
 const A = 0x0200_0000_000a;
 const B = 0x0200_0000_000b;

@@ -8,17 +8,17 @@ import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { EngineHarness, kindOf, prng, testFrame, type Datagram } from '../helpers/engine-harness.js';
-import { BATCH_SIZE, MutableFrameBatch } from '../../lib/frames.js';
-import { ADDR_SLOT } from '../../lib/native.js';
-import { encodeAddress } from '../../lib/udp-address.js';
+import { BATCH_SIZE, MutableFrameBatch } from '../../lib/core/frames.js';
+import { ADDR_SLOT } from '../../lib/io/native.js';
+import { encodeAddress } from '../../lib/io/address.js';
 import { MAX_PENDING_HANDSHAKES, RATE_LIMIT_TABLE_MAX, UNDER_LOAD_HANDSHAKES_PER_S } from '../../lib/secure/switch-engine.js';
 import { isTransport } from '../../lib/secure/datapath.js';
 import type { SecureSwitchEngine } from '../../lib/secure/switch-engine.js';
 import type { SecurePortEngine } from '../../lib/secure/port-engine.js';
 import { PlainSwitchEngine } from '../../lib/plain-switch.js';
 import type { SwitchEngineHost } from '../../lib/switch-engine.js';
-import { TxQueue } from '../../lib/tx-queue.js';
-import { silentLogger } from '../../lib/log.js';
+import { TxQueue } from '../../lib/io/tx-queue.js';
+import { silentLogger } from '../../lib/core/log.js';
 import { FakeSocket } from '../helpers/engine-harness.js';
 import {
   classify,

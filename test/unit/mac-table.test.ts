@@ -2,7 +2,7 @@
 // moves, limits, static entries, flush.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MacTable, LearnResult, DEFAULT_AGEING_MS, type LimitReason } from '../../lib/mac-table.js';
+import { MacTable, LearnResult, DEFAULT_AGEING_MS, type LimitReason } from '../../lib/switch/mac-table.js';
 
 const M1 = 0x0200_0000_0001;
 const M2 = 0x0200_0000_0002;

@@ -2,8 +2,9 @@
 // metrics a switch report turns into.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Exposition, parseMetricsAddress, renderSwitchMetrics } from '../../lib/metrics.js';
-import type { SwitchStatusReport } from '../../lib/status.js';
+import { Exposition, renderSwitchMetrics } from '../../lib/daemon/metrics.js';
+import { parseMetricsAddress } from '../../cli/args.js';
+import type { SwitchStatusReport } from '../../lib/daemon/status.js';
 
 test('HELP and label values are escaped; counters must end in _total; a family is declared once', () => {
   const x = new Exposition('t_');

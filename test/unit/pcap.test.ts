@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buffersToBatch } from '../../lib/frames.js';
+import { captureOptionsFromFlags } from '../../cli/args.js';
+import { buffersToBatch } from '../../lib/core/frames.js';
 import {
   PcapWriter,
   PCAP_MAGIC_NSEC,
@@ -13,11 +14,10 @@ import {
   PCAP_FILE_HEADER_LEN,
   PCAP_RECORD_HEADER_LEN,
   LINKTYPE_ETHERNET,
-  captureOptionsFromFlags,
-} from '../../lib/pcap.js';
-import { SwitchServer } from '../../lib/switch-server.js';
-import { createMemoryPortPair, settle } from '../../lib/memory-port.js';
-import { createLogger } from '../../lib/log.js';
+} from '../../lib/daemon/pcap.js';
+import { SwitchServer } from '../../lib/daemon/switch-server.js';
+import { createMemoryPortPair, settle } from '../../lib/io/memory-port.js';
+import { createLogger } from '../../lib/core/log.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'etl-pcap-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 // Unit tests of reading capability sets (lib/privilege.ts): pure parsing of /proc/PID/status.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, hasCapability, holdsCapabilities, parseCapabilities } from '../../lib/privilege.js';
+import { CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, hasCapability, holdsCapabilities, parseCapabilities } from '../../lib/daemon/privilege.js';
 
 const STATUS = `Name:\tnode
 Uid:\t999\t999\t999\t999
@@ -29,7 +29,7 @@ test('nothing held after a drop, even with a full bounding set', () => {
 });
 
 test('this process: readable, and consistent with itself', async () => {
-  const { readCapabilities } = await import('../../lib/privilege.js');
+  const { readCapabilities } = await import('../../lib/daemon/privilege.js');
   const c = readCapabilities();
   assert.equal(c.effective & ~c.permitted, 0n, 'effective is a subset of permitted');
 });

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { EngineHarness, counterOf, frameId, kindOf, prng, shuffle, testFrame, type Datagram } from '../helpers/engine-harness.js';
-import { encodeAddress, formatAddress } from '../../lib/udp-address.js';
+import { encodeAddress, formatAddress } from '../../lib/io/address.js';
 import { UNDER_LOAD_HANDSHAKES_PER_S, HANDSHAKE_SOURCE_BURST } from '../../lib/secure/switch-engine.js';
 import { InitiatorHandshake } from '../../lib/crypto/noise.js';
 import { generateKeyPair } from '../../lib/crypto/keys.js';

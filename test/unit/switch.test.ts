@@ -2,11 +2,11 @@
 // drops, VLANs, port removal, events, status.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { batchToBuffers, buffersToBatch, type FrameBatch } from '../../lib/frames.js';
-import type { BatchReceiver, Port } from '../../lib/port.js';
-import { Switch, type MacMoveEvent, type MacLimitEvent, type SwitchPort } from '../../lib/switch.js';
-import { createMemoryPortPair, settle } from '../../lib/memory-port.js';
-import { buildFrame, buildArp, parseArp, BROADCAST_MAC, EtherType, readSrcMac, readDstMac, readVlanId, ARP_REPLY } from '../../lib/ethernet.js';
+import { batchToBuffers, buffersToBatch, type FrameBatch } from '../../lib/core/frames.js';
+import type { BatchReceiver, Port } from '../../lib/core/port.js';
+import { Switch, type MacMoveEvent, type MacLimitEvent, type SwitchPort } from '../../lib/switch/switch.js';
+import { createMemoryPortPair, settle } from '../../lib/io/memory-port.js';
+import { buildFrame, buildArp, parseArp, BROADCAST_MAC, EtherType, readSrcMac, readDstMac, readVlanId, ARP_REPLY } from '../../lib/core/ethernet.js';
 
 const A = 0x0200_0000_000a;
 const B = 0x0200_0000_000b;

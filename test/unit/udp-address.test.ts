@@ -9,8 +9,8 @@ import {
   encodeAddress,
   formatAddress,
   isMappedIPv4,
-} from '../../lib/udp-address.js';
-import { ADDR_SLOT } from '../../lib/native.js';
+} from '../../lib/io/address.js';
+import { ADDR_SLOT } from '../../lib/io/native.js';
 
 test('IPv4 encodes as ::ffff:a.b.c.d with a big-endian port and zero reserved bytes', () => {
   const b = encodeAddress('192.0.2.33', 0x1234);

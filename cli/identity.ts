@@ -1,8 +1,8 @@
 // Loading the key material the CLIs are given: private keys, the switch's
 // allow file, PSKs — with the warnings and errors a user can act on.
 import { readFileSync } from 'node:fs';
-import { decodeKey, parseAllowList, readKeyFile, readPsk, type AllowEntry } from './crypto/keys.js';
-import { UsageError } from './cli.js';
+import { decodeKey, parseAllowList, readKeyFile, readPsk, type AllowEntry } from '../lib/crypto/keys.js';
+import { UsageError } from './args.js';
 
 export const KEYGEN_HINT = "make one with 'etherlink keygen --out FILE' and pass --key FILE (or run both ends with --insecure: plaintext, anyone can join)";
 

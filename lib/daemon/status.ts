@@ -2,8 +2,8 @@
 // JSON data), and their human forms: aligned tables, no colours.
 import type { SwitchServer, SwitchServerSnapshot } from './switch-server.js';
 import type { PortClient, PortClientStatus } from './port-client.js';
-import type { MacStatus, SwitchSnapshot, TrafficCounters } from './switch.js';
-import type { UdpStats } from './udp.js';
+import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
+import type { UdpStats } from '../io/udp.js';
 
 /** One switch port as `vswitch status` shows it: switch counters joined with the port's session. */
 export interface SwitchPortReport {

@@ -3,7 +3,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PortStatusReport, SwitchStatusReport } from './status.js';
-import { UsageError } from './cli.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const METRICS_PATH = '/metrics';
@@ -177,16 +176,6 @@ export function renderPortMetrics(r: PortStatusReport): string {
       [{ reason: 'oversize' }, n('txOversize')],
     ]);
   return x.text();
-}
-
-/** "ADDR:PORT" or "[v6]:PORT" for --metrics; the port is required. */
-export function parseMetricsAddress(text: string): { address: string; port: number } {
-  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !Number.isInteger(port) || port > 65535) {
-    throw new UsageError(`--metrics '${text}' must be ADDR:PORT, e.g. 127.0.0.1:9810 or [::1]:9810`);
-  }
-  return { address: m[1]!, port };
 }
 
 /** GET /metrics: the current exposition; anything else 404 (405 for other methods on /metrics). */

@@ -2,10 +2,10 @@
 // Owns the receive slab the addon reads into; configuration goes through the addon too.
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
-import { BATCH_SIZE, FRAME_SLOT, type FrameBatch, buffersToBatch } from './frames.js';
+import { BATCH_SIZE, FRAME_SLOT, type FrameBatch, buffersToBatch } from '../core/frames.js';
 import { native, type NativeTap, TAP_STAT_COUNT, TapStat } from './native.js';
-import type { BatchReceiver, Port } from './port.js';
-import { formatMac, isMulticast, macFromBuffer, macToBuffer, parseMac } from './ethernet.js';
+import type { BatchReceiver, Port } from '../core/port.js';
+import { formatMac, isMulticast, macFromBuffer, macToBuffer, parseMac } from '../core/ethernet.js';
 
 /** Linux IFNAMSIZ less the terminating NUL. */
 export const MAX_IFNAME = 15;

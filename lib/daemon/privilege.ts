@@ -1,8 +1,8 @@
 // Least privilege for the daemons: which capabilities this process holds
 // (/proc/PID/status), and giving them all up once the device and sockets exist.
 import { readFileSync } from 'node:fs';
-import { native, type NativeCapabilityDrop } from './native.js';
-import type { Logger } from './log.js';
+import { native, type NativeCapabilityDrop } from '../io/native.js';
+import type { Logger } from '../core/log.js';
 
 /** Capability numbers (linux/capability.h) the daemons care about. */
 export const CAP_NET_BIND_SERVICE = 10;

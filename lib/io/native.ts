@@ -216,8 +216,8 @@ export interface NativeCapabilityDrop {
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
   const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
-  // dist/lib/native.js -> package root is two levels up.
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  // dist/lib/io/native.js -> the package root is three levels up.
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
   return gypBuild(root) as NativeBinding;
 }
 

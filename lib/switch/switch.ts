@@ -1,9 +1,9 @@
 // The learning switch: per-frame forwarding decisions over zero-copy views of
 // each ingress batch, per-port egress batches, counters and status.
 import { EventEmitter } from 'node:events';
-import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from './frames.js';
-import type { Port } from './port.js';
-import { ETHERNET, formatMac, isMulticast, readMac, readVlanId, toMac } from './ethernet.js';
+import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
+import type { Port } from '../core/port.js';
+import { ETHERNET, formatMac, isMulticast, readMac, readVlanId, toMac } from '../core/ethernet.js';
 import { MacTable, DEFAULT_AGEING_MS, type MacEntry, type MacTableOptions, type LimitReason, type MacTableCounters } from './mac-table.js';
 
 /** 64 KiB payload plus Ethernet header, two VLAN tags (802.1ad + 802.1Q). */

@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeKey, generateKeyPair, writeKeyFile } from '../lib/crypto/keys.js';
-import { buildStar, cleanup, collect, ensureTools, isRoot, runTag, waitExit, waitForOutput, type StarHost } from '../lib/lab.js';
+import { buildStar, cleanup, collect, ensureTools, isRoot, runTag, waitExit, waitForOutput, type StarHost } from './netns.js';
 
 const HOSTS = 3;
 const TRANSFER_BYTES = 50 * 1024 * 1024;
 const SWITCH_PORT = 9999;
-const here = join(fileURLToPath(import.meta.url), '..');
-const cli = (name: string): string => join(here, `${name}.js`);
+const bins = join(fileURLToPath(import.meta.url), '..', '..', 'bin');
+const cli = (name: string): string => join(bins, `${name}.js`);
 const overlayIp = (i: number): string => `10.99.0.${i}`;
 
 function step(text: string): void {

@@ -3,21 +3,21 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { lookup } from 'node:dns/promises';
-import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from './frames.js';
-import { ADDR_SLOT } from './native.js';
-import { TapDevice, type TapOptions } from './tap.js';
-import { UdpSocket, type UdpStats } from './udp.js';
-import { addressEquals, encodeAddress, formatAddress } from './udp-address.js';
-import { macToBuffer, parseMac } from './ethernet.js';
-import { silentLogger, type Logger } from './log.js';
-import { truncateUtf8 } from './protocol/wire.js';
-import { DEFAULT_TAP_MTU, NAME_MAX_BYTES } from './protocol/constants.js';
-import type { TapStats } from './tap.js';
-import type { BatchReceiver, Port } from './port.js';
-import { TxQueue } from './tx-queue.js';
-import type { PortEngine, PortEngineEvent, PortEngineHost } from './port-engine.js';
-import { PlainPortEngine } from './plain-port.js';
-import { SecurePortEngine, type SecurePortOptions } from './secure/port-engine.js';
+import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
+import { ADDR_SLOT } from '../io/native.js';
+import { TapDevice, type TapOptions } from '../io/tap.js';
+import { UdpSocket, type UdpStats } from '../io/udp.js';
+import { addressEquals, encodeAddress, formatAddress } from '../io/address.js';
+import { macToBuffer, parseMac } from '../core/ethernet.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { truncateUtf8 } from '../protocol/wire.js';
+import { DEFAULT_TAP_MTU, NAME_MAX_BYTES } from '../protocol/constants.js';
+import type { TapStats } from '../io/tap.js';
+import type { BatchReceiver, Port } from '../core/port.js';
+import { TxQueue } from '../io/tx-queue.js';
+import type { PortEngine, PortEngineEvent, PortEngineHost } from '../port-engine.js';
+import { PlainPortEngine } from '../plain-port.js';
+import { SecurePortEngine, type SecurePortOptions } from '../secure/port-engine.js';
 import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
 
 

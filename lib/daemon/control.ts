@@ -8,7 +8,7 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, isAbsolute } from 'node:path';
-import { silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from '../core/log.js';
 
 /** Where the daemons put their sockets unless told otherwise (systemd: RuntimeDirectory=etherlink). */
 export const CONTROL_DIR = '/run/etherlink';

@@ -1,19 +1,19 @@
 // SwitchServer: the vswitch. UDP sockets + a protocol engine (encrypted by
 // default, plaintext on request) + the learning Switch; each port is a RemotePort.
 import { EventEmitter } from 'node:events';
-import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from './frames.js';
-import type { BatchReceiver, Port } from './port.js';
-import { Switch, type SwitchPort, type SwitchSnapshot } from './switch.js';
-import type { MacEntry } from './mac-table.js';
-import { UdpSocket, type UdpStats } from './udp.js';
-import { formatAddress } from './udp-address.js';
-import { silentLogger, type Logger } from './log.js';
-import { TxQueue } from './tx-queue.js';
+import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
+import type { BatchReceiver, Port } from '../core/port.js';
+import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
+import type { MacEntry } from '../switch/mac-table.js';
+import { UdpSocket, type UdpStats } from '../io/udp.js';
+import { formatAddress } from '../io/address.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { TxQueue } from '../io/tx-queue.js';
 import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
-import type { EnginePeer, SessionStatus, SwitchEngine, SwitchEngineHost } from './switch-engine.js';
-import { PlainSwitchEngine } from './plain-switch.js';
-import { SecureSwitchEngine, type SecureSwitchOptions } from './secure/switch-engine.js';
-import { KEEPALIVE_INTERVAL_DEFAULT_S, PORT_TIMEOUT_DEFAULT_S, PORT_TIMEOUT_MIN_INTERVALS, SWITCH_SWEEP_INTERVAL_MS } from './protocol/constants.js';
+import type { EnginePeer, SessionStatus, SwitchEngine, SwitchEngineHost } from '../switch-engine.js';
+import { PlainSwitchEngine } from '../plain-switch.js';
+import { SecureSwitchEngine, type SecureSwitchOptions } from '../secure/switch-engine.js';
+import { KEEPALIVE_INTERVAL_DEFAULT_S, PORT_TIMEOUT_DEFAULT_S, PORT_TIMEOUT_MIN_INTERVALS, SWITCH_SWEEP_INTERVAL_MS } from '../protocol/constants.js';
 
 export const DEFAULT_SWITCH_PORT = 9999;
 /** A learned MAC stays with its port while that port used it this recently (docs/SECURITY.md). */

@@ -1,7 +1,7 @@
 // Two Ports joined by an in-memory wire, for tests and embedding: what one
 // end sends, the other end's receiver gets, copied into one fresh slab.
-import { MutableFrameBatch, type FrameBatch } from './frames.js';
-import type { BatchReceiver, Port } from './port.js';
+import { MutableFrameBatch, type FrameBatch } from '../core/frames.js';
+import type { BatchReceiver, Port } from '../core/port.js';
 
 /** Batches in flight per direction; beyond this, send() drops and counts, like a full NIC queue. */
 export const MAX_PENDING_BATCHES = 1024;

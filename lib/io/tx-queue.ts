@@ -1,6 +1,6 @@
 // Outgoing datagrams of one UDP socket, gathered in a slab and sent with one
 // sendmmsg — by default when the current native callback returns.
-import { MutableFrameBatch } from './frames.js';
+import { MutableFrameBatch } from '../core/frames.js';
 import { ADDR_SLOT } from './native.js';
 import type { UdpSocket } from './udp.js';
 

@@ -2,7 +2,7 @@
 // name, checked against the CLI's own options, merged under the command line,
 // and compared on SIGHUP to tell what can be applied live. Pure except readConfigFile.
 import { readFileSync } from 'node:fs';
-import { cliFail, UsageError } from './cli.js';
+import { cliFail, UsageError } from './args.js';
 
 export type FieldType = 'string' | 'number' | 'integer' | 'boolean';
 

@@ -1,6 +1,6 @@
 // The UDP underlay socket: a typed wrapper over the addon's batched socket that
 // owns the receive slabs and counters the native side fills (csrc/udp_linux.cc).
-import type { FrameBatch } from './frames.js';
+import type { FrameBatch } from '../core/frames.js';
 import { ADDR_SLOT, native, UDP_GRO_MAX_SEGMENTS, UDP_STAT_COUNT, UdpStat, type NativeUdp } from './native.js';
 
 export interface UdpBindOptions {

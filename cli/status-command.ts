@@ -2,9 +2,9 @@
 // socket and print the answer for humans, or as JSON with --json.
 import { readdirSync } from 'node:fs';
 import yargs from 'yargs';
-import { CONTROL_DIR, controlRequest, defaultPortControlPath, defaultSwitchControlPath } from './control.js';
-import { cliFail, EXIT, fatal, UsageError } from './cli.js';
-import { formatPortReport, formatSwitchReport, type PortStatusReport, type SwitchStatusReport } from './status.js';
+import { CONTROL_DIR, controlRequest, defaultPortControlPath, defaultSwitchControlPath } from '../lib/daemon/control.js';
+import { cliFail, EXIT, fatal, UsageError } from './args.js';
+import { formatPortReport, formatSwitchReport, type PortStatusReport, type SwitchStatusReport } from '../lib/daemon/status.js';
 
 type Prog = 'vswitch' | 'vport';
 

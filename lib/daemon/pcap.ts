@@ -3,9 +3,8 @@
 // chunk per write, bounded in memory (drop and count) and on disk (rotation).
 import { EventEmitter } from 'node:events';
 import { close, open, openSync, rename, write } from 'node:fs';
-import type { FrameBatch } from './frames.js';
-import type { Logger } from './log.js';
-import { parsePositive, UsageError } from './cli.js';
+import type { FrameBatch } from '../core/frames.js';
+import type { Logger } from '../core/log.js';
 
 /** Magic of microsecond timestamps, written in host (little-endian) order like libpcap does. */
 export const PCAP_MAGIC_USEC = 0xa1b2c3d4;
@@ -372,21 +371,6 @@ export function logCapture(writer: PcapWriter, log: Logger, onFailed?: () => voi
 export function captureFields(s: CaptureStatus): Record<string, string | number> {
   const c = s.counters;
   return { file: s.file, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations };
-}
-
-/** The capture flags shared by vswitch and vport. */
-export interface CaptureFlags {
-  pcap?: string | undefined;
-  'pcap-max-mb': number;
-  'pcap-files': number;
-}
-
-/** PcapOptions from --pcap-max-mb (decimal MB, like tcpdump -C) and --pcap-files; throws a UsageError naming the flag. */
-export function captureOptionsFromFlags(flags: CaptureFlags): PcapOptions {
-  const mb = parsePositive(flags['pcap-max-mb'], 'pcap-max-mb', { min: 0.1, max: 1_000_000 });
-  const files = parsePositive(flags['pcap-files'], 'pcap-files', { min: 1, max: MAX_PCAP_FILES });
-  if (!Number.isInteger(files)) throw new UsageError(`--pcap-files must be a whole number of files (got '${files}')`);
-  return { maxBytes: Math.round(mb * 1_000_000), files };
 }
 
 /** Resolves when `p` settles or after `ms`, whichever is first (a stuck disk must not block exit). */

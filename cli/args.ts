@@ -1,5 +1,6 @@
 // Shared plumbing of the bundled CLIs: argument checks that name the flag and
 // the fix, and one failure path that turns errors into messages and exit codes.
+import { MAX_PCAP_FILES, type PcapOptions } from '../lib/daemon/pcap.js';
 
 /** Exit codes of every CLI. */
 export const EXIT = {
@@ -61,4 +62,29 @@ export function parseListen(text: string): { address: string; port: number } {
   if (m) return { address: m[1]!, port: parsePortNumber(m[2], '--listen') };
   if (/^\d+$/.test(text)) return { address: '::', port: parsePortNumber(text, '--listen') };
   throw new UsageError(`--listen '${text}' must be ADDR:PORT, e.g. 0.0.0.0:9999 or [::]:9999`);
+}
+
+/** "ADDR:PORT" or "[v6]:PORT" for --metrics; the port is required. */
+export function parseMetricsAddress(text: string): { address: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isInteger(port) || port > 65535) {
+    throw new UsageError(`--metrics '${text}' must be ADDR:PORT, e.g. 127.0.0.1:9810 or [::1]:9810`);
+  }
+  return { address: m[1]!, port };
+}
+
+/** The capture flags shared by vswitch and vport. */
+export interface CaptureFlags {
+  pcap?: string | undefined;
+  'pcap-max-mb': number;
+  'pcap-files': number;
+}
+
+/** PcapOptions from --pcap-max-mb (decimal MB, like tcpdump -C) and --pcap-files; throws a UsageError naming the flag. */
+export function captureOptionsFromFlags(flags: CaptureFlags): PcapOptions {
+  const mb = parsePositive(flags['pcap-max-mb'], 'pcap-max-mb', { min: 0.1, max: 1_000_000 });
+  const files = parsePositive(flags['pcap-files'], 'pcap-files', { min: 1, max: MAX_PCAP_FILES });
+  if (!Number.isInteger(files)) throw new UsageError(`--pcap-files must be a whole number of files (got '${files}')`);
+  return { maxBytes: Math.round(mb * 1_000_000), files };
 }
