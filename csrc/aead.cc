@@ -1,5 +1,6 @@
-// Batched AEAD for v2 transport messages: ChaCha20-Poly1305 (or AES-256-GCM) over a
-// whole batch in one call, through OpenSSL's EVP as linked into node, one context per key.
+// Batched AEAD for transport messages: ChaCha20-Poly1305 (or AES-256-GCM) over a
+// whole batch in one call, through OpenSSL's EVP as linked into node, one context per
+// key — or "none" (--insecure): the same batches and copies, a zero tag, no crypto.
 #include <napi.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -70,15 +71,18 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     }
     std::string algorithm = info[0].As<Napi::String>().Utf8Value();
     const EVP_CIPHER* cipher = nullptr;
-    if (algorithm == "chacha20-poly1305") {
+    if (algorithm == "none") {
+      null_ = true;
+    } else if (algorithm == "chacha20-poly1305") {
       cipher = EVP_chacha20_poly1305();
     } else if (algorithm == "aes-256-gcm") {
       cipher = EVP_aes_256_gcm();
     } else {
-      ThrowCode(env, "ERR_INVALID_ARG_VALUE", "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305' or 'aes-256-gcm'");
+      ThrowCode(env, "ERR_INVALID_ARG_VALUE", "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305', 'aes-256-gcm' or 'none'");
     }
     Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
     if (key.ByteLength() != kKeySize) ThrowCode(env, "ERR_INVALID_KEY", "AEAD key must be 32 bytes", true);
+    if (null_) return;
     enc_ = EVP_CIPHER_CTX_new();
     dec_ = EVP_CIPHER_CTX_new();
     // Key schedule once; per message only the nonce changes (EVP_*Init_ex with a null key).
@@ -95,8 +99,12 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
  private:
   EVP_CIPHER_CTX* enc_ = nullptr;
   EVP_CIPHER_CTX* dec_ = nullptr;
+  // "none": no contexts; a message is copied and its tag slot zeroed.
+  bool null_ = false;
+  bool closed_ = false;
 
   void Free() {
+    closed_ = true;
     // EVP_CIPHER_CTX_free cleanses the key schedule.
     EVP_CIPHER_CTX_free(enc_);
     EVP_CIPHER_CTX_free(dec_);
@@ -105,11 +113,16 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   }
 
   void CheckOpen(Napi::Env env) {
-    if (enc_ == nullptr) ThrowCode(env, "ERR_AEAD_CLOSED", "AeadKey used after close()");
+    if (closed_) ThrowCode(env, "ERR_AEAD_CLOSED", "AeadKey used after close()");
   }
 
   bool Seal(const uint8_t nonce[kNonceSize], const uint8_t* ad, size_t adLen, const uint8_t* in, size_t len,
             uint8_t* out, uint8_t* tag) {
+    if (null_) {
+      std::memmove(out, in, len);
+      std::memset(tag, 0, kTagSize);
+      return true;
+    }
     int n = 0;
     if (EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) != 1) return false;
     if (adLen > 0 && EVP_EncryptUpdate(enc_, nullptr, &n, ad, static_cast<int>(adLen)) != 1) return false;
@@ -120,6 +133,10 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   bool Open(const uint8_t nonce[kNonceSize], const uint8_t* ad, size_t adLen, const uint8_t* in, size_t len,
             const uint8_t* tag, uint8_t* out) {
+    if (null_) {
+      std::memmove(out, in, len);
+      return true;
+    }
     int n = 0;
     uint8_t tagCopy[kTagSize];
     std::memcpy(tagCopy, tag, kTagSize);

@@ -139,7 +139,7 @@ export interface NativeUdp {
 }
 
 /** AEAD algorithms the addon's AeadKey accepts. */
-export type NativeAeadAlgorithm = 'chacha20-poly1305' | 'aes-256-gcm';
+export type NativeAeadAlgorithm = 'chacha20-poly1305' | 'aes-256-gcm' | 'none';
 
 export interface NativeAeadKeyConstructor {
   /** One initialised OpenSSL EVP context per direction for a 32-byte key; freed by close() or GC. */

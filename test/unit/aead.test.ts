@@ -130,6 +130,29 @@ test('openBatch: a bad frame fails alone, is zeroed, and never throws; header by
   assert.deepEqual([...results.subarray(0, 2)], [0, 0]);
 });
 
+test("'none' (--insecure): the same layout, the frame in clear, a zero tag, and no integrity", () => {
+  const k = new TransportCipher(randomBytes(32), 'none');
+  const b = makeBatch(6, 9, 100);
+  assert.equal(k.sealBatch(b.src, b.offsets, b.lengths, 6, b.dst, b.dstOffsets), 6);
+  for (let i = 0; i < 6; i++) {
+    const d = b.dstOffsets[i]!;
+    const len = b.lengths[i]!;
+    assert.equal(b.dst.readUInt32BE(d + 4), 9, 'the header the caller wrote stays');
+    assert.deepEqual(b.dst.subarray(d + TRANSPORT_HEADER_SIZE, d + TRANSPORT_HEADER_SIZE + len), b.frames[i], 'the frame follows in clear');
+    assert.ok(b.dst.subarray(d + TRANSPORT_HEADER_SIZE + len, d + sealedLength(len)).every((x) => x === 0), 'the tag slot is zero');
+  }
+  b.dst[b.dstOffsets[3]! + TRANSPORT_HEADER_SIZE]! ^= 0x01;
+  const lengths = Uint32Array.from(b.lengths, (l) => sealedLength(l));
+  const out = Buffer.alloc(20_000);
+  const outOffsets = Uint32Array.from({ length: 6 }, (_, i) => i * 2000);
+  const results = new Uint8Array(6);
+  assert.equal(k.openBatch(b.dst, b.dstOffsets, lengths, 6, out, outOffsets, results), 6, 'nothing is checked: every datagram opens');
+  assert.deepEqual(out.subarray(outOffsets[5]!, outOffsets[5]! + b.lengths[5]!), b.frames[5]);
+  assert.notDeepEqual(out.subarray(outOffsets[3]!, outOffsets[3]! + b.lengths[3]!), b.frames[3], 'a flipped bit arrives flipped');
+  k.close();
+  assert.throws(() => k.sealBatch(b.src, b.offsets, b.lengths, 1, b.dst, b.dstOffsets), { code: 'ERR_AEAD_CLOSED' });
+});
+
 test('in place: seal over the frame itself (16 bytes of headroom) and open back over it', () => {
   const key = randomBytes(32);
   const k = new TransportCipher(key);
