@@ -4,7 +4,6 @@ import { EventEmitter } from 'node:events';
 import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
 import type { BatchReceiver, Port } from '../core/port.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
-import type { MacEntry } from '../switch/mac-table.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
 import { formatAddress } from '../io/address.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -16,8 +15,11 @@ import { SecureSwitchEngine, type SecureSwitchOptions } from '../secure/switch-e
 import { KEEPALIVE_INTERVAL_DEFAULT_S, PORT_TIMEOUT_DEFAULT_S, PORT_TIMEOUT_MIN_INTERVALS, SWITCH_SWEEP_INTERVAL_MS } from '../protocol/constants.js';
 
 export const DEFAULT_SWITCH_PORT = 9999;
-/** A learned MAC stays with its port while that port used it this recently (docs/SECURITY.md). */
-export const DEFAULT_MAC_MOVE_HOLD_S = 10;
+/**
+ * A learned MAC stays with its port while that port used it this recently
+ * (docs/SECURITY.md); vde_switch keeps 3 s of minimum persistence against flapping.
+ */
+export const DEFAULT_MAC_MOVE_HOLD_S = 3;
 /** Learned MACs per port: a member flooding random sources fills only its own quota. */
 export const DEFAULT_MAX_MACS_PER_PORT = 64;
 
@@ -126,7 +128,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       ...(opts.macAgeS !== undefined ? { ageingMs: opts.macAgeS * 1000 } : {}),
       ...(opts.maxMacs !== undefined ? { maxEntries: opts.maxMacs } : {}),
       maxPerPort: opts.maxMacsPerPort ?? DEFAULT_MAX_MACS_PER_PORT,
-      allowMove: moveRule((opts.macMoveHoldS ?? DEFAULT_MAC_MOVE_HOLD_S) * 1000),
+      moveHoldMs: (opts.macMoveHoldS ?? DEFAULT_MAC_MOVE_HOLD_S) * 1000,
     });
     this.switch.on('mac-move', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) =>
       this.log.info('MAC moved', { mac: e.mac, vlan: e.vlan, from: e.from.name, to: e.to.name }),
@@ -283,12 +285,4 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.switch.stop();
     for (const s of this.sockets) s.close();
   }
-}
-
-/**
- * No takeover of an active MAC: another port may claim it only once the owner
- * has left (its entries are flushed) or has not used it for `holdMs`.
- */
-function moveRule(holdMs: number): (entry: Readonly<MacEntry<SwitchPort>>, to: SwitchPort, now: number) => boolean {
-  return (entry, _to, now) => !entry.port.attached || now - entry.updated >= holdMs;
 }

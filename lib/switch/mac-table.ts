@@ -1,5 +1,6 @@
 // The forwarding database: (MAC, VLAN) -> port, with aging, static entries,
-// move detection and learning limits. Modelled on Linux net/bridge/br_fdb.c.
+// move detection, a hold against MAC theft, and learning limits. Modelled on
+// Linux net/bridge/br_fdb.c; the hold on vde_switch's minimum persistence.
 
 /** Linux bridge default ageing_time (300 s). */
 export const DEFAULT_AGEING_MS = 300_000;
@@ -7,6 +8,8 @@ export const DEFAULT_AGEING_MS = 300_000;
 export const DEFAULT_MAX_ENTRIES = 65_536;
 /** Learned entries per port, so one peer can't fill the table for everyone. */
 export const DEFAULT_MAX_PER_PORT = 4_096;
+/** A claim refused by the hold is remembered this long for granting when the hold runs out. */
+export const DEFAULT_CLAIM_TTL_MS = 30_000;
 
 /** What `learn` did; numbers, so the hot path returns without allocating. */
 export const LearnResult = {
@@ -17,7 +20,7 @@ export const LearnResult = {
   Static: 3,
   TableFull: 4,
   PortLimit: 5,
-  /** `allowMove` refused: the entry stays on its current port. */
+  /** The owner used the MAC within the hold: the entry stays, the claim is remembered. */
   MoveDenied: 6,
 } as const;
 export type LearnResult = (typeof LearnResult)[keyof typeof LearnResult];
@@ -31,6 +34,13 @@ export interface MacEntry<P> {
   /** Clock time (ms) the source was last seen; like fdb->updated. */
   updated: number;
   readonly isStatic: boolean;
+}
+
+/** An entry with the claim the hold refused, if any (internal). */
+interface Entry<P> extends MacEntry<P> {
+  claimant: P | null;
+  /** Clock time of the claimant's latest refused frame. */
+  claimedAt: number;
 }
 
 export interface MacTableCounters {
@@ -49,31 +59,36 @@ export interface MacTableOptions<P> {
   maxEntries?: number;
   maxPerPort?: number;
   /**
-   * Move policy, asked only when a live learned entry is seen on another
-   * port. Default: always allow (plain bridge behaviour). Returning false
-   * keeps the entry where it is, e.g. "no takeover while the owner is active".
+   * No takeover of an active MAC: while the owner used it (sent a frame with
+   * that source) less than this long ago, another port's claim is refused and
+   * remembered, and `grantClaims` moves the entry once the hold runs out —
+   * without a second frame from the claimant. 0 (the default): a plain
+   * bridge, every claim moves at once.
    */
-  allowMove?: (entry: Readonly<MacEntry<P>>, newPort: P, now: number) => boolean;
+  moveHoldMs?: number;
+  /** How long a refused claim is remembered (default 30 s); a new frame from the claimant renews it. */
+  claimTtlMs?: number;
   onMove?: (entry: Readonly<MacEntry<P>>, from: P, now: number) => void;
   onLimit?: (reason: LimitReason, mac: number, vlan: number, port: P) => void;
 }
-
-const allowAlways = (): boolean => true;
 
 export class MacTable<P> {
   readonly ageingMs: number;
   readonly maxEntries: number;
   readonly maxPerPort: number;
+  readonly moveHoldMs: number;
+  readonly claimTtlMs: number;
   readonly counters: MacTableCounters = {
     learned: 0, moves: 0, moveDenied: 0, staticConflicts: 0, tableFull: 0, portLimit: 0, aged: 0,
   };
   // Two levels because (48-bit MAC, 12-bit VID) doesn't fit a float64 exactly,
   // and a string key would allocate per frame. Almost always one VLAN.
-  private readonly byVlan = new Map<number, Map<number, MacEntry<P>>>();
+  private readonly byVlan = new Map<number, Map<number, Entry<P>>>();
   private readonly learnedPerPort = new Map<P, number>();
+  /** Entries with a claim the hold refused. */
+  private readonly claims = new Set<Entry<P>>();
   private learnedCount = 0;
   private total = 0;
-  private readonly allowMove: NonNullable<MacTableOptions<P>['allowMove']>;
   private readonly onMove: MacTableOptions<P>['onMove'];
   private readonly onLimit: MacTableOptions<P>['onLimit'];
 
@@ -81,7 +96,8 @@ export class MacTable<P> {
     this.ageingMs = positive('ageingMs', opts.ageingMs ?? DEFAULT_AGEING_MS);
     this.maxEntries = positive('maxEntries', opts.maxEntries ?? DEFAULT_MAX_ENTRIES);
     this.maxPerPort = positive('maxPerPort', opts.maxPerPort ?? DEFAULT_MAX_PER_PORT);
-    this.allowMove = opts.allowMove ?? allowAlways;
+    this.moveHoldMs = nonNegative('moveHoldMs', opts.moveHoldMs ?? 0);
+    this.claimTtlMs = positive('claimTtlMs', opts.claimTtlMs ?? DEFAULT_CLAIM_TTL_MS);
     this.onMove = opts.onMove;
     this.onLimit = opts.onLimit;
   }
@@ -122,24 +138,18 @@ export class MacTable<P> {
       }
       // An expired entry is gone in all but memory: re-home it silently.
       const live = !this.expired(e, now);
-      if (live && !this.allowMove(e, port, now)) {
+      if (live && now - e.updated < this.moveHoldMs) {
         this.counters.moveDenied++;
+        e.claimant = port;
+        e.claimedAt = now;
+        this.claims.add(e);
         return LearnResult.MoveDenied;
       }
-      if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', mac, vlan, port);
-      const from = e.port;
-      this.countLearned(from, -1);
-      this.countLearned(port, +1);
-      e.port = port;
-      e.updated = now;
-      if (!live) return LearnResult.Learned;
-      this.counters.moves++;
-      this.onMove?.(e, from, now);
-      return LearnResult.Moved;
+      return this.rehome(e, port, now, live);
     }
     if (this.learnedCount >= this.maxEntries) return this.refuse('table-full', mac, vlan, port);
     if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', mac, vlan, port);
-    this.insert(macs, { mac, vlan, port, updated: now, isStatic: false });
+    this.insert(macs, { mac, vlan, port, updated: now, isStatic: false, claimant: null, claimedAt: 0 });
     this.countLearned(port, +1);
     this.counters.learned++;
     return LearnResult.Learned;
@@ -148,7 +158,38 @@ export class MacTable<P> {
   /** Pin `mac` to `port`: never ages, never moved by learning, not counted against limits. */
   addStatic(mac: number, vlan: number, port: P, now = 0): void {
     this.remove(mac, vlan);
-    this.insert(this.byVlan.get(vlan), { mac, vlan, port, updated: now, isStatic: true });
+    this.insert(this.byVlan.get(vlan), { mac, vlan, port, updated: now, isStatic: true, claimant: null, claimedAt: 0 });
+  }
+
+  /**
+   * Grant the claims whose hold has run out (the owner has not used the MAC
+   * for moveHoldMs), and forget those older than claimTtlMs. The switch calls
+   * this at nextClaimAt(). Returns how many entries moved.
+   */
+  grantClaims(now: number): number {
+    let moved = 0;
+    for (const e of this.claims) {
+      const claimant = e.claimant!;
+      if (now - e.claimedAt >= this.claimTtlMs) {
+        this.dropClaim(e);
+      } else if (now - e.updated >= this.moveHoldMs) {
+        this.dropClaim(e);
+        if (this.rehome(e, claimant, now, !this.expired(e, now)) === LearnResult.Moved) moved++;
+      }
+    }
+    return moved;
+  }
+
+  /** When grantClaims next has work: the earliest end of a hold (or of a claim's life), or undefined. */
+  nextClaimAt(): number | undefined {
+    let next = Infinity;
+    for (const e of this.claims) next = Math.min(next, e.updated + this.moveHoldMs, e.claimedAt + this.claimTtlMs);
+    return next === Infinity ? undefined : next;
+  }
+
+  /** Claims waiting for a hold to run out. */
+  get pendingClaims(): number {
+    return this.claims.size;
   }
 
   /** Remove one entry, static or learned. */
@@ -175,15 +216,25 @@ export class MacTable<P> {
     return removed;
   }
 
-  /** Forget everything behind `port` (static too, unless told otherwise): the port is going away. */
-  flushPort(port: P, includeStatic = true): number {
+  /**
+   * Forget everything behind `port` (static too, unless told otherwise): the
+   * port is going away or its link went down. A MAC another port claimed
+   * during the hold goes to that port at once: its owner has let it go.
+   * Claims made by `port` are forgotten. Returns the entries `port` lost.
+   */
+  flushPort(port: P, includeStatic = true, now = 0): number {
     let removed = 0;
     for (const [vlan, macs] of this.byVlan) {
       for (const e of macs.values()) {
-        if (e.port === port && (includeStatic || !e.isStatic)) {
-          this.delete(macs, vlan, e);
-          removed++;
+        if (e.claimant === port) this.dropClaim(e);
+        if (e.port !== port || (!includeStatic && e.isStatic)) continue;
+        removed++;
+        const claimant = e.claimant;
+        if (claimant !== null && !e.isStatic) {
+          this.dropClaim(e);
+          if (this.rehome(e, claimant, now, true) === LearnResult.Moved) continue;
         }
+        this.delete(macs, vlan, e);
       }
     }
     return removed;
@@ -191,6 +242,7 @@ export class MacTable<P> {
 
   clear(): void {
     this.byVlan.clear();
+    this.claims.clear();
     this.learnedPerPort.clear();
     this.learnedCount = 0;
     this.total = 0;
@@ -199,12 +251,34 @@ export class MacTable<P> {
   /** A copy of every entry, for status output. */
   entries(): MacEntry<P>[] {
     const out: MacEntry<P>[] = [];
-    for (const macs of this.byVlan.values()) for (const e of macs.values()) out.push({ ...e });
+    for (const macs of this.byVlan.values()) {
+      for (const e of macs.values()) out.push({ mac: e.mac, vlan: e.vlan, port: e.port, updated: e.updated, isStatic: e.isStatic });
+    }
     return out;
   }
 
   private expired(e: MacEntry<P>, now: number): boolean {
     return !e.isStatic && now - e.updated >= this.ageingMs;
+  }
+
+  /** Move a learned entry to `port` (a live one is a move: counted and reported). */
+  private rehome(e: Entry<P>, port: P, now: number, live: boolean): LearnResult {
+    if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', e.mac, e.vlan, port);
+    const from = e.port;
+    this.countLearned(from, -1);
+    this.countLearned(port, +1);
+    e.port = port;
+    e.updated = now;
+    if (e.claimant !== null) this.dropClaim(e);
+    if (!live) return LearnResult.Learned;
+    this.counters.moves++;
+    this.onMove?.(e, from, now);
+    return LearnResult.Moved;
+  }
+
+  private dropClaim(e: Entry<P>): void {
+    e.claimant = null;
+    this.claims.delete(e);
   }
 
   private refuse(reason: LimitReason, mac: number, vlan: number, port: P): LearnResult {
@@ -214,7 +288,7 @@ export class MacTable<P> {
     return reason === 'table-full' ? LearnResult.TableFull : LearnResult.PortLimit;
   }
 
-  private insert(macs: Map<number, MacEntry<P>> | undefined, e: MacEntry<P>): void {
+  private insert(macs: Map<number, Entry<P>> | undefined, e: Entry<P>): void {
     if (macs === undefined) {
       macs = new Map();
       this.byVlan.set(e.vlan, macs);
@@ -223,7 +297,8 @@ export class MacTable<P> {
     this.total++;
   }
 
-  private delete(macs: Map<number, MacEntry<P>>, vlan: number, e: MacEntry<P>): void {
+  private delete(macs: Map<number, Entry<P>>, vlan: number, e: Entry<P>): void {
+    if (e.claimant !== null) this.dropClaim(e);
     macs.delete(e.mac);
     if (macs.size === 0) this.byVlan.delete(vlan);
     this.total--;
@@ -236,6 +311,11 @@ export class MacTable<P> {
     else this.learnedPerPort.set(port, n);
     this.learnedCount += delta;
   }
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!(value >= 0) || !Number.isFinite(value)) throw new RangeError(`MacTable ${name} must be a number >= 0, got ${value}`);
+  return value;
 }
 
 function positive(name: string, value: number): number {

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
 import type { Port } from '../core/port.js';
 import { ETHERNET, formatMac, isMulticast, readMac, readVlanId, toMac } from '../core/ethernet.js';
-import { MacTable, DEFAULT_AGEING_MS, type MacEntry, type MacTableOptions, type LimitReason, type MacTableCounters } from './mac-table.js';
+import { MacTable, DEFAULT_AGEING_MS, type MacTableOptions, type LimitReason, type MacTableCounters } from './mac-table.js';
 
 /** 64 KiB payload plus Ethernet header, two VLAN tags (802.1ad + 802.1Q). */
 export const DEFAULT_MAX_FRAME_SIZE = 65535 + 18;
@@ -64,6 +64,8 @@ export class SwitchPort {
   pendingFlooded = 0;
   /** @internal */
   attached = true;
+  /** False while the port's link is down: it gets no flooded frames and holds no learned MACs. */
+  linkUp = true;
   /** @internal */
   lastLimitEvent = -Infinity;
   /** @internal */
@@ -76,6 +78,11 @@ export interface MacMoveEvent {
   vlan: number;
   from: SwitchPort;
   to: SwitchPort;
+}
+
+export interface LinkEvent {
+  port: SwitchPort;
+  up: boolean;
 }
 
 export interface MacLimitEvent {
@@ -95,7 +102,8 @@ export interface SwitchOptions {
   maxPerPort?: number;
   maxFrameSize?: number;
   sweepIntervalMs?: number;
-  allowMove?: (entry: Readonly<MacEntry<SwitchPort>>, newPort: SwitchPort, now: number) => boolean;
+  /** No takeover of an active MAC for this long after its owner's last frame (see MacTableOptions.moveHoldMs). Default 0. */
+  moveHoldMs?: number;
 }
 
 export interface MacStatus {
@@ -108,7 +116,7 @@ export interface MacStatus {
 }
 
 export interface SwitchSnapshot {
-  ports: { id: number; name: string; counters: TrafficCounters; macs: MacStatus[] }[];
+  ports: { id: number; name: string; linkUp: boolean; counters: TrafficCounters; macs: MacStatus[] }[];
   macTable: MacStatus[];
   macTableCounters: MacTableCounters;
   totals: TrafficCounters;
@@ -133,6 +141,9 @@ export class Switch extends EventEmitter {
   /** Egress ports with frames in the batch being forwarded. */
   private readonly dirty: SwitchPort[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** Fires when the earliest refused MAC claim may be granted. */
+  private claimTimer: NodeJS.Timeout | null = null;
+  private claimTimerAt = Infinity;
 
   constructor(opts: SwitchOptions = {}) {
     super();
@@ -147,7 +158,7 @@ export class Switch extends EventEmitter {
     };
     if (opts.maxEntries !== undefined) tableOpts.maxEntries = opts.maxEntries;
     if (opts.maxPerPort !== undefined) tableOpts.maxPerPort = opts.maxPerPort;
-    if (opts.allowMove !== undefined) tableOpts.allowMove = opts.allowMove;
+    if (opts.moveHoldMs !== undefined) tableOpts.moveHoldMs = opts.moveHoldMs;
     this.macTable = new MacTable(tableOpts);
   }
 
@@ -169,10 +180,22 @@ export class Switch extends EventEmitter {
     handle.attached = false;
     handle.port.setReceiver(null);
     this.ports = this.ports.filter((p) => p !== handle);
-    this.macTable.flushPort(handle);
+    this.macTable.flushPort(handle, true, this.clock());
     handle.egress.buf = EMPTY;
     this.emit('port-removed', handle);
     return true;
+  }
+
+  /**
+   * A port's link went down or came back, as a bridge port's carrier: down
+   * withdraws its learned MACs at once (traffic for them floods, and a host
+   * that takes one over is learned at its first frame) and stops flooding to it.
+   */
+  setLinkUp(handle: SwitchPort, up: boolean): void {
+    if (!handle.attached || handle.linkUp === up) return;
+    handle.linkUp = up;
+    if (!up) this.macTable.flushPort(handle, false, this.clock());
+    this.emit('link', { port: handle, up } satisfies LinkEvent);
   }
 
   addStatic(mac: number | string, vlan: number, handle: SwitchPort): void {
@@ -198,6 +221,9 @@ export class Switch extends EventEmitter {
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    if (this.claimTimer !== null) clearTimeout(this.claimTimer);
+    this.claimTimer = null;
+    this.claimTimerAt = Infinity;
   }
 
   sweep(): number {
@@ -220,11 +246,27 @@ export class Switch extends EventEmitter {
       this.decide(ingress, batch, n, ports);
       // A listener (e.g. on 'mac-move') may have removed the ingress port mid-batch;
       // later frames of the batch must not leave entries pointing at it.
-      if (!ingress.attached) this.macTable.flushPort(ingress);
+      if (!ingress.attached) this.macTable.flushPort(ingress, true, this.clock());
       this.flush();
     } finally {
       this.forwarding = false;
     }
+    if (this.macTable.pendingClaims > 0) this.scheduleClaims();
+  }
+
+  /** Grant refused MAC claims when their hold runs out, with no frame needed from the claimant. */
+  private scheduleClaims(): void {
+    const at = this.macTable.nextClaimAt();
+    if (at === undefined || at >= this.claimTimerAt) return;
+    if (this.claimTimer !== null) clearTimeout(this.claimTimer);
+    this.claimTimerAt = at;
+    this.claimTimer = setTimeout(() => {
+      this.claimTimer = null;
+      this.claimTimerAt = Infinity;
+      this.macTable.grantClaims(this.clock());
+      this.scheduleClaims();
+    }, Math.max(0, at - this.clock()));
+    this.claimTimer.unref();
   }
 
   private decide(ingress: SwitchPort, batch: FrameBatch, n: number, ports: readonly SwitchPort[]): void {
@@ -260,7 +302,7 @@ export class Switch extends EventEmitter {
       }
       for (let j = 0; j < ports.length; j++) {
         const p = ports[j]!;
-        if (p === ingress) continue; // split horizon
+        if (p === ingress || !p.linkUp) continue; // split horizon; a down link gets nothing
         if (p.egress.count === 0) this.claim(p, buf, n);
         p.egress.push(off, len);
         p.pendingBytes += len;
@@ -334,6 +376,7 @@ export class Switch extends EventEmitter {
       ports: this.ports.map((p) => ({
         id: p.id,
         name: p.name,
+        linkUp: p.linkUp,
         counters: structuredClone(p.counters),
         macs: macTable.filter((m) => m.port === p.id),
       })),

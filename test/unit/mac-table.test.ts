@@ -69,7 +69,7 @@ test('move: entry follows the source, counter and callback fire with the old por
 
 test('re-learning an expired (unswept) entry on another port is not a move', () => {
   const moves: unknown[] = [];
-  const t = new MacTable<P>({ ageingMs: 100, onMove: (e) => moves.push(e), allowMove: () => false });
+  const t = new MacTable<P>({ ageingMs: 100, onMove: (e) => moves.push(e), moveHoldMs: 1_000 });
   t.learn(M1, 0, p1, 0);
   assert.equal(t.learn(M1, 0, p2, 100), LearnResult.Learned);
   assert.equal(t.lookup(M1, 0, 100), p2);
@@ -77,16 +77,68 @@ test('re-learning an expired (unswept) entry on another port is not a move', () 
   assert.equal(t.counters.moveDenied, 0);
 });
 
-test('allowMove hook can refuse a takeover while the owner is active', () => {
-  const ACTIVE_MS = 1_000;
-  const t = new MacTable<P>({ allowMove: (e, _to, now) => now - e.updated >= ACTIVE_MS });
+test('the hold: no takeover while the owner used the MAC within moveHoldMs; after it, a move', () => {
+  const t = new MacTable<P>({ moveHoldMs: 1_000 });
   t.learn(M1, 0, p1, 0);
   assert.equal(t.learn(M1, 0, p2, 500), LearnResult.MoveDenied);
   assert.equal(t.lookup(M1, 0, 500), p1);
   assert.equal(t.counters.moveDenied, 1);
   assert.equal(t.counters.moves, 0);
-  assert.equal(t.learn(M1, 0, p2, 1_500), LearnResult.Moved);
-  assert.equal(t.lookup(M1, 0, 1_500), p2);
+  assert.equal(t.learn(M1, 0, p1, 900), LearnResult.Refreshed, 'the owner keeps using it');
+  assert.equal(t.learn(M1, 0, p2, 1_800), LearnResult.MoveDenied, 'measured from the owner\'s last frame, not its first');
+  assert.equal(t.learn(M1, 0, p2, 1_900), LearnResult.Moved);
+  assert.equal(t.lookup(M1, 0, 1_900), p2);
+});
+
+test('a claim refused by the hold is granted when the hold runs out, with no second frame', () => {
+  const moves: [P, P][] = [];
+  const t = new MacTable<P>({ moveHoldMs: 3_000, onMove: (e, from) => moves.push([from, e.port]) });
+  t.learn(M1, 0, p1, 10_000);
+  assert.equal(t.learn(M1, 0, p2, 11_000), LearnResult.MoveDenied);
+  assert.equal(t.pendingClaims, 1);
+  assert.equal(t.nextClaimAt(), 13_000, 'the hold ends 3 s after the owner\'s last frame');
+  assert.equal(t.grantClaims(12_999), 0);
+  assert.equal(t.lookup(M1, 0, 12_999), p1);
+  assert.equal(t.grantClaims(13_000), 1);
+  assert.equal(t.lookup(M1, 0, 13_000), p2);
+  assert.deepEqual(moves, [[p1, p2]]);
+  assert.equal(t.pendingClaims, 0);
+  assert.equal(t.learnedOn(p1), 0);
+  assert.equal(t.learnedOn(p2), 1);
+});
+
+test('an owner that keeps sending keeps its MAC; a stale claim is forgotten after claimTtlMs', () => {
+  const t = new MacTable<P>({ moveHoldMs: 1_000, claimTtlMs: 5_000 });
+  t.learn(M1, 0, p1, 0);
+  t.learn(M1, 0, p2, 100);
+  for (let now = 500; now <= 4_500; now += 500) {
+    t.learn(M1, 0, p1, now);
+    assert.equal(t.grantClaims(now), 0);
+  }
+  assert.equal(t.lookup(M1, 0, 4_500), p1);
+  assert.equal(t.pendingClaims, 1);
+  assert.equal(t.grantClaims(5_100), 0, 'the claim is 5 s old: forgotten, not granted');
+  assert.equal(t.pendingClaims, 0);
+  assert.equal(t.grantClaims(10_000), 0);
+  assert.equal(t.lookup(M1, 0, 5_600), p1);
+});
+
+test('flushing the owner grants a pending claim at once; flushing the claimant drops its claim', () => {
+  const t = new MacTable<P>({ moveHoldMs: 3_000 });
+  t.learn(M1, 0, p1, 0);
+  t.learn(M2, 0, p1, 0);
+  t.learn(M1, 0, p2, 100);
+  assert.equal(t.flushPort(p1, false, 200), 2);
+  assert.equal(t.lookup(M1, 0, 200), p2, 'claimed during the hold: it goes to the claimant');
+  assert.equal(t.lookup(M2, 0, 200), undefined, 'unclaimed: forgotten');
+  assert.equal(t.counters.moves, 1);
+  t.learn(M3, 0, p1, 300);
+  t.learn(M3, 0, p2, 400);
+  assert.equal(t.pendingClaims, 1);
+  t.flushPort(p2, false, 500);
+  assert.equal(t.pendingClaims, 0, 'a claimant that left claims nothing');
+  assert.equal(t.grantClaims(10_000), 0);
+  assert.equal(t.lookup(M3, 0, 500), p1);
 });
 
 test('per-port cap: refused with port-limit, other ports still learn', () => {

@@ -243,14 +243,46 @@ test('mac-limit events are rate limited per port; drops are not, frames still fo
   assert.equal(events[1]!.suppressed, 1);
 });
 
-test('allowMove option is passed to the MAC table', () => {
-  const { sw, fakes: [p0, p1] } = setup(2, { allowMove: () => false });
-  const events: unknown[] = [];
-  sw.on('mac-move', (e) => events.push(e));
-  p0!.inject(frame(BROADCAST_MAC, A));
-  p1!.inject(frame(BROADCAST_MAC, A));
-  assert.equal(events.length, 0);
+test('moveHoldMs: a claim during the hold is refused and granted by the switch\'s timer, with no second frame', async () => {
+  let now = 1_000;
+  const sw = new Switch({ clock: () => now, moveHoldMs: 30 });
+  const fakes = [new FakePort('p0'), new FakePort('p1'), new FakePort('p2')];
+  const [h0, h1] = fakes.map((f) => sw.addPort(f));
+  const events: MacMoveEvent[] = [];
+  sw.on('mac-move', (e: MacMoveEvent) => events.push(e));
+  fakes[0]!.inject(frame(BROADCAST_MAC, A));
+  now += 10;
+  fakes[1]!.inject(frame(BROADCAST_MAC, A)); // one gratuitous frame from the claimant
   assert.equal(sw.macTable.counters.moveDenied, 1);
+  assert.equal(sw.macTable.lookup(A, 0, now), h0);
+  now += 25; // the hold ends 30 ms after p0's frame
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(sw.macTable.lookup(A, 0, now), h1, 'granted once the hold ran out');
+  assert.equal(events.length, 1);
+  assert.equal(events[0]!.to, h1);
+  sw.stop();
+});
+
+test('a port whose link goes down loses its learned MACs at once and gets no flooded frames', () => {
+  const { sw, fakes: [p0, p1, p2], handles } = setup(3);
+  const links: { port: SwitchPort; up: boolean }[] = [];
+  sw.on('link', (e: { port: SwitchPort; up: boolean }) => links.push(e));
+  p1!.inject(frame(BROADCAST_MAC, B));
+  sw.addStatic(C, 0, handles[1]!);
+  sw.setLinkUp(handles[1]!, false);
+  assert.equal(sw.macTable.lookup(B, 0, 0), undefined, 'learned MAC withdrawn');
+  assert.equal(sw.macTable.lookup(C, 0, 0), handles[1], 'static entries stay');
+  p1!.sends = [];
+  p2!.sends = [];
+  p0!.inject(frame(BROADCAST_MAC, A), frame(B, A));
+  assert.equal(p1!.frames.length, 0, 'nothing floods to a down link');
+  assert.equal(p2!.frames.length, 2);
+  p2!.inject(frame(BROADCAST_MAC, B)); // B taken over by p2: learned at its first frame
+  assert.equal(sw.macTable.lookup(B, 0, 0), handles[2]);
+  sw.setLinkUp(handles[1]!, true);
+  p0!.inject(frame(BROADCAST_MAC, A));
+  assert.equal(p1!.frames.length, 1, 'up again: floods reach it');
+  assert.deepEqual(links.map((l) => [l.port.id, l.up]), [[handles[1]!.id, false], [handles[1]!.id, true]]);
 });
 
 test('counters per port and totals; snapshot is plain JSON with ages in seconds', () => {
