@@ -1,7 +1,8 @@
 // The AEAD in the addon over whole batches vs a node:crypto cipher object per
 // packet: microseconds per 1400-byte packet, same process, same run.
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { TransportCipher, sealedLength, writeTransportHeader } from '../lib/crypto/aead.js';
+import { TransportCipher } from '../lib/crypto/aead.js';
+import { sealedLength, writeTransportHeader } from '../lib/protocol/wire.js';
 import { markdownTable, fmt } from './report.js';
 
 const SIZE = 1400;

@@ -1,30 +1,37 @@
 #!/usr/bin/env node
-// Load generator for the scale section: N ports speaking protocol v1 to one
-// vswitch over loopback (one UdpSocket per port, since the switch keys a session
-// by its endpoint), teaching it M MACs, then measuring its forwarding rate.
+// Load generator for the scale section: N ports, each a real PortSession on its
+// own UDP socket (as many vports would be), joined to one --insecure vswitch
+// over loopback — cipher 'none', so the switch's cost is switching, not crypto —
+// teaching it M MACs, then measuring its forwarding rate.
 // Prints progress lines and one final line `RESULT {json}`.
 import { parseArgs } from 'node:util';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { FrameBatch } from '../lib/core/frames.js';
+import { MutableFrameBatch, type FrameBatch } from '../lib/core/frames.js';
 import { UdpSocket } from '../lib/io/udp.js';
+import { TxQueue } from '../lib/io/tx-queue.js';
 import { encodeAddress } from '../lib/io/address.js';
-import { decode, encodeJoin, encodeKeepalive, writeDataHeader } from '../lib/protocol/wire.js';
-import { DATA_HEADER_SIZE, MessageType, REJECT_REASON_NAMES } from '../lib/protocol/constants.js';
+import { generateKeyPair } from '../lib/crypto/keys.js';
+import { insecureSwitchKey } from '../lib/protocol/noise.js';
+import { PortSession } from '../lib/protocol/port-session.js';
 import { cpuSeconds, machineCpu, statusBytes } from './proc.js';
 
 /** 60-byte frames: the minimum Ethernet frame without FCS, so the rate is per-frame cost. */
 const FRAME_SIZE = 60;
-const DGRAM_SIZE = DATA_HEADER_SIZE + FRAME_SIZE;
-/** Distinct precomputed measurement datagrams per port (random destinations), cycled. */
+/** Distinct precomputed measurement frames per port (random destinations), cycled. */
 const RING = 64;
 /** Second MAC byte marking our frames; bytes 2-3 carry the port, 4-5 the MAC number. */
 const MAC_MARK = 0x42;
-const JOIN_MAC_NUMBER = 0xffff;
 const ETHERTYPE_EXPERIMENTAL = 0x88b5;
-const JOINS_IN_FLIGHT = 128;
-const JOIN_RETRY_MS = 1000;
-const JOIN_TIMEOUT_MS = 60_000;
+/**
+ * Ports per source address: the switch rate-limits handshakes per host (5 at
+ * once, 20/s), so the ports are spread over 127.0.x.y as many hosts would be.
+ */
+const PORTS_PER_ADDRESS = 4;
+const JOIN_TIMEOUT_MS = 120_000;
+/** How often the generator runs the sessions' timers (retries, keepalives). */
+const POLL_MS = 50;
+/** Each port's transmit queue: small, since a port sends at most a burst before it is flushed. */
+const PORT_QUEUE = { slabBytes: 64 * 1024, slots: 64 } as const;
 /** No delivery for this long with datagrams in flight: they are lost; forget them and go on. */
 const STALL_MS = 100;
 const STALL_CHECK_MS = 20;
@@ -52,12 +59,12 @@ const K = Math.max(1, Math.floor(M / N)); // MACs per port
 const BURST = Math.min(RING, Number(opt.burst));
 const WINDOW = Number(opt.window);
 const SWITCH_PID = opt['switch-pid'] !== undefined ? Number(opt['switch-pid']) : undefined;
-if (!(N >= 2 && N <= 65535 && K < JOIN_MAC_NUMBER && RING % BURST === 0 && WINDOW >= BURST)) {
+if (!(N >= 2 && N <= 65535 && K <= 0xffff && RING % BURST === 0 && WINDOW >= BURST)) {
   throw new Error(`bad arguments: ports ${N}, macs ${M} (${K}/port), burst ${BURST} (must divide ${RING}), window ${WINDOW}`);
 }
 
-const switchAddr = Buffer.alloc(RING * 20);
-for (let i = 0; i < RING; i++) encodeAddress('127.0.0.1', Number(opt['switch-port']), switchAddr, i * 20);
+const switchAddr = encodeAddress('127.0.0.1', Number(opt['switch-port']));
+const switchKey = insecureSwitchKey().publicKey;
 
 function writeMac(buf: Buffer, off: number, port: number, n: number): void {
   buf[off] = 0x02; // locally administered, unicast
@@ -66,21 +73,20 @@ function writeMac(buf: Buffer, off: number, port: number, n: number): void {
   buf.writeUInt16BE(n, off + 4);
 }
 
-/** A DATA datagram at buf[off]: header filled in at send time, frame src -> dst. */
+/** A frame at buf[off]: src -> dst, experimental ethertype, zero payload. */
 function writeFrame(buf: Buffer, off: number, dstPort: number, dstN: number, srcPort: number, srcN: number): void {
-  const f = off + DATA_HEADER_SIZE;
-  buf.fill(0, off, off + DGRAM_SIZE);
-  writeMac(buf, f, dstPort, dstN);
-  writeMac(buf, f + 6, srcPort, srcN);
-  buf.writeUInt16BE(ETHERTYPE_EXPERIMENTAL, f + 12);
+  buf.fill(0, off, off + FRAME_SIZE);
+  writeMac(buf, off, dstPort, dstN);
+  writeMac(buf, off + 6, srcPort, srcN);
+  buf.writeUInt16BE(ETHERTYPE_EXPERIMENTAL, off + 12);
 }
 
-/** `count` datagrams in one slab, sent as views of at most BURST. */
+/** `count` frames in one slab, sent as views of at most BURST. */
 function slab(count: number): { buf: Buffer; views: FrameBatch[] } {
-  const buf = Buffer.alloc(count * DGRAM_SIZE);
+  const buf = Buffer.alloc(count * FRAME_SIZE);
   const offsets = new Uint32Array(count);
-  const lengths = new Uint32Array(count).fill(DGRAM_SIZE);
-  for (let i = 0; i < count; i++) offsets[i] = i * DGRAM_SIZE;
+  const lengths = new Uint32Array(count).fill(FRAME_SIZE);
+  for (let i = 0; i < count; i++) offsets[i] = i * FRAME_SIZE;
   const views: FrameBatch[] = [];
   for (let i = 0; i < count; i += BURST) {
     const n = Math.min(BURST, count - i);
@@ -92,11 +98,8 @@ function slab(count: number): { buf: Buffer; views: FrameBatch[] } {
 interface GenPort {
   id: number;
   socket: UdpSocket;
-  senderIndex: number;
-  nonce: Buffer;
-  remoteIndex: number;
-  token: Buffer | undefined;
-  counter: number;
+  session: PortSession;
+  joined: boolean;
   /** What the pump sends from this port, and where it is. */
   views: FrameBatch[];
   next: number;
@@ -105,56 +108,66 @@ interface GenPort {
 let delivered = 0;
 let misdelivered = 0;
 let sent = 0;
-/** Datagrams given up as lost by the stall check (they no longer count as in flight). */
+/** Frames given up as lost by the stall check (they no longer count as in flight). */
 let writtenOff = 0;
 let stalls = 0;
 let leaves = 0;
-let rejects = 0;
-let keepaliveS = 10;
+let problems = 0;
+let lastProblem = '';
 let joinedCount = 0;
-let lastReject = '';
 
 const ports: GenPort[] = [];
 
-function onControl(p: GenPort, buf: Buffer, off: number, len: number): void {
-  const d = decode(buf, off, len);
-  if (!d.ok) return;
-  const m = d.message;
-  if (m.type === MessageType.ACCEPT && m.receiverIndex === p.senderIndex && p.token === undefined) {
-    p.remoteIndex = m.senderIndex;
-    p.token = m.token;
-    keepaliveS = Math.max(1, m.keepaliveIntervalS);
-    joinedCount++;
-  } else if (m.type === MessageType.REJECT) {
-    rejects++;
-    lastReject = `${REJECT_REASON_NAMES[m.reason] ?? m.reason}: ${m.text}`;
-  } else if (m.type === MessageType.LEAVE) {
-    leaves++;
-  }
-}
-
 for (let id = 0; id < N; id++) {
-  const socket = UdpSocket.bind({ address: '127.0.0.1', port: 0, batchSize: 64, slotSize: 512, socketBuffer: 512 * 1024 });
-  const idx = randomBytes(4).readUInt32BE(0) || 1;
-  const p: GenPort = { id, socket, senderIndex: idx, nonce: randomBytes(8), remoteIndex: 0, token: undefined, counter: 0, views: [], next: 0 };
+  const a = Math.floor(id / PORTS_PER_ADDRESS);
+  const socket = UdpSocket.bind({ address: `127.0.${1 + Math.floor(a / 250)}.${1 + (a % 250)}`, port: 0, batchSize: 64, slotSize: 512, socketBuffer: 512 * 1024 });
+  const queue = new TxQueue(socket, PORT_QUEUE);
+  const slots = Uint16Array.from({ length: socket.capacity }, (_, i) => i);
+  const frames = new MutableFrameBatch(Buffer.alloc(0), socket.capacity);
+  const p: GenPort = { id, socket, session: undefined as unknown as PortSession, joined: false, views: [], next: 0 };
+  p.session = new PortSession(
+    {
+      send: (d) => socket.sendTo(d, switchAddr),
+      event: (e) => {
+        if (e.type === 'joined' && !p.joined) {
+          p.joined = true;
+          joinedCount++;
+        } else if (e.type === 'left-by-switch') {
+          leaves++;
+        } else if (e.type === 'problem') {
+          problems++;
+          lastProblem = e.message;
+        }
+      },
+      debug: () => {},
+    },
+    queue,
+    switchAddr,
+    { privateKey: generateKeyPair().privateKey, switchPublicKey: switchKey, cipher: 'none', name: `gen${id}` },
+  );
   ports.push(p);
   socket.onDatagrams((batch) => {
-    const { buf, offsets, lengths, count } = batch;
-    for (let i = 0; i < count; i++) {
-      const off = offsets[i]!;
-      const len = lengths[i]!;
-      if (buf[off + 1] === MessageType.DATA && len >= DGRAM_SIZE) {
-        const f = off + DATA_HEADER_SIZE;
-        // Delivered to the port that owns the destination MAC, or a flooded copy.
-        if (buf[f + 1] === MAC_MARK && buf.readUInt16BE(f + 2) === id) delivered++;
-        else misdelivered++;
-      } else {
-        onControl(p, buf, off, len);
-      }
+    frames.clear();
+    p.session.receive(batch, slots, 0, batch.count, Date.now(), frames);
+    const { buf, offsets } = frames;
+    for (let i = 0; i < frames.count; i++) {
+      const f = offsets[i]!;
+      // Delivered to the port that owns the destination MAC, or a flooded copy.
+      if (buf[f + 1] === MAC_MARK && buf.readUInt16BE(f + 2) === id) delivered++;
+      else misdelivered++;
     }
     pump();
   });
 }
+
+/** The sessions' timers: handshake retries (with cookies under load), keepalives. */
+const poller = setInterval(() => {
+  const now = Date.now();
+  for (const p of ports) {
+    const t = p.session.nextTimeout();
+    if (t !== undefined && t <= now) p.session.poll(now);
+  }
+}, POLL_MS);
 
 // ---------------------------------------------------------------- traffic pump
 
@@ -164,11 +177,7 @@ let cycle = false;
 let remaining = 0;
 let rr = 0;
 
-function stamp(p: GenPort, v: FrameBatch): void {
-  for (let i = 0; i < v.count; i++) writeDataHeader(v.buf, v.offsets[i]!, p.remoteIndex, p.counter++);
-}
-
-/** Keep up to WINDOW datagrams in flight, round-robin over the ports, BURST per sendmmsg. */
+/** Keep up to WINDOW frames in flight, round-robin over the ports, BURST per port and turn. */
 function pump(): void {
   if (!pumping) return;
   let idle = 0;
@@ -184,8 +193,8 @@ function pump(): void {
     }
     idle = 0;
     const v = p.views[p.next++]!;
-    stamp(p, v);
-    p.socket.send(v, switchAddr);
+    // As a vport does: the session seals (cipher none: a copy) into the port's queue, sent after this turn.
+    p.session.transmit(v);
     sent += v.count;
     if (!cycle) remaining -= v.count;
   }
@@ -229,41 +238,12 @@ function progress(text: string): void {
 
 async function join(): Promise<number> {
   const t0 = Date.now();
-  const joinMsgs = ports.map((p) => encodeJoin({ senderIndex: p.senderIndex, nonce: p.nonce, mac: macBytes(p.id, JOIN_MAC_NUMBER), name: `gen${p.id}` }));
-  const lastSent = new Float64Array(N);
+  for (const p of ports) p.session.start(Date.now());
   while (joinedCount < N) {
-    if (Date.now() - t0 > JOIN_TIMEOUT_MS) throw new Error(`only ${joinedCount}/${N} ports joined in ${JOIN_TIMEOUT_MS} ms${lastReject ? `; last REJECT ${lastReject}` : ''}`);
-    const now = Date.now();
-    let inFlight = 0;
-    for (const p of ports) {
-      if (p.token !== undefined) continue;
-      if (lastSent[p.id]! > 0 && now - lastSent[p.id]! < JOIN_RETRY_MS) {
-        inFlight++;
-        continue;
-      }
-      if (inFlight >= JOINS_IN_FLIGHT) break;
-      p.socket.sendTo(joinMsgs[p.id]!, switchAddr);
-      lastSent[p.id] = now;
-      inFlight++;
-    }
+    if (Date.now() - t0 > JOIN_TIMEOUT_MS) throw new Error(`only ${joinedCount}/${N} ports joined in ${JOIN_TIMEOUT_MS} ms${lastProblem ? `; last problem: ${lastProblem}` : ''}`);
     await sleep(5);
   }
   return Date.now() - t0;
-}
-
-function macBytes(port: number, n: number): Buffer {
-  const b = Buffer.alloc(6);
-  writeMac(b, 0, port, n);
-  return b;
-}
-
-function keepalives(): NodeJS.Timeout {
-  let echo = 0;
-  return setInterval(() => {
-    for (const p of ports) {
-      if (p.remoteIndex !== 0 && p.token !== undefined) p.socket.sendTo(encodeKeepalive({ receiverIndex: p.remoteIndex, token: p.token, echo: echo++ >>> 0 }), switchAddr);
-    }
-  }, keepaliveS * 1000);
 }
 
 /** Send each port's views once through the pump; resolves when delivered or given up. */
@@ -284,7 +264,6 @@ async function main(): Promise<void> {
   const rssBase = rss();
   progress(`${N} sockets bound; joining`);
   const joinMs = await join();
-  const ka = keepalives();
   await sleep(200); // let the switch finish its join bookkeeping before sampling memory
   const rssJoined = rss();
   progress(`${N} ports joined in ${joinMs} ms`);
@@ -295,15 +274,14 @@ async function main(): Promise<void> {
   for (const p of ports) {
     const s = slab(1);
     writeFrame(s.buf, 0, p.id, 0, p.id, 0);
-    stamp(p, s.views[0]!);
-    p.socket.send(s.views[0]!, switchAddr);
+    p.session.transmit(s.views[0]!);
     if (p.id % 256 === 255) await sleep(1);
   }
   await sleep(SINK_SETTLE_MS);
   // The other K-1 MACs of each port, each as the source of one frame to the next port's sink.
   for (const p of ports) {
     const s = slab(K - 1);
-    for (let k = 1; k < K; k++) writeFrame(s.buf, (k - 1) * DGRAM_SIZE, (p.id + 1) % N, 0, p.id, k);
+    for (let k = 1; k < K; k++) writeFrame(s.buf, (k - 1) * FRAME_SIZE, (p.id + 1) % N, 0, p.id, k);
     p.views = s.views;
     p.next = 0;
   }
@@ -322,7 +300,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < RING; i++) {
       let q = Math.floor(Math.random() * (N - 1));
       if (q >= p.id) q++;
-      writeFrame(s.buf, i * DGRAM_SIZE, q, Math.floor(Math.random() * K), p.id, Math.floor(Math.random() * K));
+      writeFrame(s.buf, i * FRAME_SIZE, q, Math.floor(Math.random() * K), p.id, Math.floor(Math.random() * K));
     }
     p.views = s.views;
     p.next = 0;
@@ -347,7 +325,7 @@ async function main(): Promise<void> {
   await sleep(Number(opt.seconds) * 1000);
   const b = snap();
   pumping = false;
-  clearInterval(ka);
+  clearInterval(poller);
   clearInterval(stallTimer);
   const rssEnd = rss();
   const s = (b.t - a.t) / 1000;
@@ -375,11 +353,14 @@ async function main(): Promise<void> {
     deliveredPerSwitchCpuS: (b.delivered - a.delivered) / (b.switchCpu - a.switchCpu),
     udpRcvbufErrorsInWindow: b.rcvbufErrors - a.rcvbufErrors,
     leaves,
-    rejects,
+    rejects: problems,
     switchRss: { base: rssBase.rss, joined: rssJoined.rss, learned: rssLearned.rss, end: rssEnd.rss, peak: rssEnd.hwm },
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
-  for (const p of ports) p.socket.close();
+  for (const p of ports) {
+    p.session.leave();
+    p.socket.close();
+  }
 }
 
 main().catch((err: Error) => {

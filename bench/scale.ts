@@ -1,5 +1,5 @@
-// Section "scale": one vswitch process, driven over loopback by bench/scale-gen
-// (a separate process speaking protocol v1), with 2 ports and then with many
+// Section "scale": one vswitch process (--insecure), driven over loopback by bench/scale-gen
+// (a separate process of real port sessions, cipher none), with 2 ports and then with many
 // ports and learned MACs. Forwarding rate, its ratio, and memory per port.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,7 +72,7 @@ export interface ScaleResult {
 
 async function runCase(ns: Netns, name: string, ports: number, macs: number, inspect: boolean): Promise<ScaleCase> {
   const vswitch = ns.spawn(process.execPath, [
-    // The generator speaks the plaintext protocol 1: this measures switching, not crypto.
+    // The generator's sessions use cipher none: this measures switching, not crypto.
     VSWITCH, '--insecure', '--listen', `127.0.0.1:${config.switchPort}`, '--log-level', 'warn',
     // Room for the case: the defaults (1024 ports, 65536 MACs, 64 per port) are below 100k MACs on 1,000 ports.
     '--max-ports', String(Math.max(1024, ports + 16)), '--max-macs', String(Math.max(65_536, macs * 2)),

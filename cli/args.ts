@@ -1,6 +1,7 @@
 // Shared plumbing of the bundled CLIs: argument checks that name the flag and
 // the fix, and one failure path that turns errors into messages and exit codes.
 import { MAX_PCAP_FILES, type PcapOptions } from '../lib/daemon/pcap.js';
+import { EtherlinkError } from '../lib/core/errors.js';
 
 /** Exit codes of every CLI. */
 export const EXIT = {
@@ -10,8 +11,12 @@ export const EXIT = {
   privilege: 4, // missing CAP_NET_ADMIN or similar
 } as const;
 
-export class UsageError extends Error {
-  readonly code = 'ERR_USAGE';
+/** A bad flag or argument: exit code 2, and the message names the flag. */
+export class UsageError extends EtherlinkError {
+  constructor(message: string) {
+    super('ERR_USAGE', message);
+    this.name = 'UsageError';
+  }
 }
 
 /** A TCP/UDP port number from a CLI argument, or a UsageError naming the argument. */

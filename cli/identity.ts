@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { decodeKey, parseAllowList, readKeyFile, readPsk, type AllowEntry } from '../lib/crypto/keys.js';
 import { UsageError } from './args.js';
+import { EtherlinkError } from '../lib/core/errors.js';
 
 export const KEYGEN_HINT = "make one with 'etherlink keygen --out FILE' and pass --key FILE (or run both ends with --insecure: plaintext, anyone can join)";
 
@@ -16,8 +17,8 @@ function readOrExplain<T>(what: string, path: string, read: () => T): T {
     return read();
   } catch (err) {
     const e = err as { code?: string; message: string };
-    if (e.code === 'ENOENT') throw Object.assign(new Error(`${what} ${path} does not exist: ${what === 'key file' ? KEYGEN_HINT : 'check the path'}`), { code: 'ENOENT' });
-    if (e.code === 'EACCES') throw Object.assign(new Error(`${what} ${path} is not readable by this user: fix its owner, or run as its owner`), { code: 'EACCES' });
+    if (e.code === 'ENOENT') throw new EtherlinkError('ENOENT', `${what} ${path} does not exist: ${what === 'key file' ? KEYGEN_HINT : 'check the path'}`);
+    if (e.code === 'EACCES') throw new EtherlinkError('EACCES', `${what} ${path} is not readable by this user: fix its owner, or run as its owner`);
     throw err;
   }
 }

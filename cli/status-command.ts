@@ -1,35 +1,22 @@
 // `vswitch status` and `vport status`: ask a running daemon over its control
 // socket and print the answer for humans, or as JSON with --json.
-import { readdirSync } from 'node:fs';
 import yargs from 'yargs';
-import { CONTROL_DIR, controlRequest, defaultPortControlPath, defaultSwitchControlPath } from '../lib/daemon/control.js';
+import { controlRequest, defaultPortControlPath, defaultSwitchControlPath, portsWithDefaultSockets } from '../lib/daemon/control.js';
 import { cliFail, EXIT, fatal, UsageError } from './args.js';
 import { formatPortReport, formatSwitchReport, type PortStatusReport, type SwitchStatusReport } from '../lib/daemon/status.js';
+import { EtherlinkError } from '../lib/core/errors.js';
 
 type Prog = 'vswitch' | 'vport';
 
-/** The vport sockets in the default directory ("vport-IFNAME.sock"). */
-function portSockets(): string[] {
-  try {
-    return readdirSync(CONTROL_DIR)
-      .filter((f) => /^vport-.+\.sock$/.test(f))
-      .map((f) => `${CONTROL_DIR}/${f}`);
-  } catch {
-    return [];
-  }
-}
 
 /** Which socket to ask: --control, else the default (for vport: --name, else the only one there is). */
 function socketPath(prog: Prog, argv: { control?: string | undefined; name?: string | undefined }): string {
   if (argv.control !== undefined) return argv.control;
   if (prog === 'vswitch') return defaultSwitchControlPath();
   if (argv.name !== undefined) return defaultPortControlPath(argv.name);
-  const found = portSockets();
-  if (found.length > 1) {
-    const names = found.map((p) => p.slice(`${CONTROL_DIR}/vport-`.length, -'.sock'.length));
-    throw new UsageError(`several vports run here (${names.join(', ')}): choose one with --name IFNAME`);
-  }
-  return found[0] ?? defaultPortControlPath('IFNAME');
+  const found = portsWithDefaultSockets();
+  if (found.length > 1) throw new UsageError(`several vports run here (${found.join(', ')}): choose one with --name IFNAME`);
+  return defaultPortControlPath(found[0] ?? 'IFNAME');
 }
 
 /** Parse `args` (after the word 'status'), query the daemon, print, exit. */
@@ -73,11 +60,11 @@ export async function runStatusCommand(prog: Prog, args: string[]): Promise<neve
       process.exit(EXIT.failure);
     }
     if (code === 'EACCES' || code === 'EPERM') {
-      fatal(prog, Object.assign(new Error(`cannot use ${path}: permission denied (only the user running ${prog} may: run status as that user)`), { code }));
+      fatal(prog, new EtherlinkError(code, `cannot use ${path}: permission denied (only the user running ${prog} may: run status as that user)`));
     }
     fatal(prog, err);
   }
-  if (!res.ok) fatal(prog, Object.assign(new Error(`${path}: ${res.error}`), res.code !== undefined ? { code: res.code } : {}));
+  if (!res.ok) fatal(prog, new EtherlinkError(res.code ?? 'EIO', `${path}: ${res.error}`));
   const status = res['status'];
   if (argv.json) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
   else process.stdout.write((prog === 'vswitch' ? formatSwitchReport(status as SwitchStatusReport) : formatPortReport(status as PortStatusReport)) + '\n');

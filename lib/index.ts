@@ -1,18 +1,76 @@
-// Public API of the etherlink package.
-export * from './core/frames.js';
+/**
+ * EtherLink: a Layer-2 VPN for Node.js. Run a virtual Ethernet switch
+ * ({@link SwitchServer}) that ports join over UDP, or join one from your app
+ * ({@link PortClient}) with a real TAP device ({@link TapDevice}); or use the
+ * pieces alone — the learning {@link Switch} forwards between any {@link Port}s.
+ *
+ * @packageDocumentation
+ */
+
+// ---------------------------------------------------------------- running a switch or a port
+export {
+  SwitchServer,
+  DEFAULT_SWITCH_PORT,
+  DEFAULT_MAC_MOVE_HOLD_S,
+  DEFAULT_MAX_MACS_PER_PORT,
+  type SwitchServerOptions,
+  type SwitchServerEvents,
+  type SwitchServerSnapshot,
+  type MemberStatus,
+  type ListenAddress,
+  type PortEventInfo,
+} from './daemon/switch-server.js';
+export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus, type PortClientEvents, type PortClientCounters } from './daemon/port-client.js';
+export { switchStatusReport, portStatusReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './daemon/status.js';
+
+// ---------------------------------------------------------------- keys and membership
+export {
+  generateKeyPair,
+  generatePsk,
+  publicKeyOf,
+  encodeKey,
+  decodeKey,
+  readKeyFile,
+  writeKeyFile,
+  readPsk,
+  parseAllowList,
+  readAllowFile,
+  AllowListError,
+  type KeyPair,
+  type KeyFile,
+  type PskFile,
+  type AllowEntry,
+  type WriteKeyFileOptions,
+} from './crypto/keys.js';
+export { TRANSPORT_CIPHERS, DEFAULT_CIPHER, DEFAULT_TAP_MTU, PROTOCOL_VERSION, type TransportCipherName } from './protocol/constants.js';
+
+// ---------------------------------------------------------------- devices, sockets and frames
+export { TapDevice, parseCidr, validateTapOptions, MAX_IFNAME, MIN_MTU, MAX_MTU, type TapOptions, type TapStats, type TapDeviceEvents, type ParsedCidr } from './io/tap.js';
+export { UdpSocket, type UdpBindOptions, type UdpStats, type DatagramSocket, type DatagramReceiver } from './io/udp.js';
+export { MemorySocket, type DatagramSink } from './io/memory-socket.js';
+export { createMemoryPortPair, MemoryPort, settle, type MemoryPortCounters } from './io/memory-port.js';
+export { encodeAddress, decodeAddress, formatAddress, type DecodedAddress } from './io/address.js';
+export { ADDR_SLOT } from './io/native.js';
+export { BATCH_SIZE, MutableFrameBatch, batchToBuffers, buffersToBatch, type FrameBatch } from './core/frames.js';
 export type { Port, BatchReceiver } from './core/port.js';
 export * from './core/ethernet.js';
-export { TapDevice, EtherlinkError, parseCidr, validateTapOptions, type TapOptions, type TapStats, MAX_IFNAME, MIN_MTU, MAX_MTU } from './io/tap.js';
-export { UdpSocket, type UdpBindOptions, type UdpStats } from './io/udp.js';
-export { encodeAddress, decodeAddress, formatAddress } from './io/address.js';
-export { MacTable, type MacEntry, type MacTableOptions, type MacTableCounters } from './switch/mac-table.js';
-export { Switch, SwitchPort, type SwitchOptions, type SwitchSnapshot, type TrafficCounters, type DropCounters, type MacMoveEvent } from './switch/switch.js';
-export { createMemoryPortPair, MemoryPort } from './io/memory-port.js';
-export { SwitchServer, DEFAULT_SWITCH_PORT, type SwitchServerOptions, type SwitchServerSnapshot, type ListenAddress } from './daemon/switch-server.js';
-export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus } from './daemon/port-client.js';
-export { DEFAULT_TAP_MTU, PROTOCOL_VERSION } from './protocol/constants.js';
-export { createLogger, silentLogger, type Logger, type LogLevel, type LogFormat } from './core/log.js';
+
+// ---------------------------------------------------------------- switching
+export {
+  Switch,
+  SwitchPort,
+  type SwitchOptions,
+  type SwitchSnapshot,
+  type TrafficCounters,
+  type DropCounters,
+  type MacMoveEvent,
+  type MacLimitEvent,
+  type LinkEvent,
+  type MacStatus,
+} from './switch/switch.js';
+export { MacTable, LearnResult, type MacEntry, type MacTableOptions, type MacTableCounters, type LimitReason } from './switch/mac-table.js';
+
+// ---------------------------------------------------------------- capture, logs, errors
 export { PcapWriter, type PcapOptions, type PcapCounters, type CaptureStatus } from './daemon/pcap.js';
-export { ControlServer, controlRequest, daemonCommands, type ControlRequest, type ControlResponse, type ControlCommand } from './daemon/control.js';
-export { MetricsServer, renderSwitchMetrics, renderPortMetrics, METRICS_CONTENT_TYPE } from './daemon/metrics.js';
-export { switchStatusReport, portStatusReport, formatSwitchReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './daemon/status.js';
+export { createLogger, silentLogger, type Logger, type LevelledLogger, type LogLevel, type LogFormat, type LogFields } from './core/log.js';
+export { EtherlinkError, errorCode, type EtherlinkErrorDetails } from './core/errors.js';

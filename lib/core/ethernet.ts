@@ -1,6 +1,7 @@
 // Ethernet II framing as pure functions over Buffers: MAC addresses as 48-bit
 // numbers, 802.1Q/802.1ad tags, and builders/parsers for test frames and ARP.
 import { randomBytes } from 'node:crypto';
+import { EtherlinkError } from './errors.js';
 
 /**
  * Sizes and offsets of the Ethernet header. We call a frame a runt when it
@@ -83,13 +84,9 @@ export function parseMac(text: string): number {
   return parseInt(text.replace(/[:-]/g, ''), 16);
 }
 
-function invalidMac(value: unknown): Error & { code: string } {
+function invalidMac(value: unknown): EtherlinkError {
   const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
-  const err = new Error(
-    `invalid MAC address ${shown}: expected six hex octets like aa:bb:cc:dd:ee:ff`,
-  ) as Error & { code: string };
-  err.code = 'ERR_INVALID_MAC';
-  return err;
+  return new EtherlinkError('ERR_INVALID_MAC', `invalid MAC address ${shown}: expected six hex octets like aa:bb:cc:dd:ee:ff`);
 }
 
 /** Lower-case, colon-separated. */
@@ -215,7 +212,7 @@ export function buildFrame(spec: FrameSpec): Buffer {
   macToBuffer(toMac(spec.src), frame, ETHERNET.SRC_OFFSET);
   let pos = ETHERNET.TYPE_OFFSET;
   for (const t of tags) {
-    if (!Number.isInteger(t.vid) || t.vid < 0 || t.vid > 0x0fff) throw new RangeError(`VLAN id out of range: ${t.vid}`);
+    if (!Number.isInteger(t.vid) || t.vid < 0 || t.vid > 0x0fff) throw new EtherlinkError('ERR_OUT_OF_RANGE', `VLAN id out of range: ${t.vid} (0..4095)`);
     frame.writeUInt16BE(t.tpid ?? EtherType.VLAN, pos);
     frame.writeUInt16BE((((t.pcp ?? 0) & 7) << 13) | (t.dei ? 0x1000 : 0) | t.vid, pos + 2);
     pos += ETHERNET.VLAN_TAG_LEN;
@@ -252,10 +249,10 @@ export interface ArpSpec {
 
 function writeIpv4(ip: string, buf: Buffer, off: number): void {
   const parts = ip.split('.');
-  if (parts.length !== 4) throw new RangeError(`invalid IPv4 address ${JSON.stringify(ip)}`);
+  if (parts.length !== 4) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `invalid IPv4 address ${JSON.stringify(ip)}`);
   parts.forEach((p, i) => {
     const n = Number(p);
-    if (!/^\d{1,3}$/.test(p) || n > 255) throw new RangeError(`invalid IPv4 address ${JSON.stringify(ip)}`);
+    if (!/^\d{1,3}$/.test(p) || n > 255) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `invalid IPv4 address ${JSON.stringify(ip)}`);
     buf[off + i] = n;
   });
 }

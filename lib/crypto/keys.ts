@@ -1,7 +1,8 @@
 // Static X25519 identities and pre-shared keys: generation, WireGuard-style base64
 // text (44 characters), key files with safe permissions, and the allow-list format.
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { closeSync, constants as fsConstants, fchmodSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { EtherlinkError } from '../core/errors.js';
 import { KEY_SIZE } from './constants.js';
 
 /** 32 bytes in standard base64 always take 44 characters, the last one '='. */
@@ -11,34 +12,28 @@ export const KEY_FILE_MODE = 0o600;
 /** Longest peer name accepted in an allow list (it is for logs only). */
 export const ALLOW_NAME_MAX_LENGTH = 64;
 
-// DER framing of a raw X25519 key (RFC 8410): node:crypto has no raw import for
-// X25519, so raw keys are wrapped in the fixed PKCS#8 / SPKI prefix.
+// DER framing of a raw X25519 private key (RFC 8410): node:crypto has no raw
+// import for X25519, so a raw key is wrapped in the fixed PKCS#8 prefix.
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 const BASE64_KEY = /^[A-Za-z0-9+/]{43}=$/;
 // Any access by group or others; "readable" is the part worth naming.
 const GROUP_OTHER_READ = 0o044;
 const GROUP_OTHER_ANY = 0o077;
 
-/** A key that could not be parsed or used; .code is always ERR_INVALID_KEY. */
-export class KeyError extends Error {
-  readonly code = 'ERR_INVALID_KEY';
-  constructor(message: string) {
-    super(message);
-    this.name = 'KeyError';
-  }
+/** A key that could not be parsed or used: ERR_INVALID_KEY. */
+function keyError(message: string): EtherlinkError {
+  return new EtherlinkError('ERR_INVALID_KEY', message);
 }
 
-/** An allow list that could not be parsed; the message names the line. */
-export class AllowListError extends Error {
-  readonly code: 'ERR_INVALID_KEY' | 'ERR_INVALID_ALLOW_LIST';
+/** An allow list that could not be parsed: the message names the line, `line` holds it. */
+export class AllowListError extends EtherlinkError {
   constructor(
     code: 'ERR_INVALID_KEY' | 'ERR_INVALID_ALLOW_LIST',
     message: string,
+    /** 1-based line of the allow file. */
     readonly line: number,
   ) {
-    super(message);
-    this.code = code;
+    super(code, message);
     this.name = 'AllowListError';
   }
 }
@@ -52,25 +47,51 @@ export interface KeyPair {
 
 /** A fresh static identity. OpenSSL clamps the scalar, as `wg genkey` does. */
 export function generateKeyPair(): KeyPair {
-  const { privateKey } = generateKeyPairSync('x25519');
-  const raw = rawPrivateKey(privateKey);
-  return { privateKey: raw, publicKey: publicKeyOf(raw) };
+  const { privateKey, publicKey } = generateEphemeral();
+  return { privateKey, publicKey };
+}
+
+/** A fresh key pair with its KeyObject, for one handshake (not cached: it dies with the handshake). */
+export function generateEphemeral(): KeyPair & { key: KeyObject } {
+  const { privateKey: key } = generateKeyPairSync('x25519');
+  const jwk = key.export({ format: 'jwk' });
+  return { privateKey: Buffer.from(jwk.d!, 'base64url'), publicKey: Buffer.from(jwk.x!, 'base64url'), key };
+}
+
+// Importing a raw private key goes through OpenSSL's DER decoder (~1 ms); a JWK
+// import is ten times faster but needs the public half. Static keys (the few
+// this process holds: one per daemon, one per port of a load generator) are
+// imported once and kept, by a hash of the key; nothing else is ever cached.
+const STATIC_KEYS_MAX = 4096;
+const staticKeys = new Map<string, { key: KeyObject; publicKey: Buffer }>();
+
+function importStatic(privateKey: Uint8Array): { key: KeyObject; publicKey: Buffer } {
+  checkRawKey(privateKey, 'private key');
+  const id = createHash('sha256').update(privateKey).digest('hex');
+  let e = staticKeys.get(id);
+  if (e === undefined) {
+    const key = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, privateKey]), format: 'der', type: 'pkcs8' });
+    e = { key, publicKey: Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url') };
+    if (staticKeys.size >= STATIC_KEYS_MAX) staticKeys.delete(staticKeys.keys().next().value!);
+    staticKeys.set(id, e);
+  }
+  return e;
 }
 
 /** The public key of a raw 32-byte private key. */
 export function publicKeyOf(privateKey: Uint8Array): Buffer {
-  checkRawKey(privateKey, 'private key');
-  return rawPublicKey(createPublicKey(privateKeyObject(privateKey)));
+  return Buffer.from(importStatic(privateKey).publicKey);
 }
 
 /** node:crypto KeyObject for a raw private key (for crypto.diffieHellman). */
 export function privateKeyObject(privateKey: Uint8Array): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, privateKey]), format: 'der', type: 'pkcs8' });
+  return importStatic(privateKey).key;
 }
 
 /** node:crypto KeyObject for a raw public key (for crypto.diffieHellman). */
 export function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, publicKey]), format: 'der', type: 'spki' });
+  checkRawKey(publicKey, 'public key');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64url') }, format: 'jwk' });
 }
 
 /** Base64 text of a 32-byte key, exactly as `wg` prints it. */
@@ -86,18 +107,18 @@ export function encodeKey(key: Uint8Array): string {
 export function decodeKey(text: string, what: string = 'key'): Buffer {
   const t = text.trim();
   if (t.length !== KEY_BASE64_LENGTH) {
-    throw new KeyError(
+    throw keyError(
       `invalid ${what}: expected ${KEY_BASE64_LENGTH} base64 characters (32 bytes, as printed by \`wg genkey\`), got ${t.length}`,
     );
   }
   if (!BASE64_KEY.test(t)) {
-    throw new KeyError(`invalid ${what}: not base64 (only A-Z a-z 0-9 + / and one trailing '=')`);
+    throw keyError(`invalid ${what}: not base64 (only A-Z a-z 0-9 + / and one trailing '=')`);
   }
   const key = Buffer.from(t, 'base64');
   // Non-canonical text (stray low bits in the last character) would decode to the
   // same bytes as another string: refuse it so one key has one spelling.
   if (key.length !== KEY_SIZE || key.toString('base64') !== t) {
-    throw new KeyError(`invalid ${what}: not a canonical base64 encoding of 32 bytes`);
+    throw keyError(`invalid ${what}: not a canonical base64 encoding of 32 bytes`);
   }
   return key;
 }
@@ -201,11 +222,7 @@ export function parseAllowList(text: string, source: string = 'allow list'): All
     if (content === '') continue;
     const fields = content.split(/\s+/);
     if (fields.length > 2) {
-      throw new AllowListError(
-        'ERR_INVALID_ALLOW_LIST',
-        `${source} line ${line}: expected '<base64 public key> [name]', got ${fields.length} fields`,
-        line,
-      );
+      throw new AllowListError('ERR_INVALID_ALLOW_LIST', `${source} line ${line}: expected '<base64 public key> [name]', got ${fields.length} fields`, line);
     }
     let publicKey: Buffer;
     try {
@@ -219,11 +236,7 @@ export function parseAllowList(text: string, source: string = 'allow list'): All
     const hex = publicKey.toString('hex');
     const previous = seen.get(hex);
     if (previous !== undefined) {
-      throw new AllowListError(
-        'ERR_INVALID_ALLOW_LIST',
-        `${source} line ${line}: public key already listed on line ${previous}`,
-        line,
-      );
+      throw new AllowListError('ERR_INVALID_ALLOW_LIST', `${source} line ${line}: public key already listed on line ${previous}`, line);
     }
     seen.set(hex, line);
     const entry: AllowEntry = { publicKey, line };
@@ -231,11 +244,7 @@ export function parseAllowList(text: string, source: string = 'allow list'): All
     if (name !== undefined) {
       // eslint-disable-next-line no-control-regex
       if (name.length > ALLOW_NAME_MAX_LENGTH || /[\u0000-\u001f\u007f-\u009f]/.test(name)) {
-        throw new AllowListError(
-          'ERR_INVALID_ALLOW_LIST',
-          `${source} line ${line}: name must be at most ${ALLOW_NAME_MAX_LENGTH} printable characters`,
-          line,
-        );
+        throw new AllowListError('ERR_INVALID_ALLOW_LIST', `${source} line ${line}: name must be at most ${ALLOW_NAME_MAX_LENGTH} printable characters`, line);
       }
       entry.name = name;
     }
@@ -244,18 +253,25 @@ export function parseAllowList(text: string, source: string = 'allow list'): All
   return entries;
 }
 
+/** Read and parse an allow file (see parseAllowList); errors name the file and line. */
+export function readAllowFile(path: string): AllowEntry[] {
+  return parseAllowList(readFileSync(path, 'utf8'), path);
+}
+
+/** 32 random bytes: a pre-shared key for `psk` options (`etherlink genpsk` writes one to a file). */
+export function generatePsk(): Buffer {
+  return randomBytes(KEY_SIZE);
+}
+
+/** A key option given as 32 bytes or as base64 text: the bytes, or ERR_INVALID_KEY naming `what`. */
+export function keyFrom(value: Uint8Array | string, what: string): Buffer {
+  if (typeof value === 'string') return decodeKey(value, what);
+  checkRawKey(value, what);
+  return Buffer.from(value);
+}
+
 function checkRawKey(key: Uint8Array, what: string): void {
   if (!(key instanceof Uint8Array) || key.length !== KEY_SIZE) {
-    throw new KeyError(`invalid ${what}: expected ${KEY_SIZE} bytes, got ${key instanceof Uint8Array ? key.length : typeof key}`);
+    throw keyError(`invalid ${what}: expected ${KEY_SIZE} bytes, got ${key instanceof Uint8Array ? key.length : typeof key}`);
   }
-}
-
-function rawPrivateKey(key: KeyObject): Buffer {
-  const der = key.export({ format: 'der', type: 'pkcs8' });
-  return Buffer.from(der.subarray(der.length - KEY_SIZE));
-}
-
-function rawPublicKey(key: KeyObject): Buffer {
-  const der = key.export({ format: 'der', type: 'spki' });
-  return Buffer.from(der.subarray(der.length - KEY_SIZE));
 }

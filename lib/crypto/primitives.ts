@@ -2,20 +2,17 @@
 // (BLAKE2s), X25519, ChaCha20-Poly1305. Two it lacks are built here from standards:
 // keyed BLAKE2s-128 (RFC 7693, for mac1/mac2/cookies) and XChaCha20-Poly1305
 // (draft-irtf-cfrg-xchacha, for the cookie reply) on top of node's ChaCha20.
-import { createCipheriv, createDecipheriv, createHash, createHmac, diffieHellman } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, diffieHellman, KeyObject } from 'node:crypto';
 import { AEAD_NONCE_SIZE, AEAD_TAG_SIZE, KEY_SIZE, MAC_SIZE, XAEAD_NONCE_SIZE } from './constants.js';
 import { privateKeyObject, publicKeyObject } from './keys.js';
+import { EtherlinkError } from '../core/errors.js';
 
 const HASH_ALGORITHM = 'blake2s256';
 const AEAD_ALGORITHM = 'chacha20-poly1305';
 
-/** A handshake step failed (bad tag, low-order point...). Never carries secrets. */
-export class HandshakeError extends Error {
-  readonly code = 'ERR_HANDSHAKE';
-  constructor(message: string) {
-    super(message);
-    this.name = 'HandshakeError';
-  }
+/** A handshake step failed (bad tag, low-order point...): code ERR_HANDSHAKE. Never carries secrets. */
+export function handshakeError(message: string): EtherlinkError {
+  return new EtherlinkError('ERR_HANDSHAKE', message);
 }
 
 /** HASH(a || b || ...) = BLAKE2s-256. */
@@ -47,14 +44,14 @@ export function kdf(chainingKey: Uint8Array, input: Uint8Array, n: 1 | 2 | 3): B
 
 let dhCount = 0;
 
-/** X25519(private, public). Throws HandshakeError for an all-zero result (low-order point). */
-export function dh(privateKey: Uint8Array, publicKey: Uint8Array): Buffer {
+/** X25519(private, public). Throws ERR_HANDSHAKE for an all-zero result (low-order point). */
+export function dh(privateKey: Uint8Array | KeyObject, publicKey: Uint8Array): Buffer {
   dhCount++;
   try {
-    return diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(publicKey) });
+    return diffieHellman({ privateKey: privateKey instanceof KeyObject ? privateKey : privateKeyObject(privateKey), publicKey: publicKeyObject(publicKey) });
   } catch {
     // OpenSSL refuses an all-zero shared secret, as WireGuard does.
-    throw new HandshakeError('X25519 failed: the peer sent a low-order or invalid public key');
+    throw handshakeError('X25519 failed: the peer sent a low-order or invalid public key');
   }
 }
 
@@ -117,7 +114,7 @@ const HCHACHA_NONCE_SIZE = 16;
  * and HChaCha20 is its words 0..3 and 12..15.
  */
 export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Buffer {
-  if (key.length !== KEY_SIZE || nonce16.length !== HCHACHA_NONCE_SIZE) throw new RangeError('hchacha20: key 32, nonce 16 bytes');
+  if (key.length !== KEY_SIZE || nonce16.length !== HCHACHA_NONCE_SIZE) throw new EtherlinkError('ERR_OUT_OF_RANGE', 'hchacha20: key 32, nonce 16 bytes');
   const c = createCipheriv('chacha20', key, nonce16);
   const ks = c.update(Buffer.alloc(CHACHA_BLOCK));
   const n = Buffer.from(nonce16.buffer, nonce16.byteOffset, nonce16.byteLength);
@@ -131,7 +128,7 @@ export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Buffer {
 }
 
 function xNonce(key: Uint8Array, nonce24: Uint8Array): { subkey: Buffer; nonce: Buffer } {
-  if (nonce24.length !== XAEAD_NONCE_SIZE) throw new RangeError('xchacha20-poly1305: nonce must be 24 bytes');
+  if (nonce24.length !== XAEAD_NONCE_SIZE) throw new EtherlinkError('ERR_OUT_OF_RANGE', 'xchacha20-poly1305: nonce must be 24 bytes');
   const nonce = Buffer.alloc(AEAD_NONCE_SIZE);
   nonce.set(nonce24.subarray(HCHACHA_NONCE_SIZE), 4);
   return { subkey: hchacha20(key, nonce24.subarray(0, HCHACHA_NONCE_SIZE)), nonce };
@@ -185,7 +182,7 @@ const B2S_MAX_KEY = 32;
  * 116 or 60 bytes, i.e. 3 compressions.
  */
 export function blake2s(data: Uint8Array, key: Uint8Array = new Uint8Array(0), outLength: number = B2S_MAX_OUT): Buffer {
-  if (outLength < 1 || outLength > B2S_MAX_OUT || key.length > B2S_MAX_KEY) throw new RangeError('blake2s: bad key or output length');
+  if (outLength < 1 || outLength > B2S_MAX_OUT || key.length > B2S_MAX_KEY) throw new EtherlinkError('ERR_OUT_OF_RANGE', 'blake2s: bad key or output length');
   const h = Uint32Array.from(B2S_IV);
   h[0] = (h[0]! ^ 0x01010000 ^ (key.length << 8) ^ outLength) >>> 0;
   const v = new Uint32Array(16);

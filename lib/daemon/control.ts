@@ -6,9 +6,10 @@
 //   -> {"cmd":"capture-stop"}                             <- {"ok":true,"capture":...}
 //   -> anything else                                      <- {"ok":false,"error":"...","code":"..."}
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, isAbsolute } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.js';
+import { EtherlinkError } from '../core/errors.js';
 
 /** Where the daemons put their sockets unless told otherwise (systemd: RuntimeDirectory=etherlink). */
 export const CONTROL_DIR = '/run/etherlink';
@@ -23,8 +24,56 @@ export const CONTROL_CLIENT_TIMEOUT_MS = 5_000;
 /** How long binding waits to learn whether an existing socket has a live owner. */
 const PROBE_TIMEOUT_MS = 1_000;
 
-export const defaultSwitchControlPath = (): string => `${CONTROL_DIR}/vswitch.sock`;
-export const defaultPortControlPath = (ifname: string): string => `${CONTROL_DIR}/vport-${ifname}.sock`;
+/** Where `ip netns` keeps its named namespaces. */
+const NETNS_DIR = '/run/netns';
+
+let nsSuffix: string | undefined;
+
+/**
+ * What tells this network namespace's daemons apart in CONTROL_DIR (which
+ * `ip netns exec` shares between namespaces): '' in the initial namespace,
+ * '@NAME' in one `ip netns` named, '@ns<inode>' in any other.
+ */
+export function netnsSuffix(): string {
+  if (nsSuffix !== undefined) return nsSuffix;
+  let self: number;
+  try {
+    self = statSync('/proc/self/ns/net').ino;
+  } catch {
+    return (nsSuffix = '');
+  }
+  try {
+    if (statSync('/proc/1/ns/net').ino === self) return (nsSuffix = '');
+  } catch {
+    // Not ours to look at (an unprivileged daemon): the named namespaces still tell.
+  }
+  try {
+    for (const name of readdirSync(NETNS_DIR)) if (statSync(`${NETNS_DIR}/${name}`).ino === self) return (nsSuffix = `@${name}`);
+  } catch {
+    // No named namespaces on this host.
+  }
+  return (nsSuffix = `@ns${self}`);
+}
+
+/** The default control socket of a vswitch in this network namespace. */
+export const defaultSwitchControlPath = (): string => `${CONTROL_DIR}/vswitch${netnsSuffix()}.sock`;
+/** The default control socket of the vport of `ifname` in this network namespace. */
+export const defaultPortControlPath = (ifname: string): string => `${CONTROL_DIR}/vport-${ifname}${netnsSuffix()}.sock`;
+
+/** The interface names of the vports that have a default socket in this network namespace. */
+export function portsWithDefaultSockets(): string[] {
+  const suffix = `${netnsSuffix()}.sock`;
+  let files: string[];
+  try {
+    files = readdirSync(CONTROL_DIR);
+  } catch {
+    return [];
+  }
+  return files
+    .filter((f) => f.startsWith('vport-') && f.endsWith(suffix))
+    .map((f) => f.slice('vport-'.length, -suffix.length))
+    .filter((ifname) => ifname !== '' && (suffix !== '.sock' || !ifname.includes('@')));
+}
 
 export interface ControlRequest {
   cmd: string;
@@ -36,8 +85,8 @@ export type ControlResponse = ({ ok: true } & Record<string, unknown>) | { ok: f
 /** A command's result fields (merged into `{ ok: true, ... }`); throw to answer `{ ok: false }`. */
 export type ControlCommand = (req: ControlRequest) => Record<string, unknown> | Promise<Record<string, unknown>>;
 
-function codedError(message: string, code: string): Error & { code: string } {
-  return Object.assign(new Error(message), { code });
+function codedError(message: string, code: string): EtherlinkError {
+  return new EtherlinkError(code, message);
 }
 
 export class ControlServer {

@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PortStatusReport, SwitchStatusReport } from './status.js';
+import { EtherlinkError } from '../core/errors.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export const METRICS_PATH = '/metrics';
@@ -29,8 +30,8 @@ export class Exposition {
 
   private family(type: 'counter' | 'gauge', name: string, help: string, samples: Sample[]): this {
     const full = this.prefix + name;
-    if (this.names.has(full)) throw new Error(`metric ${full} declared twice`);
-    if (type === 'counter' && !full.endsWith('_total')) throw new Error(`counter ${full} must end in _total`);
+    if (this.names.has(full)) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `metric ${full} declared twice`);
+    if (type === 'counter' && !full.endsWith('_total')) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `counter ${full} must end in _total`);
     this.names.add(full);
     this.lines.push(`# HELP ${full} ${escapeHelp(help)}`, `# TYPE ${full} ${type}`);
     for (const [labels, value] of samples) {
@@ -71,13 +72,12 @@ function portLabels(r: SwitchStatusReport): string[] {
 export function renderSwitchMetrics(r: SwitchStatusReport): string {
   const x = new Exposition('etherlink_switch_');
   const n = (k: string): number => r.protocol[k] ?? 0;
-  const secure = r.mode === 'secure';
   const names = portLabels(r);
   const perPort = (f: (i: number) => number, extra: Labels = {}): Sample[] => r.ports.map((_, i) => [{ port: names[i]!, ...extra }, f(i)]);
   const dir = (rx: (i: number) => number, tx: (i: number) => number): Sample[] => [...perPort(rx, { direction: 'rx' }), ...perPort(tx, { direction: 'tx' })];
   const sum = (f: (u: SwitchStatusReport['udp'][number]) => number): number => r.udp.reduce((a, u) => a + f(u), 0);
 
-  x.gauge('info', 'Constant 1; the mode label says secure (protocol 2) or insecure (plaintext protocol 1).', [[{ mode: r.mode }, 1]])
+  x.gauge('info', 'Constant 1, labelled with the mode (secure, or insecure: plaintext), the cipher and the switch key.', [[{ mode: r.mode, cipher: r.cipher, public_key: r.publicKey }, 1]])
     .gauge('ports', 'Ports attached to the switch (remote and local).', r.ports.length)
     .gauge('sessions', 'Remote ports with an established session.', r.ports.filter((p) => p.address !== 'local').length)
     .gauge('port_info', 'Constant 1 per port, labelled with its public key (secure mode) and underlay address.', r.ports.map((p, i) => [{ port: names[i]!, public_key: p.publicKey ?? '', address: p.address }, 1]))
@@ -86,6 +86,7 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('port_flooded_frames_total', 'Frames sent to each port because the destination was unknown, broadcast or multicast.', perPort((i) => r.ports[i]!.counters.flooded))
     .counter('port_drops_total', 'Frames from each port dropped by the switch, by reason.', DROP_REASONS.flatMap(([label, key]) => perPort((i) => r.ports[i]!.counters.drops[key], { reason: label })))
     .gauge('port_macs', 'MAC addresses learned on each port.', perPort((i) => r.ports[i]!.macs.length))
+    .gauge('port_link_up', '1 while the port\'s device is up, 0 while it is down (its MACs withdrawn).', perPort((i) => (r.ports[i]!.linkUp ? 1 : 0)))
     .gauge('port_last_seen_seconds', 'Seconds since each remote port was last heard from.', r.ports.flatMap((p, i): Sample[] => (p.lastSeenS !== undefined ? [[{ port: names[i]! }, p.lastSeenS]] : [])))
     .gauge('port_last_handshake_seconds', "Seconds since each remote port's last completed handshake.", r.ports.flatMap((p, i): Sample[] => (p.lastHandshakeS !== undefined ? [[{ port: names[i]! }, p.lastHandshakeS]] : [])))
     .counter('frames_total', 'Frames through the switch: received (rx) and sent (tx, per egress copy).', [[{ direction: 'rx' }, r.totals.rxFrames], [{ direction: 'tx' }, r.totals.txFrames]])
@@ -96,46 +97,29 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('mac_moves_total', 'MAC addresses that moved to another port.', r.macTableCounters.moves)
     .counter('mac_moves_refused_total', 'MAC moves refused because the owning port still used the address.', r.macTableCounters.moveDenied)
     .counter('macs_not_learned_total', 'Source MACs not learned because a limit was reached (the frames still pass).', [[{ reason: 'table_full' }, r.macTableCounters.tableFull], [{ reason: 'port_limit' }, r.macTableCounters.portLimit]])
-    .counter('handshakes_total', secure ? 'Completed handshakes (joins and rekeys).' : 'Accepted joins (plaintext protocol 1).', secure ? n('handshakes') : n('joins'))
-    .counter(
-      'handshake_failures_total',
-      'Handshakes refused, by reason.',
-      secure
-        ? [
-            [{ reason: 'bad_mac1' }, n('badMac1')],
-            [{ reason: 'unlisted_key' }, n('unlisted')],
-            [{ reason: 'decrypt' }, n('handshakeFailures')],
-            [{ reason: 'replayed' }, n('replayedInitiations')],
-            [{ reason: 'rate_limited' }, n('rateLimited')],
-            [{ reason: 'unconfirmed' }, n('unconfirmed')],
-          ]
-        : [
-            [{ reason: 'bad_token' }, n('badToken')],
-            [{ reason: 'full' }, n('rejectedFull')],
-          ],
-    )
+    .counter('handshakes_total', 'Completed handshakes (joins and rekeys).', n('handshakes'))
+    .counter('handshake_failures_total', 'Handshakes refused, by reason.', [
+      [{ reason: 'bad_mac1' }, n('badMac1') - n('insecurePorts')],
+      [{ reason: 'insecure_port' }, n('insecurePorts')],
+      [{ reason: 'unlisted_key' }, n('unlisted')],
+      [{ reason: 'switch_full' }, n('switchFull')],
+      [{ reason: 'decrypt' }, n('handshakeFailures')],
+      [{ reason: 'replayed' }, n('replayedInitiations')],
+      [{ reason: 'rate_limited' }, n('rateLimited')],
+      [{ reason: 'unconfirmed' }, n('unconfirmed')],
+    ])
     .counter('cookies_sent_total', 'Cookie replies sent to handshakes under load.', n('cookiesSent'))
     .counter('rekeys_total', 'Session rekeys.', n('rekeys'))
     .counter('port_leaves_total', 'Ports that left, by reason.', [[{ reason: 'goodbye' }, n('leaves')], [{ reason: 'timeout' }, n('timeouts')]])
     .counter('roams_total', 'Ports whose underlay address changed.', n('roams'))
-    .counter(
-      'datagrams_dropped_total',
-      'Underlay datagrams dropped before the switch, by reason.',
-      secure
-        ? [
-            [{ reason: 'malformed' }, n('malformed')],
-            [{ reason: 'auth_failed' }, n('authFailed')],
-            [{ reason: 'replayed' }, n('replayed')],
-            [{ reason: 'unknown_session' }, n('unknownIndex')],
-            [{ reason: 'bad_version' }, n('badVersion')],
-          ]
-        : [
-            [{ reason: 'malformed' }, n('malformed')],
-            [{ reason: 'unknown_session' }, n('dataUnknownIndex') + n('controlUnknownIndex')],
-            [{ reason: 'wrong_endpoint' }, n('dataWrongEndpoint')],
-            [{ reason: 'bad_version' }, n('badVersion')],
-          ],
-    )
+    .counter('datagrams_dropped_total', 'Underlay datagrams dropped before the switch, by reason.', [
+      [{ reason: 'malformed' }, n('malformed')],
+      [{ reason: 'auth_failed' }, n('authFailed')],
+      [{ reason: 'replayed' }, n('replayed')],
+      [{ reason: 'unknown_session' }, n('unknownIndex')],
+      [{ reason: 'wrong_endpoint' }, n('wrongEndpoint')],
+      [{ reason: 'bad_version' }, n('badVersion')],
+    ])
     .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxDatagrams)], [{ direction: 'tx' }, sum((u) => u.txDatagrams)]])
     .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxBytes)], [{ direction: 'tx' }, sum((u) => u.txBytes)]])
     .counter('udp_errors_total', 'Underlay socket errors and drops, by kind.', [
@@ -150,9 +134,11 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
 export function renderPortMetrics(r: PortStatusReport): string {
   const x = new Exposition('etherlink_port_');
   const n = (k: string): number => r.counters[k] ?? 0;
-  const secure = r.mode === 'secure';
-  x.gauge('info', 'Constant 1, labelled with the device, its MAC, the switch address and the mode.', [[{ device: r.device, mac: r.mac, switch: r.switch, mode: r.mode }, 1]])
+  x.gauge('info', 'Constant 1, labelled with the device, its MAC, the switch address, the mode, the cipher and the public key.', [
+    [{ device: r.device, mac: r.mac, switch: r.switch, mode: r.mode, cipher: r.cipher, public_key: r.publicKey }, 1],
+  ])
     .gauge('joined', '1 while joined to the switch, 0 otherwise.', r.state === 'joined' ? 1 : 0)
+    .gauge('link_up', '1 while the device is up, 0 while it is down (the switch withdraws its MACs).', r.linkUp ? 1 : 0)
     .gauge('rtt_seconds', 'Round-trip time to the switch, from keepalives.', r.rttMs === undefined ? undefined : r.rttMs / 1000)
     .gauge('last_handshake_seconds', 'Seconds since the last completed handshake.', r.lastHandshakeS)
     .counter('frames_total', 'Frames read from the device towards the switch (rx) and written to it from the switch (tx).', [[{ direction: 'rx' }, r.tap.rxFrames], [{ direction: 'tx' }, r.tap.txFrames]])
@@ -160,15 +146,15 @@ export function renderPortMetrics(r: PortStatusReport): string {
     .counter('device_drops_total', 'Frames for the device dropped because its write queue was full.', r.tap.txDropped)
     .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, r.udp.rxDatagrams], [{ direction: 'tx' }, r.udp.txDatagrams]])
     .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, r.udp.rxBytes], [{ direction: 'tx' }, r.udp.txBytes]])
-    .counter('handshakes_total', secure ? 'Completed handshakes (joins and rekeys).' : 'Joins accepted by the switch.', secure ? n('handshakes') : n('joins'))
-    .counter('handshakes_sent_total', 'Handshake initiations (or joins) sent.', secure ? n('handshakesSent') : n('joinsSent'))
+    .counter('handshakes_total', 'Completed handshakes (joins and rekeys).', n('handshakes'))
+    .counter('handshakes_sent_total', 'Handshake initiations sent.', n('handshakesSent'))
     .counter('handshake_failures_total', 'Handshake responses that failed to verify.', n('handshakeFailures'))
     .counter('rekeys_total', 'Session rekeys.', n('rekeys'))
     .counter('datagrams_dropped_total', 'Datagrams from the switch dropped, by reason.', [
       [{ reason: 'malformed' }, n('malformed')],
       [{ reason: 'auth_failed' }, n('authFailed')],
       [{ reason: 'replayed' }, n('replayed')],
-      [{ reason: 'unknown_session' }, n('unknownIndex') + n('rxWrongIndex')],
+      [{ reason: 'unknown_session' }, n('unknownIndex')],
       [{ reason: 'foreign_source' }, n('rxForeign')],
     ])
     .counter('frames_not_sent_total', 'Device frames not sent to the switch, by reason.', [
@@ -226,7 +212,7 @@ export class MetricsServer {
 }
 
 /** Why --metrics could not listen, in words that say what to do. */
-export function metricsListenError(text: string, err: unknown): Error & { code?: string } {
+export function metricsListenError(text: string, err: unknown): EtherlinkError {
   const code = (err as { code?: string }).code;
   const why =
     code === 'EADDRINUSE'
@@ -238,5 +224,5 @@ export function metricsListenError(text: string, err: unknown): Error & { code?:
           : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
             ? 'the address does not resolve'
             : (err as Error).message;
-  return Object.assign(new Error(`--metrics ${text}: cannot listen: ${why}`), code !== undefined ? { code } : {});
+  return new EtherlinkError(code ?? 'EIO', `--metrics ${text}: cannot listen: ${why}`, { cause: err });
 }

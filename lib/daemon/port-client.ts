@@ -1,38 +1,46 @@
-// PortClient: the vport. A TAP device joined to a remote switch over UDP:
-// the PortSession runs the control protocol, frames cross in batches both ways.
+// PortClient: the vport. A TAP device joined to a remote switch over UDP: the
+// PortSession (lib/protocol/port-session.ts) runs the protocol; frames cross in
+// windows both ways — device -> seal -> socket, socket -> open -> device.
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { lookup } from 'node:dns/promises';
-import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
+import { BATCH_SIZE, MutableFrameBatch, type FrameBatch } from '../core/frames.js';
+import type { BatchReceiver, Port } from '../core/port.js';
+import { EtherlinkError, errorCode } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
 import { ADDR_SLOT } from '../io/native.js';
-import { TapDevice, type TapOptions } from '../io/tap.js';
+import { TapDevice, type TapOptions, type TapStats } from '../io/tap.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
 import { addressEquals, encodeAddress, formatAddress } from '../io/address.js';
-import { macToBuffer, parseMac } from '../core/ethernet.js';
-import { silentLogger, type Logger } from '../core/log.js';
-import { truncateUtf8 } from '../protocol/wire.js';
-import { DEFAULT_TAP_MTU, NAME_MAX_BYTES } from '../protocol/constants.js';
-import type { TapStats } from '../io/tap.js';
-import type { BatchReceiver, Port } from '../core/port.js';
 import { TxQueue } from '../io/tx-queue.js';
-import type { PortEngine, PortEngineEvent, PortEngineHost } from '../port-engine.js';
-import { PlainPortEngine } from '../plain-port.js';
-import { SecurePortEngine, type SecurePortOptions } from '../secure/port-engine.js';
+import { encodeKey, generateKeyPair, keyFrom, publicKeyOf } from '../crypto/keys.js';
+import { DEFAULT_CIPHER, DEFAULT_SWITCH_PORT, DEFAULT_TAP_MTU, NAME_MAX_BYTES, type TransportCipherName } from '../protocol/constants.js';
+import { insecureSwitchKey } from '../protocol/noise.js';
+import { PortSession, type PortSessionEvent, type PortSessionState } from '../protocol/port-session.js';
+import { printable, truncateUtf8 } from '../protocol/wire.js';
 import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
-
 
 export interface PortClientOptions {
   /** Switch host name or address (IPv4, IPv6 literal or DNS name). */
   host: string;
-  port: number;
-  /** TAP options; mtu defaults to the protocol's DEFAULT_TAP_MTU. */
+  /** Switch UDP port (default 9999). */
+  port?: number;
+  /** TAP options; mtu defaults to DEFAULT_TAP_MTU (1402). */
   tap?: TapOptions;
-  /** Name announced to the switch for its logs in insecure mode (default: HOSTNAME/IFNAME). */
-  name?: string;
-  /** Encrypted and authenticated (the default): this port's key and the switch's public key. */
-  security?: SecurePortOptions;
-  /** Plaintext protocol 1. Both ends must choose it. */
+  /** This port's private key: 32 bytes or base64 text. Required unless `insecure` (then a throw-away key is made). */
+  privateKey?: Buffer | string;
+  /** The switch's public key: 32 bytes or base64 text. No other switch is trusted. Required unless `insecure`. */
+  switchPublicKey?: Buffer | string;
+  /** A pre-shared key, the same as the switch's. */
+  psk?: Buffer | string;
+  /** Transport cipher, the same as the switch's. Default ChaCha20-Poly1305. */
+  cipher?: Exclude<TransportCipherName, 'none'>;
+  /** Plaintext, to a switch that runs insecure too (the published switch key, cipher 'none'). */
   insecure?: boolean;
+  /** How the switch names this port where its allow file gives no name (default HOSTNAME/IFNAME). */
+  name?: string;
+  /** Rekey after this many seconds (default 120; tests shorten it). */
+  rekeyAfterS?: number;
   logger?: Logger;
 }
 
@@ -43,13 +51,16 @@ export interface PortClientCounters {
 
 export interface PortClientStatus {
   mode: 'insecure' | 'secure';
-  state: string;
+  cipher: TransportCipherName;
+  state: PortSessionState;
   switch: string;
   session: string;
   rttMs: number | undefined;
   lastHandshakeS?: number;
   device: string;
-  publicKey?: string;
+  /** Whether the device is up, as last told to the switch. */
+  linkUp: boolean;
+  publicKey: string;
   tap: TapStats;
   udp: UdpStats;
   counters: Record<string, number>;
@@ -58,33 +69,42 @@ export interface PortClientStatus {
 export interface PortClientEvents {
   joined: [info: { session: string; switch: string }];
   'switch-dead': [];
-  rejected: [reason: string];
-  'incompatible-version': [message: string];
+  /** Something to fix (the message says what); the port keeps retrying. */
+  problem: [message: string];
 }
 
-/** Resolve a host name to one address; errors carry code ENOTFOUND and name the host. */
+/** Resolve a host name to one address; errors carry code ENOTFOUND (or the resolver's) and name the host. */
 export async function resolveHost(host: string): Promise<string> {
   const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
   try {
     return (await lookup(bare, { verbatim: true })).address;
   } catch (err) {
-    const e = err as { code?: string };
-    throw Object.assign(new Error(`cannot resolve switch host '${host}': ${e.code ?? String(err)} (check the name, or give an IP address)`), {
-      code: e.code ?? 'ENOTFOUND',
-    });
+    const code = errorCode(err) ?? 'ENOTFOUND';
+    throw new EtherlinkError(code, `cannot resolve switch host '${host}': ${code} (check the name, or give an IP address)`, { cause: err });
   }
+}
+
+interface Identity {
+  privateKey: Buffer;
+  switchPublicKey: Buffer;
+  psk?: Buffer;
+  cipher: TransportCipherName;
 }
 
 export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
-  readonly engine: PortEngine;
+  readonly session: PortSession;
   readonly counters: PortClientCounters = { rxForeign: 0 };
   private readonly log: Logger;
+  private readonly mode: 'insecure' | 'secure';
+  private readonly cipher: TransportCipherName;
   private readonly switchAddr = Buffer.alloc(ADDR_SLOT);
+  private readonly switchPort: number;
   private readonly queue: TxQueue;
   private readonly rx = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
-  private fromSwitch = new Uint16Array(BATCH_SIZE);
+  private readonly fromSwitch: Uint16Array;
+  private receiver: BatchReceiver | null = null;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private closed = false;
@@ -94,43 +114,50 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
 
   private constructor(
     private readonly opts: PortClientOptions,
+    id: Identity,
     address: string,
     tap: TapDevice,
     socket: UdpSocket,
   ) {
     super();
     this.log = opts.logger ?? silentLogger;
+    this.mode = opts.insecure ? 'insecure' : 'secure';
+    this.cipher = id.cipher;
     this.tap = tap;
     this.socket = socket;
+    this.switchPort = opts.port ?? DEFAULT_SWITCH_PORT;
     this.queue = new TxQueue(socket);
     this.fromSwitch = new Uint16Array(socket.capacity);
-    encodeAddress(address, opts.port, this.switchAddr, 0);
-    const host: PortEngineHost = {
-      log: this.log,
-      switchAddr: this.switchAddr,
-      queue: this.queue,
-      send: (datagram) => {
-        if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
+    encodeAddress(address, this.switchPort, this.switchAddr, 0);
+    this.session = new PortSession(
+      {
+        send: (datagram) => {
+          if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
+        },
+        event: (e) => this.onEvent(e),
+        debug: (msg) => this.log.debug(msg, { switch: this.switchAddress }),
       },
-      deliver: (buf, off, len) => this.deliver(buf, off, len),
-      event: (e) => this.onEvent(e),
-    };
-    this.engine =
-      opts.insecure || opts.security === undefined
-        ? new PlainPortEngine(host, truncateName(opts.name ?? `${hostname()}/${tap.name}`), macToBuffer(parseMac(tap.mac)))
-        : new SecurePortEngine(host, opts.security);
+      this.queue,
+      this.switchAddr,
+      {
+        privateKey: id.privateKey,
+        switchPublicKey: id.switchPublicKey,
+        cipher: id.cipher,
+        ...(id.psk !== undefined ? { psk: id.psk } : {}),
+        name: portName(opts.name ?? `${hostname()}/${tap.name}`),
+        ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
+      },
+    );
     tap.setReceiver((batch) => {
       this.capture?.write(batch);
-      this.engine.transmit(batch);
+      this.session.transmit(batch);
     });
     socket.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
   }
 
   /** Resolve the switch, create the TAP, bind a UDP socket and start joining. */
   static async start(opts: PortClientOptions): Promise<PortClient> {
-    if (!opts.insecure && opts.security === undefined) {
-      throw Object.assign(new Error('a port needs its private key and the switch public key (security), or insecure: true for plaintext'), { code: 'ERR_NO_KEY' });
-    }
+    const id = identity(opts);
     const address = await resolveHost(opts.host);
     const tap = TapDevice.open({ mtu: DEFAULT_TAP_MTU, offload: true, ...opts.tap });
     let socket: UdpSocket;
@@ -140,9 +167,9 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       tap.close();
       throw err;
     }
-    const client = new PortClient(opts, address, tap, socket);
-    client.log.info('joining switch', { switch: formatAddress(client.switchAddr), device: tap.name, mac: tap.mac, mtu: tap.mtu, mode: client.engine.mode });
-    client.engine.start(Date.now());
+    const client = new PortClient(opts, id, address, tap, socket);
+    client.log.info('joining switch', { switch: client.switchAddress, device: tap.name, mac: tap.mac, mtu: tap.mtu, mode: client.mode });
+    client.session.start(Date.now());
     client.schedule();
     return client;
   }
@@ -155,9 +182,14 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     return formatAddress(this.switchAddr);
   }
 
+  /** This port's public key (base64): what the switch's allow file lists. */
+  get publicKey(): string {
+    return this.session.publicKey;
+  }
+
   /** Port: send frames to the switch as if they came from the TAP (embedding, tests). */
   send(batch: FrameBatch): void {
-    this.engine.transmit(batch);
+    this.session.transmit(batch);
   }
 
   /** Port: receive frames from the switch instead of writing them to the TAP. */
@@ -165,24 +197,17 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.receiver = receiver;
   }
 
-  private receiver: BatchReceiver | null = null;
-
-  private deliver(buf: Buffer, off: number, len: number): void {
-    const rx = this.rx;
-    if (rx.count > 0 && rx.buf !== buf) this.flushRx();
-    if (rx.count === rx.capacity) this.flushRx();
-    rx.buf = buf;
-    rx.push(off, len);
+  /**
+   * The device's link went down or came back (the vport CLI follows the TAP's
+   * own state): the switch withdraws this port's MACs while it is down.
+   */
+  setLinkUp(up: boolean): void {
+    this.log.info(up ? 'device up: telling the switch' : 'device down: the switch withdraws its MACs', { device: this.tap.name });
+    this.session.setLinkUp(up, Date.now());
+    this.schedule();
   }
 
-  private flushRx(): void {
-    if (this.rx.count === 0) return;
-    this.capture?.write(this.rx);
-    if (this.receiver !== null) this.receiver(this.rx);
-    else this.tap.write(this.rx);
-    this.rx.clear();
-  }
-
+  /** One receive batch, in windows: datagrams from the switch are opened straight into the device's batch. */
   private onDatagrams(batch: FrameBatch, addrs: Buffer): void {
     const now = Date.now();
     let n = 0;
@@ -190,12 +215,20 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       if (addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.fromSwitch[n++] = i;
       else this.counters.rxForeign++;
     }
-    if (n > 0) this.engine.receive(batch, this.fromSwitch, n, now);
-    this.flushRx();
+    const rx = this.rx;
+    for (let from = 0; from < n; from += BATCH_SIZE) {
+      this.session.receive(batch, this.fromSwitch, from, Math.min(n, from + BATCH_SIZE), now, rx);
+      if (rx.count > 0) {
+        this.capture?.write(rx);
+        if (this.receiver !== null) this.receiver(rx);
+        else this.tap.write(rx);
+        rx.clear();
+      }
+    }
     this.schedule();
   }
 
-  private onEvent(e: PortEngineEvent): void {
+  private onEvent(e: PortSessionEvent): void {
     switch (e.type) {
       case 'joined':
         this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
@@ -204,17 +237,9 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       case 'rekeyed':
         this.log.debug('rekeyed', { switch: this.switchAddress, session: e.session });
         break;
-      case 'rejected':
-        this.log.warn('switch rejected the join', { switch: this.switchAddress, reason: e.reason });
-        this.emit('rejected', e.reason);
-        break;
-      case 'incompatible-version':
+      case 'problem':
         this.log.error(e.message, { switch: this.switchAddress });
-        this.emit('incompatible-version', e.message);
-        break;
-      case 'handshake-failed':
-        this.log.error(e.message, { switch: this.switchAddress });
-        this.emit('rejected', e.message);
+        this.emit('problem', e.message);
         break;
       case 'switch-dead':
         this.log.warn('switch not answering; rejoining with backoff', { switch: this.switchAddress, silent: `${(e.silentMs / 1000).toFixed(1)}s` });
@@ -233,7 +258,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.resolving = true;
     resolveHost(this.opts.host)
       .then((address) => {
-        const next = encodeAddress(address, this.opts.port);
+        const next = encodeAddress(address, this.switchPort);
         if (!addressEquals(next, 0, this.switchAddr, 0)) {
           this.log.info('switch address changed', { from: this.switchAddress, to: formatAddress(next) });
           next.copy(this.switchAddr);
@@ -243,10 +268,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       .finally(() => (this.resolving = false));
   }
 
-  /** One timer, always at the engine's next deadline. */
+  /** One timer, always at the session's next deadline. */
   private schedule(): void {
     if (this.closed) return;
-    const at = this.engine.nextTimeout();
+    const at = this.session.nextTimeout();
     if (at === undefined) return;
     if (this.timer !== null && at >= this.timerAt) return;
     if (this.timer !== null) clearTimeout(this.timer);
@@ -254,22 +279,24 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.timer = setTimeout(() => {
       this.timer = null;
       this.timerAt = Infinity;
-      this.engine.poll(Date.now());
+      this.session.poll(Date.now());
       this.schedule();
     }, Math.max(0, at - Date.now()));
   }
 
   status(): PortClientStatus {
-    const s = this.engine.status(Date.now());
+    const s = this.session.status(Date.now());
     return {
-      mode: this.engine.mode,
+      mode: this.mode,
+      cipher: this.cipher,
       state: s.state,
       switch: this.switchAddress,
       session: s.session,
       rttMs: s.rttMs,
       ...(s.lastHandshakeS !== undefined ? { lastHandshakeS: s.lastHandshakeS } : {}),
       device: this.tap.name,
-      ...(this.engine instanceof SecurePortEngine ? { publicKey: this.engine.publicKey } : {}),
+      linkUp: s.linkUp,
+      publicKey: this.publicKey,
       tap: this.tap.stats,
       udp: this.socket.stats,
       counters: { ...s.counters, ...this.counters },
@@ -278,12 +305,12 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
 
   /**
    * Record the frames on the device, both directions (read from the TAP and
-   * written to it), to a pcap FILE. Throws ERR_CAPTURE_RUNNING if a capture is
-   * already on, or the open error.
+   * written to it), to a capture FILE. Throws ERR_CAPTURE_RUNNING if a capture
+   * is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
     if (this.capture?.isOpen) {
-      throw Object.assign(new Error(`a capture to '${this.capture.file}' is already running: stop it first`), { code: 'ERR_CAPTURE_RUNNING' });
+      throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.capture.file}' is already running: stop it first`);
     }
     const writer = new PcapWriter(file, opts);
     logCapture(writer, this.log);
@@ -315,15 +342,40 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.closed = true;
     void this.stopCapture();
     if (this.timer !== null) clearTimeout(this.timer);
-    this.engine.leave(Date.now());
+    this.session.leave();
     this.queue.flush();
     this.tap.close();
     this.socket.close();
   }
 }
 
-/** The protocol carries at most NAME_MAX_BYTES of printable UTF-8. */
-function truncateName(name: string): string {
-  // eslint-disable-next-line no-control-regex
-  return truncateUtf8(name.replace(/[\x00-\x1f\x7f]/g, '?'), NAME_MAX_BYTES).toString('utf8');
+/** Keys and cipher from the options, checked before anything is created. */
+function identity(opts: PortClientOptions): Identity {
+  if (opts.insecure) {
+    for (const k of ['switchPublicKey', 'psk', 'cipher'] as const) {
+      if (opts[k] !== undefined) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `insecure: true talks to the published switch key in clear: drop '${k}' (or drop insecure)`);
+    }
+    return {
+      privateKey: opts.privateKey !== undefined ? keyFrom(opts.privateKey, 'privateKey') : generateKeyPair().privateKey,
+      switchPublicKey: insecureSwitchKey().publicKey,
+      cipher: 'none',
+    };
+  }
+  if (opts.privateKey === undefined || opts.switchPublicKey === undefined) {
+    throw new EtherlinkError(
+      'ERR_NO_KEY',
+      `a port needs ${opts.privateKey === undefined ? 'its private key (privateKey: readKeyFile(path).privateKey)' : "the switch's public key (switchPublicKey)"}, or insecure: true for plaintext`,
+    );
+  }
+  const privateKey = keyFrom(opts.privateKey, 'privateKey');
+  const switchPublicKey = keyFrom(opts.switchPublicKey, 'switchPublicKey');
+  if (switchPublicKey.equals(publicKeyOf(privateKey))) {
+    throw new EtherlinkError('ERR_INVALID_KEY', `switchPublicKey is this port's own public key (${encodeKey(switchPublicKey)}): give the switch's ('etherlink pubkey' on its key file)`);
+  }
+  return { privateKey, switchPublicKey, ...(opts.psk !== undefined ? { psk: keyFrom(opts.psk, 'psk') } : {}), cipher: opts.cipher ?? DEFAULT_CIPHER };
+}
+
+/** What the protocol carries of a name: at most NAME_MAX_BYTES of printable UTF-8. */
+function portName(name: string): string {
+  return truncateUtf8(printable(name), NAME_MAX_BYTES).toString('utf8');
 }

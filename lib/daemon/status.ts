@@ -1,15 +1,15 @@
 // Status of a switch or a port: the reports the control socket serves (plain
 // JSON data), and their human forms: aligned tables, no colours.
-import type { SwitchServer, SwitchServerSnapshot } from './switch-server.js';
+import type { SwitchServer } from './switch-server.js';
 import type { PortClient, PortClientStatus } from './port-client.js';
 import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
 import type { UdpStats } from '../io/udp.js';
 
-/** One switch port as `vswitch status` shows it: switch counters joined with the port's session. */
+/** One switch port as `vswitch status` shows it: switch counters joined with the member's session. */
 export interface SwitchPortReport {
   id: number;
   name: string;
-  /** Base64 static key (secure mode). */
+  /** Base64 static key (remote ports). */
   publicKey?: string;
   /** Underlay address, or 'local' for a port in the switch's own process. */
   address: string;
@@ -17,6 +17,8 @@ export interface SwitchPortReport {
   lastSeenS?: number;
   lastHandshakeS?: number;
   rekeys?: number;
+  /** False while the port's device is down (its MACs are withdrawn, nothing floods to it). */
+  linkUp: boolean;
   counters: TrafficCounters;
   macs: MacStatus[];
 }
@@ -28,6 +30,9 @@ export interface SwitchStatusReport {
   time: string;
   pid: number;
   mode: 'insecure' | 'secure';
+  cipher: string;
+  /** The switch's public key: what ports give as --switch-key. */
+  publicKey: string;
   udpPorts: number[];
   ports: SwitchPortReport[];
   macTable: MacStatus[];
@@ -48,30 +53,22 @@ export interface PortStatusReport extends PortClientStatus {
   capture?: unknown;
 }
 
-/** The capture status of a server or client, where packet capture exists. */
-function captureOf(target: object): { capture?: unknown } {
-  const f = (target as { captureStatus?: () => unknown }).captureStatus;
-  return typeof f === 'function' ? { capture: f.call(target) ?? null } : {};
-}
-
 export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
   const s = server.snapshot();
-  const bySwitchPort = new Map(s.sessions.filter((x) => x.switchPort !== undefined).map((x) => [x.switchPort!, x]));
+  const bySwitchPort = new Map(s.members.map((m) => [m.switchPort, m]));
   const ports = s.ports.map((p): SwitchPortReport => {
-    const sess = bySwitchPort.get(p.id);
-    if (sess === undefined) return { id: p.id, name: p.name, address: 'local', counters: p.counters, macs: p.macs };
-    const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
-    const lastHandshakeS = num(sess['lastHandshakeS']);
-    const rekeys = num(sess['rekeys']);
+    const m = bySwitchPort.get(p.id);
+    if (m === undefined) return { id: p.id, name: p.name, address: 'local', linkUp: p.linkUp, counters: p.counters, macs: p.macs };
     return {
       id: p.id,
       name: p.name,
-      ...(sess.publicKey !== undefined ? { publicKey: sess.publicKey } : {}),
-      address: sess.address,
-      joinedAt: sess.joinedAt,
-      lastSeenS: sess.lastSeenS,
-      ...(lastHandshakeS !== undefined ? { lastHandshakeS } : {}),
-      ...(rekeys !== undefined ? { rekeys } : {}),
+      publicKey: m.publicKey,
+      address: m.address,
+      joinedAt: m.joinedAt,
+      lastSeenS: m.lastSeenS,
+      lastHandshakeS: m.lastHandshakeS,
+      rekeys: m.rekeys,
+      linkUp: p.linkUp,
       counters: p.counters,
       macs: p.macs,
     };
@@ -81,19 +78,21 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     time: new Date().toISOString(),
     pid: process.pid,
     mode: s.mode,
+    cipher: s.cipher,
+    publicKey: s.publicKey,
     udpPorts: server.ports,
     ports,
     macTable: s.macTable,
     macTableCounters: s.macTableCounters,
     totals: s.totals,
-    protocol: s.protocol,
+    protocol: { ...s.protocol },
     udp: s.udp,
-    ...captureOf(server),
+    capture: server.captureStatus(),
   };
 }
 
 export function portStatusReport(client: PortClient): PortStatusReport {
-  return { kind: 'vport', time: new Date().toISOString(), pid: process.pid, mac: client.tap.mac, ...client.status(), ...captureOf(client) };
+  return { kind: 'vport', time: new Date().toISOString(), pid: process.pid, mac: client.tap.mac, ...client.status(), capture: client.captureStatus() };
 }
 
 function table(head: string[], rows: (string | number)[][]): string {
@@ -109,24 +108,23 @@ function bytes(n: number): string {
   return `${(n / 1e9).toFixed(2)} GB`;
 }
 
-export function formatSwitchStatus(s: SwitchServerSnapshot): string {
-  const bySwitchPort = new Map(s.sessions.map((x) => [x.switchPort, x]));
-  const ports = s.ports.map((p) => {
-    const sess = bySwitchPort.get(p.id);
+/** The one-screen table SIGUSR1 prints: a row per port, then the MAC table and counters. */
+export function formatSwitchTable(r: SwitchStatusReport): string {
+  const ports = r.ports.map((p) => {
     const d = p.counters.drops;
     const drops = d.runt + d.oversize + d.badSource + d.samePort + d.reentrant;
-    return [p.id, p.name, sess?.address ?? 'local', sess ? `${sess.lastSeenS}s` : '-', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length];
+    return [p.id, p.name, p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length];
   });
   return [
-    `PORTS (${s.ports.length})${s.mode === 'secure' ? '' : '  [insecure: plaintext protocol 1]'}`,
-    table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS'], ports),
+    `PORTS (${r.ports.length})${r.mode === 'secure' ? '' : '  [insecure: plaintext]'}`,
+    table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS'], ports),
     '',
-    ...macAndCounterLines(s),
+    ...macAndCounterLines(r),
   ].join('\n');
 }
 
 /** The MAC TABLE and COUNTERS sections, shared by the SIGUSR1 block and `vswitch status`. */
-function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 'macTableCounters' | 'mode' | 'protocol'>): string[] {
+function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 'macTableCounters' | 'protocol'>): string[] {
   const macs = s.macTable.map((m) => [m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
   const t = s.totals;
   return [
@@ -137,7 +135,7 @@ function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 
     `  frames in ${t.rxFrames} (${bytes(t.rxBytes)}), out ${t.txFrames} (${bytes(t.txBytes)}), flooded ${t.flooded}`,
     `  drops: runt ${t.drops.runt}, oversize ${t.drops.oversize}, bad source ${t.drops.badSource}, same port ${t.drops.samePort}`,
     `  MAC table: moves ${s.macTableCounters.moves}, moves refused ${s.macTableCounters.moveDenied}, not learned (limits) ${s.macTableCounters.tableFull + s.macTableCounters.portLimit}`,
-    `  protocol: ${protocolLine(s.mode, s.protocol)}`,
+    `  protocol: ${protocolLine(s.protocol)}`,
   ];
 }
 
@@ -167,7 +165,8 @@ function dropsText(d: TrafficCounters['drops']): string {
 export function formatSwitchReport(r: SwitchStatusReport): string {
   const now = Date.parse(r.time);
   const out: string[] = [
-    `vswitch (pid ${r.pid}): ${r.mode === 'secure' ? 'secure (protocol 2)' : 'insecure (plaintext protocol 1)'}, UDP ${r.udpPorts.join(',') || '-'}, ${r.ports.length} port${r.ports.length === 1 ? '' : 's'}, ${r.macTable.length} MAC${r.macTable.length === 1 ? '' : 's'}`,
+    `vswitch (pid ${r.pid}): ${r.mode === 'secure' ? `secure (${r.cipher})` : 'insecure (plaintext, any key may join)'}, UDP ${r.udpPorts.join(',') || '-'}, ${r.ports.length} port${r.ports.length === 1 ? '' : 's'}, ${r.macTable.length} MAC${r.macTable.length === 1 ? '' : 's'}`,
+    `  switch key      ${r.publicKey}`,
     '',
     `PORTS (${r.ports.length})`,
   ];
@@ -176,6 +175,7 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     const rows: [string, string][] = [];
     if (p.publicKey !== undefined) rows.push(['public key', p.publicKey]);
     rows.push(['address', p.address]);
+    if (!p.linkUp) rows.push(['link', 'down: its MACs are withdrawn']);
     if (p.joinedAt !== undefined) rows.push(['joined', `${p.joinedAt} (${duration((now - Date.parse(p.joinedAt)) / 1000)} ago)`]);
     if (p.lastSeenS !== undefined) rows.push(['last seen', `${duration(p.lastSeenS)} ago`]);
     if (p.lastHandshakeS !== undefined) rows.push(['last handshake', `${duration(p.lastHandshakeS)} ago${p.rekeys !== undefined ? `, rekeys ${p.rekeys}` : ''}`]);
@@ -207,12 +207,9 @@ export function formatPortReport(r: PortStatusReport): string {
   return formatPortStatus(r) + (cap !== undefined ? `\n  ${cap}` : '');
 }
 
-/** Insecure and secure engines count different things; each line names its counters. */
-function protocolLine(mode: 'insecure' | 'secure', p: Record<string, number>): string {
+/** The protocol counters, named for humans. */
+function protocolLine(p: Record<string, number>): string {
   const n = (k: string): number => p[k] ?? 0;
-  if (mode === 'insecure') {
-    return `joins ${n('joins')}, leaves ${n('leaves')}, timeouts ${n('timeouts')}, roams ${n('roams')}, malformed ${n('malformed')}, bad version ${n('badVersion')}, unknown session ${n('dataUnknownIndex') + n('controlUnknownIndex')}, bad token ${n('badToken')}, wrong endpoint ${n('dataWrongEndpoint')}`;
-  }
   return [
     `handshakes ${n('handshakes')}`,
     `rekeys ${n('rekeys')}`,
@@ -222,10 +219,13 @@ function protocolLine(mode: 'insecure' | 'secure', p: Record<string, number>): s
     `auth failed ${n('authFailed')}`,
     `replayed ${n('replayed')}`,
     `unknown session ${n('unknownIndex')}`,
+    `wrong endpoint ${n('wrongEndpoint')}`,
     `malformed ${n('malformed')}`,
     `bad version ${n('badVersion')}`,
     `bad mac1 ${n('badMac1')}`,
     `unlisted keys ${n('unlisted')}`,
+    `insecure ports ${n('insecurePorts')}`,
+    `refusals sent ${n('refusalsSent')}`,
     `replayed handshakes ${n('replayedInitiations')}`,
     `unconfirmed ${n('unconfirmed')}`,
     `cookies sent ${n('cookiesSent')}`,
@@ -240,8 +240,8 @@ export function formatPortStatus(s: PortClientStatus): string {
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   return [
-    `device ${s.device}: ${s.state} (${s.mode}), switch ${s.switch}, session ${s.session}, rtt ${s.rttMs === undefined ? '-' : s.rttMs.toFixed(2) + ' ms'}${s.lastHandshakeS !== undefined ? `, last handshake ${s.lastHandshakeS}s ago` : ''}`,
-    ...(s.publicKey ? [`  public key ${s.publicKey}`] : []),
+    `device ${s.device}: ${s.state} (${s.mode === 'secure' ? s.cipher : 'insecure, plaintext'})${s.linkUp ? '' : ', link down'}, switch ${s.switch}, session ${s.session}, rtt ${s.rttMs === undefined ? '-' : s.rttMs.toFixed(2) + ' ms'}${s.lastHandshakeS !== undefined ? `, last handshake ${s.lastHandshakeS}s ago` : ''}`,
+    `  public key ${s.publicKey}`,
     `  tap: rx ${s.tap.rxFrames} frames (${bytes(s.tap.rxBytes)}), tx ${s.tap.txFrames} frames (${bytes(s.tap.txBytes)}), dropped ${s.tap.txDropped}`,
     `  udp: rx ${s.udp.rxDatagrams} datagrams, tx ${s.udp.txDatagrams}, errors ${s.udp.rxErrors + s.udp.txErrors}`,
     `  counters: ${extra || 'all zero'}`,

@@ -1,20 +1,33 @@
-// SwitchServer: the vswitch. UDP sockets + a protocol engine (encrypted by
-// default, plaintext on request) + the learning Switch; each port is a RemotePort.
+// SwitchServer: the vswitch. UDP sockets, the members' sessions (lib/protocol/
+// switch-sessions.ts) and the learning Switch. A receive window goes socket ->
+// sessions (decrypt into each member's ingress batch) -> Switch (one pass per
+// member) -> the egress members' send (seal into the socket's queue) -> socket.
 import { EventEmitter } from 'node:events';
-import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.js';
-import type { BatchReceiver, Port } from '../core/port.js';
+import type { FrameBatch } from '../core/frames.js';
+import type { Port } from '../core/port.js';
+import { EtherlinkError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
 import { formatAddress } from '../io/address.js';
-import { silentLogger, type Logger } from '../core/log.js';
 import { TxQueue } from '../io/tx-queue.js';
+import { keyFrom, type AllowEntry } from '../crypto/keys.js';
+import {
+  DEFAULT_CIPHER,
+  DEFAULT_SWITCH_PORT,
+  KEEPALIVE_INTERVAL_DEFAULT_S,
+  MAX_PORTS_DEFAULT,
+  PORT_TIMEOUT_DEFAULT_S,
+  PORT_TIMEOUT_MIN_INTERVALS,
+  SWITCH_TICK_INTERVAL_MS,
+  type TransportCipherName,
+} from '../protocol/constants.js';
+import { insecureSwitchKey } from '../protocol/noise.js';
+import { RECEIVE_WINDOW, SwitchSessions, type Link, type Member, type SessionCounters } from '../protocol/switch-sessions.js';
 import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
-import type { EnginePeer, SessionStatus, SwitchEngine, SwitchEngineHost } from '../switch-engine.js';
-import { PlainSwitchEngine } from '../plain-switch.js';
-import { SecureSwitchEngine, type SecureSwitchOptions } from '../secure/switch-engine.js';
-import { KEEPALIVE_INTERVAL_DEFAULT_S, PORT_TIMEOUT_DEFAULT_S, PORT_TIMEOUT_MIN_INTERVALS, SWITCH_SWEEP_INTERVAL_MS } from '../protocol/constants.js';
 
-export const DEFAULT_SWITCH_PORT = 9999;
+export { DEFAULT_SWITCH_PORT };
+
 /**
  * A learned MAC stays with its port while that port used it this recently
  * (docs/SECURITY.md); vde_switch keeps 3 s of minimum persistence against flapping.
@@ -29,28 +42,37 @@ export interface ListenAddress {
 }
 
 export interface SwitchServerOptions {
-  /** Default: [{ address: '::', port: 9999 }] (IPv4 and IPv6). */
+  /** Where to listen. Default: [{ address: '::', port: 9999 }] (IPv4 and IPv6). */
   listen?: readonly ListenAddress[];
+  /** This switch's private key: 32 bytes, or base64 text (readKeyFile, generateKeyPair). Required unless `insecure`. */
+  privateKey?: Buffer | string;
+  /** The admitted ports (readAllowFile, parseAllowList). Required unless `insecure`. */
+  allow?: readonly AllowEntry[];
+  /** A pre-shared key mixed into every handshake; every port needs the same. */
+  psk?: Buffer | string;
+  /** Transport cipher; every port must use the same. Default ChaCha20-Poly1305. */
+  cipher?: Exclude<TransportCipherName, 'none'>;
   /**
-   * Encrypted and authenticated (protocol 2): the switch's private key and the
-   * admitted ports. Omit only together with `insecure: true`.
+   * Plaintext: cipher 'none', the published switch key, and any key may join.
+   * For trusted labs and benchmarks only.
    */
-  security?: Omit<SecureSwitchOptions, 'keepaliveS' | 'portTimeoutS' | 'maxPorts'>;
-  /** Plaintext protocol 1: anyone who reaches the port can join. */
   insecure?: boolean;
   /** MAC ageing in seconds (default 300). */
   macAgeS?: number;
-  /** Cap on learned MACs in total. */
+  /** Cap on learned MACs in total (default 65536). */
   maxMacs?: number;
   /** Cap on learned MACs per port (default 64). */
   maxMacsPerPort?: number;
-  /** Seconds a MAC stays with an active owner before another port may take it (default 10). */
+  /** Seconds after its owner's last frame before another port may take a MAC (default 3). */
   macMoveHoldS?: number;
   /** Seconds of silence before a port is dropped (default 30). */
   portTimeoutS?: number;
   /** Keepalive interval told to ports; default min(10, portTimeout / 3). */
   keepaliveS?: number;
+  /** Ports that may join (default 1024). */
   maxPorts?: number;
+  /** Session keys are refused after this many seconds (default 180; tests shorten it). */
+  keyLifetimeS?: number;
   logger?: Logger;
 }
 
@@ -59,39 +81,35 @@ export function keepaliveFor(portTimeoutS: number): number {
   return Math.max(1, Math.min(KEEPALIVE_INTERVAL_DEFAULT_S, Math.floor(portTimeoutS / 3)));
 }
 
-/** A joined remote port as the switch sees it: frames out become datagrams through the engine. */
-class RemotePort implements Port {
-  receiver: BatchReceiver | null = null;
-  handle: SwitchPort | null = null;
-  /** Ingress frames of the current receive batch: views into the socket's slab. */
-  readonly ingress = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
-  constructor(
-    readonly engine: SwitchEngine,
-    readonly peer: EnginePeer,
-  ) {}
-  get name(): string {
-    return this.peer.name;
-  }
-  send(batch: FrameBatch): void {
-    this.engine.transmit(this.peer, batch);
-  }
-  setReceiver(receiver: BatchReceiver | null): void {
-    this.receiver = receiver;
-  }
+/** One remote member as status shows it. */
+export interface MemberStatus {
+  /** The switch port id of the member (SwitchSnapshot.ports[].id). */
+  switchPort: number;
+  name: string;
+  publicKey: string;
+  address: string;
+  joinedAt: string;
+  lastSeenS: number;
+  lastHandshakeS: number;
+  rekeys: number;
+  linkUp: boolean;
 }
 
 export interface SwitchServerSnapshot extends SwitchSnapshot {
   mode: 'insecure' | 'secure';
-  sessions: SessionStatus[];
-  protocol: Record<string, number>;
+  cipher: TransportCipherName;
+  publicKey: string;
+  members: MemberStatus[];
+  protocol: SessionCounters & { ports: number; pendingHandshakes: number };
   udp: UdpStats[];
 }
 
 export interface PortEventInfo {
   name: string;
+  /** The switch port id. */
   id: number;
   address: string;
-  publicKey?: string;
+  publicKey: string;
 }
 
 export interface SwitchServerEvents {
@@ -99,14 +117,19 @@ export interface SwitchServerEvents {
   'port-left': [info: PortEventInfo & { reason: string }];
 }
 
+/** One bound socket and the queue its members' datagrams go through. */
+interface SocketLink extends Link {
+  readonly socket: UdpSocket;
+  readonly queue: TxQueue;
+}
+
 export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   readonly switch: Switch;
-  readonly engine: SwitchEngine;
+  readonly sessions: SwitchSessions<SocketLink>;
   readonly sockets: UdpSocket[] = [];
+  private readonly links: SocketLink[] = [];
   private readonly log: Logger;
-  private readonly remotes = new Map<number, RemotePort>();
-  private readonly txQueues = new Map<UdpSocket, TxQueue>();
-  private readonly touched: RemotePort[] = [];
+  private readonly handles = new Map<Member<SocketLink>, SwitchPort>();
   private tickTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private capture: PcapWriter | null = null;
@@ -117,12 +140,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const portTimeoutS = opts.portTimeoutS ?? PORT_TIMEOUT_DEFAULT_S;
     const keepaliveS = opts.keepaliveS ?? keepaliveFor(portTimeoutS);
     if (portTimeoutS < keepaliveS * PORT_TIMEOUT_MIN_INTERVALS) {
-      throw Object.assign(new Error(`port timeout ${portTimeoutS} s must be at least ${PORT_TIMEOUT_MIN_INTERVALS} keepalive intervals (${keepaliveS} s)`), {
-        code: 'ERR_INVALID_ARG_VALUE',
-      });
-    }
-    if (!opts.insecure && opts.security === undefined) {
-      throw Object.assign(new Error('a switch needs a private key (security.privateKey), or insecure: true for plaintext'), { code: 'ERR_NO_KEY' });
+      throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `port timeout ${portTimeoutS} s must be at least ${PORT_TIMEOUT_MIN_INTERVALS} keepalive intervals (${keepaliveS} s)`);
     }
     this.switch = new Switch({
       ...(opts.macAgeS !== undefined ? { ageingMs: opts.macAgeS * 1000 } : {}),
@@ -136,21 +154,27 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.switch.on('mac-limit', (e: { reason: string; mac: string; port: SwitchPort; suppressed: number }) =>
       this.log.warn('MAC not learned: limit reached', { reason: e.reason, mac: e.mac, port: e.port.name, suppressed: e.suppressed }),
     );
-    const host: SwitchEngineHost = {
-      log: this.log,
-      joined: (peer, detail) => this.onJoined(peer, detail),
-      left: (peer, reason) => this.onLeft(peer, reason),
-      deliver: (peer, buf, off, len) => this.deliver(peer, buf, off, len),
-      sendTo: (socket, datagram, addr) => {
-        if (!socket.closed) socket.sendTo(datagram, addr);
+    this.sessions = new SwitchSessions<SocketLink>(
+      {
+        joined: (m) => this.onJoined(m),
+        left: (m, reason) => this.onLeft(m, reason),
+        linkChanged: (m, up) => {
+          const h = this.handles.get(m);
+          if (h !== undefined) this.switch.setLinkUp(h, up);
+        },
+        send: (link, datagram, to) => {
+          if (!link.socket.closed) link.socket.sendTo(datagram, to);
+        },
       },
-      queueFor: (socket) => this.txQueues.get(socket)!,
-    };
-    const first = (): UdpSocket => this.sockets[0]!;
-    const engineOpts = { keepaliveS, portTimeoutS, ...(opts.maxPorts !== undefined ? { maxPorts: opts.maxPorts } : {}) };
-    this.engine = opts.insecure
-      ? new PlainSwitchEngine(host, first, engineOpts)
-      : new SecureSwitchEngine(host, first, { ...opts.security!, ...engineOpts });
+      {
+        ...identity(opts),
+        keepaliveS,
+        portTimeoutS,
+        maxPorts: opts.maxPorts ?? MAX_PORTS_DEFAULT,
+        ...(opts.keyLifetimeS !== undefined ? { rejectAfterMs: opts.keyLifetimeS * 1000 } : {}),
+        logger: this.log,
+      },
+    );
     for (const l of opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }]) {
       let socket: UdpSocket;
       try {
@@ -159,13 +183,34 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         this.close();
         throw err;
       }
+      const link: SocketLink = { socket, queue: new TxQueue(socket) };
       this.sockets.push(socket);
-      this.txQueues.set(socket, new TxQueue(socket));
-      socket.onDatagrams((batch, addrs) => this.onDatagrams(socket, batch, addrs));
+      this.links.push(link);
+      socket.onDatagrams((batch, addrs) => this.onDatagrams(link, batch, addrs));
     }
     this.switch.start();
-    this.tickTimer = setInterval(() => this.engine.tick(Date.now()), SWITCH_SWEEP_INTERVAL_MS);
+    this.tickTimer = setInterval(() => this.sessions.tick(Date.now()), SWITCH_TICK_INTERVAL_MS);
     this.tickTimer.unref();
+  }
+
+  /** This switch's public key (base64): what ports give as their switch key. */
+  get publicKey(): string {
+    return this.sessions.publicKey;
+  }
+
+  /** 'insecure' (plaintext, open) or 'secure'. */
+  get mode(): 'insecure' | 'secure' {
+    return this.sessions.open ? 'insecure' : 'secure';
+  }
+
+  /** The UDP ports bound, e.g. after listening on port 0. */
+  get ports(): number[] {
+    return this.sockets.map((s) => s.port);
+  }
+
+  /** Joined remote ports. */
+  get memberCount(): number {
+    return this.sessions.size;
   }
 
   /** Attach a local port (a TAP in this process, a memory port...) to the switch. */
@@ -173,78 +218,82 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     return this.switch.addPort(port, name !== undefined ? { name } : {});
   }
 
-  /** The ports bound, e.g. after listening on port 0. */
-  get ports(): number[] {
-    return this.sockets.map((s) => s.port);
+  /**
+   * Replace the admitted keys (after editing the allow file: SIGHUP). Members
+   * whose key is gone are told goodbye and removed at once. Returns their names.
+   */
+  setAllowList(entries: readonly AllowEntry[]): string[] {
+    if (this.sessions.open) throw new EtherlinkError('ERR_INSECURE', 'an --insecure switch admits any key: it has no allow list to replace');
+    return this.sessions.setAllowList(entries);
   }
 
-  private onDatagrams(socket: UdpSocket, batch: FrameBatch, addrs: Buffer): void {
-    this.engine.receive(socket, batch, addrs, Date.now());
-    // One switch decision pass per port per receive batch.
-    for (const rp of this.touched) {
-      if (rp.receiver !== null) rp.receiver(rp.ingress);
-      rp.ingress.clear();
+  /** One receive batch of one socket, in windows: decrypt into members, then one Switch pass per member. */
+  private onDatagrams(link: SocketLink, batch: FrameBatch, addrs: Buffer): void {
+    const now = Date.now();
+    const count = batch.count;
+    for (let from = 0; from < count; from += RECEIVE_WINDOW) {
+      const touched = this.sessions.receive(link, batch, addrs, from, Math.min(count, from + RECEIVE_WINDOW), now);
+      for (let i = 0; i < touched.length; i++) touched[i]!.deliver();
     }
-    this.touched.length = 0;
   }
 
-  private deliver(peer: EnginePeer, buf: Buffer, off: number, len: number): void {
-    const rp = this.remotes.get(peer.id);
-    if (rp === undefined) return;
-    if (rp.ingress.count === 0) {
-      rp.ingress.buf = buf;
-      this.touched.push(rp);
-    } else if (rp.ingress.count === rp.ingress.capacity) {
-      if (rp.receiver !== null) rp.receiver(rp.ingress);
-      rp.ingress.clear();
-    }
-    rp.ingress.push(off, len);
+  private info(m: Member<SocketLink>, id: number): PortEventInfo {
+    return { name: m.name, id, address: formatAddress(m.endpoint), publicKey: m.publicKey };
   }
 
-  private onJoined(peer: EnginePeer, detail: Record<string, string | number>): void {
-    const address = formatAddress(peer.endpoint);
-    const rp = new RemotePort(this.engine, peer);
-    this.remotes.set(peer.id, rp);
-    rp.handle = this.switch.addPort(rp, { name: peer.name });
-    this.log.info('port joined', { port: peer.name, address, ...(peer.publicKey ? { key: peer.publicKey } : {}), ...detail });
-    this.emit('port-joined', { name: peer.name, id: peer.id, address, ...(peer.publicKey ? { publicKey: peer.publicKey } : {}) });
+  private onJoined(m: Member<SocketLink>): void {
+    const handle = this.switch.addPort(m, { name: m.name });
+    this.handles.set(m, handle);
+    const info = this.info(m, handle.id);
+    this.log.info('port joined', { port: m.name, address: info.address, key: m.publicKey });
+    this.emit('port-joined', info);
   }
 
-  private onLeft(peer: EnginePeer, reason: string): void {
-    const rp = this.remotes.get(peer.id);
-    if (rp !== undefined) {
-      this.remotes.delete(peer.id);
-      if (rp.handle) this.switch.removePort(rp.handle);
-    }
-    const address = formatAddress(peer.endpoint);
-    this.log.info('port left', { port: peer.name, address, reason });
-    this.emit('port-left', { name: peer.name, id: peer.id, address, reason, ...(peer.publicKey ? { publicKey: peer.publicKey } : {}) });
+  private onLeft(m: Member<SocketLink>, reason: string): void {
+    const handle = this.handles.get(m);
+    this.handles.delete(m);
+    if (handle !== undefined) this.switch.removePort(handle);
+    const info = this.info(m, handle?.id ?? 0);
+    this.log.info('port left', { port: m.name, address: info.address, reason });
+    this.emit('port-left', { ...info, reason });
   }
 
   /** Status for humans and scripts: ports with their underlay identity, the MAC table, counters. */
   snapshot(): SwitchServerSnapshot {
     const now = Date.now();
-    const sessions = this.engine.sessions(now).map((s) => {
-      const rp = [...this.remotes.values()].find((r) => r.peer.id === s['id']);
-      return rp?.handle ? { ...s, switchPort: rp.handle.id } : s;
-    });
+    const members: MemberStatus[] = [];
+    for (const [m, h] of this.handles) {
+      members.push({
+        switchPort: h.id,
+        name: m.name,
+        publicKey: m.publicKey,
+        address: formatAddress(m.endpoint),
+        joinedAt: new Date(m.joinedAt).toISOString(),
+        lastSeenS: Math.round((now - m.lastSeen) / 100) / 10,
+        lastHandshakeS: Math.round((now - m.lastHandshake) / 100) / 10,
+        rekeys: m.rekeys,
+        linkUp: m.linkUp,
+      });
+    }
     return {
       ...this.switch.snapshot(),
-      mode: this.engine.mode,
-      sessions,
-      protocol: this.engine.counters(),
+      mode: this.mode,
+      cipher: this.sessions.cipher,
+      publicKey: this.publicKey,
+      members,
+      protocol: { ...this.sessions.counters, ports: this.sessions.size, pendingHandshakes: this.sessions.pendingHandshakes },
       udp: this.sockets.map((s) => s.stats),
     };
   }
 
   /**
    * Record every frame that enters the switch, from any port, before it is
-   * forwarded, to a pcap FILE (see PcapOptions for the size bound and rotation).
+   * forwarded, to a capture FILE (see PcapOptions for the size bound and rotation).
    * Throws ERR_CAPTURE_RUNNING if a capture is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
     if (this.capture?.isOpen) {
-      throw Object.assign(new Error(`a capture to '${this.capture.file}' is already running: stop it first`), { code: 'ERR_CAPTURE_RUNNING' });
+      throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.capture.file}' is already running: stop it first`);
     }
     const writer = new PcapWriter(file, opts);
     logCapture(writer, this.log, () => {
@@ -280,9 +329,33 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.closed = true;
     void this.stopCapture();
     if (this.tickTimer) clearInterval(this.tickTimer);
-    if (this.sockets.length > 0) this.engine.close(Date.now());
-    for (const q of this.txQueues.values()) q.flush();
+    this.sessions.close();
+    for (const l of this.links) l.queue.flush();
     this.switch.stop();
     for (const s of this.sockets) s.close();
   }
+}
+
+/** Key, membership and cipher from the options, checked. */
+function identity(opts: SwitchServerOptions): { privateKey: Buffer; allow: readonly AllowEntry[] | 'open'; psk?: Buffer; cipher: TransportCipherName } {
+  if (opts.insecure) {
+    for (const k of ['privateKey', 'allow', 'psk', 'cipher'] as const) {
+      if (opts[k] !== undefined) {
+        throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `insecure: true uses the published switch key, admits any key and sends in clear: drop '${k}' (or drop insecure)`);
+      }
+    }
+    return { privateKey: insecureSwitchKey().privateKey, allow: 'open', cipher: 'none' };
+  }
+  if (opts.privateKey === undefined || opts.allow === undefined) {
+    throw new EtherlinkError(
+      'ERR_NO_KEY',
+      `a switch needs ${opts.privateKey === undefined ? 'a private key (privateKey: readKeyFile(path).privateKey, or generateKeyPair().privateKey)' : 'an allow list (allow: readAllowFile(path))'}, or insecure: true for plaintext`,
+    );
+  }
+  return {
+    privateKey: keyFrom(opts.privateKey, 'privateKey'),
+    allow: opts.allow,
+    ...(opts.psk !== undefined ? { psk: keyFrom(opts.psk, 'psk') } : {}),
+    cipher: opts.cipher ?? DEFAULT_CIPHER,
+  };
 }

@@ -2,6 +2,7 @@
 // (ADDR_SLOT in lib/native.ts): text <-> slot, comparison and map keys.
 import { isIP } from 'node:net';
 import { ADDR_SLOT } from './native.js';
+import { EtherlinkError } from '../core/errors.js';
 
 /** Byte offset of the big-endian port inside a slot. */
 const PORT_OFFSET = 16;
@@ -15,14 +16,8 @@ export interface DecodedAddress {
   family: 4 | 6;
 }
 
-export interface AddressError extends Error {
-  code: 'ERR_INVALID_ADDRESS';
-}
-
-function invalid(message: string): AddressError {
-  const err = new TypeError(message) as TypeError & { code: 'ERR_INVALID_ADDRESS' };
-  err.code = 'ERR_INVALID_ADDRESS';
-  return err;
+function invalid(message: string): EtherlinkError {
+  return new EtherlinkError('ERR_INVALID_ADDRESS', message);
 }
 
 function checkRoom(buf: Buffer, offset: number): void {

@@ -2,23 +2,38 @@
 // sendmmsg — by default when the current native callback returns.
 import { MutableFrameBatch } from '../core/frames.js';
 import { ADDR_SLOT } from './native.js';
-import type { UdpSocket } from './udp.js';
+import type { DatagramSocket } from './udp.js';
 
 /** Room for several TCP super-frames' worth of datagrams; flushed when full. */
 export const TX_SLAB_BYTES = 1024 * 1024;
 /** Datagrams per flush: enough for runs that UDP GSO can merge (up to 64 per message). */
 export const TX_QUEUE_SLOTS = 256;
 
+export interface TxQueueOptions {
+  /** Bytes of the slab (default 1 MiB). */
+  slabBytes?: number;
+  /** Datagrams per flush (default 256). */
+  slots?: number;
+}
+
 export class TxQueue {
-  readonly batch = new MutableFrameBatch(Buffer.allocUnsafeSlow(TX_SLAB_BYTES), TX_QUEUE_SLOTS);
-  readonly addrs = Buffer.alloc(TX_QUEUE_SLOTS * ADDR_SLOT);
-  /** Scratch for engines: destination offsets of datagrams being built. */
-  readonly scratchOffsets = new Uint32Array(TX_QUEUE_SLOTS);
+  readonly batch: MutableFrameBatch;
+  readonly addrs: Buffer;
+  /** Scratch for the sealer: destination offsets of datagrams being built. */
+  readonly scratchOffsets: Uint32Array;
   used = 0;
   sent = 0;
   private scheduled = false;
 
-  constructor(readonly socket: UdpSocket) {}
+  constructor(
+    readonly socket: DatagramSocket,
+    opts: TxQueueOptions = {},
+  ) {
+    const slots = opts.slots ?? TX_QUEUE_SLOTS;
+    this.batch = new MutableFrameBatch(Buffer.allocUnsafeSlow(opts.slabBytes ?? TX_SLAB_BYTES), slots);
+    this.addrs = Buffer.alloc(slots * ADDR_SLOT);
+    this.scratchOffsets = new Uint32Array(slots);
+  }
 
   get bytesFree(): number {
     return this.batch.buf.length - this.used;

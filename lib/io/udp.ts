@@ -41,6 +41,15 @@ export type UdpStats = { -readonly [K in keyof typeof UdpStat]: number };
  */
 export type DatagramReceiver = (batch: FrameBatch, addrs: Buffer) => void;
 
+/** What sends datagrams: a UdpSocket, or a MemorySocket in tests (lib/io/memory-socket.ts). */
+export interface DatagramSocket {
+  readonly closed: boolean;
+  /** Send datagram i = batch.buf[offsets[i] .. + lengths[i]) to addrs[i * ADDR_SLOT ..]; returns how many were sent or queued. */
+  send(batch: FrameBatch, addrs: Buffer): number;
+  /** Send one datagram to the encoded address at addr[addrOffset ..]. */
+  sendTo(buf: Buffer, addr: Buffer, addrOffset?: number): number;
+}
+
 /** The receive batch, reused for every callback so receiving never allocates. */
 class ReceiveBatch implements FrameBatch {
   count = 0;
@@ -53,7 +62,7 @@ class ReceiveBatch implements FrameBatch {
 
 const STAT_NAMES = Object.keys(UdpStat) as (keyof typeof UdpStat)[];
 
-export class UdpSocket {
+export class UdpSocket implements DatagramSocket {
   private readonly handle: NativeUdp;
   private readonly stat: Float64Array;
   private readonly rxBatch: ReceiveBatch;

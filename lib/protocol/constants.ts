@@ -1,139 +1,112 @@
-// Every number of the EtherLink wire protocol: versions, message types, layouts,
-// timers, limits and reason codes. docs/PROTOCOL.md explains each; change both together.
+// Every number of the EtherLink protocol in one place: the wire layouts and
+// identifiers, WireGuard's timers and limits, and this implementation's own
+// limits, apart. docs/PROTOCOL.md explains each; change both together.
+import { AEAD_TAG_SIZE } from '../crypto/constants.js';
 
-// ---------------------------------------------------------------- versions
+// ================================================================ the protocol
 
-/** The version this build speaks and puts in byte 0 of every datagram it sends. */
-export const PROTOCOL_VERSION = 1;
-/** Lowest and highest versions this build accepts (announced in VERSION_UNSUPPORTED). */
-export const MIN_SUPPORTED_VERSION = 1;
-export const MAX_SUPPORTED_VERSION = 1;
+// ---------------------------------------------------------------- version and message types
 
-// ---------------------------------------------------------------- message types
+/** Byte 0 of every datagram. There is one version; 0xff below is the answer to any other. */
+export const PROTOCOL_VERSION = 2;
+/** The UDP port a switch listens on unless told otherwise. */
+export const DEFAULT_SWITCH_PORT = 9999;
 
+/**
+ * Byte 1 of every datagram: 0x2N mirrors WireGuard's type N; 0x25 and 0x26 are
+ * unauthenticated hints of ours; 0xff keeps its layout in every version.
+ */
 export const MessageType = {
-  JOIN: 1,
-  ACCEPT: 2,
-  REJECT: 3,
-  DATA: 4,
-  KEEPALIVE: 5,
-  LEAVE: 6,
-  /** Layout fixed forever, understood whatever the version byte says. */
+  HANDSHAKE_INITIATION: 0x21,
+  HANDSHAKE_RESPONSE: 0x22,
+  COOKIE_REPLY: 0x23,
+  TRANSPORT_DATA: 0x24,
+  /** "I know no session with that receiver index": the switch restarted. */
+  SESSION_UNKNOWN: 0x25,
+  /** "I will not take this handshake, and why": --insecure on one side only, or another cipher. */
+  HANDSHAKE_REFUSED: 0x26,
+  /** "I don't speak that version": layout fixed forever. */
   VERSION_UNSUPPORTED: 0xff,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
-export const MESSAGE_TYPE_NAMES: Readonly<Record<number, string>> = {
-  [MessageType.JOIN]: 'join',
-  [MessageType.ACCEPT]: 'accept',
-  [MessageType.REJECT]: 'reject',
-  [MessageType.DATA]: 'data',
-  [MessageType.KEEPALIVE]: 'keepalive',
-  [MessageType.LEAVE]: 'leave',
-  [MessageType.VERSION_UNSUPPORTED]: 'version-unsupported',
-};
-
-/**
- * Why `classify` refused a datagram. Negative so that one number carries
- * either a message type (>= 0) or a reason (< 0) without allocating.
- */
-export const Malformed = {
-  /** Shorter than the layout of its type (or than the 4-byte prefix), or bounds outside the buffer. */
-  TOO_SHORT: -1,
-  /** Longer than the layout of its type, or than the largest UDP payload. */
-  OVERSIZED: -2,
-  /** Version byte outside [MIN_SUPPORTED_VERSION, MAX_SUPPORTED_VERSION]. */
-  BAD_VERSION: -3,
-  UNKNOWN_TYPE: -4,
-  /** A byte that v1 reserves is not zero. */
-  RESERVED_NONZERO: -5,
-  /** A field holds a value the layout forbids (index 0, name too long, multicast MAC...). */
-  BAD_FIELD: -6,
-} as const;
-export type Malformed = (typeof Malformed)[keyof typeof Malformed];
-
-export const MALFORMED_NAMES: Readonly<Record<number, string>> = {
-  [Malformed.TOO_SHORT]: 'too-short',
-  [Malformed.OVERSIZED]: 'oversized',
-  [Malformed.BAD_VERSION]: 'bad-version',
-  [Malformed.UNKNOWN_TYPE]: 'unknown-type',
-  [Malformed.RESERVED_NONZERO]: 'reserved-nonzero',
-  [Malformed.BAD_FIELD]: 'bad-field',
-};
-
-// ---------------------------------------------------------------- field sizes
-
-export const PREFIX_SIZE = 4;
-export const INDEX_SIZE = 4;
-export const NONCE_SIZE = 8;
-export const TOKEN_SIZE = 8;
-export const MAC_SIZE = 6;
-export const COUNTER_SIZE = 8;
-/** Index value never assigned, so a reader can return it for "no index". */
-export const NO_INDEX = 0;
-/** Largest UTF-8 port name carried in JOIN (it is for logs only). */
-export const NAME_MAX_BYTES = 32;
-/** Largest UTF-8 reason text carried in REJECT. */
-export const REJECT_TEXT_MAX_BYTES = 128;
-
 // ---------------------------------------------------------------- layouts (byte offsets from the start of the datagram)
 
-/** Common to every datagram, VERSION_UNSUPPORTED included. */
-export const PrefixOffset = { VERSION: 0, TYPE: 1, RESERVED: 2 } as const;
+/** Every datagram: version, type, 2 reserved bytes (zero), in place of WireGuard's type + 3 reserved. */
+export const PREFIX_SIZE = 4;
 
-/**
- * JOIN is fixed-size (name zero-padded to 32 bytes) so that it is never smaller
- * than ACCEPT or a REJECT answering it: the switch can't amplify.
- */
-export const JoinOffset = {
+export const InitiationOffset = {
   SENDER_INDEX: 4,
-  NONCE: 8,
-  MAC: 16,
-  NAME_LENGTH: 22,
-  RESERVED: 23,
-  NAME: 24,
+  EPHEMERAL: 8,
+  STATIC: 40, // 32 + 16 tag
+  /** The encrypted payload: a 12-byte TAI64N timestamp, then the extensions, then a 16-byte tag. */
+  TIMESTAMP: 88,
+  /** Without extensions; mac1 and mac2 always end the message, so extensions move them by their length. */
+  MAC1: 116,
+  MAC2: 132,
 } as const;
-export const JOIN_SIZE = JoinOffset.NAME + NAME_MAX_BYTES; // 56
+/** mac1 and mac2 (16 bytes each) end every handshake message. */
+export const MACS_SIZE = 32;
+/** An initiation without extensions: WireGuard's 148 bytes. */
+export const INITIATION_SIZE = 148;
+/** Extension bytes an initiation may carry (type, length, value each). */
+export const EXTENSIONS_MAX_SIZE = 64;
+export const INITIATION_MAX_SIZE = INITIATION_SIZE + EXTENSIONS_MAX_SIZE;
 
-export const AcceptOffset = {
+/** Initiation extensions: type u8, length u8, value. Unknown types are skipped. */
+export const Extension = {
+  /** UTF-8, printable, at most NAME_MAX_BYTES: how the port calls itself in the switch's logs. */
+  NAME: 1,
+} as const;
+/** Largest port name an initiation carries (it is for logs and status only). */
+export const NAME_MAX_BYTES = 32;
+
+export const ResponseOffset = {
   SENDER_INDEX: 4,
   RECEIVER_INDEX: 8,
-  TOKEN: 12,
-  KEEPALIVE_INTERVAL: 20,
-  PORT_TIMEOUT: 22,
+  EPHEMERAL: 12,
+  EMPTY: 44, // 0 + 16 tag
+  MAC1: 60,
+  MAC2: 76,
 } as const;
-export const ACCEPT_SIZE = 24;
+export const RESPONSE_SIZE = 92;
 
-export const RejectOffset = {
-  INDEX: 4,
-  REASON: 8,
-  TEXT_LENGTH: 10,
-  RESERVED: 11,
-  TEXT: 12,
+export const CookieReplyOffset = {
+  RECEIVER_INDEX: 4,
+  NONCE: 8,
+  COOKIE: 32, // 16 + 16 tag
 } as const;
-export const REJECT_MIN_SIZE = RejectOffset.TEXT; // 12
-export const REJECT_MAX_SIZE = REJECT_MIN_SIZE + REJECT_TEXT_MAX_BYTES; // 140
+export const COOKIE_REPLY_SIZE = 64;
 
-/** Same 16-byte slot as WireGuard's transport header (type/reserved, receiver, counter). */
-export const DataOffset = {
+export const TransportOffset = {
   RECEIVER_INDEX: 4,
   COUNTER: 8,
-  FRAME: 16,
+  CIPHERTEXT: 16,
 } as const;
-export const DATA_HEADER_SIZE = DataOffset.FRAME; // 16
+/** Prefix, receiver index, counter: the associated data of the AEAD, its counter the nonce. */
+export const TRANSPORT_HEADER_SIZE = 16;
+/** Header + tag: an empty transport message is 32 bytes. The tag slot is there (zero) with cipher 'none' too. */
+export const TRANSPORT_OVERHEAD = TRANSPORT_HEADER_SIZE + AEAD_TAG_SIZE;
 
-export const KeepaliveOffset = {
-  RECEIVER_INDEX: 4,
-  TOKEN: 8,
-  ECHO: 16,
-} as const;
-export const KEEPALIVE_SIZE = 20;
+/** SESSION_UNKNOWN: prefix, then the receiver index the switch did not know. Smaller than any transport message. */
+export const SESSION_UNKNOWN_SIZE = 8;
 
-export const LeaveOffset = {
+export const RefusedOffset = {
+  /** The sender index of the refused initiation, so the port can match it to its attempt. */
   RECEIVER_INDEX: 4,
-  TOKEN: 8,
+  REASON: 8,
 } as const;
-export const LEAVE_SIZE = 16;
+/** HANDSHAKE_REFUSED: prefix, receiver index, reason u8, 3 reserved. Far smaller than the initiation it answers. */
+export const HANDSHAKE_REFUSED_SIZE = 12;
+export const RefusedReason = {
+  /** This switch requires keys; the initiation was for the well-known --insecure key. */
+  KEYS_REQUIRED: 1,
+  /** This switch runs --insecure; the initiation was for another key. */
+  INSECURE_SWITCH: 2,
+  /** mac1 matched this switch's key but the handshake does not decrypt: another --cipher (or tampering). */
+  CIPHER_MISMATCH: 3,
+} as const;
+export type RefusedReason = (typeof RefusedReason)[keyof typeof RefusedReason];
 
 export const VersionUnsupportedOffset = {
   SENDER_VERSION: 0,
@@ -143,88 +116,179 @@ export const VersionUnsupportedOffset = {
 } as const;
 export const VERSION_UNSUPPORTED_SIZE = 4;
 
-// ---------------------------------------------------------------- frames, underlay and MTU
+// ---------------------------------------------------------------- control messages inside transport data
+
+/**
+ * A plaintext shorter than an Ethernet header can never be a frame, so
+ * lengths 1..13 carry control; an empty one is a bare keepalive.
+ */
+export const Control = {
+  /** Goodbye: the sender closes the session (port leaving, switch shutting down or revoking). */
+  LEAVE: 1,
+  /** u32 sequence, u8 flags; answered by PONG with the same sequence. Keeps NAT mappings open, measures RTT, carries the link state. */
+  PING: 2,
+  PONG: 3,
+  /** Switch -> port after key confirmation: keepalive interval (u16 s) and port timeout (u16 s). */
+  PARAMS: 4,
+} as const;
+export const CONTROL_MAX_SIZE = 13;
+/** PING and PONG: kind, sequence u32, flags u8. */
+export const PING_SIZE = 6;
+export const PingFlags = {
+  /** The port's device is down (admin down or no carrier): the switch withdraws its MACs. */
+  LINK_DOWN: 0x01,
+} as const;
+export const PARAMS_SIZE = 5;
+
+// ---------------------------------------------------------------- identifiers
+
+/** The Noise protocol name: WireGuard's handshake exactly. */
+export const NOISE_CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
+/**
+ * The Noise prologue (WireGuard's "Identifier"). Differs from WireGuard's, so
+ * no EtherLink handshake transcript can ever be a WireGuard one or vice versa.
+ */
+export const ETHERLINK_IDENTIFIER = 'EtherLink v2 etherlink.dev';
+
+/** Transport ciphers; both ends must agree. 'none' is --insecure: the frames travel in clear. */
+export const TRANSPORT_CIPHERS = ['chacha20-poly1305', 'aes-256-gcm', 'none'] as const;
+export type TransportCipherName = (typeof TRANSPORT_CIPHERS)[number];
+/** WireGuard's cipher; AES-256-GCM is an option (docs/PROTOCOL.md, "Deviations from WireGuard"). */
+export const DEFAULT_CIPHER: TransportCipherName = 'chacha20-poly1305';
+
+/**
+ * The prologue hashed into every handshake. The transport cipher is part of
+ * it, so a port and a switch with different ciphers (--insecure on one side
+ * only among them) fail the handshake itself instead of exchanging
+ * undecryptable data. The default cipher keeps the plain identifier.
+ */
+export function handshakePrologue(cipher: TransportCipherName = DEFAULT_CIPHER): Buffer {
+  return Buffer.from(cipher === DEFAULT_CIPHER ? ETHERLINK_IDENTIFIER : `${ETHERLINK_IDENTIFIER} ${cipher}`);
+}
+
+/**
+ * The seed of the published switch key of --insecure: BLAKE2s-256 of this text
+ * is the private key every insecure switch uses, so that a port needs no
+ * --switch-key to find one. It protects nothing, and says so.
+ */
+export const INSECURE_SWITCH_KEY_SEED = 'EtherLink v2 insecure switch: this key is public';
+
+/** Labels of the mac1 key and cookie key derivations: WireGuard's. */
+export const LABEL_MAC1 = 'mac1----';
+export const LABEL_COOKIE = 'cookie--';
+/** TAI64 label of the Unix epoch: 2^62 + 10 leap seconds (as WireGuard's tai64n). */
+export const TAI64_EPOCH = 0x400000000000000an;
+/** Nanoseconds are rounded down to 2^24 ns (~16.8 ms) so the timestamp doesn't leak a fine clock (wireguard-go). */
+export const TAI64N_WHITENER_MASK = 0x00ff_ffff;
+/** TAI64N: 8-byte big-endian TAI seconds + 4-byte big-endian nanoseconds. */
+export const TIMESTAMP_SIZE = 12;
+
+// ---------------------------------------------------------------- message counters
+
+/**
+ * WireGuard's limits, as bigints because they exceed 2^53: rekey after 2^60
+ * messages, refuse after 2^64 - 2^13 - 1.
+ */
+export const WIREGUARD_REKEY_AFTER_MESSAGES = 2n ** 60n;
+export const WIREGUARD_REJECT_AFTER_MESSAGES = 2n ** 64n - 2n ** 13n - 1n;
+/**
+ * Counters are JS numbers, exact below 2^53, so the hard limit is moved down to
+ * 2^53 with WireGuard's 2^13 + 1 margin. Unreachable in practice: keys are
+ * replaced every 2 minutes (10 M frames/s for 120 s is 2^30).
+ */
+export const REJECT_AFTER_MESSAGES = 2 ** 53 - 2 ** 13 - 1;
+/** WireGuard's 2^60 : 2^64 ratio (1/16) applied to our 2^53 ceiling. */
+export const REKEY_AFTER_MESSAGES = 2 ** 49;
+
+// ---------------------------------------------------------------- replay window
+
+/** Bits per block of the replay bitmap (JS bitwise operations are 32-bit). */
+export const REPLAY_BLOCK_BITS = 32;
+/** Blocks in the ring: 256 x 32 = 8192 bits, like wireguard-go's 128 x 64. */
+export const REPLAY_RING_BLOCKS = 256;
+/**
+ * Counters this far behind the highest seen are still accepted once: the ring
+ * minus one block, which is being recycled (RFC 6479). 8160 here; wireguard-go 8128.
+ */
+export const REPLAY_WINDOW_SIZE = (REPLAY_RING_BLOCKS - 1) * REPLAY_BLOCK_BITS;
+
+// ---------------------------------------------------------------- timers (WireGuard's values)
+
+/** The initiator starts a new handshake when the current keys are this old. */
+export const REKEY_AFTER_TIME_MS = 120_000;
+/** Keys older than this are never used for sending or receiving. */
+export const REJECT_AFTER_TIME_MS = 180_000;
+/** WireGuard retransmits an unanswered initiation after this long; here it scales the confirm timeout (ports retry on REJOIN_BACKOFF). */
+export const REKEY_TIMEOUT_MS = 5_000;
+/** The responder's cookie secret rotates, and an initiator's stored cookie expires, after this long. */
+export const COOKIE_REFRESH_TIME_MS = 120_000;
+/** A responder consumes at most one initiation per initiator per this interval (50 per second). */
+export const HANDSHAKE_INITIATION_RATE_MS = 20;
+
+// ---------------------------------------------------------------- timers (EtherLink's)
+
+/** A port pings this often (the switch tells it in PARAMS). */
+export const KEEPALIVE_INTERVAL_DEFAULT_S = 10;
+/** Bounds a port applies to the interval PARAMS announces. */
+export const KEEPALIVE_INTERVAL_MIN_S = 1;
+export const KEEPALIVE_INTERVAL_MAX_S = 600;
+/** The switch drops a port it has not heard from for this long. */
+export const PORT_TIMEOUT_DEFAULT_S = 30;
+/** The port timeout must cover at least this many keepalive intervals. */
+export const PORT_TIMEOUT_MIN_INTERVALS = 2;
+/** A port declares the switch dead when this many keepalives in a row went unanswered. */
+export const DEAD_AFTER_MISSED_KEEPALIVES = 3;
+/** Handshake retries and rejoins: first delay, doubling up to the maximum. */
+export const REJOIN_BACKOFF_INITIAL_MS = 500;
+export const REJOIN_BACKOFF_MAX_MS = 10_000;
+/** Each delay is shortened by up to this fraction, at random, so ports don't rejoin in lockstep. */
+export const REJOIN_BACKOFF_JITTER = 0.25;
+/** How often the switch runs its timers (expiry of silent ports, old keys, unconfirmed handshakes). */
+export const SWITCH_TICK_INTERVAL_MS = 1000;
+/** A responder keypair the port never used is dropped after this (and the reason logged). */
+export const CONFIRM_TIMEOUT_MS = 3 * REKEY_TIMEOUT_MS;
+/** A SESSION_UNKNOWN hint starts at most one handshake per this interval (it is unauthenticated). */
+export const HINT_HANDSHAKE_INTERVAL_MS = 1000;
+/** A changed link state is pinged again this often until the switch answers. */
+export const LINK_STATE_RETRY_MS = 250;
+
+// ================================================================ this implementation's limits
+
+/** Ports a switch admits by default. */
+export const MAX_PORTS_DEFAULT = 1024;
+/** Unsolicited replies (VERSION_UNSUPPORTED, SESSION_UNKNOWN, HANDSHAKE_REFUSED) per second, and the burst: no reflection. */
+export const REPLY_BUDGET_PER_SECOND = 10;
+export const REPLY_BUDGET_BURST = 10;
+/** Log lines about unauthenticated input per second: a flood of junk can't flood the log. */
+export const LOG_BUDGET_PER_SECOND = 5;
+/** Handshakes per second above which initiations must carry a valid cookie (mac2). */
+export const UNDER_LOAD_HANDSHAKES_PER_S = 64;
+/** Initiations each source address may have processed per second (WireGuard: 20/s, burst 5). */
+export const HANDSHAKES_PER_SOURCE_PER_S = 20;
+export const HANDSHAKE_SOURCE_BURST = 5;
+/** Sources the handshake rate limiter remembers; the least recently seen is forgotten first. */
+export const RATE_LIMIT_TABLE_MAX = 8192;
+/** Unconfirmed handshakes held at once, across all ports. */
+export const MAX_PENDING_HANDSHAKES = 1024;
+/** Attempts without any answer before the port says what is probably misconfigured. */
+export const SILENT_ATTEMPTS_BEFORE_HINT = 4;
+/** Pings a port remembers for RTT while waiting for their pongs. */
+export const PINGS_OUTSTANDING_MAX = 8;
+
+// ================================================================ frames, underlay and MTU
 
 export const ETHERNET_HEADER_SIZE = 14;
 export const VLAN_TAG_SIZE = 4;
-/** Smallest frame DATA may carry: an Ethernet header (no FCS on a TAP). */
-export const MIN_FRAME_SIZE = ETHERNET_HEADER_SIZE;
 export const UDP_HEADER_SIZE = 8;
 export const IPV4_HEADER_SIZE = 20;
 export const IPV6_HEADER_SIZE = 40;
 /** Largest UDP payload (65535 minus the UDP header); nothing longer is a datagram. */
 export const MAX_DATAGRAM_SIZE = 65535 - UDP_HEADER_SIZE; // 65527
-export const MAX_FRAME_SIZE = MAX_DATAGRAM_SIZE - DATA_HEADER_SIZE;
-/** Poly1305 tag that issue 4 appends to DATA; reserved in the MTU budget today. */
-export const AUTH_TAG_SIZE = 16;
 /** The underlay path MTU we plan for: plain Ethernet. */
 export const UNDERLAY_MTU = 1500;
 /**
- * TAP MTU such that a full frame, with one 802.1Q tag, our header and a future
- * auth tag, fits one 1500-byte IPv6 packet unfragmented:
+ * TAP MTU such that a full frame, with one 802.1Q tag, the transport header
+ * and tag, fits one 1500-byte IPv6 packet unfragmented:
  * 1500 - 40 - 8 - 16 - 16 - 14 - 4 = 1402.
  */
-export const DEFAULT_TAP_MTU =
-  UNDERLAY_MTU -
-  IPV6_HEADER_SIZE -
-  UDP_HEADER_SIZE -
-  DATA_HEADER_SIZE -
-  AUTH_TAG_SIZE -
-  ETHERNET_HEADER_SIZE -
-  VLAN_TAG_SIZE;
-
-// ---------------------------------------------------------------- timers
-
-/** Port sends a KEEPALIVE this often (the switch tells it in ACCEPT). */
-export const KEEPALIVE_INTERVAL_DEFAULT_S = 10;
-/** Bounds a port applies to the interval an ACCEPT announces. */
-export const KEEPALIVE_INTERVAL_MIN_S = 1;
-export const KEEPALIVE_INTERVAL_MAX_S = 600;
-/** Switch drops a port it has not heard a valid control message from for this long. */
-export const PORT_TIMEOUT_DEFAULT_S = 30;
-/** The port timeout must cover at least this many keepalive intervals. */
-export const PORT_TIMEOUT_MIN_INTERVALS = 2;
-/** Port declares the switch dead when this many keepalives in a row went unanswered. */
-export const DEAD_AFTER_MISSED_KEEPALIVES = 3;
-/** JOIN retries and rejoins: first delay, doubling up to the maximum. */
-export const REJOIN_BACKOFF_INITIAL_MS = 500;
-export const REJOIN_BACKOFF_MAX_MS = 10_000;
-/** Each delay is shortened by up to this fraction, at random, so ports don't rejoin in lockstep. */
-export const REJOIN_BACKOFF_JITTER = 0.25;
-/** Weight of a new RTT sample in the smoothed RTT (as TCP's SRTT, RFC 6298). */
-export const RTT_SMOOTHING = 1 / 8;
-/** How often the switch should call sweep(). */
-export const SWITCH_SWEEP_INTERVAL_MS = 1000;
-
-// ---------------------------------------------------------------- limits
-
-export const MAX_SESSIONS_DEFAULT = 1024;
-/**
- * Unsolicited replies (REJECT, VERSION_UNSUPPORTED) per second, and the burst,
- * so a spoofed source can't turn a switch or port into a reflector.
- */
-export const REPLY_BUDGET_PER_SECOND = 10;
-export const REPLY_BUDGET_BURST = 10;
-/** Log events about bad input ('malformed', 'incompatible-version') per second. */
-export const NOISY_EVENT_BUDGET_PER_SECOND = 5;
-export const NOISY_EVENT_BUDGET_BURST = 5;
-
-// ---------------------------------------------------------------- reject reasons
-
-export const RejectReason = {
-  UNSPECIFIED: 0,
-  /** The switch's session table is at its limit. */
-  SWITCH_FULL: 1,
-  /** A KEEPALIVE or DATA named an index the switch does not know (e.g. it restarted): rejoin now. */
-  UNKNOWN_SESSION: 2,
-  /** Policy refused this port (reserved for access control). */
-  NOT_PERMITTED: 3,
-} as const;
-export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
-
-export const REJECT_REASON_NAMES: Readonly<Record<number, string>> = {
-  [RejectReason.UNSPECIFIED]: 'unspecified',
-  [RejectReason.SWITCH_FULL]: 'switch-full',
-  [RejectReason.UNKNOWN_SESSION]: 'unknown-session',
-  [RejectReason.NOT_PERMITTED]: 'not-permitted',
-};
+export const DEFAULT_TAP_MTU = UNDERLAY_MTU - IPV6_HEADER_SIZE - UDP_HEADER_SIZE - TRANSPORT_OVERHEAD - ETHERNET_HEADER_SIZE - VLAN_TAG_SIZE;

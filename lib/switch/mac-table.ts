@@ -1,6 +1,7 @@
 // The forwarding database: (MAC, VLAN) -> port, with aging, static entries,
 // move detection, a hold against MAC theft, and learning limits. Modelled on
 // Linux net/bridge/br_fdb.c; the hold on vde_switch's minimum persistence.
+import { EtherlinkError } from '../core/errors.js';
 
 /** Linux bridge default ageing_time (300 s). */
 export const DEFAULT_AGEING_MS = 300_000;
@@ -314,11 +315,11 @@ export class MacTable<P> {
 }
 
 function nonNegative(name: string, value: number): number {
-  if (!(value >= 0) || !Number.isFinite(value)) throw new RangeError(`MacTable ${name} must be a number >= 0, got ${value}`);
+  if (!(value >= 0) || !Number.isFinite(value)) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `MacTable ${name} must be a number >= 0, got ${value}`);
   return value;
 }
 
 function positive(name: string, value: number): number {
-  if (!(value > 0) || !Number.isFinite(value)) throw new RangeError(`MacTable ${name} must be a positive number, got ${value}`);
+  if (!(value > 0) || !Number.isFinite(value)) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `MacTable ${name} must be a positive number, got ${value}`);
   return value;
 }

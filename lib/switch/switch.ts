@@ -5,6 +5,7 @@ import { MutableFrameBatch, BATCH_SIZE, type FrameBatch } from '../core/frames.j
 import type { Port } from '../core/port.js';
 import { ETHERNET, formatMac, isMulticast, readMac, readVlanId, toMac } from '../core/ethernet.js';
 import { MacTable, DEFAULT_AGEING_MS, type MacTableOptions, type LimitReason, type MacTableCounters } from './mac-table.js';
+import { EtherlinkError } from '../core/errors.js';
 
 /** 64 KiB payload plus Ethernet header, two VLAN tags (802.1ad + 802.1Q). */
 export const DEFAULT_MAX_FRAME_SIZE = 65535 + 18;
@@ -199,7 +200,7 @@ export class Switch extends EventEmitter {
   }
 
   addStatic(mac: number | string, vlan: number, handle: SwitchPort): void {
-    if (!handle.attached) throw new Error(`port ${handle.name} is not attached to this switch`);
+    if (!handle.attached) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `port ${handle.name} is not attached to this switch`);
     this.macTable.addStatic(toMac(mac), vlan, handle, this.clock());
   }
 

@@ -161,6 +161,25 @@ export async function switchStatus(child: ChildProcess): Promise<string> {
   return block;
 }
 
+/** SIGUSR1 to a vport, then the status block it printed (its first line: "device ..."). */
+export async function portStatus(child: ChildProcess): Promise<string> {
+  const o = collect(child);
+  const from = o.out().length;
+  child.kill('SIGUSR1');
+  let block = '';
+  await waitFor(
+    'vport status after SIGUSR1',
+    () => {
+      const m = /device \S+: [^\n]*\n(?: {2}[^\n]*\n)*/.exec(o.out().slice(from));
+      if (m) block = m[0];
+      return m !== null;
+    },
+    5_000,
+    20,
+  );
+  return block;
+}
+
 /** The "protocol:" counters of a vswitch status block, by name ("joins", "bad version", ...). */
 export function protocolCounters(status: string): Record<string, number> {
   const line = /^ {2}protocol: (.*)$/m.exec(status)?.[1];

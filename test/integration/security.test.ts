@@ -232,12 +232,12 @@ test('refused joins: each side logs why (unlisted key, wrong switch key, wrong P
   assert.match(collect(r.wrongSwitchKey.vport).err(), new RegExp(re(r.wrongSwitchKey.pub)));
   assert.match(switchErr(), /dropped a handshake not meant for this switch key \(bad mac1\)[^\n]*address=10\.250\.6\.2:\d+/);
 
-  // (d) Plaintext port, encrypted switch: both say incompatible version and what to do.
-  await waitForOutput(r.insecurePort, /incompatible version: the switch speaks protocol 2\.\.2, this vport runs --insecure/, HINT_MS);
-  assert.match(switchErr(), /incompatible version [^\n]*address=10\.250\.7\.2:\d+ theirs=1 ours=2 hint="the port runs --insecure/);
+  // (d) Plaintext port, encrypted switch: the handshake is refused, and both say why and what to do.
+  await waitForOutput(r.insecurePort, /the switch requires keys and refuses --insecure ports: give this port --key and --switch-key/, HINT_MS);
+  assert.match(switchErr(), /a port running --insecure tried to join: this switch requires keys[^\n]*address=10\.250\.7\.2:\d+/);
   // Keyed port, plaintext switch.
-  await waitForOutput(r.plain.securePort, /incompatible version: the switch speaks protocol 1\.\.1, this vport speaks 2 \(encrypted\)/, HINT_MS);
-  await waitForOutput(r.plain.vswitch, /incompatible version [^\n]*address=10\.250\.3\.2:\d+/, HINT_MS);
+  await waitForOutput(r.plain.securePort, /the switch runs --insecure \(plaintext\) and refuses keyed ports: run this port with --insecure too/, HINT_MS);
+  await waitForOutput(r.plain.vswitch, /a keyed port tried to join this --insecure switch[^\n]*address=10\.250\.3\.2:\d+/, HINT_MS);
 
   // (c) Wrong PSK: the initiation is fine (the PSK enters at the response), so the switch answers,
   // the port can't authenticate the answer and says so; the switch sees its keys never used.
@@ -256,7 +256,7 @@ test('refused joins: each side logs why (unlisted key, wrong switch key, wrong P
   }
   assert.doesNotMatch(switchErr(), /port joined port=(h5|h6|h7|stranger)/);
   const c = protocolCounters(await switchStatus(l.vswitch));
-  assert.ok(c['unlisted keys']! >= 1 && c['bad mac1']! >= 1 && c['bad version']! >= 1, JSON.stringify(c));
+  assert.ok(c['unlisted keys']! >= 1 && c['bad mac1']! >= 1 && c['insecure ports']! >= 1 && c['refusals sent']! >= 1, JSON.stringify(c));
 });
 
 /** tcpdump -w on `ifname` in `ns`, resolved once capturing. */
@@ -312,11 +312,9 @@ const { PortClient, MutableFrameBatch } = await import(process.argv[2]);
 const [host, port, keyFile, switchPub, total, gapMs, rekeyS] = process.argv.slice(3);
 const client = await PortClient.start({
   host, port: Number(port), tap: { name: 'etlf0' },
-  security: {
-    privateKey: Buffer.from(readFileSync(keyFile, 'utf8').trim(), 'base64'),
-    switchPublicKey: Buffer.from(switchPub, 'base64'),
-    rekeyAfterMs: Number(rekeyS) * 1000, rejectAfterMs: Number(rekeyS) * 1500,
-  },
+  privateKey: readFileSync(keyFile, 'utf8').trim(),
+  switchPublicKey: switchPub,
+  rekeyAfterS: Number(rekeyS),
 });
 process.on('SIGTERM', () => { client.close(); setImmediate(() => process.exit(0)); });
 await new Promise((resolve, reject) => {

@@ -93,7 +93,8 @@ test('vswitch status for humans names every port with its key, address and MACs'
   const r = await cli(l.sw, 'vswitch', ['status', '--control', swSock]);
   assert.equal(r.status, 0, r.err);
   t.diagnostic(`vswitch status:\n${r.out}`);
-  assert.match(r.out, /^vswitch \(pid \d+\): secure \(protocol 2\), UDP 9999, 3 ports/);
+  assert.match(r.out, /^vswitch \(pid \d+\): secure \(chacha20-poly1305\), UDP 9999, 3 ports/);
+  assert.match(r.out, /^ {2}switch key {6}[A-Za-z0-9+/]{43}=$/m);
   for (let i = 1; i <= HOSTS; i++) {
     assert.match(r.out, new RegExp(`^ {2}\\d+ {2}h${i}$`, 'm'), `a block for h${i}`);
     assert.ok(r.out.includes(lanKeys().portPub(i)), `h${i}'s public key`);
@@ -132,7 +133,7 @@ test('vport status --json on h1: joined, an RTT, its switch; the human form says
 
   const human = await cli(host(l, 1), 'vport', ['status', '--control', portSock(1)]);
   assert.equal(human.status, 0, human.err);
-  assert.match(human.out, /^device etl0: joined \(secure\), switch 10\.250\.1\.1:9999, session [0-9a-f]+\/[0-9a-f]+, rtt [\d.]+ ms/);
+  assert.match(human.out, /^device etl0: joined \(chacha20-poly1305\), switch 10\.250\.1\.1:9999, session [0-9a-f]+\/[0-9a-f]+, rtt [\d.]+ ms/);
 });
 
 test('status with nothing listening: exit 1 and a message naming the path', async (t) => {

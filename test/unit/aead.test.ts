@@ -3,9 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
-import { TransportCipher, openedLength, sealedLength, writeTransportHeader, type AeadAlgorithm } from '../../lib/crypto/aead.js';
+import { TransportCipher, type AeadAlgorithm } from '../../lib/crypto/aead.js';
+import { openedLength, sealedLength, writeTransportHeader } from '../../lib/protocol/wire.js';
 import { counterNonce } from '../../lib/crypto/primitives.js';
-import { TRANSPORT_HEADER_SIZE } from '../../lib/crypto/constants.js';
+import { TRANSPORT_HEADER_SIZE } from '../../lib/protocol/constants.js';
 
 const ALGORITHMS: AeadAlgorithm[] = ['chacha20-poly1305', 'aes-256-gcm'];
 const TAG = 16;

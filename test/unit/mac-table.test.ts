@@ -224,6 +224,6 @@ test('entries() returns copies that do not alias table state', () => {
 });
 
 test('invalid options are rejected', () => {
-  assert.throws(() => new MacTable({ ageingMs: 0 }), RangeError);
-  assert.throws(() => new MacTable({ maxEntries: -1 }), RangeError);
+  assert.throws(() => new MacTable({ ageingMs: 0 }), { name: 'EtherlinkError' });
+  assert.throws(() => new MacTable({ maxEntries: -1 }), { name: 'EtherlinkError' });
 });

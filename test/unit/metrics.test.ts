@@ -30,11 +30,11 @@ test('HELP and label values are escaped; counters must end in _total; a family i
 test('a switch report: per-port samples by name and direction; duplicate names stay distinct', () => {
   const counters = (rx: number) => ({ rxFrames: rx, rxBytes: rx * 100, txFrames: 1, txBytes: 100, flooded: 0, txErrors: 0, drops: { runt: 1, oversize: 0, badSource: 0, samePort: 0, reentrant: 0 } });
   const r: SwitchStatusReport = {
-    kind: 'vswitch', time: new Date().toISOString(), pid: 1, mode: 'secure', udpPorts: [9999],
+    kind: 'vswitch', time: new Date().toISOString(), pid: 1, mode: 'secure', cipher: 'chacha20-poly1305', publicKey: 'S=', udpPorts: [9999],
     ports: [
-      { id: 1, name: 'a"b', address: '10.0.0.1:1', publicKey: 'K=', counters: counters(5), macs: [] },
-      { id: 2, name: 'dup', address: '10.0.0.2:1', counters: counters(6), macs: [] },
-      { id: 3, name: 'dup', address: '10.0.0.3:1', counters: counters(7), macs: [] },
+      { id: 1, name: 'a"b', address: '10.0.0.1:1', publicKey: 'K=', linkUp: true, counters: counters(5), macs: [] },
+      { id: 2, name: 'dup', address: '10.0.0.2:1', linkUp: false, counters: counters(6), macs: [] },
+      { id: 3, name: 'dup', address: '10.0.0.3:1', linkUp: true, counters: counters(7), macs: [] },
     ],
     macTable: [], macTableCounters: { learned: 0, moves: 0, moveDenied: 0, staticConflicts: 0, tableFull: 0, portLimit: 0, aged: 0 },
     totals: counters(18), protocol: { handshakes: 3, unlisted: 2 }, udp: [],
@@ -42,6 +42,7 @@ test('a switch report: per-port samples by name and direction; duplicate names s
   const text = renderSwitchMetrics(r);
   assert.match(text, /^etherlink_switch_port_bytes_total\{port="a\\"b",direction="rx"\} 500$/m);
   assert.match(text, /^etherlink_switch_port_bytes_total\{port="dup#2",direction="rx"\} 600$/m);
+  assert.match(text, /^etherlink_switch_port_link_up\{port="dup#2"\} 0$/m);
   assert.match(text, /^etherlink_switch_port_bytes_total\{port="dup#3",direction="rx"\} 700$/m);
   assert.match(text, /^etherlink_switch_handshake_failures_total\{reason="unlisted_key"\} 2$/m);
   assert.match(text, /^etherlink_switch_drops_total\{reason="runt"\} 1$/m);

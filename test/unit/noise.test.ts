@@ -1,11 +1,11 @@
-// Unit tests of lib/crypto/noise.ts and lib/crypto/primitives.ts: the Noise IKpsk2 core
-// against a published cacophony vector, then the WireGuard layer (mac1, cookies, timestamps, failures).
+// Unit tests of lib/protocol/noise.ts, cookie.ts and lib/crypto/primitives.ts: the Noise IKpsk2 core
+// against a published cacophony vector, then the WireGuard layer (mac1, cookies, timestamps,
+// extensions, failures).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { CookieGenerator } from '../../lib/protocol/cookie.js';
 import {
-  CookieGenerator,
-  HandshakeError,
   IKpsk2Initiator,
   IKpsk2Responder,
   InitiatorHandshake,
@@ -13,7 +13,7 @@ import {
   tai64n,
   type ReceivedInitiation,
   type TransportKeys,
-} from '../../lib/crypto/noise.js';
+} from '../../lib/protocol/noise.js';
 import { aeadOpen, aeadSeal, blake2s, dhOperations, hchacha20, mac, xaeadOpen, xaeadSeal } from '../../lib/crypto/primitives.js';
 import { generateKeyPair, publicKeyOf } from '../../lib/crypto/keys.js';
 import {
@@ -21,11 +21,11 @@ import {
   COOKIE_REPLY_SIZE,
   INITIATION_SIZE,
   InitiationOffset,
-  PROTOCOL_VERSION_2,
+  PROTOCOL_VERSION,
   RESPONSE_SIZE,
   ResponseOffset,
-  V2MessageType,
-} from '../../lib/crypto/constants.js';
+  MessageType,
+} from '../../lib/protocol/constants.js';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 
@@ -151,7 +151,7 @@ test('Noise core: a wrong prologue or a wrong PSK fails authentication', () => {
     remoteStaticPublicKey: V.initRemoteStatic,
   }).writeMessage1(Buffer.alloc(0));
   const other = new IKpsk2Responder({ prologue: Buffer.from('John Gal'), staticPrivateKey: V.respStatic });
-  assert.throws(() => other.readMessage1Static(msg1), HandshakeError);
+  assert.throws(() => other.readMessage1Static(msg1), { code: 'ERR_HANDSHAKE' });
 
   const initiator = new IKpsk2Initiator({
     prologue: V.prologue,
@@ -163,7 +163,7 @@ test('Noise core: a wrong prologue or a wrong PSK fails authentication', () => {
   responder.readMessage1Static(initiator.writeMessage1(Buffer.alloc(0)));
   responder.readMessage1Payload();
   const msg2 = responder.writeMessage2(Buffer.alloc(0)); // zero PSK
-  assert.throws(() => initiator.readMessage2(msg2), HandshakeError);
+  assert.throws(() => initiator.readMessage2(msg2), { code: 'ERR_HANDSHAKE' });
 });
 
 // ---------------------------------------------------------------- WireGuard layer
@@ -205,7 +205,7 @@ test('round trip: layouts, the allow-list hook before the second DH, and matchin
   const s = setup();
   const { message, handshake } = initiate(s, T0);
   assert.equal(message.length, INITIATION_SIZE);
-  assert.deepEqual([...message.subarray(0, 4)], [PROTOCOL_VERSION_2, V2MessageType.HANDSHAKE_INITIATION, 0, 0]);
+  assert.deepEqual([...message.subarray(0, 4)], [PROTOCOL_VERSION, MessageType.HANDSHAKE_INITIATION, 0, 0]);
   assert.equal(message.readUInt32BE(InitiationOffset.SENDER_INDEX), 0x11223344);
   assert.ok(message.subarray(InitiationOffset.MAC2).every((b) => b === 0), 'no cookie: mac2 is zero');
 
@@ -219,7 +219,7 @@ test('round trip: layouts, the allow-list hook before the second DH, and matchin
   assert.equal(accepted.ok, true);
   if (!accepted.ok) return;
   assert.equal(accepted.response.length, RESPONSE_SIZE);
-  assert.equal(accepted.response[1], V2MessageType.HANDSHAKE_RESPONSE);
+  assert.equal(accepted.response[1], MessageType.HANDSHAKE_RESPONSE);
   assert.equal(accepted.response.readUInt32BE(ResponseOffset.SENDER_INDEX), 0xaabbccdd);
   assert.equal(accepted.response.readUInt32BE(ResponseOffset.RECEIVER_INDEX), 0x11223344);
   assert.deepEqual(accepted.timestamp, tai64n(T0));
@@ -356,8 +356,8 @@ test('mac1 drops junk without any Diffie-Hellman', () => {
   const before = dhOperations();
   for (let i = 0; i < 50; i++) {
     const junk = randomBytes(INITIATION_SIZE);
-    junk[0] = PROTOCOL_VERSION_2;
-    junk[1] = V2MessageType.HANDSHAKE_INITIATION;
+    junk[0] = PROTOCOL_VERSION;
+    junk[1] = MessageType.HANDSHAKE_INITIATION;
     junk[2] = 0;
     junk[3] = 0;
     assert.deepEqual(s.responder.consumeInitiation(junk, { source: SOURCE, underLoad: false, now: T0 }), {
@@ -380,7 +380,7 @@ test('under load: no mac2 -> cookie reply; the retry with the cookie passes; oth
   assert.equal(dhOperations(), before, 'a cookie reply costs no DH');
   assert.equal(r1.reply.length, COOKIE_REPLY_SIZE);
   assert.ok(r1.reply.length < first.message.length, 'no amplification');
-  assert.equal(r1.reply[1], V2MessageType.COOKIE_REPLY);
+  assert.equal(r1.reply[1], MessageType.COOKIE_REPLY);
   assert.equal(r1.reply.readUInt32BE(4), 0x11223344);
 
   const tampered = Buffer.from(r1.reply);

@@ -2,8 +2,8 @@
 // once, in or out of order within the window, and refuses old, duplicate and over-limit counters.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReplayWindow } from '../../lib/crypto/replay.js';
-import { REJECT_AFTER_MESSAGES, REPLAY_WINDOW_SIZE } from '../../lib/crypto/constants.js';
+import { ReplayWindow } from '../../lib/protocol/replay.js';
+import { REJECT_AFTER_MESSAGES, REPLAY_WINDOW_SIZE } from '../../lib/protocol/constants.js';
 
 test('window size is at least 2048 (8160 with 256 x 32-bit blocks)', () => {
   assert.ok(REPLAY_WINDOW_SIZE >= 2048);

@@ -2,8 +2,8 @@
 // the send counter, the receive replay window, and per-keypair scratch so that
 // opening a batch allocates nothing.
 import { DEFAULT_AEAD, TransportCipher, type AeadAlgorithm } from '../crypto/aead.js';
-import { ReplayWindow } from '../crypto/replay.js';
-import type { TransportKeys } from '../crypto/noise.js';
+import { ReplayWindow } from './replay.js';
+import type { TransportKeys } from './noise.js';
 import { BATCH_SIZE } from '../core/frames.js';
 
 export class Keypair {
@@ -16,6 +16,7 @@ export class Keypair {
   /** The responder may not send until the initiator's first transport message proves it has the keys. */
   confirmed: boolean;
   private sendCounter = 0;
+  private isClosed = false;
   /** @internal receive scratch: datagram positions of this batch that use this keypair. */
   readonly rxOffsets = new Uint32Array(BATCH_SIZE);
   readonly rxLengths = new Uint32Array(BATCH_SIZE);
@@ -47,7 +48,14 @@ export class Keypair {
     return this.sendCounter;
   }
 
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Free both ciphers; idempotent. A closed keypair is never used again. */
   close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
     this.send.close();
     this.recv.close();
   }

@@ -1,5 +1,5 @@
 // The receive-side replay filter for transport counters: a sliding bitmap window
-// as in RFC 6479 and wireguard-go's replay/replay.go, sized by lib/crypto/constants.ts.
+// as in RFC 6479 and wireguard-go's replay/replay.go, sized by lib/protocol/constants.ts.
 import {
   REJECT_AFTER_MESSAGES,
   REPLAY_BLOCK_BITS,

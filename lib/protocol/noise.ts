@@ -1,34 +1,31 @@
-// EtherLink v2's handshake, sans-IO: the Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s core
-// (parameterizable, test-vector exact) and, on top, WireGuard's messages, TAI64N, mac1/mac2 and cookies.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+// The handshake, sans-IO: the Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s core
+// (parameterizable, test-vector exact) and, on top, WireGuard's messages with
+// TAI64N timestamps, mac1/mac2 (lib/protocol/cookie.ts) and our extensions.
+import type { KeyObject } from 'node:crypto';
+import { generateEphemeral, privateKeyObject, publicKeyOf } from '../crypto/keys.js';
+import { aeadOpen, aeadSeal, dh, hash, handshakeError, kdf } from '../crypto/primitives.js';
+import { AEAD_TAG_SIZE, HASH_SIZE, KEY_SIZE } from '../crypto/constants.js';
 import {
-  AEAD_TAG_SIZE,
-  COOKIE_REFRESH_TIME_MS,
   COOKIE_REPLY_SIZE,
   CookieReplyOffset,
   ETHERLINK_IDENTIFIER,
   HANDSHAKE_INITIATION_RATE_MS,
-  HASH_SIZE,
+  INITIATION_MAX_SIZE,
+  INSECURE_SWITCH_KEY_SEED,
   INITIATION_SIZE,
   InitiationOffset,
-  KEY_SIZE,
-  LABEL_COOKIE,
-  LABEL_MAC1,
-  MAC_SIZE,
+  MACS_SIZE,
+  MessageType,
   NOISE_CONSTRUCTION,
-  PROTOCOL_VERSION_2,
   RESPONSE_SIZE,
   ResponseOffset,
   TAI64_EPOCH,
   TAI64N_WHITENER_MASK,
   TIMESTAMP_SIZE,
-  V2MessageType,
-  XAEAD_NONCE_SIZE,
 } from './constants.js';
-import { generateKeyPair, publicKeyOf } from './keys.js';
-import { aeadOpen, aeadSeal, dh, hash, HandshakeError, kdf, mac, xaeadOpen, xaeadSeal } from './primitives.js';
-
-export { HandshakeError } from './primitives.js';
+import { CookieChecker, CookieGenerator } from './cookie.js';
+import { hasPrefix, writePrefix } from './wire.js';
+import { EtherlinkError } from '../core/errors.js';
 
 const EMPTY = new Uint8Array(0);
 /** WireGuard's "no PSK": 32 zero bytes, so psk2 is always in the pattern. */
@@ -87,7 +84,7 @@ class SymmetricState {
       return Buffer.from(ciphertext);
     }
     const pt = aeadOpen(this.k, this.n++, ciphertext, this.h);
-    if (pt === null) throw new HandshakeError('handshake message failed authentication');
+    if (pt === null) throw handshakeError('handshake message failed authentication');
     this.mixHash(ciphertext);
     return pt;
   }
@@ -117,15 +114,17 @@ class SymmetricState {
 interface Ephemeral {
   privateKey: Buffer;
   publicKey: Buffer;
+  /** The KeyObject the DHs use; it goes with the handshake object. */
+  key: KeyObject;
 }
 
 function ephemeral(privateKey: Uint8Array | undefined): Ephemeral {
-  if (privateKey === undefined) return generateKeyPair();
-  return { privateKey: Buffer.from(privateKey), publicKey: publicKeyOf(privateKey) };
+  if (privateKey === undefined) return generateEphemeral();
+  return { privateKey: Buffer.from(privateKey), publicKey: publicKeyOf(privateKey), key: privateKeyObject(privateKey) };
 }
 
 function checkKey(key: Uint8Array, what: string): void {
-  if (key.length !== KEY_SIZE) throw new RangeError(`${what} must be ${KEY_SIZE} bytes, got ${key.length}`);
+  if (key.length !== KEY_SIZE) throw new EtherlinkError('ERR_INVALID_KEY', `${what} must be ${KEY_SIZE} bytes, got ${key.length}`);
 }
 
 /** The pair of keys a handshake ends with: one per direction. */
@@ -151,7 +150,7 @@ export interface IKpsk2InitiatorOptions {
  *   ...
  *   -> e, es, s, ss
  *   <- e, ee, se, psk
- * One object per handshake attempt; it throws HandshakeError and must then be dropped.
+ * One object per handshake attempt; it throws ERR_HANDSHAKE and must then be dropped.
  */
 export class IKpsk2Initiator {
   private sym: SymmetricState;
@@ -179,7 +178,7 @@ export class IKpsk2Initiator {
     const sym = this.sym;
     sym.mixHash(this.e.publicKey);
     sym.mixKey(this.e.publicKey); // psk handshakes also MixKey(e)
-    sym.mixKey(dh(this.e.privateKey, this.rs)); // es
+    sym.mixKey(dh(this.e.key, this.rs)); // es
     const encStatic = sym.encryptAndHash(publicKeyOf(this.s));
     sym.mixKey(dh(this.s, this.rs)); // ss
     const encPayload = sym.encryptAndHash(payload);
@@ -187,18 +186,18 @@ export class IKpsk2Initiator {
   }
 
   /**
-   * Message 2 -> its payload; throws HandshakeError if it does not authenticate,
+   * Message 2 -> its payload; throws ERR_HANDSHAKE if it does not authenticate,
    * and then leaves the state untouched so a forged response can't spoil the
    * handshake for the genuine one.
    */
   readMessage2(message: Uint8Array): Buffer {
-    if (this.step !== 1) throw new HandshakeError('handshake used out of order or after failure');
-    if (message.length < KEY_SIZE + AEAD_TAG_SIZE) throw new HandshakeError('handshake response too short');
+    if (this.step !== 1) throw handshakeError('handshake used out of order or after failure');
+    if (message.length < KEY_SIZE + AEAD_TAG_SIZE) throw handshakeError('handshake response too short');
     const sym = this.sym.clone();
     const re = message.subarray(0, KEY_SIZE);
     sym.mixHash(re);
     sym.mixKey(re);
-    sym.mixKey(dh(this.e.privateKey, re)); // ee
+    sym.mixKey(dh(this.e.key, re)); // ee
     sym.mixKey(dh(this.s, re)); // se
     sym.mixKeyAndHash(this.psk); // psk
     const payload = sym.decryptAndHash(message.subarray(KEY_SIZE));
@@ -229,7 +228,7 @@ export class IKpsk2Initiator {
   }
 
   private expectStep(step: number): void {
-    if (this.step !== step) throw new HandshakeError('handshake used out of order or after failure');
+    if (this.step !== step) throw handshakeError('handshake used out of order or after failure');
     if (step === 0) this.step = 1;
   }
 }
@@ -263,7 +262,7 @@ export class IKpsk2Responder {
   /** Message 1, first half (e, es, s): returns the initiator's static public key. One DH. */
   readMessage1Static(message: Uint8Array): Buffer {
     this.expect(0);
-    if (message.length < KEY_SIZE + ENCRYPTED_STATIC_SIZE + AEAD_TAG_SIZE) throw new HandshakeError('handshake initiation too short');
+    if (message.length < KEY_SIZE + ENCRYPTED_STATIC_SIZE + AEAD_TAG_SIZE) throw handshakeError('handshake initiation too short');
     const sym = this.sym;
     this.re = Buffer.from(message.subarray(0, KEY_SIZE));
     sym.mixHash(this.re);
@@ -295,8 +294,8 @@ export class IKpsk2Responder {
     this.e = ephemeral(ephemeralPrivateKey);
     sym.mixHash(this.e.publicKey);
     sym.mixKey(this.e.publicKey);
-    sym.mixKey(dh(this.e.privateKey, this.re!)); // ee
-    sym.mixKey(dh(this.e.privateKey, this.rs!)); // se
+    sym.mixKey(dh(this.e.key, this.re!)); // ee
+    sym.mixKey(dh(this.e.key, this.rs!)); // se
     sym.mixKeyAndHash(psk); // psk
     const enc = sym.encryptAndHash(payload);
     this.step = 3;
@@ -322,11 +321,26 @@ export class IKpsk2Responder {
   }
 
   private expect(step: number): void {
-    if (this.step !== step) throw new HandshakeError('handshake used out of order or after failure');
+    if (this.step !== step) throw handshakeError('handshake used out of order or after failure');
   }
 }
 
 // ================================================================ WireGuard layer
+
+let insecureKey: { privateKey: Buffer; publicKey: Buffer } | undefined;
+
+/**
+ * The published static key of every --insecure switch (BLAKE2s-256 of
+ * INSECURE_SWITCH_KEY_SEED): a port finds such a switch without --switch-key,
+ * and anyone can impersonate it. That is what --insecure means.
+ */
+export function insecureSwitchKey(): { privateKey: Buffer; publicKey: Buffer } {
+  if (insecureKey === undefined) {
+    const privateKey = hash(Buffer.from(INSECURE_SWITCH_KEY_SEED));
+    insecureKey = { privateKey, publicKey: publicKeyOf(privateKey) };
+  }
+  return { privateKey: Buffer.from(insecureKey.privateKey), publicKey: Buffer.from(insecureKey.publicKey) };
+}
 
 /** TAI64N of a Unix time in milliseconds, nanoseconds whitened as wireguard-go does. */
 export function tai64n(unixMs: number): Buffer {
@@ -336,121 +350,6 @@ export function tai64n(unixMs: number): Buffer {
   const nanos = Math.floor((unixMs - seconds * 1000) * 1e6);
   out.writeUInt32BE((nanos & ~TAI64N_WHITENER_MASK) >>> 0, 8);
   return out;
-}
-
-function writePrefix(buf: Buffer, type: V2MessageType): void {
-  buf[0] = PROTOCOL_VERSION_2;
-  buf[1] = type;
-  buf[2] = 0;
-  buf[3] = 0;
-}
-
-function hasPrefix(buf: Uint8Array, type: V2MessageType, size: number): boolean {
-  return buf.length === size && buf[0] === PROTOCOL_VERSION_2 && buf[1] === type && buf[2] === 0 && buf[3] === 0;
-}
-
-function equal16(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-/**
- * The sender's side of mac1/mac2 for one remote static key (wireguard-go's
- * CookieGenerator). Keep one per peer across handshakes: it holds the cookie.
- */
-export class CookieGenerator {
-  private readonly mac1Key: Buffer;
-  private readonly cookieKey: Buffer;
-  private cookie: Buffer | null = null;
-  private cookieSetAt = 0;
-  private lastMac1: Buffer | null = null;
-
-  constructor(remoteStaticPublicKey: Uint8Array) {
-    checkKey(remoteStaticPublicKey, 'remote static public key');
-    this.mac1Key = hash(Buffer.from(LABEL_MAC1), remoteStaticPublicKey);
-    this.cookieKey = hash(Buffer.from(LABEL_COOKIE), remoteStaticPublicKey);
-  }
-
-  /** Fill the last 32 bytes of a handshake message: mac1, then mac2 if a fresh cookie is held (else zeros). */
-  addMacs(message: Buffer, now: number): void {
-    const mac2At = message.length - MAC_SIZE;
-    const mac1At = mac2At - MAC_SIZE;
-    const m1 = mac(this.mac1Key, message.subarray(0, mac1At));
-    m1.copy(message, mac1At);
-    this.lastMac1 = m1;
-    if (this.cookie !== null && now - this.cookieSetAt <= COOKIE_REFRESH_TIME_MS) {
-      mac(this.cookie, message.subarray(0, mac2At)).copy(message, mac2At);
-    } else {
-      message.fill(0, mac2At);
-    }
-  }
-
-  /** Store the cookie of a cookie reply answering our last message; false if it does not authenticate. */
-  consumeReply(reply: Uint8Array, now: number): boolean {
-    if (this.lastMac1 === null || reply.length !== COOKIE_REPLY_SIZE) return false;
-    const nonce = reply.subarray(CookieReplyOffset.NONCE, CookieReplyOffset.NONCE + XAEAD_NONCE_SIZE);
-    const cookie = xaeadOpen(this.cookieKey, nonce, reply.subarray(CookieReplyOffset.COOKIE), this.lastMac1);
-    if (cookie === null) return false;
-    this.cookie = cookie;
-    this.cookieSetAt = now;
-    return true;
-  }
-
-  get hasCookie(): boolean {
-    return this.cookie !== null;
-  }
-}
-
-/**
- * The receiver's side of mac1/mac2 for our static key (wireguard-go's
- * CookieChecker). mac1 costs a keyed BLAKE2s and no DH, so junk and messages for
- * another key are dropped before any expensive work.
- */
-export class CookieChecker {
-  private readonly mac1Key: Buffer;
-  private readonly cookieKey: Buffer;
-  private secret: Buffer | null = null;
-  private secretSetAt = 0;
-
-  constructor(
-    localStaticPublicKey: Uint8Array,
-    private readonly random: (n: number) => Buffer = randomBytes,
-  ) {
-    checkKey(localStaticPublicKey, 'local static public key');
-    this.mac1Key = hash(Buffer.from(LABEL_MAC1), localStaticPublicKey);
-    this.cookieKey = hash(Buffer.from(LABEL_COOKIE), localStaticPublicKey);
-  }
-
-  checkMac1(message: Uint8Array): boolean {
-    const mac1At = message.length - 2 * MAC_SIZE;
-    if (mac1At < 0) return false;
-    return equal16(mac(this.mac1Key, message.subarray(0, mac1At)), message.subarray(mac1At, mac1At + MAC_SIZE));
-  }
-
-  /** mac2 proves the sender received our cookie for `source` (its underlay address bytes) in the last 2 minutes. */
-  checkMac2(message: Uint8Array, source: Uint8Array, now: number): boolean {
-    if (this.secret === null || now - this.secretSetAt > COOKIE_REFRESH_TIME_MS) return false;
-    const mac2At = message.length - MAC_SIZE;
-    if (mac2At < MAC_SIZE) return false;
-    const cookie = mac(this.secret, source);
-    return equal16(mac(cookie, message.subarray(0, mac2At)), message.subarray(mac2At));
-  }
-
-  /** A 64-byte cookie reply to `message` (whose mac1 was valid) from `source`. */
-  createReply(message: Uint8Array, receiverIndex: number, source: Uint8Array, now: number): Buffer {
-    if (this.secret === null || now - this.secretSetAt > COOKIE_REFRESH_TIME_MS) {
-      this.secret = this.random(KEY_SIZE);
-      this.secretSetAt = now;
-    }
-    const mac1At = message.length - 2 * MAC_SIZE;
-    const cookie = mac(this.secret, source);
-    const reply = Buffer.alloc(COOKIE_REPLY_SIZE);
-    writePrefix(reply, V2MessageType.COOKIE_REPLY);
-    reply.writeUInt32BE(receiverIndex >>> 0, CookieReplyOffset.RECEIVER_INDEX);
-    const nonce = this.random(XAEAD_NONCE_SIZE);
-    nonce.copy(reply, CookieReplyOffset.NONCE);
-    xaeadSeal(this.cookieKey, nonce, cookie, message.subarray(mac1At, mac1At + MAC_SIZE)).copy(reply, CookieReplyOffset.COOKIE);
-    return reply;
-  }
 }
 
 /** What a completed handshake hands to the transport layer. */
@@ -469,7 +368,7 @@ export type FailureReason =
   | 'malformed' // wrong size, version, type or reserved bytes
   | 'bad-mac1' // not for our key, or junk: dropped without a DH
   | 'wrong-index' // a response/cookie reply for another handshake
-  | 'decrypt' // Noise authentication failed (wrong key, wrong PSK, tampering)
+  | 'decrypt' // Noise authentication failed (wrong key, wrong PSK or cipher, tampering)
   | 'replay' // initiation timestamp not newer than the last accepted from this initiator
   | 'flood'; // more than one initiation per 20 ms from this initiator
 
@@ -485,6 +384,8 @@ export interface InitiationOptions {
   cookies?: CookieGenerator;
   /** Default ETHERLINK_IDENTIFIER. */
   prologue?: Uint8Array;
+  /** Encoded extensions (lib/protocol/wire.ts encodeExtensions) sent encrypted after the timestamp. */
+  extensions?: Uint8Array;
   /** Only for tests. */
   ephemeralPrivateKey?: Uint8Array;
 }
@@ -502,7 +403,7 @@ export class InitiatorHandshake {
     private readonly responseChecker: CookieChecker,
   ) {}
 
-  /** Build a 148-byte initiation. Send it; keep the handshake for the response. */
+  /** Build an initiation (148 bytes plus the extensions). Send it; keep the handshake for the response. */
   static createInitiation(o: InitiationOptions): { message: Buffer; handshake: InitiatorHandshake } {
     const init: IKpsk2InitiatorOptions = {
       prologue: o.prologue ?? Buffer.from(ETHERLINK_IDENTIFIER),
@@ -513,10 +414,13 @@ export class InitiatorHandshake {
     if (o.ephemeralPrivateKey !== undefined) init.ephemeralPrivateKey = o.ephemeralPrivateKey;
     const noise = new IKpsk2Initiator(init);
     const cookies = o.cookies ?? new CookieGenerator(o.responderPublicKey);
-    const message = Buffer.alloc(INITIATION_SIZE);
-    writePrefix(message, V2MessageType.HANDSHAKE_INITIATION);
+    const extensions = o.extensions ?? EMPTY;
+    const message = Buffer.alloc(INITIATION_SIZE + extensions.length);
+    if (message.length > INITIATION_MAX_SIZE) throw new EtherlinkError('ERR_OUT_OF_RANGE', `initiation extensions too long (${extensions.length} bytes)`);
+    writePrefix(message, 0, MessageType.HANDSHAKE_INITIATION);
     message.writeUInt32BE(o.senderIndex >>> 0, InitiationOffset.SENDER_INDEX);
-    noise.writeMessage1(tai64n(o.now)).copy(message, InitiationOffset.EPHEMERAL);
+    const payload = Buffer.concat([tai64n(o.now), extensions]);
+    noise.writeMessage1(payload).copy(message, InitiationOffset.EPHEMERAL);
     cookies.addMacs(message, o.now);
     return {
       message,
@@ -533,7 +437,7 @@ export class InitiatorHandshake {
   /** The 92-byte response -> transport keys. A failure leaves the handshake waiting for a genuine response. */
   consumeResponse(message: Uint8Array): { ok: true; keys: TransportKeys } | { ok: false; reason: FailureReason } {
     if (this.done) return { ok: false, reason: 'wrong-index' };
-    if (!hasPrefix(message, V2MessageType.HANDSHAKE_RESPONSE, RESPONSE_SIZE)) return { ok: false, reason: 'malformed' };
+    if (message.length !== RESPONSE_SIZE || !hasPrefix(message, 0, message.length, MessageType.HANDSHAKE_RESPONSE)) return { ok: false, reason: 'malformed' };
     const m = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
     if (m.readUInt32BE(ResponseOffset.RECEIVER_INDEX) !== this.senderIndex) return { ok: false, reason: 'wrong-index' };
     if (!this.responseChecker.checkMac1(m)) return { ok: false, reason: 'bad-mac1' };
@@ -553,7 +457,7 @@ export class InitiatorHandshake {
 
   /** A cookie reply for this attempt: store the cookie so the retransmitted initiation carries mac2. */
   consumeCookieReply(message: Uint8Array, now: number): boolean {
-    if (!hasPrefix(message, V2MessageType.COOKIE_REPLY, COOKIE_REPLY_SIZE)) return false;
+    if (message.length !== COOKIE_REPLY_SIZE || !hasPrefix(message, 0, message.length, MessageType.COOKIE_REPLY)) return false;
     const m = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
     if (m.readUInt32BE(CookieReplyOffset.RECEIVER_INDEX) !== this.senderIndex) return false;
     return this.cookies.consumeReply(m, now);
@@ -586,10 +490,15 @@ interface InitiatorRecord {
   consumedAt: number;
 }
 
+/** Whether `message` has the size and prefix of an initiation (no crypto). */
+export function isInitiation(message: Uint8Array): boolean {
+  return message.length >= INITIATION_SIZE && message.length <= INITIATION_MAX_SIZE && hasPrefix(message, 0, message.length, MessageType.HANDSHAKE_INITIATION);
+}
+
 /**
  * The switch's side: one object for our static key, holding the cookie secret and,
  * per initiator that was accepted, the last timestamp (so the map only grows with
- * the allow list, never with attacker input).
+ * the initiators that proved their key, never with unauthenticated input).
  */
 export class ResponderHandshake {
   readonly publicKey: Buffer;
@@ -612,7 +521,7 @@ export class ResponderHandshake {
    * list and only then calls `initiation.accept(...)`.
    */
   consumeInitiation(message: Uint8Array, o: ConsumeInitiationOptions): ConsumeInitiationResult {
-    if (!hasPrefix(message, V2MessageType.HANDSHAKE_INITIATION, INITIATION_SIZE)) return { kind: 'drop', reason: 'malformed' };
+    if (!isInitiation(message)) return { kind: 'drop', reason: 'malformed' };
     const m = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
     if (!this.checker.checkMac1(m)) return { kind: 'drop', reason: 'bad-mac1' };
     const senderIndex = m.readUInt32BE(InitiationOffset.SENDER_INDEX);
@@ -622,7 +531,7 @@ export class ResponderHandshake {
     const noise = new IKpsk2Responder({ prologue: this.prologue, staticPrivateKey: this.staticPrivateKey });
     let peerPublicKey: Buffer;
     try {
-      peerPublicKey = noise.readMessage1Static(m.subarray(InitiationOffset.EPHEMERAL, InitiationOffset.MAC1));
+      peerPublicKey = noise.readMessage1Static(m.subarray(InitiationOffset.EPHEMERAL, m.length - MACS_SIZE));
     } catch {
       return { kind: 'drop', reason: 'decrypt' };
     }
@@ -674,30 +583,32 @@ export class ReceivedInitiation {
   /**
    * The second DH (proves the sender holds peerPublicKey's private key), the
    * timestamp replay check, then the 92-byte response and our transport keys.
+   * `extensions` are the bytes after the timestamp, authenticated with it.
    */
   accept(
     o: AcceptOptions,
-  ): { ok: true; response: Buffer; keys: TransportKeys; timestamp: Buffer } | { ok: false; reason: FailureReason } {
-    if (this.used) throw new HandshakeError('an initiation can be accepted once');
+  ): { ok: true; response: Buffer; keys: TransportKeys; timestamp: Buffer; extensions: Buffer } | { ok: false; reason: FailureReason } {
+    if (this.used) throw handshakeError('an initiation can be accepted once');
     this.used = true;
-    let timestamp: Buffer;
+    let payload: Buffer;
     try {
-      timestamp = this.noise.readMessage1Payload();
+      payload = this.noise.readMessage1Payload();
     } catch {
       this.noise.wipe();
       return { ok: false, reason: 'decrypt' };
     }
-    if (timestamp.length !== TIMESTAMP_SIZE) {
+    if (payload.length < TIMESTAMP_SIZE) {
       this.noise.wipe();
       return { ok: false, reason: 'malformed' };
     }
+    const timestamp = payload.subarray(0, TIMESTAMP_SIZE);
     const refused = this.responder.admit(this.peerPublicKey, timestamp, o.now);
     if (refused !== null) {
       this.noise.wipe();
       return { ok: false, reason: refused };
     }
     const response = Buffer.alloc(RESPONSE_SIZE);
-    writePrefix(response, V2MessageType.HANDSHAKE_RESPONSE);
+    writePrefix(response, 0, MessageType.HANDSHAKE_RESPONSE);
     response.writeUInt32BE(o.senderIndex >>> 0, ResponseOffset.SENDER_INDEX);
     response.writeUInt32BE(this.remoteIndex, ResponseOffset.RECEIVER_INDEX);
     this.noise.writeMessage2(EMPTY, o.psk, o.ephemeralPrivateKey).copy(response, ResponseOffset.EPHEMERAL);
@@ -708,8 +619,8 @@ export class ReceivedInitiation {
       ok: true,
       response,
       timestamp,
+      extensions: payload.subarray(TIMESTAMP_SIZE),
       keys: { ...keys, localIndex: o.senderIndex >>> 0, remoteIndex: this.remoteIndex, isInitiator: false, remotePublicKey: this.peerPublicKey },
     };
   }
 }
-

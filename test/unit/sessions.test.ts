@@ -1,22 +1,22 @@
-// Protocol 2 engines end to end over an in-memory wire: handshake, data both
-// ways, rekey under traffic, replay, tampering, reordering, roaming, DoS
-// defences (mac1, cookies, rate limits), switch restart and allow-list removal.
+// The protocol's sessions end to end over an in-memory wire: handshake, data
+// both ways, rekey under traffic, replay, tampering, reordering, roaming, DoS
+// defences (mac1, cookies, rate limits), switch restart, allow-list removal,
+// the link state, --insecure (cipher 'none', open membership) and its refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { EngineHarness, counterOf, frameId, kindOf, prng, shuffle, testFrame, type Datagram } from '../helpers/engine-harness.js';
+import { SessionHarness, counterOf, frameId, kindOf, prng, shuffle, testFrame, type Datagram } from '../helpers/session-harness.js';
 import { encodeAddress, formatAddress } from '../../lib/io/address.js';
-import { UNDER_LOAD_HANDSHAKES_PER_S, HANDSHAKE_SOURCE_BURST } from '../../lib/secure/switch-engine.js';
-import { InitiatorHandshake } from '../../lib/crypto/noise.js';
+import { InitiatorHandshake } from '../../lib/protocol/noise.js';
 import { generateKeyPair } from '../../lib/crypto/keys.js';
-import { REPLAY_WINDOW_SIZE } from '../../lib/crypto/constants.js';
+import { HANDSHAKE_SOURCE_BURST, REPLAY_WINDOW_SIZE, UNDER_LOAD_HANDSHAKES_PER_S } from '../../lib/protocol/constants.js';
 
 const ids = (frames: readonly Buffer[]): number[] => frames.map(frameId);
 const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
 const frames = (from: number, n: number, size = 100): Buffer[] => range(from, n).map((id) => testFrame(id, size));
 
 /** A 148-byte initiation-shaped datagram of random bytes (so its mac1 is wrong) from `from`. */
-function junkInitiation(h: EngineHarness, from: Buffer): Datagram {
+function junkInitiation(h: SessionHarness, from: Buffer): Datagram {
   const data = randomBytes(148);
   data[0] = 2;
   data[1] = 0x21;
@@ -33,14 +33,14 @@ function changed(before: Record<string, number>, after: Record<string, number>):
 }
 
 test('handshake completes and frames cross both ways intact; joined is reported once', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
   const port = h.ports[0]!;
-  assert.equal(port.engine.isJoined, true);
+  assert.equal(port.session.isJoined, true);
   assert.deepEqual(port.events.map((e) => e.type), ['joined']);
   assert.equal(h.sw.joined.length, 1);
-  assert.equal(h.sw.engine.size, 1);
-  assert.equal(h.sw.engine.counters()['handshakes'], 1);
+  assert.equal(h.sw.sessions.size, 1);
+  assert.equal(h.switchCounters()['handshakes'], 1);
 
   const up = range(0, 100).map((i) => testFrame(i, 14 + ((i * 137) % 1400)));
   h.portSend(0, up);
@@ -49,19 +49,19 @@ test('handshake completes and frames cross both ways intact; joined is reported 
     h.sw.delivered.map((d) => d.frame),
     up,
   );
-  assert.ok(h.sw.delivered.every((d) => d.peerId === h.peer(0).id));
+  assert.ok(h.sw.delivered.every((d) => d.memberId === h.member(0).id));
 
   const down = range(1000, 100).map((i) => testFrame(i, 14 + ((i * 71) % 1400)));
   h.switchSend(0, down);
   h.settle();
   assert.deepEqual(port.delivered, down);
   assert.equal(h.sw.joined.length, 1, 'joined once');
-  assert.equal(h.sw.engine.counters()['authFailed'], 0);
+  assert.equal(h.switchCounters()['authFailed'], 0);
   assert.equal(h.portCounters(0)['authFailed'], 0);
 });
 
 test('rekeys under continuous traffic lose no frame and do not rejoin', () => {
-  const h = new EngineHarness({ portOptions: { rekeyAfterMs: 2000, rejectAfterMs: 3000 }, switchOptions: { rejectAfterMs: 3000 } });
+  const h = new SessionHarness({ portOptions: { rekeyAfterMs: 2000, rejectAfterMs: 3000 }, switchOptions: { rejectAfterMs: 3000 } });
   h.join();
   let next = 0;
   const sentUp: number[] = [];
@@ -83,34 +83,34 @@ test('rekeys under continuous traffic lose no frame and do not rejoin', () => {
   assert.deepEqual(ids(port.delivered), sentDown, 'every frame down, once, in order');
   const rekeys = port.events.filter((e) => e.type === 'rekeyed').length;
   assert.ok(rekeys >= 4, `rekeyed ${rekeys} times in 12 s with rekeyAfter 2 s`);
-  assert.equal(h.sw.engine.counters()['rekeys'], rekeys);
+  assert.equal(h.switchCounters()['rekeys'], rekeys);
   assert.deepEqual(
     port.events.filter((e) => e.type !== 'rekeyed').map((e) => e.type),
     ['joined'],
   );
   assert.equal(h.sw.joined.length, 1, 'the switch reported the port joined once');
   assert.equal(h.sw.left.length, 0);
-  assert.equal(h.sw.engine.counters()['noSession'], 0);
-  assert.equal(port.engine.status(h.now).counters['txNotJoined'], 0);
+  assert.equal(h.switchCounters()['noSession'], 0);
+  assert.equal(port.session.status(h.now).counters['txNotJoined'], 0);
 });
 
 test('replayed transport datagrams are dropped and counted, both directions', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
   h.portSend(0, frames(0, 10));
   const up = h.take((d) => kindOf(d.data) === 'transport');
   assert.equal(up.length, 10);
   h.deliver(up);
-  const r0 = h.sw.engine.counters()['replayed']!;
+  const r0 = h.switchCounters()['replayed']!;
   h.deliver(up);
-  assert.equal(h.sw.engine.counters()['replayed'], r0 + 10);
+  assert.equal(h.switchCounters()['replayed'], r0 + 10);
   assert.equal(h.sw.delivered.length, 10, 'replays are not delivered');
   // Twice in one receive batch: the second copy fails the window after decryption.
   h.portSend(0, frames(10, 1));
   const [once] = h.take((d) => kindOf(d.data) === 'transport');
   h.deliver([once!, { ...once! }]);
   assert.equal(h.sw.delivered.length, 11);
-  assert.equal(h.sw.engine.counters()['replayed'], r0 + 11);
+  assert.equal(h.switchCounters()['replayed'], r0 + 11);
 
   h.switchSend(0, frames(100, 10));
   const down = h.take((d) => kindOf(d.data) === 'transport' && d.dir === 'down');
@@ -145,7 +145,7 @@ const FLIPS: FlipCase[] = [
 ];
 
 test('bit-flipped transport datagrams are dropped and counted where they fail', async (t) => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
   let id = 0;
   for (const c of FLIPS) {
@@ -154,10 +154,10 @@ test('bit-flipped transport datagrams are dropped and counted where they fail', 
       const [d] = h.take((x) => kindOf(x.data) === 'transport');
       const bad = { ...d!, data: Buffer.from(d!.data) };
       bad.data[c.at(bad.data.length)]! ^= c.mask;
-      const before = h.sw.engine.counters();
+      const before = h.switchCounters();
       const delivered = h.sw.delivered.length;
       h.deliver([bad]);
-      assert.deepEqual(changed(before, h.sw.engine.counters()), { [c.switchCounter]: 1 });
+      assert.deepEqual(changed(before, h.switchCounters()), { [c.switchCounter]: 1 });
       assert.equal(h.sw.delivered.length, delivered, 'nothing delivered');
       // The forgery moved no window: the genuine datagram still gets through.
       h.deliver([d!]);
@@ -178,7 +178,7 @@ test('bit-flipped transport datagrams are dropped and counted where they fail', 
       assert.equal(port.delivered.length, delivered);
       h.deliver([d!]);
       assert.equal(port.delivered.length, delivered + 1);
-      assert.equal(port.engine.isJoined, true);
+      assert.equal(port.session.isJoined, true);
       h.settle();
     });
   }
@@ -186,7 +186,7 @@ test('bit-flipped transport datagrams are dropped and counted where they fail', 
 });
 
 test('reordering inside the window delivers everything once; older than the window is dropped', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
   const rnd = prng(0x5eed);
 
@@ -217,10 +217,10 @@ test('reordering inside the window delivers everything once; older than the wind
   const edge = h.take((d) => kindOf(d.data) === 'transport');
   h.deliver(edge.slice(1));
   assert.equal(counterOf(edge.at(-1)!.data) - counterOf(edge[0]!.data), REPLAY_WINDOW_SIZE);
-  const replayed = h.sw.engine.counters()['replayed']!;
+  const replayed = h.switchCounters()['replayed']!;
   h.deliver([edge[0]!]);
   assert.equal(h.sw.delivered.length, REPLAY_WINDOW_SIZE + 1, 'at the window edge: accepted');
-  assert.equal(h.sw.engine.counters()['replayed'], replayed);
+  assert.equal(h.switchCounters()['replayed'], replayed);
 
   // One more behind: dropped, counted as a replay, not delivered.
   h.sw.delivered.length = 0;
@@ -231,22 +231,22 @@ test('reordering inside the window delivers everything once; older than the wind
   h.deliver([old[0]!]);
   assert.equal(h.sw.delivered.length, REPLAY_WINDOW_SIZE + 1, 'the too-old datagram is not delivered');
   assert.ok(!h.sw.delivered.some((d) => frameId(d.frame) === 20_000));
-  assert.equal(h.sw.engine.counters()['replayed'], replayed + 1);
-  assert.equal(h.sw.engine.counters()['authFailed'], 0);
+  assert.equal(h.switchCounters()['replayed'], replayed + 1);
+  assert.equal(h.switchCounters()['authFailed'], 0);
 });
 
 test('roaming: only an authentic, fresh datagram moves the endpoint', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
   const port = h.ports[0]!;
-  const original = formatAddress(h.peer(0).endpoint);
+  const original = formatAddress(h.member(0).endpoint);
   assert.equal(original, '10.0.0.10:40000');
 
   port.address = encodeAddress('10.0.0.99', 5555);
   h.portSend(0, frames(0, 1));
   h.settle();
-  assert.equal(formatAddress(h.peer(0).endpoint), '10.0.0.99:5555');
-  assert.equal(h.sw.engine.counters()['roams'], 1);
+  assert.equal(formatAddress(h.member(0).endpoint), '10.0.0.99:5555');
+  assert.equal(h.switchCounters()['roams'], 1);
   h.switchSend(0, frames(1, 3));
   h.settle();
   assert.deepEqual(ids(port.delivered), [1, 2, 3], 'replies follow the port');
@@ -258,39 +258,39 @@ test('roaming: only an authentic, fresh datagram moves the endpoint', () => {
   const forged: Datagram = { ...d!, data: Buffer.from(d!.data), from: encodeAddress('10.0.0.66', 6666) };
   forged.data[forged.data.length - 1]! ^= 1;
   h.deliver([forged]);
-  assert.equal(formatAddress(h.peer(0).endpoint), '10.0.0.99:5555');
-  assert.equal(h.sw.engine.counters()['authFailed'], 1);
+  assert.equal(formatAddress(h.member(0).endpoint), '10.0.0.99:5555');
+  assert.equal(h.switchCounters()['authFailed'], 1);
   // The genuine one, replayed from another new address: a replay does not roam either.
   h.deliver([d!]);
   h.deliver([{ ...d!, from: encodeAddress('10.0.0.77', 7777) }]);
-  assert.equal(formatAddress(h.peer(0).endpoint), '10.0.0.99:5555');
-  assert.equal(h.sw.engine.counters()['roams'], 1);
-  assert.equal(h.sw.engine.counters()['replayed'], 1);
+  assert.equal(formatAddress(h.member(0).endpoint), '10.0.0.99:5555');
+  assert.equal(h.switchCounters()['roams'], 1);
+  assert.equal(h.switchCounters()['replayed'], 1);
 });
 
 test('an initiation from an unlisted key creates no peer and gets no answer', () => {
-  const h = new EngineHarness({ ports: 1, unlistedPorts: 1 });
+  const h = new SessionHarness({ ports: 1, unlistedPorts: 1 });
   h.join([0]);
   const stranger = h.ports[1]!;
-  stranger.engine.start(h.now);
+  stranger.session.start(h.now);
   const init = h.take();
   assert.deepEqual(init.map((d) => kindOf(d.data)), ['initiation']);
   h.deliver(init);
   assert.deepEqual(h.take(), [], 'no response, no cookie');
-  assert.equal(h.sw.engine.counters()['unlisted'], 1);
+  assert.equal(h.switchCounters()['unlisted'], 1);
   h.advance(3000);
-  assert.ok(h.sw.engine.counters()['unlisted']! >= 2, 'retries are refused too');
-  assert.equal(h.sw.engine.size, 1);
-  assert.equal(h.sw.engine.counters()['pendingHandshakes'], 0);
+  assert.ok(h.switchCounters()['unlisted']! >= 2, 'retries are refused too');
+  assert.equal(h.sw.sessions.size, 1);
+  assert.equal(h.switchCounters()['pendingHandshakes'], 0);
   assert.equal(h.sw.joined.length, 1);
-  assert.equal(stranger.engine.isJoined, false);
-  assert.equal(h.sw.peers.has(stranger.keys.publicKey.toString('base64')), false);
+  assert.equal(stranger.session.isJoined, false);
+  assert.equal(h.sw.members.has(stranger.keys.publicKey.toString('base64')), false);
 });
 
 test('mac1 junk is dropped before any state or answer (badMac1)', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
-  const before = h.sw.engine.counters();
+  const before = h.switchCounters();
   const one = encodeAddress('192.0.2.1', 1000);
   const list: Datagram[] = [];
   for (let i = 0; i < HANDSHAKE_SOURCE_BURST; i++) list.push(junkInitiation(h, one));
@@ -304,33 +304,33 @@ test('mac1 junk is dropped before any state or answer (badMac1)', () => {
   });
   list.push({ data: message, from: encodeAddress('192.0.2.200', 3000), dst: Buffer.from(h.switchAddress), dir: 'up' });
   h.deliver(list);
-  assert.deepEqual(changed(before, h.sw.engine.counters()), { badMac1: list.length });
+  assert.deepEqual(changed(before, h.switchCounters()), { badMac1: list.length });
   assert.deepEqual(h.take(), [], 'junk gets no reply');
-  assert.equal(h.sw.engine.counters()['pendingHandshakes'], 0);
-  assert.equal(h.sw.engine.size, 1);
+  assert.equal(h.switchCounters()['pendingHandshakes'], 0);
+  assert.equal(h.sw.sessions.size, 1);
 });
 
 test('under load an initiation without mac2 gets a cookie, and the retry with the cookie joins', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   // More than UNDER_LOAD_HANDSHAKES_PER_S initiations in one tick interval, each from its own source.
   const junk: Datagram[] = [];
   for (let i = 0; i <= UNDER_LOAD_HANDSHAKES_PER_S; i++) junk.push(junkInitiation(h, encodeAddress(`198.51.100.${i + 1}`, 1000)));
   h.deliver(junk);
-  assert.equal(h.sw.engine.counters()['badMac1'], UNDER_LOAD_HANDSHAKES_PER_S + 1);
+  assert.equal(h.switchCounters()['badMac1'], UNDER_LOAD_HANDSHAKES_PER_S + 1);
 
   const port = h.ports[0]!;
-  port.engine.start(h.now);
+  port.session.start(h.now);
   const [first] = h.take();
   assert.equal(kindOf(first!.data), 'initiation');
   assert.ok(first!.data.subarray(132).equals(Buffer.alloc(16)), 'the first attempt has no mac2');
   h.deliver([first!]);
-  assert.equal(h.sw.engine.counters()['cookiesSent'], 1);
-  assert.equal(h.sw.engine.counters()['handshakes'], 0, 'no DH under load without a cookie');
+  assert.equal(h.switchCounters()['cookiesSent'], 1);
+  assert.equal(h.switchCounters()['handshakes'], 0, 'no DH under load without a cookie');
   const reply = h.take();
   assert.deepEqual(reply.map((d) => kindOf(d.data)), ['cookie']);
   assert.equal(reply[0]!.data.length, 64, 'no amplification: 64 < 148');
   h.deliver(reply);
-  assert.equal(port.engine.isJoined, false, 'a cookie reply does not resend at once');
+  assert.equal(port.session.isJoined, false, 'a cookie reply does not resend at once');
 
   // The retransmission (REKEY_TIMEOUT backoff), with the switch still under load: the switch timers are held.
   const retries: Buffer[] = [];
@@ -343,34 +343,34 @@ test('under load an initiation without mac2 gets a cookie, and the retry with th
   });
   assert.ok(retries.length >= 1);
   assert.ok(!retries[0]!.subarray(132).equals(Buffer.alloc(16)), 'the retry carries mac2');
-  assert.equal(port.engine.isJoined, true);
+  assert.equal(port.session.isJoined, true);
   assert.deepEqual(port.events.map((e) => e.type), ['joined']);
-  assert.equal(h.sw.engine.counters()['cookiesSent'], 1, 'mac2 was accepted: no second cookie');
-  assert.equal(h.sw.engine.counters()['handshakes'], 1);
+  assert.equal(h.switchCounters()['cookiesSent'], 1, 'mac2 was accepted: no second cookie');
+  assert.equal(h.switchCounters()['handshakes'], 1);
   assert.equal(h.sw.joined.length, 1);
 });
 
 test('per-source handshake rate limit: a burst, then refill over time (rateLimited)', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   const list: Datagram[] = [];
   // Same host, different UDP ports: the limiter keys by host.
   for (let i = 0; i < 12; i++) list.push(junkInitiation(h, encodeAddress('203.0.113.5', 1000 + i)));
   h.deliver(list);
-  let c = h.sw.engine.counters();
+  let c = h.switchCounters();
   assert.equal(c['badMac1'], HANDSHAKE_SOURCE_BURST);
   assert.equal(c['rateLimited'], 12 - HANDSHAKE_SOURCE_BURST);
   // Another host is not affected.
   h.deliver([junkInitiation(h, encodeAddress('203.0.113.6', 1000))]);
-  assert.equal(h.sw.engine.counters()['badMac1'], HANDSHAKE_SOURCE_BURST + 1);
+  assert.equal(h.switchCounters()['badMac1'], HANDSHAKE_SOURCE_BURST + 1);
   h.now += 1000;
   h.deliver(list);
-  c = h.sw.engine.counters();
+  c = h.switchCounters();
   assert.equal(c['badMac1'], 2 * HANDSHAKE_SOURCE_BURST + 1, 'a second later the bucket is full again (burst)');
   assert.equal(c['rateLimited'], 2 * (12 - HANDSHAKE_SOURCE_BURST));
 });
 
 test('after a switch restart the port learns SESSION_UNKNOWN and rejoins at once', () => {
-  const h = new EngineHarness();
+  const h = new SessionHarness();
   h.join();
   const port = h.ports[0]!;
   h.portSend(0, frames(0, 3));
@@ -381,7 +381,7 @@ test('after a switch restart the port learns SESSION_UNKNOWN and rejoins at once
   h.portSend(0, frames(3, 1));
   const [lost] = h.take((d) => kindOf(d.data) === 'transport');
   h.deliver([lost!]);
-  assert.equal(fresh.engine.counters()['unknownIndex'], 1);
+  assert.equal(h.switchCounters()['unknownIndex'], 1);
   const hint = h.take();
   assert.deepEqual(hint.map((d) => `${d.dir} ${kindOf(d.data)} ${d.data.length}`), ['down session-unknown 8']);
   assert.equal(hint[0]!.data.readUInt32BE(4), lost!.data.readUInt32BE(4), 'the hint names the unknown index');
@@ -390,7 +390,7 @@ test('after a switch restart the port learns SESSION_UNKNOWN and rejoins at once
   h.settle();
   assert.equal(h.now, t0, 'no timer needed: the port handshakes on the hint');
   assert.deepEqual(port.events.map((e) => e.type), ['joined', 'joined'], 'a rejoin, reported as joined');
-  assert.equal(port.engine.isJoined, true);
+  assert.equal(port.session.isJoined, true);
   assert.equal(fresh.joined.length, 1);
   h.portSend(0, frames(4, 5));
   h.switchSend(0, frames(100, 2));
@@ -400,47 +400,161 @@ test('after a switch restart the port learns SESSION_UNKNOWN and rejoins at once
 });
 
 test('setAllowList without a key closes that session: host left (allow file) and the port gets LEAVE', () => {
-  const h = new EngineHarness({ ports: 2 });
+  const h = new SessionHarness({ ports: 2 });
   h.join();
-  assert.equal(h.sw.engine.size, 2);
-  const removed = h.sw.engine.setAllowList(h.allowEntries([h.allowKeys[0]!]));
+  assert.equal(h.sw.sessions.size, 2);
+  const removed = h.sw.sessions.setAllowList(h.allowEntries([h.allowKeys[0]!]));
   assert.deepEqual(removed, ['p1']);
   assert.equal(h.sw.left.length, 1);
-  assert.equal(h.sw.left[0]!.peer.name, 'p1');
+  assert.equal(h.sw.left[0]!.member.name, 'p1');
   assert.match(h.sw.left[0]!.reason, /allow file/);
   const bye = h.take();
   assert.deepEqual(bye.map((d) => `${d.dir} ${kindOf(d.data)} ${formatAddress(d.dst)}`), ['down transport 10.0.0.11:40001']);
   h.deliver(bye);
   const p1 = h.ports[1]!;
   assert.ok(p1.events.some((e) => e.type === 'left-by-switch'), 'the port heard the LEAVE');
-  assert.equal(p1.engine.isJoined, false);
+  assert.equal(p1.session.isJoined, false);
   h.settle();
-  assert.equal(h.sw.engine.counters()['unlisted'], 1, 'its rejoin is refused');
-  assert.equal(h.sw.engine.size, 1);
+  assert.equal(h.switchCounters()['unlisted'], 1, 'its rejoin is refused');
+  assert.equal(h.sw.sessions.size, 1);
   // The other port is untouched.
   h.portSend(0, frames(0, 2));
   h.settle();
   assert.deepEqual(ids(h.sw.delivered.map((d) => d.frame)), [0, 1]);
-  assert.equal(h.ports[0]!.engine.isJoined, true);
+  assert.equal(h.ports[0]!.session.isJoined, true);
 });
 
 test('aes-256-gcm on both ends carries frames; a cipher mismatch fails the handshake itself, never the data', () => {
-  const h = new EngineHarness({ switchOptions: { cipher: 'aes-256-gcm' }, portOptions: { cipher: 'aes-256-gcm' } });
+  const h = new SessionHarness({ switchOptions: { cipher: 'aes-256-gcm' }, portOptions: { cipher: 'aes-256-gcm' } });
   h.join();
-  assert.equal(h.ports[0]!.engine.isJoined, true);
+  assert.equal(h.ports[0]!.session.isJoined, true);
   const up = frames(0, 50, 1400);
   h.portSend(0, up);
   h.settle();
   assert.deepEqual(h.sw.delivered.map((d) => d.frame), up);
-  assert.equal(h.sw.engine.counters()['authFailed'], 0);
+  assert.equal(h.switchCounters()['authFailed'], 0);
 
   // The switch on AES, the port on the default: the prologue differs, so the
   // initiation does not decrypt at the switch and no session ever forms.
-  const m = new EngineHarness({ switchOptions: { cipher: 'aes-256-gcm' } });
+  const m = new SessionHarness({ switchOptions: { cipher: 'aes-256-gcm' } });
   m.join();
   m.advance(5_000);
-  assert.equal(m.ports[0]!.engine.isJoined, false, 'no session with mismatched ciphers');
+  assert.equal(m.ports[0]!.session.isJoined, false, 'no session with mismatched ciphers');
   assert.equal(m.sw.joined.length, 0);
-  assert.ok(m.sw.engine.counters()['handshakeFailures']! >= 1, 'the switch counted the failed handshakes');
-  assert.equal(m.sw.engine.counters()['authFailed'], 0, 'no data was ever exchanged to fail');
+  assert.ok(m.switchCounters()['handshakeFailures']! >= 1, 'the switch counted the failed handshakes');
+  assert.equal(m.switchCounters()['authFailed'], 0, 'no data was ever exchanged to fail');
+});
+
+test('--insecure: cipher none and open membership: any key joins, frames cross in clear, the port names itself', () => {
+  const h = new SessionHarness({ insecure: true, ports: 2, portOptions: { name: 'lab-1' } });
+  h.join();
+  assert.equal(h.sw.sessions.size, 2, 'keys nobody listed are admitted');
+  assert.equal(h.sw.sessions.open, true);
+  assert.equal(h.member(0).name, 'lab-1', 'the name the port announced in its initiation');
+  const up = frames(0, 20, 300);
+  h.portSend(0, up);
+  const wire = h.take((d) => kindOf(d.data) === 'transport' && d.dir === 'up');
+  assert.equal(wire.length, 20);
+  // The same layout as encrypted transport: 16-byte header, the frame, a (zero) 16-byte tag.
+  assert.deepEqual(wire[0]!.data.subarray(16, 16 + 300), up[0], 'the frame travels in clear');
+  assert.ok(wire[0]!.data.subarray(16 + 300).equals(Buffer.alloc(16)));
+  h.deliver(wire);
+  assert.deepEqual(h.sw.delivered.map((d) => d.frame), up);
+  h.switchSend(1, frames(100, 3));
+  h.settle();
+  assert.deepEqual(ids(h.ports[1]!.delivered), [100, 101, 102]);
+});
+
+test('--insecure on one side only: the switch refuses with a reason, and both sides say how to fix it', () => {
+  // An insecure port (published switch key, cipher none) at a keyed switch.
+  const keyed = new SessionHarness();
+  const insecurePort = new SessionHarness({ insecure: true });
+  const p = insecurePort.ports[0]!;
+  p.session.start(keyed.now);
+  const [init] = insecurePort.take();
+  keyed.deliver([{ ...init!, dst: Buffer.from(keyed.switchAddress) }]);
+  assert.equal(keyed.switchCounters()['insecurePorts'], 1);
+  const [refusal, ...rest] = keyed.take();
+  assert.equal(rest.length, 0);
+  assert.equal(kindOf(refusal!.data), 'refused');
+  assert.ok(refusal!.data.length < init!.data.length, 'never larger than what it answers');
+  insecurePort.deliver([{ ...refusal!, dst: Buffer.from(p.address) }]);
+  const problem = p.events.find((e) => e.type === 'problem');
+  assert.ok(problem && problem.type === 'problem' && /requires keys/.test(problem.message), JSON.stringify(p.events));
+  assert.equal(p.session.isJoined, false);
+  assert.equal(keyed.sw.sessions.size, 0);
+
+  // A keyed port, told some switch key, at an insecure switch.
+  const open = new SessionHarness({ insecure: true });
+  const keyedPort = new SessionHarness();
+  const k = keyedPort.ports[0]!;
+  k.session.start(open.now);
+  const [kinit] = keyedPort.take();
+  open.deliver([{ ...kinit!, dst: Buffer.from(open.switchAddress) }]);
+  const [answer] = open.take();
+  assert.equal(kindOf(answer!.data), 'refused');
+  keyedPort.deliver([{ ...answer!, dst: Buffer.from(k.address) }]);
+  const p2 = k.events.find((e) => e.type === 'problem');
+  assert.ok(p2 && p2.type === 'problem' && /runs --insecure/.test(p2.message), JSON.stringify(k.events));
+  assert.equal(open.sw.sessions.size, 0);
+});
+
+test('a HANDSHAKE_REFUSED for another attempt is ignored; one for ours changes nothing but a message', () => {
+  const h = new SessionHarness({ switchOptions: { cipher: 'aes-256-gcm' } });
+  const port = h.ports[0]!;
+  port.session.start(h.now);
+  const [init] = h.take();
+  const index = init!.data.readUInt32BE(4);
+  const forged = (i: number): Datagram => {
+    const data = Buffer.alloc(12);
+    data.set([2, 0x26, 0, 0]);
+    data.writeUInt32BE(i, 4);
+    data[8] = 1;
+    return { data, from: Buffer.from(h.switchAddress), dst: Buffer.from(port.address), dir: 'down' };
+  };
+  h.deliver([forged((index ^ 1) >>> 0)]);
+  assert.equal(port.events.length, 0);
+  assert.ok(h.portCounters(0)['ignored']! >= 1);
+  // The real exchange: the cipher differs, the switch says so.
+  h.deliver([init!]);
+  h.settle();
+  const problem = port.events.find((e) => e.type === 'problem');
+  assert.ok(problem && problem.type === 'problem' && /another --cipher/.test(problem.message), JSON.stringify(port.events));
+  assert.equal(h.switchCounters()['refusalsSent'], 1);
+  // Retries keep trying and report the same problem once.
+  h.advance(5_000);
+  assert.equal(port.events.filter((e) => e.type === 'problem').length, 1);
+  assert.ok(h.switchCounters()['refusalsSent']! > 1);
+});
+
+test('the link state rides in pings: down is told at once and retried until answered; the switch hears it once', () => {
+  const h = new SessionHarness({ ports: 2 });
+  h.join();
+  const port = h.ports[0]!;
+  port.session.setLinkUp(false, h.now);
+  // The first ping is lost; the retry follows within LINK_STATE_RETRY_MS.
+  const lost = h.take((d) => d.dir === 'up' && kindOf(d.data) === 'transport');
+  assert.equal(lost.length, 1);
+  assert.equal(h.sw.links.length, 0);
+  h.advance(300);
+  assert.deepEqual(h.sw.links.map((l) => [l.member.name, l.up]), [['p0', false]]);
+  assert.equal(h.member(0).linkUp, false);
+  assert.equal(port.session.status(h.now).linkUp, false);
+  // Answered: no more fast pings (only keepalives every 10 s).
+  const before = h.portCounters(0);
+  let pings = 0;
+  h.advance(5_000, { tamper: (list) => ((pings += list.filter((d) => d.dir === 'up').length), list) });
+  assert.equal(pings, 0, 'no ping between keepalives once the switch knows');
+  port.session.setLinkUp(true, h.now);
+  h.settle();
+  assert.deepEqual(h.sw.links.map((l) => l.up), [false, true]);
+  assert.equal(h.portCounters(0)['authFailed'], before['authFailed']);
+});
+
+test('an allow-file name wins over the announced one; without one, the announced name is used', () => {
+  const h = new SessionHarness({ ports: 2, portOptions: { name: 'announced' } });
+  h.sw.sessions.setAllowList([{ publicKey: h.allowKeys[0]!.publicKey, name: 'listed', line: 1 }, { publicKey: h.allowKeys[1]!.publicKey, line: 2 }]);
+  h.join();
+  assert.equal(h.member(0).name, 'listed');
+  assert.equal(h.member(1).name, 'announced');
 });

@@ -1,22 +1,19 @@
-// In-memory wire for the protocol-2 engines: one SecureSwitchEngine and
-// SecurePortEngines on fake sockets, a fake clock, and a queue of datagrams in
-// flight that tests may drop, duplicate, reorder, corrupt or redirect (STYLE rule 11).
-import type { FrameBatch } from '../../lib/core/frames.js';
+// In-memory wire for the protocol: one SwitchSessions and PortSessions on
+// MemorySockets, a fake clock, and a queue of datagrams in flight that tests
+// may drop, duplicate, reorder, corrupt or redirect (STYLE rule 11).
 import { BATCH_SIZE, MutableFrameBatch, buffersToBatch } from '../../lib/core/frames.js';
-import { ADDR_SLOT } from '../../lib/io/native.js';
 import { silentLogger, type Logger } from '../../lib/core/log.js';
+import { ADDR_SLOT } from '../../lib/io/native.js';
 import { TxQueue } from '../../lib/io/tx-queue.js';
-import type { UdpSocket } from '../../lib/io/udp.js';
+import { MemorySocket } from '../../lib/io/memory-socket.js';
 import { addressEquals, encodeAddress, formatAddress } from '../../lib/io/address.js';
-import type { EnginePeer, SwitchEngineHost } from '../../lib/switch-engine.js';
-import type { PortEngineEvent, PortEngineHost } from '../../lib/port-engine.js';
-import { SecureSwitchEngine, type SecureSwitchOptions } from '../../lib/secure/switch-engine.js';
-import { SecurePortEngine, type SecurePortOptions } from '../../lib/secure/port-engine.js';
 import { generateKeyPair, type KeyPair } from '../../lib/crypto/keys.js';
-import { SWITCH_SWEEP_INTERVAL_MS } from '../../lib/protocol/constants.js';
-import { V2MessageType } from '../../lib/crypto/constants.js';
+import { MessageType, SWITCH_TICK_INTERVAL_MS } from '../../lib/protocol/constants.js';
+import { insecureSwitchKey } from '../../lib/protocol/noise.js';
+import { PortSession, type PortSessionEvent, type PortSessionOptions } from '../../lib/protocol/port-session.js';
+import { RECEIVE_WINDOW, SwitchSessions, type Member, type SwitchSessionsOptions } from '../../lib/protocol/switch-sessions.js';
 
-/** A datagram on the fake wire. `to` is 'switch' or a port's index. */
+/** A datagram on the fake wire. */
 export interface Datagram {
   data: Buffer;
   /** Source address slot (20 bytes) as the receiver will see it. */
@@ -27,50 +24,26 @@ export interface Datagram {
   dir: 'up' | 'down';
 }
 
-export type Kind = 'initiation' | 'response' | 'cookie' | 'transport' | 'session-unknown' | 'other';
+export type Kind = 'initiation' | 'response' | 'cookie' | 'transport' | 'session-unknown' | 'refused' | 'other';
 
-/** What kind of v2 datagram this is, by its prefix. */
+/** What kind of datagram this is, by its prefix. */
 export function kindOf(d: Buffer): Kind {
   if (d.length < 2 || d[0] !== 2) return 'other';
   switch (d[1]) {
-    case V2MessageType.HANDSHAKE_INITIATION:
+    case MessageType.HANDSHAKE_INITIATION:
       return 'initiation';
-    case V2MessageType.HANDSHAKE_RESPONSE:
+    case MessageType.HANDSHAKE_RESPONSE:
       return 'response';
-    case V2MessageType.COOKIE_REPLY:
+    case MessageType.COOKIE_REPLY:
       return 'cookie';
-    case V2MessageType.TRANSPORT_DATA:
+    case MessageType.TRANSPORT_DATA:
       return 'transport';
-    case 0x25:
+    case MessageType.SESSION_UNKNOWN:
       return 'session-unknown';
+    case MessageType.HANDSHAKE_REFUSED:
+      return 'refused';
     default:
       return 'other';
-  }
-}
-
-/** A UdpSocket stand-in: whatever is sent is handed to `sink` as copies. */
-export class FakeSocket {
-  closed = false;
-  readonly port: number;
-  constructor(
-    port: number,
-    private readonly sink: (data: Buffer, dst: Buffer) => void,
-  ) {
-    this.port = port;
-  }
-  send(batch: FrameBatch, addrs: Buffer): number {
-    for (let i = 0; i < batch.count; i++) {
-      const off = batch.offsets[i]!;
-      this.sink(Buffer.from(batch.buf.subarray(off, off + batch.lengths[i]!)), Buffer.from(addrs.subarray(i * ADDR_SLOT, (i + 1) * ADDR_SLOT)));
-    }
-    return batch.count;
-  }
-  sendTo(buf: Buffer, addr: Buffer, addrOffset = 0): number {
-    this.sink(Buffer.from(buf), Buffer.from(addr.subarray(addrOffset, addrOffset + ADDR_SLOT)));
-    return 1;
-  }
-  asUdp(): UdpSocket {
-    return this as unknown as UdpSocket;
   }
 }
 
@@ -82,27 +55,32 @@ export function portAddress(i: number): Buffer {
   return encodeAddress(`10.0.0.${10 + i}`, 40000 + i);
 }
 
-export interface SwitchSide {
-  engine: SecureSwitchEngine;
-  socket: FakeSocket;
+interface Link {
+  socket: MemorySocket;
   queue: TxQueue;
-  joined: EnginePeer[];
-  left: { peer: EnginePeer; reason: string }[];
-  /** Frames delivered to the switch, copied, with the sending peer's id. */
-  delivered: { peerId: number; frame: Buffer }[];
-  /** Peers by public key (base64), as last seen by joined(). */
-  peers: Map<string, EnginePeer>;
+}
+
+export interface SwitchSide {
+  sessions: SwitchSessions<Link>;
+  link: Link;
+  joined: Member<Link>[];
+  left: { member: Member<Link>; reason: string }[];
+  links: { member: Member<Link>; up: boolean }[];
+  /** Frames the switch received (copied), with the sending member's id. */
+  delivered: { memberId: number; frame: Buffer }[];
+  /** Members by public key (base64), as last seen by joined(). */
+  members: Map<string, Member<Link>>;
 }
 
 export interface PortSide {
   index: number;
-  engine: SecurePortEngine;
+  session: PortSession;
   keys: KeyPair;
-  socket: FakeSocket;
+  socket: MemorySocket;
   queue: TxQueue;
   /** This port's current underlay address (tests may change it to roam). */
   address: Buffer;
-  events: PortEngineEvent[];
+  events: PortSessionEvent[];
   delivered: Buffer[];
 }
 
@@ -110,8 +88,10 @@ export interface HarnessOptions {
   ports?: number;
   /** Keys of ports the switch does not list (they still try to join). */
   unlistedPorts?: number;
-  switchOptions?: Partial<Omit<SecureSwitchOptions, 'privateKey' | 'allow'>>;
-  portOptions?: Partial<Omit<SecurePortOptions, 'privateKey' | 'switchPublicKey'>>;
+  /** Open membership and cipher 'none' on both sides, with the published switch key: --insecure. */
+  insecure?: boolean;
+  switchOptions?: Partial<Omit<SwitchSessionsOptions, 'privateKey' | 'allow' | 'logger'>>;
+  portOptions?: Partial<Omit<PortSessionOptions, 'privateKey' | 'switchPublicKey'>>;
   /** Start of the fake clock (Unix ms: the handshake timestamps derive from it). */
   start?: number;
   /** Keep datagrams received by nobody (default true); the fuzz run turns this off. */
@@ -124,9 +104,9 @@ export interface HarnessOptions {
 /** Bound on delivery rounds of settle(): an exchange that never ends is a bug. */
 const SETTLE_MAX_ROUNDS = 1000;
 
-export class EngineHarness {
+export class SessionHarness {
   now: number;
-  readonly switchKeys: KeyPair = generateKeyPair();
+  readonly switchKeys: KeyPair;
   readonly switchAddress = encodeAddress(SWITCH_IP, SWITCH_UDP_PORT);
   sw!: SwitchSide;
   readonly ports: PortSide[] = [];
@@ -144,10 +124,11 @@ export class EngineHarness {
 
   constructor(readonly opts: HarnessOptions = {}) {
     this.now = opts.start ?? 1_700_000_000_000;
-    this.nextTickAt = this.now + SWITCH_SWEEP_INTERVAL_MS;
+    this.nextTickAt = this.now + SWITCH_TICK_INTERVAL_MS;
     this.keepStray = opts.keepStray ?? true;
     this.recordFrames = opts.recordFrames ?? true;
     this.log = opts.log ?? silentLogger;
+    this.switchKeys = opts.insecure ? insecureSwitchKey() : generateKeyPair();
     const listed = opts.ports ?? 1;
     const total = listed + (opts.unlistedPorts ?? 0);
     const portKeys: KeyPair[] = [];
@@ -163,47 +144,54 @@ export class EngineHarness {
   }
 
   private makeSwitch(): SwitchSide {
-    const socket = new FakeSocket(SWITCH_UDP_PORT, (data, dst) => this.put({ data, from: Buffer.from(this.switchAddress), dst, dir: 'down' }));
-    const queue = new TxQueue(socket.asUdp());
+    const socket = new MemorySocket((data, dst) => this.put({ data, from: Buffer.from(this.switchAddress), dst, dir: 'down' }));
+    const link: Link = { socket, queue: new TxQueue(socket) };
     const side: SwitchSide = {
-      engine: undefined as unknown as SecureSwitchEngine,
-      socket,
-      queue,
+      sessions: undefined as unknown as SwitchSessions<Link>,
+      link,
       joined: [],
       left: [],
+      links: [],
       delivered: [],
-      peers: new Map(),
+      members: new Map(),
     };
-    const host: SwitchEngineHost = {
-      log: this.log,
-      joined: (peer) => {
-        side.joined.push(peer);
-        if (peer.publicKey !== undefined) side.peers.set(peer.publicKey, peer);
+    side.sessions = new SwitchSessions<Link>(
+      {
+        joined: (m) => {
+          side.joined.push(m);
+          side.members.set(m.publicKey, m);
+          m.setReceiver((batch) => {
+            if (!this.recordFrames) return;
+            for (let i = 0; i < batch.count; i++) {
+              const off = batch.offsets[i]!;
+              side.delivered.push({ memberId: m.id, frame: Buffer.from(batch.buf.subarray(off, off + batch.lengths[i]!)) });
+            }
+          });
+        },
+        left: (m, reason) => side.left.push({ member: m, reason }),
+        linkChanged: (m, up) => side.links.push({ member: m, up }),
+        send: (l, datagram, to) => l.socket.sendTo(datagram, to),
       },
-      left: (peer, reason) => side.left.push({ peer, reason }),
-      deliver: (peer, buf, off, len) => {
-        if (this.recordFrames) side.delivered.push({ peerId: peer.id, frame: Buffer.from(buf.subarray(off, off + len)) });
+      {
+        privateKey: this.switchKeys.privateKey,
+        allow: this.opts.insecure ? 'open' : this.allowEntries(),
+        ...(this.opts.insecure ? { cipher: 'none' as const } : {}),
+        keepaliveS: 10,
+        portTimeoutS: 30,
+        logger: this.log,
+        ...this.opts.switchOptions,
       },
-      sendTo: (s, datagram, addr) => (s as unknown as FakeSocket).sendTo(datagram, addr),
-      queueFor: () => queue,
-    };
-    side.engine = new SecureSwitchEngine(host, () => socket.asUdp(), {
-      privateKey: this.switchKeys.privateKey,
-      allow: this.allowEntries(),
-      keepaliveS: 10,
-      portTimeoutS: 30,
-      ...this.opts.switchOptions,
-    });
+    );
     return side;
   }
 
   private makePort(i: number, keys: KeyPair): PortSide {
     const address = portAddress(i);
-    const socket = new FakeSocket(40000 + i, (data, dst) => this.put({ data, from: Buffer.from(side.address), dst, dir: 'up' }));
-    const queue = new TxQueue(socket.asUdp());
+    const socket = new MemorySocket((data, dst) => this.put({ data, from: Buffer.from(side.address), dst, dir: 'up' }));
+    const queue = new TxQueue(socket);
     const side: PortSide = {
       index: i,
-      engine: undefined as unknown as SecurePortEngine,
+      session: undefined as unknown as PortSession,
       keys,
       socket,
       queue,
@@ -212,44 +200,44 @@ export class EngineHarness {
       delivered: [],
     };
     const switchAddr = Buffer.from(this.switchAddress);
-    const host: PortEngineHost = {
-      log: this.log,
-      switchAddr,
-      queue,
-      send: (datagram) => socket.sendTo(datagram, switchAddr),
-      deliver: (buf, off, len) => {
-        if (this.recordFrames) side.delivered.push(Buffer.from(buf.subarray(off, off + len)));
+    side.session = new PortSession(
+      {
+        send: (datagram) => socket.sendTo(datagram, switchAddr),
+        event: (e) => side.events.push(e),
+        debug: () => {},
       },
-      event: (e) => side.events.push(e),
-    };
-    side.engine = new SecurePortEngine(host, {
-      privateKey: keys.privateKey,
-      switchPublicKey: this.switchKeys.publicKey,
-      ...this.opts.portOptions,
-    });
+      queue,
+      switchAddr,
+      {
+        privateKey: keys.privateKey,
+        switchPublicKey: this.switchKeys.publicKey,
+        ...(this.opts.insecure ? { cipher: 'none' as const } : {}),
+        ...this.opts.portOptions,
+      },
+    );
     return side;
   }
 
-  /** Replace the switch engine with a fresh one (same key and allow list): a vswitch restart. */
+  /** Replace the switch sessions with fresh ones (same key and allow list): a vswitch restart. */
   restartSwitch(): SwitchSide {
     this.sw = this.makeSwitch();
     return this.sw;
   }
 
-  /** The switch's view of port i (after it joined). */
-  peer(i: number): EnginePeer {
-    const p = this.sw.peers.get(this.ports[i]!.keys.publicKey.toString('base64'));
-    if (p === undefined) throw new Error(`port ${i} has not joined the switch`);
-    return p;
+  /** The switch's member for port i (after it joined). */
+  member(i: number): Member<Link> {
+    const m = this.sw.members.get(this.ports[i]!.keys.publicKey.toString('base64'));
+    if (m === undefined) throw new Error(`port ${i} has not joined the switch`);
+    return m;
   }
 
   private put(d: Datagram): void {
     this.inflight.push(d);
   }
 
-  /** Send everything the engines queued (TxQueues are flushed explicitly, not by microtask). */
+  /** Send everything queued (TxQueues are flushed explicitly here, not by microtask). */
   flushQueues(): void {
-    this.sw.queue.flush();
+    this.sw.link.queue.flush();
     for (const p of this.ports) p.queue.flush();
   }
 
@@ -266,7 +254,7 @@ export class EngineHarness {
   /**
    * Deliver datagrams in order, grouped into receive batches of up to 64 per
    * destination (consecutive datagrams to the same receiver share a batch).
-   * Each batch is copied into a fresh slab: the engines decrypt in place.
+   * Each batch is copied into a fresh slab: the sessions decrypt in place.
    */
   deliver(list: readonly Datagram[]): void {
     let i = 0;
@@ -302,11 +290,17 @@ export class EngineHarness {
       off += d.data.length;
     }
     if (target === 'switch') {
-      this.sw.engine.receive(this.sw.socket.asUdp(), batch, addrs, this.now);
-    } else {
-      const slots = new Uint16Array(list.length);
-      for (let k = 0; k < list.length; k++) slots[k] = k;
-      target.engine.receive(batch, slots, list.length, this.now);
+      for (let from = 0; from < batch.count; from += RECEIVE_WINDOW) {
+        for (const m of this.sw.sessions.receive(this.sw.link, batch, addrs, from, Math.min(batch.count, from + RECEIVE_WINDOW), this.now)) m.deliver();
+      }
+      return;
+    }
+    const slots = new Uint16Array(list.length);
+    for (let k = 0; k < list.length; k++) slots[k] = k;
+    const frames = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
+    target.session.receive(batch, slots, 0, list.length, this.now, frames);
+    if (this.recordFrames) {
+      for (let k = 0; k < frames.count; k++) target.delivered.push(Buffer.from(frames.buf.subarray(frames.offsets[k]!, frames.offsets[k]! + frames.lengths[k]!)));
     }
   }
 
@@ -332,17 +326,17 @@ export class EngineHarness {
       let next = target;
       if (tick) next = Math.min(next, this.nextTickAt);
       for (const p of this.ports) {
-        const t = p.engine.nextTimeout();
+        const t = p.session.nextTimeout();
         if (t !== undefined) next = Math.min(next, Math.max(t, this.now));
       }
       this.now = Math.max(this.now, next);
       for (const p of this.ports) {
-        const t = p.engine.nextTimeout();
-        if (t !== undefined && t <= this.now) p.engine.poll(this.now);
+        const t = p.session.nextTimeout();
+        if (t !== undefined && t <= this.now) p.session.poll(this.now);
       }
       if (tick && this.now >= this.nextTickAt) {
-        this.sw.engine.tick(this.now);
-        this.nextTickAt = this.now + SWITCH_SWEEP_INTERVAL_MS;
+        this.sw.sessions.tick(this.now);
+        this.nextTickAt = this.now + SWITCH_TICK_INTERVAL_MS;
       }
       this.settle(o.tamper);
       if (this.now >= target) return;
@@ -350,26 +344,31 @@ export class EngineHarness {
     throw new Error('advance() did not reach its target: a timer fires without moving forward');
   }
 
-  /** Start ports (all by default) and let the handshakes run. */
+  /** Start ports (all listed ones by default) and let the handshakes run. */
   join(which: readonly number[] = this.allowKeys.map((_, i) => i)): void {
-    for (const i of which) this.ports[i]!.engine.start(this.now);
+    for (const i of which) this.ports[i]!.session.start(this.now);
     this.settle();
   }
 
   /** Port i sends frames toward the switch (they sit in its TxQueue until take/settle). */
   portSend(i: number, frames: readonly Buffer[]): void {
-    for (let k = 0; k < frames.length; k += BATCH_SIZE) this.ports[i]!.engine.transmit(buffersToBatch(frames.slice(k, k + BATCH_SIZE)));
+    for (let k = 0; k < frames.length; k += BATCH_SIZE) this.ports[i]!.session.transmit(buffersToBatch(frames.slice(k, k + BATCH_SIZE)));
   }
 
-  /** The switch sends frames out of port i's switch port. */
+  /** The switch sends frames out of port i's member. */
   switchSend(i: number, frames: readonly Buffer[]): void {
-    const peer = this.peer(i);
-    for (let k = 0; k < frames.length; k += BATCH_SIZE) this.sw.engine.transmit(peer, buffersToBatch(frames.slice(k, k + BATCH_SIZE)));
+    const m = this.member(i);
+    for (let k = 0; k < frames.length; k += BATCH_SIZE) m.send(buffersToBatch(frames.slice(k, k + BATCH_SIZE)));
   }
 
   /** Counters of port i. */
   portCounters(i: number): Record<string, number> {
-    return this.ports[i]!.engine.status(this.now).counters;
+    return this.ports[i]!.session.status(this.now).counters;
+  }
+
+  /** Counters of the switch. */
+  switchCounters(): Record<string, number> {
+    return { ...this.sw.sessions.counters, ports: this.sw.sessions.size, pendingHandshakes: this.sw.sessions.pendingHandshakes };
   }
 
   describe(d: Datagram): string {

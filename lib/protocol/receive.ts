@@ -1,0 +1,67 @@
+// The receive half of the data path (as wireguard-go's device/receive.go):
+// transport datagrams of one receive window are queued per keypair, opened in
+// place with one AEAD call per keypair, checked against the replay window, and
+// the frames appended to the receiver's ingress batch as views into the slab.
+// No allocation and no callback per frame; control payloads (rare) go to a callback.
+import type { MutableFrameBatch } from '../core/frames.js';
+import { ETHERNET_HEADER_SIZE, TRANSPORT_HEADER_SIZE, TRANSPORT_OVERHEAD } from './constants.js';
+import type { Keypair } from './keypair.js';
+import { readCounter } from './wire.js';
+
+export interface OpenCounters {
+  /** Did not authenticate: forged, corrupted, or for other keys. */
+  authFailed: number;
+  /** Authentic but seen before, or too old for the window. */
+  replayed: number;
+}
+
+/** A control payload (1..13 bytes) from an authentic, fresh datagram of receive slot `slot`. */
+export type ControlHandler = (kp: Keypair, buf: Buffer, off: number, len: number, slot: number) => void;
+
+/**
+ * Queue transport datagram `slot` of the current window (buf[off .. +len)) for
+ * opening with `kp`. False when it is an obvious replay (it is not queued).
+ */
+export function queueOpen(kp: Keypair, buf: Buffer, off: number, len: number, slot: number): boolean {
+  if (!kp.replay.wouldAccept(readCounter(buf, off))) return false;
+  const j = kp.rxCount++;
+  kp.rxOffsets[j] = off;
+  kp.rxLengths[j] = len;
+  kp.rxPlainOffsets[j] = off + TRANSPORT_HEADER_SIZE;
+  kp.rxSlots[j] = slot;
+  return true;
+}
+
+/**
+ * Open everything queued on `kp`, in place. Frames (>= 14 bytes of plaintext)
+ * are appended to `frames`, which must be empty or over the same slab; control
+ * payloads go to `control`; bare keepalives only count as heard. Returns the
+ * receive slot of the newest authentic, fresh datagram, or -1 if none was.
+ */
+export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, counters: OpenCounters, control: ControlHandler): number {
+  const n = kp.rxCount;
+  kp.rxCount = 0;
+  if (n === 0) return -1;
+  kp.recv.openBatch(buf, kp.rxOffsets, kp.rxLengths, n, buf, kp.rxPlainOffsets, kp.rxResults);
+  if (frames.count === 0) frames.buf = buf;
+  let newest = -1;
+  for (let j = 0; j < n; j++) {
+    if (kp.rxResults[j] !== 1) {
+      counters.authFailed++;
+      continue;
+    }
+    const off = kp.rxOffsets[j]!;
+    // Replay is decided only for authentic datagrams, so forgeries cannot move the window.
+    if (!kp.replay.checkAndUpdate(readCounter(buf, off))) {
+      counters.replayed++;
+      continue;
+    }
+    const slot = kp.rxSlots[j]!;
+    if (slot > newest) newest = slot;
+    const plain = off + TRANSPORT_HEADER_SIZE;
+    const len = kp.rxLengths[j]! - TRANSPORT_OVERHEAD;
+    if (len >= ETHERNET_HEADER_SIZE) frames.push(plain, len);
+    else if (len > 0) control(kp, buf, plain, len, slot);
+  }
+  return newest;
+}
