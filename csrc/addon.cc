@@ -1,6 +1,8 @@
-// Module entry point: registers the TAP device, UDP socket and interface
-// configuration functions.
+// Module entry point: registers the error class hook, the TAP device, the UDP
+// socket, interface configuration, AEAD and privilege functions.
 #include <napi.h>
+
+#include "errors.h"
 
 namespace etherlink {
 Napi::Object InitTap(Napi::Env env, Napi::Object exports);
@@ -11,6 +13,7 @@ Napi::Object InitPrivilege(Napi::Env env, Napi::Object exports);
 }  // namespace etherlink
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  etherlink::InitErrors(env, exports);
   etherlink::InitTap(env, exports);
   etherlink::InitNetlink(env, exports);
   etherlink::InitUdp(env, exports);

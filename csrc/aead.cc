@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "errors.h"
+
 namespace etherlink {
 namespace {
 
@@ -24,16 +26,10 @@ constexpr size_t kNonceCounterOffset = 4;
 // Larger than any UDP payload; keeps every length an int for EVP.
 constexpr size_t kMaxMessage = 1 << 17;
 
-[[noreturn]] void ThrowCode(Napi::Env env, const char* code, const std::string& message, bool range = false) {
-  if (range) {
-    Napi::RangeError e = Napi::RangeError::New(env, message);
-    e.Set("code", Napi::String::New(env, code));
-    throw e;
-  }
-  Napi::TypeError e = Napi::TypeError::New(env, message);
-  e.Set("code", Napi::String::New(env, code));
-  throw e;
-}
+// Codes of this concern; argument codes come from errors.h.
+constexpr const char* kErrInvalidKey = "ERR_INVALID_KEY";
+constexpr const char* kErrAeadClosed = "ERR_AEAD_CLOSED";
+constexpr const char* kErrCryptoFailed = "ERR_CRYPTO_OPERATION_FAILED";
 
 inline uint64_t ReadBE64(const uint8_t* p) {
   uint64_t v = 0;
@@ -67,7 +63,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   AeadKey(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AeadKey>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsTypedArray()) {
-      ThrowCode(env, "ERR_INVALID_ARG_TYPE", "AeadKey(algorithm: string, key: Uint8Array)");
+      ThrowCode(env, kErrInvalidArgType, "AeadKey(algorithm: string, key: Uint8Array)");
     }
     std::string algorithm = info[0].As<Napi::String>().Utf8Value();
     const EVP_CIPHER* cipher = nullptr;
@@ -78,10 +74,10 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     } else if (algorithm == "aes-256-gcm") {
       cipher = EVP_aes_256_gcm();
     } else {
-      ThrowCode(env, "ERR_INVALID_ARG_VALUE", "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305', 'aes-256-gcm' or 'none'");
+      ThrowCode(env, kErrInvalidArgValue, "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305', 'aes-256-gcm' or 'none'");
     }
     Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
-    if (key.ByteLength() != kKeySize) ThrowCode(env, "ERR_INVALID_KEY", "AEAD key must be 32 bytes", true);
+    if (key.ByteLength() != kKeySize) ThrowCode(env, kErrInvalidKey, "AEAD key must be 32 bytes");
     if (null_) return;
     enc_ = EVP_CIPHER_CTX_new();
     dec_ = EVP_CIPHER_CTX_new();
@@ -90,7 +86,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
         EVP_EncryptInit_ex(enc_, cipher, nullptr, key.Data(), nullptr) != 1 ||
         EVP_DecryptInit_ex(dec_, cipher, nullptr, key.Data(), nullptr) != 1) {
       Free();
-      ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "OpenSSL could not initialise " + algorithm);
+      ThrowCode(env, kErrCryptoFailed, "OpenSSL could not initialise " + algorithm);
     }
   }
 
@@ -113,7 +109,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   }
 
   void CheckOpen(Napi::Env env) {
-    if (closed_) ThrowCode(env, "ERR_AEAD_CLOSED", "AeadKey used after close()");
+    if (closed_) ThrowCode(env, kErrAeadClosed, "AeadKey used after close()");
   }
 
   bool Seal(const uint8_t nonce[kNonceSize], const uint8_t* ad, size_t adLen, const uint8_t* in, size_t len,
@@ -154,7 +150,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   static Slab SlabArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
     if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Buffer/Uint8Array");
+      ThrowCode(info.Env(), kErrInvalidArgType, std::string(name) + " must be a Buffer/Uint8Array");
     }
     Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
     return {a.Data(), a.ByteLength()};
@@ -162,17 +158,17 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   static Napi::Uint32Array U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count) {
     if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-      ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Uint32Array");
+      ThrowCode(info.Env(), kErrInvalidArgType, std::string(name) + " must be a Uint32Array");
     }
     Napi::Uint32Array a = info[i].As<Napi::Uint32Array>();
-    if (a.ElementLength() < count) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", std::string(name) + " is shorter than count", true);
+    if (a.ElementLength() < count) ThrowCode(info.Env(), kErrOutOfRange, std::string(name) + " is shorter than count");
     return a;
   }
 
   static size_t CountArg(const Napi::CallbackInfo& info, size_t i) {
-    if (!info[i].IsNumber()) ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", "count must be a number");
+    if (!info[i].IsNumber()) ThrowCode(info.Env(), kErrInvalidArgType, "count must be a number");
     int64_t c = info[i].As<Napi::Number>().Int64Value();
-    if (c < 0) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", "count must be >= 0", true);
+    if (c < 0) ThrowCode(info.Env(), kErrOutOfRange, "count must be >= 0");
     return static_cast<size_t>(c);
   }
 
@@ -182,7 +178,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value SealBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 6) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets)");
+    if (info.Length() < 6) ThrowCode(env, kErrInvalidArgType, "sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets)");
     size_t count = CountArg(info, 3);
     Slab src = SlabArg(info, 0, "src");
     Napi::Uint32Array srcOff = U32Arg(info, 1, "srcOffsets", count);
@@ -193,13 +189,13 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     for (size_t i = 0; i < count; i++) {
       size_t so = srcOff[i], sl = srcLen[i], d = dstOff[i];
       if (sl > kMaxMessage || so + sl > src.size || d + kHeaderSize + sl + kTagSize > dst.size) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "sealBatch: frame " + std::to_string(i) + " lies outside its buffer", true);
+        ThrowCode(env, kErrOutOfRange, "sealBatch: frame " + std::to_string(i) + " lies outside its buffer");
       }
       const uint8_t* in = src.data + so;
       uint8_t* out = dst.data + d + kHeaderSize;
       // In place (ciphertext exactly over plaintext) is fine for EVP; partial overlap is not.
       if (in != out && Overlaps(in, sl, out, sl + kTagSize)) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "sealBatch: frame " + std::to_string(i) + " partly overlaps its output", true);
+        ThrowCode(env, kErrOutOfRange, "sealBatch: frame " + std::to_string(i) + " partly overlaps its output");
       }
     }
     uint8_t nonce[kNonceSize];
@@ -209,7 +205,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
       CounterNonce(ReadBE64(hdr + kCounterOffset), nonce);
       uint8_t* out = hdr + kHeaderSize;
       if (!Seal(nonce, hdr, kHeaderSize, src.data + srcOff[i], sl, out, out + sl)) {
-        ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "sealBatch: OpenSSL failed on frame " + std::to_string(i));
+        ThrowCode(env, kErrCryptoFailed, "sealBatch: OpenSSL failed on frame " + std::to_string(i));
       }
     }
     return Napi::Number::New(env, static_cast<double>(count));
@@ -223,7 +219,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     Napi::Env env = info.Env();
     CheckOpen(env);
     if (info.Length() < 7) {
-      ThrowCode(env, "ERR_INVALID_ARG_TYPE", "openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results)");
+      ThrowCode(env, kErrInvalidArgType, "openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results)");
     }
     size_t count = CountArg(info, 3);
     Slab src = SlabArg(info, 0, "src");
@@ -232,21 +228,21 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     Slab dst = SlabArg(info, 4, "dst");
     Napi::Uint32Array dstOff = U32Arg(info, 5, "dstOffsets", count);
     Slab results = SlabArg(info, 6, "results");
-    if (results.size < count) ThrowCode(env, "ERR_OUT_OF_RANGE", "results is shorter than count", true);
+    if (results.size < count) ThrowCode(env, kErrOutOfRange, "results is shorter than count");
     for (size_t i = 0; i < count; i++) {
       size_t so = srcOff[i], sl = srcLen[i], d = dstOff[i];
       if (sl > kMaxMessage || so + sl > src.size) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: datagram " + std::to_string(i) + " lies outside src", true);
+        ThrowCode(env, kErrOutOfRange, "openBatch: datagram " + std::to_string(i) + " lies outside src");
       }
       if (sl < kHeaderSize + kTagSize) continue;  // reported as failed below
       size_t pl = sl - kHeaderSize - kTagSize;
       if (d + pl > dst.size) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: plaintext " + std::to_string(i) + " does not fit in dst", true);
+        ThrowCode(env, kErrOutOfRange, "openBatch: plaintext " + std::to_string(i) + " does not fit in dst");
       }
       const uint8_t* in = src.data + so + kHeaderSize;
       uint8_t* out = dst.data + d;
       if (out != in && Overlaps(src.data + so, sl, out, pl)) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: datagram " + std::to_string(i) + " partly overlaps its output", true);
+        ThrowCode(env, kErrOutOfRange, "openBatch: datagram " + std::to_string(i) + " partly overlaps its output");
       }
     }
     uint8_t nonce[kNonceSize];
@@ -272,7 +268,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   static const uint8_t* NonceArg(const Napi::CallbackInfo& info) {
     Slab n = SlabArg(info, 0, "nonce");
-    if (n.size != kNonceSize) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", "nonce must be 12 bytes", true);
+    if (n.size != kNonceSize) ThrowCode(info.Env(), kErrOutOfRange, "nonce must be 12 bytes");
     return n.data;
   }
 
@@ -280,14 +276,14 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value SealOne(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 3) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "sealOne(nonce, ad, plaintext)");
+    if (info.Length() < 3) ThrowCode(env, kErrInvalidArgType, "sealOne(nonce, ad, plaintext)");
     const uint8_t* nonce = NonceArg(info);
     Slab ad = SlabArg(info, 1, "ad");
     Slab pt = SlabArg(info, 2, "plaintext");
-    if (pt.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, "ERR_OUT_OF_RANGE", "sealOne: input too large", true);
+    if (pt.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, kErrOutOfRange, "sealOne: input too large");
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pt.size + kTagSize);
     if (!Seal(nonce, ad.data, ad.size, pt.data, pt.size, out.Data(), out.Data() + pt.size)) {
-      ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "sealOne: OpenSSL failed");
+      ThrowCode(env, kErrCryptoFailed, "sealOne: OpenSSL failed");
     }
     return out;
   }
@@ -296,11 +292,11 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value OpenOne(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 3) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "openOne(nonce, ad, sealed)");
+    if (info.Length() < 3) ThrowCode(env, kErrInvalidArgType, "openOne(nonce, ad, sealed)");
     const uint8_t* nonce = NonceArg(info);
     Slab ad = SlabArg(info, 1, "ad");
     Slab ct = SlabArg(info, 2, "sealed");
-    if (ct.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, "ERR_OUT_OF_RANGE", "openOne: input too large", true);
+    if (ct.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, kErrOutOfRange, "openOne: input too large");
     if (ct.size < kTagSize) return env.Null();
     size_t pl = ct.size - kTagSize;
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pl);

@@ -90,19 +90,6 @@ struct QueuedDatagram {
   socklen_t name_len = 0;
 };
 
-[[noreturn]] void ThrowInvalidAddress(Napi::Env env, const std::string& address) {
-  Napi::Error e = Napi::TypeError::New(
-      env, "invalid bind address '" + address + "': use an IPv4 or IPv6 literal such as '::', '0.0.0.0' or '::1'");
-  e.Set("code", Napi::String::New(env, "ERR_INVALID_ADDRESS"));
-  throw e;
-}
-
-[[noreturn]] void ThrowRange(Napi::Env env, const std::string& message) {
-  Napi::Error e = Napi::RangeError::New(env, message);
-  e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
-  throw e;
-}
-
 std::string SocketAdvice(int err) {
   switch (err) {
     case EADDRNOTAVAIL:
@@ -190,7 +177,7 @@ void WriteAddrSlot(uint8_t* out, const sockaddr_storage& ss) {
 template <typename T>
 T* TypedArrayData(const Napi::Value& v, napi_typedarray_type type, const char* what, size_t* length) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " has the wrong type (see lib/native.ts)");
+    ThrowCode(v.Env(), kErrInvalidArgType, std::string(what) + " has the wrong type (see lib/io/native.ts)");
   }
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   *length = ta.ElementLength();
@@ -198,7 +185,7 @@ T* TypedArrayData(const Napi::Value& v, napi_typedarray_type type, const char* w
 }
 
 uint8_t* BufferData(const Napi::Value& v, const char* what, size_t* length) {
-  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
+  if (!v.IsBuffer()) ThrowCode(v.Env(), kErrInvalidArgType, std::string(what) + " must be a Buffer");
   auto b = v.As<Napi::Buffer<uint8_t>>();
   *length = b.Length();
   return b.Data();
@@ -206,10 +193,10 @@ uint8_t* BufferData(const Napi::Value& v, const char* what, size_t* length) {
 
 uint32_t OptionU32(const Napi::Object& opts, const char* key, uint32_t min, uint32_t max) {
   Napi::Value v = opts.Get(key);
-  if (!v.IsNumber()) throw Napi::TypeError::New(opts.Env(), std::string("options.") + key + " must be a number");
+  if (!v.IsNumber()) ThrowCode(opts.Env(), kErrInvalidArgType, std::string("options.") + key + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint32_t>(d))) {
-    ThrowRange(opts.Env(), std::string("options.") + key + " must be an integer in [" + std::to_string(min) + ", " +
+    ThrowCode(opts.Env(), kErrOutOfRange, std::string("options.") + key + " must be an integer in [" + std::to_string(min) + ", " +
                                std::to_string(max) + "]");
   }
   return static_cast<uint32_t>(d);
@@ -320,11 +307,11 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
 UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocket>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 7 || !info[0].IsObject() || !info[1].IsFunction()) {
-    throw Napi::TypeError::New(env, "UdpSocket(opts, onBatch, rxSlab, rxOffsets, rxLengths, rxAddrs, stats)");
+    ThrowCode(env, kErrInvalidArgType, "UdpSocket(opts, onBatch, rxSlab, rxOffsets, rxLengths, rxAddrs, stats)");
   }
   Napi::Object opts = info[0].As<Napi::Object>();
   Napi::Value addr_v = opts.Get("address");
-  if (!addr_v.IsString()) throw Napi::TypeError::New(env, "options.address must be a string");
+  if (!addr_v.IsString()) ThrowCode(env, kErrInvalidArgType, "options.address must be a string");
   std::string address = addr_v.As<Napi::String>().Utf8Value();
   uint16_t req_port = static_cast<uint16_t>(OptionU32(opts, "port", 0, 65535));
   batch_size_ = OptionU32(opts, "batchSize", 1, kMaxBatchSize);
@@ -342,11 +329,14 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
   rx_capacity_ = offload ? batch_size_ * kMaxGroSegments : batch_size_;
   if (slab_len < batch_size_ * slot_size_ || offsets_len < rx_capacity_ || lengths_len < rx_capacity_ ||
       addrs_len < rx_capacity_ * kAddrSlot || stats_len < kUdpStatCount) {
-    ThrowRange(env, "receive slabs are smaller than batchSize x slotSize / batchSize x ADDR_SLOT (see lib/udp.ts)");
+    ThrowCode(env, kErrOutOfRange, "receive slabs are smaller than batchSize x slotSize / batchSize x ADDR_SLOT (see lib/udp.ts)");
   }
 
   BindAddress bind_addr;
-  if (!ParseBindAddress(address, req_port, &bind_addr)) ThrowInvalidAddress(env, address);
+  if (!ParseBindAddress(address, req_port, &bind_addr)) {
+    ThrowCode(env, kErrInvalidAddress,
+              "invalid bind address '" + address + "': use an IPv4 or IPv6 literal such as '::', '0.0.0.0' or '::1'");
+  }
 
   FdGuard fd;
   fd.fd = ::socket(bind_addr.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -429,10 +419,10 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocke
 
   uv_loop_t* loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-    throw Napi::Error::New(env, "cannot reach the Node.js event loop");
+    ThrowErrno(env, EINVAL, "napi_get_uv_event_loop", "cannot reach the Node.js event loop");
   }
   poll_ = static_cast<uv_poll_t*>(std::malloc(sizeof(uv_poll_t)));
-  if (poll_ == nullptr) throw Napi::Error::New(env, "out of memory");
+  if (poll_ == nullptr) ThrowErrno(env, ENOMEM, "malloc", "out of memory for the UDP socket's poll handle");
   int rc = uv_poll_init(loop, poll_, fd.fd);
   if (rc != 0) {
     std::free(poll_);  // a failed init never registered the handle with the loop
@@ -669,7 +659,7 @@ uint32_t UdpSocket::Enqueue(const uint8_t* data, size_t len, const sockaddr_stor
 Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[4].IsNumber()) {
-    throw Napi::TypeError::New(env, "send(buf, offsets, lengths, addrs, count)");
+    ThrowCode(env, kErrInvalidArgType, "send(buf, offsets, lengths, addrs, count)");
   }
   size_t buf_len, offsets_len, lengths_len, addrs_len;
   const uint8_t* buf = BufferData(info[0], "buf", &buf_len);
@@ -678,12 +668,12 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
   const uint8_t* addrs = BufferData(info[3], "addrs", &addrs_len);
   double count_d = info[4].As<Napi::Number>().DoubleValue();
   if (!(count_d >= 0) || count_d > offsets_len || count_d > lengths_len || count_d * kAddrSlot > addrs_len) {
-    ThrowRange(env, "send: count exceeds offsets/lengths/addrs");
+    ThrowCode(env, kErrOutOfRange, "send: count exceeds offsets/lengths/addrs");
   }
   size_t count = static_cast<size_t>(count_d);
   for (size_t i = 0; i < count; i++) {
     if (static_cast<uint64_t>(offsets[i]) + lengths[i] > buf_len) {
-      ThrowRange(env, "send: datagram " + std::to_string(i) + " lies outside buf");
+      ThrowCode(env, kErrOutOfRange, "send: datagram " + std::to_string(i) + " lies outside buf");
     }
   }
   if (closed_) return Napi::Number::New(env, 0);

@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { EtherlinkError } from '../core/errors.js';
 
 /** Indices into a device's Float64Array of counters, written by native code. */
 export const TapStat = {
@@ -183,6 +184,11 @@ export interface NativeAeadKey {
 }
 
 export interface NativeBinding {
+  /**
+   * Native errors become `new ctor(code, message, { syscall, errno })` from now on
+   * (per thread: each worker's addon instance has its own); before, a plain Error with .code.
+   */
+  setErrorClass(ctor: new (code: string, message: string, details: { syscall?: string; errno?: number }) => Error): void;
   /** Batched transport AEAD (csrc/aead.cc). */
   AeadKey: NativeAeadKeyConstructor;
   Tap: NativeTapConstructor;
@@ -200,7 +206,7 @@ export interface NativeBinding {
   /**
    * Clear the effective, permitted, inheritable and ambient capability sets of
    * every thread (csrc/privilege_linux.cc), and the bounding set when
-   * CAP_SETPCAP allows. Throws an Error with .code when this thread cannot.
+   * CAP_SETPCAP allows. Throws an EtherlinkError with .code when this thread cannot.
    */
   dropCapabilities(): NativeCapabilityDrop;
 }
@@ -218,7 +224,9 @@ function load(): NativeBinding {
   const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
   // dist/lib/io/native.js -> the package root is three levels up.
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  return gypBuild(root) as NativeBinding;
+  const binding = gypBuild(root) as NativeBinding;
+  binding.setErrorClass(EtherlinkError);
+  return binding;
 }
 
 let cached: NativeBinding | undefined;

@@ -6,6 +6,9 @@ import { BATCH_SIZE, FRAME_SLOT, type FrameBatch, buffersToBatch } from '../core
 import { native, type NativeTap, TAP_STAT_COUNT, TapStat } from './native.js';
 import type { BatchReceiver, Port } from '../core/port.js';
 import { formatMac, isMulticast, macFromBuffer, macToBuffer, parseMac } from '../core/ethernet.js';
+import { EtherlinkError } from '../core/errors.js';
+
+export { EtherlinkError };
 
 /** Linux IFNAMSIZ less the terminating NUL. */
 export const MAX_IFNAME = 15;
@@ -63,17 +66,6 @@ export interface ParsedCidr {
   address: string;
   bytes: Buffer;
   prefix: number;
-}
-
-/** An Error with a Node-style `code`. */
-export class EtherlinkError extends Error {
-  constructor(
-    public readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'EtherlinkError';
-  }
 }
 
 function invalid(message: string): EtherlinkError {
