@@ -5,6 +5,7 @@
       "sources": [
         "csrc/addon.cc",
         "csrc/errors.cc",
+        "csrc/args.cc",
         "csrc/tap_linux.cc",
         "csrc/offload.cc",
         "csrc/netlink_linux.cc",

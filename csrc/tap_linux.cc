@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "errors.h"
 #include "offload.h"
 
@@ -26,6 +27,12 @@ namespace etherlink {
 namespace {
 
 constexpr const char* kTunPath = "/dev/net/tun";
+// Frames one read batch may hold (OFFLOAD_BATCH_FRAMES in lib/io/tap.ts).
+constexpr uint32_t kMaxBatchFrames = 1024;
+// Larger than any frame slot lib/io/tap.ts uses (FRAME_SLOT).
+constexpr uint32_t kMaxSlotSize = 1 << 18;
+// Most frames waiting for writability (the writeQueue option's ceiling).
+constexpr uint32_t kMaxWriteQueue = 1 << 16;
 // Batches read per readable wake-up before yielding back to the loop, so one
 // busy device cannot starve the others.
 constexpr int kMaxBatchesPerWake = 4;
@@ -73,16 +80,17 @@ class Tap : public Napi::ObjectWrap<Tap> {
 
   Tap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 6 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsBuffer() ||
-        !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsTypedArray()) {
-      ThrowErrno(env, EINVAL, "Tap", "Tap(opts, onBatch, slab, offsets, lengths, stats): bad arguments");
-    }
+    RequireArgs(info, 6, "Tap(opts, onBatch, slab, offsets, lengths, stats)");
+    if (!info[0].IsObject()) ThrowCode(env, kErrInvalidArgType, "Tap: opts must be an object");
+    if (!info[1].IsFunction()) ThrowCode(env, kErrInvalidArgType, "Tap: onBatch must be a function");
     Napi::Object opts = info[0].As<Napi::Object>();
-    std::string name = opts.Get("name").ToString().Utf8Value();
-    batch_size_ = opts.Get("batchSize").ToNumber().Uint32Value();
-    slot_size_ = opts.Get("slotSize").ToNumber().Uint32Value();
-    queue_cap_ = opts.Get("writeQueue").ToNumber().Uint32Value();
-    vnet_ = opts.Has("vnetHdr") && opts.Get("vnetHdr").ToBoolean().Value();
+    Napi::Value name_v = opts.Get("name");
+    if (!name_v.IsString()) ThrowCode(env, kErrInvalidArgType, "options.name must be a string");
+    std::string name = name_v.As<Napi::String>().Utf8Value();
+    batch_size_ = U32Option(opts, "batchSize", 1, kMaxBatchFrames);
+    slot_size_ = U32Option(opts, "slotSize", 1, kMaxSlotSize);
+    queue_cap_ = U32Option(opts, "writeQueue", 0, kMaxWriteQueue);
+    vnet_ = BoolOption(opts, "vnetHdr");
 
     if (name.size() >= IFNAMSIZ) {
       ThrowErrno(env, EINVAL, "TUNSETIFF",
@@ -90,21 +98,20 @@ class Tap : public Napi::ObjectWrap<Tap> {
                      " bytes; Linux allows at most " + std::to_string(IFNAMSIZ - 1));
     }
 
-    auto slab = info[2].As<Napi::Buffer<uint8_t>>();
-    auto offsets = info[3].As<Napi::Uint32Array>();
-    auto lengths = info[4].As<Napi::Uint32Array>();
-    auto stats = info[5].As<Napi::Float64Array>();
+    Span<uint8_t> slab = BytesArg(info[2], "slab");
+    Span<uint32_t> offsets = Uint32ArrayArg(info[3], "offsets");
+    Span<uint32_t> lengths = Uint32ArrayArg(info[4], "lengths");
+    Span<double> stats = Float64ArrayArg(info[5], "stats");
     size_t need = vnet_ ? kReadRoom : static_cast<size_t>(batch_size_) * slot_size_;
-    if (batch_size_ == 0 || slot_size_ == 0 || offsets.ElementLength() < batch_size_ ||
-        lengths.ElementLength() < batch_size_ || slab.Length() < need || stats.ElementLength() < kStatCount ||
-        (vnet_ && batch_size_ < kMaxSegments)) {
-      ThrowErrno(env, EINVAL, "Tap", "Tap: slab, offsets, lengths or stats smaller than batchSize x slotSize");
+    if (offsets.length < batch_size_ || lengths.length < batch_size_ || slab.length < need ||
+        stats.length < kStatCount || (vnet_ && batch_size_ < kMaxSegments)) {
+      ThrowCode(env, kErrOutOfRange, "Tap: slab, offsets, lengths or stats smaller than batchSize x slotSize");
     }
-    slab_ = slab.Data();
-    slab_len_ = slab.Length();
-    offsets_ = offsets.Data();
-    lengths_ = lengths.Data();
-    stats_ = stats.Data();
+    slab_ = slab.data;
+    slab_len_ = slab.length;
+    offsets_ = offsets.data;
+    lengths_ = lengths.data;
+    stats_ = stats.data;
     on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
     slab_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
     offsets_ref_ = Napi::Persistent(info[3].As<Napi::Object>());
@@ -241,25 +248,23 @@ class Tap : public Napi::ObjectWrap<Tap> {
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (closed_) ThrowErrno(env, EBADF, "write", "the TAP device is closed");
-    if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
-      ThrowErrno(env, EINVAL, "write", "write(buf, offsets, lengths, count): bad arguments");
-    }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    auto offs = info[1].As<Napi::Uint32Array>();
-    auto lens = info[2].As<Napi::Uint32Array>();
-    uint32_t count = info[3].ToNumber().Uint32Value();
-    if (count > offs.ElementLength() || count > lens.ElementLength()) {
-      ThrowErrno(env, EINVAL, "write", "write: count exceeds the offsets/lengths arrays");
-    }
-    const uint8_t* base = buf.Data();
-    size_t blen = buf.Length();
+    RequireArgs(info, 4, "write(buf, offsets, lengths, count)");
+    Span<uint8_t> buf = BytesArg(info[0], "buf");
+    Span<uint32_t> offs_arg = Uint32ArrayArg(info[1], "offsets");
+    Span<uint32_t> lens_arg = Uint32ArrayArg(info[2], "lengths");
+    uint32_t count =
+        static_cast<uint32_t>(CountArg(info[3], {{"offsets", offs_arg.length}, {"lengths", lens_arg.length}}));
+    const uint32_t* offs = offs_arg.data;
+    const uint32_t* lens = lens_arg.data;
+    const uint8_t* base = buf.data;
+    size_t blen = buf.length;
     uint32_t accepted = 0;
     uint32_t i = 0;
     // Frames queued earlier must go first, or order breaks.
     if (queue_len_ == 0 && vnet_) {
       while (i < count) {
         bool again = false;
-        uint32_t used = WriteCoalesced(base, blen, offs.Data(), lens.Data(), i, count, &again);
+        uint32_t used = WriteCoalesced(base, blen, offs, lens, i, count, &again);
         if (again) break;
         accepted += used;
         i += used;

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "errors.h"
 
 namespace etherlink {
@@ -173,35 +174,6 @@ void WriteAddrSlot(uint8_t* out, const sockaddr_storage& ss) {
   out[19] = 0;
 }
 
-// Typed-array argument checks: the views must be of the declared element type.
-template <typename T>
-T* TypedArrayData(const Napi::Value& v, napi_typedarray_type type, const char* what, size_t* length) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
-    ThrowCode(v.Env(), kErrInvalidArgType, std::string(what) + " has the wrong type (see lib/io/native.ts)");
-  }
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  *length = ta.ElementLength();
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-}
-
-uint8_t* BufferData(const Napi::Value& v, const char* what, size_t* length) {
-  if (!v.IsBuffer()) ThrowCode(v.Env(), kErrInvalidArgType, std::string(what) + " must be a Buffer");
-  auto b = v.As<Napi::Buffer<uint8_t>>();
-  *length = b.Length();
-  return b.Data();
-}
-
-uint32_t OptionU32(const Napi::Object& opts, const char* key, uint32_t min, uint32_t max) {
-  Napi::Value v = opts.Get(key);
-  if (!v.IsNumber()) ThrowCode(opts.Env(), kErrInvalidArgType, std::string("options.") + key + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= min && d <= max) || d != static_cast<double>(static_cast<uint32_t>(d))) {
-    ThrowCode(opts.Env(), kErrOutOfRange, std::string("options.") + key + " must be an integer in [" + std::to_string(min) + ", " +
-                               std::to_string(max) + "]");
-  }
-  return static_cast<uint32_t>(d);
-}
-
 class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -306,26 +278,32 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
 
 UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<UdpSocket>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 7 || !info[0].IsObject() || !info[1].IsFunction()) {
-    ThrowCode(env, kErrInvalidArgType, "UdpSocket(opts, onBatch, rxSlab, rxOffsets, rxLengths, rxAddrs, stats)");
-  }
+  RequireArgs(info, 7, "UdpSocket(opts, onBatch, rxSlab, rxOffsets, rxLengths, rxAddrs, stats)");
+  if (!info[0].IsObject()) ThrowCode(env, kErrInvalidArgType, "UdpSocket: opts must be an object");
+  if (!info[1].IsFunction()) ThrowCode(env, kErrInvalidArgType, "UdpSocket: onBatch must be a function");
   Napi::Object opts = info[0].As<Napi::Object>();
   Napi::Value addr_v = opts.Get("address");
   if (!addr_v.IsString()) ThrowCode(env, kErrInvalidArgType, "options.address must be a string");
   std::string address = addr_v.As<Napi::String>().Utf8Value();
-  uint16_t req_port = static_cast<uint16_t>(OptionU32(opts, "port", 0, 65535));
-  batch_size_ = OptionU32(opts, "batchSize", 1, kMaxBatchSize);
-  slot_size_ = OptionU32(opts, "slotSize", 1, kMaxSlotSize);
-  size_t send_queue = OptionU32(opts, "sendQueue", 0, kMaxSendQueue);
-  uint32_t socket_buffer = OptionU32(opts, "socketBuffer", 0, INT32_MAX);
-  bool offload = opts.Has("offload") && opts.Get("offload").ToBoolean().Value();
+  uint16_t req_port = static_cast<uint16_t>(U32Option(opts, "port", 0, 65535));
+  batch_size_ = U32Option(opts, "batchSize", 1, kMaxBatchSize);
+  slot_size_ = U32Option(opts, "slotSize", 1, kMaxSlotSize);
+  size_t send_queue = U32Option(opts, "sendQueue", 0, kMaxSendQueue);
+  uint32_t socket_buffer = U32Option(opts, "socketBuffer", 0, INT32_MAX);
+  bool offload = BoolOption(opts, "offload");
 
-  size_t slab_len, offsets_len, lengths_len, addrs_len, stats_len;
-  rx_slab_ = BufferData(info[2], "rxSlab", &slab_len);
-  rx_offsets_ = TypedArrayData<uint32_t>(info[3], napi_uint32_array, "rxOffsets", &offsets_len);
-  rx_lengths_ = TypedArrayData<uint32_t>(info[4], napi_uint32_array, "rxLengths", &lengths_len);
-  rx_addrs_ = BufferData(info[5], "rxAddrs", &addrs_len);
-  stats_ = TypedArrayData<double>(info[6], napi_float64_array, "stats", &stats_len);
+  Span<uint8_t> slab = BytesArg(info[2], "rxSlab");
+  Span<uint32_t> offsets = Uint32ArrayArg(info[3], "rxOffsets");
+  Span<uint32_t> lengths = Uint32ArrayArg(info[4], "rxLengths");
+  Span<uint8_t> addrs = BytesArg(info[5], "rxAddrs");
+  Span<double> stats = Float64ArrayArg(info[6], "stats");
+  rx_slab_ = slab.data;
+  rx_offsets_ = offsets.data;
+  rx_lengths_ = lengths.data;
+  rx_addrs_ = addrs.data;
+  stats_ = stats.data;
+  size_t slab_len = slab.length, offsets_len = offsets.length, lengths_len = lengths.length;
+  size_t addrs_len = addrs.length, stats_len = stats.length;
   rx_capacity_ = offload ? batch_size_ * kMaxGroSegments : batch_size_;
   if (slab_len < batch_size_ * slot_size_ || offsets_len < rx_capacity_ || lengths_len < rx_capacity_ ||
       addrs_len < rx_capacity_ * kAddrSlot || stats_len < kUdpStatCount) {
@@ -658,19 +636,19 @@ uint32_t UdpSocket::Enqueue(const uint8_t* data, size_t len, const sockaddr_stor
 
 Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 5 || !info[4].IsNumber()) {
-    ThrowCode(env, kErrInvalidArgType, "send(buf, offsets, lengths, addrs, count)");
-  }
-  size_t buf_len, offsets_len, lengths_len, addrs_len;
-  const uint8_t* buf = BufferData(info[0], "buf", &buf_len);
-  const uint32_t* offsets = TypedArrayData<uint32_t>(info[1], napi_uint32_array, "offsets", &offsets_len);
-  const uint32_t* lengths = TypedArrayData<uint32_t>(info[2], napi_uint32_array, "lengths", &lengths_len);
-  const uint8_t* addrs = BufferData(info[3], "addrs", &addrs_len);
-  double count_d = info[4].As<Napi::Number>().DoubleValue();
-  if (!(count_d >= 0) || count_d > offsets_len || count_d > lengths_len || count_d * kAddrSlot > addrs_len) {
-    ThrowCode(env, kErrOutOfRange, "send: count exceeds offsets/lengths/addrs");
-  }
-  size_t count = static_cast<size_t>(count_d);
+  RequireArgs(info, 5, "send(buf, offsets, lengths, addrs, count)");
+  Span<uint8_t> buf_arg = BytesArg(info[0], "buf");
+  Span<uint32_t> offsets_arg = Uint32ArrayArg(info[1], "offsets");
+  Span<uint32_t> lengths_arg = Uint32ArrayArg(info[2], "lengths");
+  Span<uint8_t> addrs_arg = BytesArg(info[3], "addrs");
+  size_t count = CountArg(info[4], {{"offsets", offsets_arg.length},
+                                    {"lengths", lengths_arg.length},
+                                    {"addrs (in address slots)", addrs_arg.length / kAddrSlot}});
+  const uint8_t* buf = buf_arg.data;
+  size_t buf_len = buf_arg.length;
+  const uint32_t* offsets = offsets_arg.data;
+  const uint32_t* lengths = lengths_arg.data;
+  const uint8_t* addrs = addrs_arg.data;
   for (size_t i = 0; i < count; i++) {
     if (static_cast<uint64_t>(offsets[i]) + lengths[i] > buf_len) {
       ThrowCode(env, kErrOutOfRange, "send: datagram " + std::to_string(i) + " lies outside buf");

@@ -42,6 +42,8 @@ test('argument problems are EtherlinkErrors with ERR_* codes and no syscall', ()
     [() => UdpSocket.bind({ address: 'localhost' }), 'ERR_INVALID_ADDRESS'],
     [() => UdpSocket.bind({ address: '127.0.0.1', port: 70000 }), 'ERR_OUT_OF_RANGE'],
     [() => new (native().AeadKey)('rot13' as 'none', new Uint8Array(32)), 'ERR_INVALID_ARG_VALUE'],
+    [() => new (native().AeadKey)('none', new Uint16Array(16) as unknown as Uint8Array), 'ERR_INVALID_ARG_TYPE'],
+    [() => native().setMac('lo', Buffer.alloc(5)), 'ERR_INVALID_ARG_VALUE'],
   ];
   for (const [fn, code] of cases) {
     const err = thrown(fn);
