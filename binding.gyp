@@ -6,6 +6,7 @@
         "csrc/addon.cc",
         "csrc/errors.cc",
         "csrc/args.cc",
+        "csrc/polled_handle.cc",
         "csrc/tap_linux.cc",
         "csrc/offload.cc",
         "csrc/netlink_linux.cc",

@@ -17,6 +17,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "polled_handle.h"
 
 namespace etherlink {
 
@@ -26,15 +27,6 @@ constexpr int kMinMtu = 68;      // IPv4's minimum; the kernel refuses less
 constexpr int kMaxMtu = 65535;   // TAP's ceiling (ETH_MAX_MTU)
 constexpr int kNetlinkTimeoutMs = 2000;
 constexpr size_t kMacSize = 6;
-
-// A socket that closes itself: ioctl needs any datagram socket of this namespace.
-struct Fd {
-  int fd;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 std::string IfName(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || !info[i].IsString()) {
@@ -49,7 +41,7 @@ std::string IfName(const Napi::CallbackInfo& info, size_t i) {
 }
 
 void Ioctl(Napi::Env env, unsigned long req, struct ifreq* ifr, const char* what) {
-  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (s.fd < 0) {
     int err = errno;
     ThrowErrno(env, err, "socket", std::string("cannot open a control socket: ") + ErrnoAdvice(err));
@@ -194,7 +186,7 @@ Napi::Value AddAddress(const Napi::CallbackInfo& info) {
     AddAttr(n, sizeof buf, IFA_BROADCAST, &brd, 4);
   }
 
-  Fd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  UniqueFd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (s.fd < 0) {
     int err = errno;
     ThrowErrno(env, err, "socket", std::string("cannot open a netlink socket: ") + ErrnoAdvice(err));
