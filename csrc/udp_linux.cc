@@ -1,8 +1,6 @@
 // UDP underlay socket: bind, then batched recvmmsg/sendmmsg polled on Node's
 // own loop, moving datagrams between the kernel and JS-owned slabs (lib/io/udp.ts).
-#include <arpa/inet.h>
 #include <napi.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -11,7 +9,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,235 +17,10 @@
 #include "errors.h"
 #include "polled_handle.h"
 #include "send_queue.h"
-
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
+#include "udp_address.h"
+#include "udp_gso_linux.h"
 
 namespace etherlink {
-
-// One slot: 16 bytes IPv6 (IPv4 as ::ffff:a.b.c.d), 2 bytes port (network order), 2 reserved (0).
-constexpr size_t kAddrSlot = 20;
-constexpr size_t kAddrPortOffset = 16;
-constexpr size_t kAddrReservedOffset = 18;
-constexpr size_t kV4MappedPrefixSize = 12;
-constexpr uint8_t kV4MappedPrefix[kV4MappedPrefixSize] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-struct BindAddress {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = AF_UNSPEC;
-  bool any6 = false;  // '::' gets dual stack
-  uint32_t scope_id = 0;
-};
-
-// IPv4 and IPv6 literals, optionally bracketed, IPv6 optionally with %zone
-// (an interface name or number). False if `text` is none of these.
-bool ParseBindAddress(std::string text, uint16_t port, BindAddress* out);
-
-// Advice for errnos of socket(), bind() and friends.
-std::string SocketAdvice(int err);
-
-// A kernel source address into one slot. Per datagram: inline.
-inline void WriteAddrSlot(uint8_t* out, const sockaddr_storage& ss) {
-  if (ss.ss_family == AF_INET6) {
-    const auto* s6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-    std::memcpy(out, &s6->sin6_addr, 16);
-    std::memcpy(out + kAddrPortOffset, &s6->sin6_port, 2);
-  } else if (ss.ss_family == AF_INET) {
-    const auto* s4 = reinterpret_cast<const sockaddr_in*>(&ss);
-    std::memcpy(out, kV4MappedPrefix, kV4MappedPrefixSize);
-    std::memcpy(out + kV4MappedPrefixSize, &s4->sin_addr, 4);
-    std::memcpy(out + kAddrPortOffset, &s4->sin_port, 2);
-  } else {
-    std::memset(out, 0, kAddrReservedOffset);
-  }
-  out[kAddrReservedOffset] = 0;
-  out[kAddrReservedOffset + 1] = 0;
-}
-
-// One slot into a destination for a socket of `family`; link-local IPv6 gets
-// `scope_id` (the slot has no room for a zone). Returns the sockaddr length,
-// or 0 when the socket cannot reach it (an IPv6 peer for an IPv4 socket).
-inline socklen_t SlotToSockaddr(const uint8_t* slot, int family, uint32_t scope_id, sockaddr_storage* ss) {
-  uint16_t port_be;
-  std::memcpy(&port_be, slot + kAddrPortOffset, 2);
-  if (family == AF_INET6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = port_be;
-    s6->sin6_flowinfo = 0;
-    std::memcpy(&s6->sin6_addr, slot, 16);
-    s6->sin6_scope_id = IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr) ? scope_id : 0;
-    return sizeof(sockaddr_in6);
-  }
-  if (std::memcmp(slot, kV4MappedPrefix, kV4MappedPrefixSize) != 0) return 0;
-  auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
-  s4->sin_family = AF_INET;
-  s4->sin_port = port_be;
-  std::memcpy(&s4->sin_addr, slot + kV4MappedPrefixSize, 4);
-  std::memset(s4->sin_zero, 0, sizeof(s4->sin_zero));
-  return sizeof(sockaddr_in);
-}
-
-bool ParseBindAddress(std::string text, uint16_t port, BindAddress* out) {
-  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
-  std::string zone;
-  size_t pct = text.find('%');
-  if (pct != std::string::npos) {
-    zone = text.substr(pct + 1);
-    text.resize(pct);
-  }
-  in6_addr a6;
-  in_addr a4;
-  if (inet_pton(AF_INET6, text.c_str(), &a6) == 1) {
-    if (!zone.empty()) {
-      out->scope_id = if_nametoindex(zone.c_str());
-      if (out->scope_id == 0) {
-        char* end = nullptr;
-        unsigned long n = std::strtoul(zone.c_str(), &end, 10);
-        if (end == zone.c_str() || *end != '\0') return false;
-        out->scope_id = static_cast<uint32_t>(n);
-      }
-    }
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&out->ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    s6->sin6_addr = a6;
-    s6->sin6_scope_id = out->scope_id;
-    out->len = sizeof(sockaddr_in6);
-    out->family = AF_INET6;
-    out->any6 = IN6_IS_ADDR_UNSPECIFIED(&a6);
-    return true;
-  }
-  if (zone.empty() && inet_pton(AF_INET, text.c_str(), &a4) == 1) {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&out->ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    s4->sin_addr = a4;
-    out->len = sizeof(sockaddr_in);
-    out->family = AF_INET;
-    return true;
-  }
-  return false;
-}
-
-std::string SocketAdvice(int err) {
-  switch (err) {
-    case EADDRNOTAVAIL:
-      return "the address is not assigned to any interface in this network namespace: "
-             "bind '::' or '0.0.0.0', or an address shown by `ip addr`";
-    case EAFNOSUPPORT:
-      return "IPv6 is disabled on this host: bind an IPv4 address such as '0.0.0.0'";
-    case EADDRINUSE:
-      return ErrnoAdvice(err) + " (port 0 lets the kernel pick a free one)";
-    default:
-      return ErrnoAdvice(err);
-  }
-}
-
-// Segments per GSO send (the kernel allows 64 or 128) and bytes per GSO send.
-constexpr size_t kMaxGsoSegments = 64;
-constexpr size_t kMaxGsoBytes = 65000;
-// Datagrams one GRO receive may hold: the JS arrays are sized batchSize x this
-// with offload on (UDP_GRO_MAX_SEGMENTS in lib/io/native.ts).
-constexpr size_t kMaxGroSegments = 64;
-// Control buffer per message: CMSG_SPACE of one int or u16, generously.
-constexpr size_t kCtrlSize = 64;
-
-struct UdpOffloads {
-  bool gso = false;
-  bool gro = false;
-  // "gso,gro", "gso", "gro" or "none".
-  const char* Name() const;
-};
-
-// Both are per-socket options; where the kernel lacks one we simply don't use it.
-UdpOffloads ProbeUdpOffloads(int fd);
-
-// How many datagrams from i on can ride in one UDP_SEGMENT message: contiguous
-// in buf, to the same address slot, all of lengths[i] bytes but the last (which
-// may be shorter). Sets *total to their bytes. At least 1.
-inline size_t GsoRunLength(const uint32_t* offsets, const uint32_t* lengths, const uint8_t* addrs, size_t i,
-                           size_t count, size_t* total) {
-  size_t segs = 1;
-  *total = lengths[i];
-  while (i + segs < count && segs < kMaxGsoSegments) {
-    size_t k = i + segs;
-    if (offsets[k] != offsets[k - 1] + lengths[k - 1] || lengths[k] > lengths[i] || lengths[k - 1] != lengths[i] ||
-        *total + lengths[k] > kMaxGsoBytes ||
-        std::memcmp(addrs + k * kAddrSlot, addrs + i * kAddrSlot, kAddrSlot) != 0)
-      break;
-    *total += lengths[k];
-    segs++;
-  }
-  return segs;
-}
-
-// Ask the kernel to cut message h into `segment`-byte datagrams.
-inline void AttachGsoSegment(msghdr* h, uint8_t* ctrl, uint16_t segment) {
-  std::memset(ctrl, 0, kCtrlSize);
-  h->msg_control = ctrl;
-  h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-  cmsghdr* c = CMSG_FIRSTHDR(h);
-  c->cmsg_level = SOL_UDP;
-  c->cmsg_type = UDP_SEGMENT;
-  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-  std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
-}
-
-// Each `segment`-byte piece of a (GSO) message's single iovec, in order.
-template <typename Fn>
-inline void ForEachSegment(const msghdr& h, size_t segment, Fn fn) {
-  const uint8_t* base = static_cast<const uint8_t*>(h.msg_iov->iov_base);
-  size_t len = h.msg_iov->iov_len;
-  for (size_t at = 0; at < len; at += segment) fn(base + at, std::min(segment, len - at));
-}
-
-// The size of the datagrams a GRO receive of `len` bytes holds (len if one).
-inline uint32_t GroSegmentSize(msghdr* h, uint32_t len) {
-  uint32_t seg = len;
-  for (cmsghdr* c = CMSG_FIRSTHDR(h); c != nullptr; c = CMSG_NXTHDR(h, c)) {
-    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
-      int v;
-      std::memcpy(&v, CMSG_DATA(c), sizeof v);
-      if (v > 0 && static_cast<uint32_t>(v) < len) seg = static_cast<uint32_t>(v);
-    }
-  }
-  return seg;
-}
-
-// Split a received message of `len` bytes at `base` into datagrams of `seg`
-// bytes (the last shorter), at least one (an empty datagram is still a
-// datagram), at most `room`: emit(offset, length) for each. Returns how many.
-template <typename Emit>
-inline uint32_t SplitGro(uint32_t base, uint32_t len, uint32_t seg, uint32_t room, Emit emit) {
-  uint32_t n = 0;
-  uint32_t at = 0;
-  do {
-    emit(base + at, std::min(seg, len - at));
-    n++;
-    at += seg;
-  } while (at < len && n < room);
-  return n;
-}
-
-const char* UdpOffloads::Name() const { return gso && gro ? "gso,gro" : gso ? "gso" : gro ? "gro" : "none"; }
-
-UdpOffloads ProbeUdpOffloads(int fd) {
-  int one = 1, zero = 0;
-  UdpOffloads o;
-  o.gro = ::setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
-  o.gso = ::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
-  return o;
-}
-
 namespace {
 
 // Indices into the JS Float64Array of counters; mirrors UdpStat in lib/io/native.ts.
@@ -269,6 +41,7 @@ enum UdpStatIndex : size_t {
   kUdpStatCount = 13,
 };
 
+constexpr uint32_t kMaxPort = 65535;
 // The kernel caps recvmmsg/sendmmsg vectors at UIO_MAXIOV (1024).
 constexpr uint32_t kMaxBatchSize = 1024;
 // Larger than any UDP payload (65535 - headers); offsets stay well within uint32.
@@ -355,7 +128,7 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
   Napi::Value addr_v = opts.Get("address");
   if (!addr_v.IsString()) ThrowCode(env, kErrInvalidArgType, "options.address must be a string");
   std::string address = addr_v.As<Napi::String>().Utf8Value();
-  uint16_t req_port = static_cast<uint16_t>(U32Option(opts, "port", 0, 65535));
+  uint16_t req_port = static_cast<uint16_t>(U32Option(opts, "port", 0, kMaxPort));
   batch_size_ = U32Option(opts, "batchSize", 1, kMaxBatchSize);
   slot_size_ = U32Option(opts, "slotSize", 1, kMaxSlotSize);
   size_t send_queue = U32Option(opts, "sendQueue", 0, kMaxQueueFrames);
