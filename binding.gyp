@@ -10,6 +10,7 @@
         "csrc/tap_linux.cc",
         "csrc/offload.cc",
         "csrc/netlink_linux.cc",
+        "csrc/link_watch_linux.cc",
         "csrc/udp_address.cc",
         "csrc/udp_gso_linux.cc",
         "csrc/udp_linux.cc",

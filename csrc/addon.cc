@@ -1,5 +1,5 @@
 // Module entry point: registers the error class hook, the TAP device, the UDP
-// socket, interface configuration, AEAD and privilege functions.
+// socket, the link watcher, interface configuration, AEAD and privilege functions.
 #include <napi.h>
 
 #include "errors.h"
@@ -7,6 +7,7 @@
 namespace etherlink {
 Napi::Object InitTap(Napi::Env env, Napi::Object exports);
 Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);
+Napi::Object InitLinkWatch(Napi::Env env, Napi::Object exports);
 Napi::Object InitUdp(Napi::Env env, Napi::Object exports);
 Napi::Object InitAead(Napi::Env env, Napi::Object exports);
 Napi::Object InitPrivilege(Napi::Env env, Napi::Object exports);
@@ -16,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   etherlink::InitErrors(env, exports);
   etherlink::InitTap(env, exports);
   etherlink::InitNetlink(env, exports);
+  etherlink::InitLinkWatch(env, exports);
   etherlink::InitUdp(env, exports);
   etherlink::InitAead(env, exports);
   etherlink::InitPrivilege(env, exports);

@@ -122,6 +122,14 @@ Napi::Value SetUp(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// getFlags(ifname): SIOCGIFFLAGS, a short: IFF_UP and IFF_RUNNING, but not IFF_LOWER_UP (bit 16).
+Napi::Value GetFlags(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct ifreq ifr = Req(IfName(info, 0));
+  Ioctl(env, SIOCGIFFLAGS, &ifr, "reading link flags");
+  return Napi::Number::New(env, static_cast<unsigned short>(ifr.ifr_flags));
+}
+
 Napi::Value IfIndex(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = IfName(info, 0);
@@ -237,6 +245,7 @@ Napi::Object InitNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("setMac", Napi::Function::New(env, SetMac, "setMac"));
   exports.Set("getMac", Napi::Function::New(env, GetMac, "getMac"));
   exports.Set("setUp", Napi::Function::New(env, SetUp, "setUp"));
+  exports.Set("getFlags", Napi::Function::New(env, GetFlags, "getFlags"));
   exports.Set("ifIndex", Napi::Function::New(env, IfIndex, "ifIndex"));
   exports.Set("addAddress", Napi::Function::New(env, AddAddress, "addAddress"));
   return exports;

@@ -43,6 +43,8 @@ test('argument problems are EtherlinkErrors with ERR_* codes and no syscall', ()
     [() => UdpSocket.bind({ address: '127.0.0.1', port: 70000 }), 'ERR_OUT_OF_RANGE'],
     [() => new (native().AeadKey)('rot13' as 'none', new Uint8Array(32)), 'ERR_INVALID_ARG_VALUE'],
     [() => new (native().AeadKey)('none', new Uint16Array(16) as unknown as Uint8Array), 'ERR_INVALID_ARG_TYPE'],
+    [() => new (native().LinkWatcher)(() => {}, new Uint32Array(2)), 'ERR_OUT_OF_RANGE'],
+    [() => new (native().LinkWatcher)(() => {}, new Float64Array(3) as unknown as Uint32Array), 'ERR_INVALID_ARG_TYPE'],
     [() => native().setMac('lo', Buffer.alloc(5)), 'ERR_INVALID_ARG_VALUE'],
   ];
   for (const [fn, code] of cases) {
