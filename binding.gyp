@@ -5,9 +5,14 @@
       "sources": [
         "csrc/addon.cc",
         "csrc/errors.cc",
+        "csrc/args.cc",
+        "csrc/polled_handle.cc",
         "csrc/tap_linux.cc",
         "csrc/offload.cc",
         "csrc/netlink_linux.cc",
+        "csrc/link_watch_linux.cc",
+        "csrc/udp_address.cc",
+        "csrc/udp_gso_linux.cc",
         "csrc/udp_linux.cc",
         "csrc/aead.cc",
         "csrc/privilege_linux.cc"

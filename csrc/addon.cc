@@ -1,18 +1,23 @@
-// Module entry point: registers the TAP device, UDP socket and interface
-// configuration functions.
+// Module entry point: registers the error class hook, the TAP device, the UDP
+// socket, the link watcher, interface configuration, AEAD and privilege functions.
 #include <napi.h>
+
+#include "errors.h"
 
 namespace etherlink {
 Napi::Object InitTap(Napi::Env env, Napi::Object exports);
 Napi::Object InitNetlink(Napi::Env env, Napi::Object exports);
+Napi::Object InitLinkWatch(Napi::Env env, Napi::Object exports);
 Napi::Object InitUdp(Napi::Env env, Napi::Object exports);
 Napi::Object InitAead(Napi::Env env, Napi::Object exports);
 Napi::Object InitPrivilege(Napi::Env env, Napi::Object exports);
 }  // namespace etherlink
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  etherlink::InitErrors(env, exports);
   etherlink::InitTap(env, exports);
   etherlink::InitNetlink(env, exports);
+  etherlink::InitLinkWatch(env, exports);
   etherlink::InitUdp(env, exports);
   etherlink::InitAead(env, exports);
   etherlink::InitPrivilege(env, exports);

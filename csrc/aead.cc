@@ -9,6 +9,9 @@
 #include <cstring>
 #include <string>
 
+#include "args.h"
+#include "errors.h"
+
 namespace etherlink {
 namespace {
 
@@ -24,16 +27,10 @@ constexpr size_t kNonceCounterOffset = 4;
 // Larger than any UDP payload; keeps every length an int for EVP.
 constexpr size_t kMaxMessage = 1 << 17;
 
-[[noreturn]] void ThrowCode(Napi::Env env, const char* code, const std::string& message, bool range = false) {
-  if (range) {
-    Napi::RangeError e = Napi::RangeError::New(env, message);
-    e.Set("code", Napi::String::New(env, code));
-    throw e;
-  }
-  Napi::TypeError e = Napi::TypeError::New(env, message);
-  e.Set("code", Napi::String::New(env, code));
-  throw e;
-}
+// Codes of this concern; argument codes come from errors.h.
+constexpr const char* kErrInvalidKey = "ERR_INVALID_KEY";
+constexpr const char* kErrAeadClosed = "ERR_AEAD_CLOSED";
+constexpr const char* kErrCryptoFailed = "ERR_CRYPTO_OPERATION_FAILED";
 
 inline uint64_t ReadBE64(const uint8_t* p) {
   uint64_t v = 0;
@@ -66,9 +63,8 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
 
   AeadKey(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AeadKey>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsTypedArray()) {
-      ThrowCode(env, "ERR_INVALID_ARG_TYPE", "AeadKey(algorithm: string, key: Uint8Array)");
-    }
+    RequireArgs(info, 2, "AeadKey(algorithm: string, key: Uint8Array)");
+    if (!info[0].IsString()) ThrowCode(env, kErrInvalidArgType, "AeadKey: algorithm must be a string");
     std::string algorithm = info[0].As<Napi::String>().Utf8Value();
     const EVP_CIPHER* cipher = nullptr;
     if (algorithm == "none") {
@@ -78,19 +74,19 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     } else if (algorithm == "aes-256-gcm") {
       cipher = EVP_aes_256_gcm();
     } else {
-      ThrowCode(env, "ERR_INVALID_ARG_VALUE", "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305', 'aes-256-gcm' or 'none'");
+      ThrowCode(env, kErrInvalidArgValue, "unknown AEAD '" + algorithm + "': use 'chacha20-poly1305', 'aes-256-gcm' or 'none'");
     }
-    Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
-    if (key.ByteLength() != kKeySize) ThrowCode(env, "ERR_INVALID_KEY", "AEAD key must be 32 bytes", true);
+    Span<uint8_t> key = BytesArg(info[1], "key");
+    if (key.length != kKeySize) ThrowCode(env, kErrInvalidKey, "AEAD key must be 32 bytes");
     if (null_) return;
     enc_ = EVP_CIPHER_CTX_new();
     dec_ = EVP_CIPHER_CTX_new();
     // Key schedule once; per message only the nonce changes (EVP_*Init_ex with a null key).
     if (enc_ == nullptr || dec_ == nullptr ||
-        EVP_EncryptInit_ex(enc_, cipher, nullptr, key.Data(), nullptr) != 1 ||
-        EVP_DecryptInit_ex(dec_, cipher, nullptr, key.Data(), nullptr) != 1) {
+        EVP_EncryptInit_ex(enc_, cipher, nullptr, key.data, nullptr) != 1 ||
+        EVP_DecryptInit_ex(dec_, cipher, nullptr, key.data, nullptr) != 1) {
       Free();
-      ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "OpenSSL could not initialise " + algorithm);
+      ThrowCode(env, kErrCryptoFailed, "OpenSSL could not initialise " + algorithm);
     }
   }
 
@@ -113,7 +109,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   }
 
   void CheckOpen(Napi::Env env) {
-    if (closed_) ThrowCode(env, "ERR_AEAD_CLOSED", "AeadKey used after close()");
+    if (closed_) ThrowCode(env, kErrAeadClosed, "AeadKey used after close()");
   }
 
   bool Seal(const uint8_t nonce[kNonceSize], const uint8_t* ad, size_t adLen, const uint8_t* in, size_t len,
@@ -147,59 +143,35 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     return EVP_DecryptFinal_ex(dec_, out + n, &n) == 1;
   }
 
-  struct Slab {
-    uint8_t* data;
-    size_t size;
-  };
-
-  static Slab SlabArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Buffer/Uint8Array");
-    }
-    Napi::Uint8Array a = info[i].As<Napi::Uint8Array>();
-    return {a.Data(), a.ByteLength()};
-  }
-
-  static Napi::Uint32Array U32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t count) {
-    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-      ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", std::string(name) + " must be a Uint32Array");
-    }
-    Napi::Uint32Array a = info[i].As<Napi::Uint32Array>();
-    if (a.ElementLength() < count) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", std::string(name) + " is shorter than count", true);
-    return a;
-  }
-
-  static size_t CountArg(const Napi::CallbackInfo& info, size_t i) {
-    if (!info[i].IsNumber()) ThrowCode(info.Env(), "ERR_INVALID_ARG_TYPE", "count must be a number");
-    int64_t c = info[i].As<Napi::Number>().Int64Value();
-    if (c < 0) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", "count must be >= 0", true);
-    return static_cast<size_t>(c);
-  }
-
   // sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets) -> count.
   // The caller has written the 16-byte header at dst[dstOffsets[i]]; we write
   // ciphertext after it and the tag after that: datagram length = 16 + len + 16.
   Napi::Value SealBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 6) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets)");
-    size_t count = CountArg(info, 3);
-    Slab src = SlabArg(info, 0, "src");
-    Napi::Uint32Array srcOff = U32Arg(info, 1, "srcOffsets", count);
-    Napi::Uint32Array srcLen = U32Arg(info, 2, "srcLengths", count);
-    Slab dst = SlabArg(info, 4, "dst");
-    Napi::Uint32Array dstOff = U32Arg(info, 5, "dstOffsets", count);
+    RequireArgs(info, 6, "sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets)");
+    Span<uint8_t> src = BytesArg(info[0], "src");
+    Span<uint32_t> srcOffArg = Uint32ArrayArg(info[1], "srcOffsets");
+    Span<uint32_t> srcLenArg = Uint32ArrayArg(info[2], "srcLengths");
+    Span<uint8_t> dst = BytesArg(info[4], "dst");
+    Span<uint32_t> dstOffArg = Uint32ArrayArg(info[5], "dstOffsets");
+    size_t count = CountArg(info[3], {{"srcOffsets", srcOffArg.length},
+                                      {"srcLengths", srcLenArg.length},
+                                      {"dstOffsets", dstOffArg.length}});
+    const uint32_t* srcOff = srcOffArg.data;
+    const uint32_t* srcLen = srcLenArg.data;
+    const uint32_t* dstOff = dstOffArg.data;
     // Validate the whole batch first, so a bad entry never leaves a half-sealed batch.
     for (size_t i = 0; i < count; i++) {
       size_t so = srcOff[i], sl = srcLen[i], d = dstOff[i];
-      if (sl > kMaxMessage || so + sl > src.size || d + kHeaderSize + sl + kTagSize > dst.size) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "sealBatch: frame " + std::to_string(i) + " lies outside its buffer", true);
+      if (sl > kMaxMessage || so + sl > src.length || d + kHeaderSize + sl + kTagSize > dst.length) {
+        ThrowCode(env, kErrOutOfRange, "sealBatch: frame " + std::to_string(i) + " lies outside its buffer");
       }
       const uint8_t* in = src.data + so;
       uint8_t* out = dst.data + d + kHeaderSize;
       // In place (ciphertext exactly over plaintext) is fine for EVP; partial overlap is not.
       if (in != out && Overlaps(in, sl, out, sl + kTagSize)) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "sealBatch: frame " + std::to_string(i) + " partly overlaps its output", true);
+        ThrowCode(env, kErrOutOfRange, "sealBatch: frame " + std::to_string(i) + " partly overlaps its output");
       }
     }
     uint8_t nonce[kNonceSize];
@@ -209,7 +181,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
       CounterNonce(ReadBE64(hdr + kCounterOffset), nonce);
       uint8_t* out = hdr + kHeaderSize;
       if (!Seal(nonce, hdr, kHeaderSize, src.data + srcOff[i], sl, out, out + sl)) {
-        ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "sealBatch: OpenSSL failed on frame " + std::to_string(i));
+        ThrowCode(env, kErrCryptoFailed, "sealBatch: OpenSSL failed on frame " + std::to_string(i));
       }
     }
     return Napi::Number::New(env, static_cast<double>(count));
@@ -222,31 +194,34 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 7) {
-      ThrowCode(env, "ERR_INVALID_ARG_TYPE", "openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results)");
-    }
-    size_t count = CountArg(info, 3);
-    Slab src = SlabArg(info, 0, "src");
-    Napi::Uint32Array srcOff = U32Arg(info, 1, "srcOffsets", count);
-    Napi::Uint32Array srcLen = U32Arg(info, 2, "srcLengths", count);
-    Slab dst = SlabArg(info, 4, "dst");
-    Napi::Uint32Array dstOff = U32Arg(info, 5, "dstOffsets", count);
-    Slab results = SlabArg(info, 6, "results");
-    if (results.size < count) ThrowCode(env, "ERR_OUT_OF_RANGE", "results is shorter than count", true);
+    RequireArgs(info, 7, "openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results)");
+    Span<uint8_t> src = BytesArg(info[0], "src");
+    Span<uint32_t> srcOffArg = Uint32ArrayArg(info[1], "srcOffsets");
+    Span<uint32_t> srcLenArg = Uint32ArrayArg(info[2], "srcLengths");
+    Span<uint8_t> dst = BytesArg(info[4], "dst");
+    Span<uint32_t> dstOffArg = Uint32ArrayArg(info[5], "dstOffsets");
+    Span<uint8_t> results = BytesArg(info[6], "results");
+    size_t count = CountArg(info[3], {{"srcOffsets", srcOffArg.length},
+                                      {"srcLengths", srcLenArg.length},
+                                      {"dstOffsets", dstOffArg.length},
+                                      {"results", results.length}});
+    const uint32_t* srcOff = srcOffArg.data;
+    const uint32_t* srcLen = srcLenArg.data;
+    const uint32_t* dstOff = dstOffArg.data;
     for (size_t i = 0; i < count; i++) {
       size_t so = srcOff[i], sl = srcLen[i], d = dstOff[i];
-      if (sl > kMaxMessage || so + sl > src.size) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: datagram " + std::to_string(i) + " lies outside src", true);
+      if (sl > kMaxMessage || so + sl > src.length) {
+        ThrowCode(env, kErrOutOfRange, "openBatch: datagram " + std::to_string(i) + " lies outside src");
       }
       if (sl < kHeaderSize + kTagSize) continue;  // reported as failed below
       size_t pl = sl - kHeaderSize - kTagSize;
-      if (d + pl > dst.size) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: plaintext " + std::to_string(i) + " does not fit in dst", true);
+      if (d + pl > dst.length) {
+        ThrowCode(env, kErrOutOfRange, "openBatch: plaintext " + std::to_string(i) + " does not fit in dst");
       }
       const uint8_t* in = src.data + so + kHeaderSize;
       uint8_t* out = dst.data + d;
       if (out != in && Overlaps(src.data + so, sl, out, pl)) {
-        ThrowCode(env, "ERR_OUT_OF_RANGE", "openBatch: datagram " + std::to_string(i) + " partly overlaps its output", true);
+        ThrowCode(env, kErrOutOfRange, "openBatch: datagram " + std::to_string(i) + " partly overlaps its output");
       }
     }
     uint8_t nonce[kNonceSize];
@@ -271,8 +246,8 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   }
 
   static const uint8_t* NonceArg(const Napi::CallbackInfo& info) {
-    Slab n = SlabArg(info, 0, "nonce");
-    if (n.size != kNonceSize) ThrowCode(info.Env(), "ERR_OUT_OF_RANGE", "nonce must be 12 bytes", true);
+    Span<uint8_t> n = BytesArg(info[0], "nonce");
+    if (n.length != kNonceSize) ThrowCode(info.Env(), kErrOutOfRange, "nonce must be 12 bytes");
     return n.data;
   }
 
@@ -280,14 +255,14 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value SealOne(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 3) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "sealOne(nonce, ad, plaintext)");
+    RequireArgs(info, 3, "sealOne(nonce, ad, plaintext)");
     const uint8_t* nonce = NonceArg(info);
-    Slab ad = SlabArg(info, 1, "ad");
-    Slab pt = SlabArg(info, 2, "plaintext");
-    if (pt.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, "ERR_OUT_OF_RANGE", "sealOne: input too large", true);
-    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pt.size + kTagSize);
-    if (!Seal(nonce, ad.data, ad.size, pt.data, pt.size, out.Data(), out.Data() + pt.size)) {
-      ThrowCode(env, "ERR_CRYPTO_OPERATION_FAILED", "sealOne: OpenSSL failed");
+    Span<uint8_t> ad = BytesArg(info[1], "ad");
+    Span<uint8_t> pt = BytesArg(info[2], "plaintext");
+    if (pt.length > kMaxMessage || ad.length > kMaxMessage) ThrowCode(env, kErrOutOfRange, "sealOne: input too large");
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pt.length + kTagSize);
+    if (!Seal(nonce, ad.data, ad.length, pt.data, pt.length, out.Data(), out.Data() + pt.length)) {
+      ThrowCode(env, kErrCryptoFailed, "sealOne: OpenSSL failed");
     }
     return out;
   }
@@ -296,15 +271,15 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
   Napi::Value OpenOne(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
-    if (info.Length() < 3) ThrowCode(env, "ERR_INVALID_ARG_TYPE", "openOne(nonce, ad, sealed)");
+    RequireArgs(info, 3, "openOne(nonce, ad, sealed)");
     const uint8_t* nonce = NonceArg(info);
-    Slab ad = SlabArg(info, 1, "ad");
-    Slab ct = SlabArg(info, 2, "sealed");
-    if (ct.size > kMaxMessage || ad.size > kMaxMessage) ThrowCode(env, "ERR_OUT_OF_RANGE", "openOne: input too large", true);
-    if (ct.size < kTagSize) return env.Null();
-    size_t pl = ct.size - kTagSize;
+    Span<uint8_t> ad = BytesArg(info[1], "ad");
+    Span<uint8_t> ct = BytesArg(info[2], "sealed");
+    if (ct.length > kMaxMessage || ad.length > kMaxMessage) ThrowCode(env, kErrOutOfRange, "openOne: input too large");
+    if (ct.length < kTagSize) return env.Null();
+    size_t pl = ct.length - kTagSize;
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, pl);
-    if (!Open(nonce, ad.data, ad.size, ct.data, pl, ct.data + pl, out.Data())) {
+    if (!Open(nonce, ad.data, ad.length, ct.data, pl, ct.data + pl, out.Data())) {
       OPENSSL_cleanse(out.Data(), pl);
       return env.Null();
     }

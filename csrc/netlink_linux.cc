@@ -15,7 +15,9 @@
 #include <cstring>
 #include <string>
 
+#include "args.h"
 #include "errors.h"
+#include "polled_handle.h"
 
 namespace etherlink {
 
@@ -24,30 +26,22 @@ namespace {
 constexpr int kMinMtu = 68;      // IPv4's minimum; the kernel refuses less
 constexpr int kMaxMtu = 65535;   // TAP's ceiling (ETH_MAX_MTU)
 constexpr int kNetlinkTimeoutMs = 2000;
-
-// A socket that closes itself: ioctl needs any datagram socket of this namespace.
-struct Fd {
-  int fd;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
+constexpr size_t kMacSize = 6;
 
 std::string IfName(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || !info[i].IsString()) {
-    ThrowErrno(info.Env(), EINVAL, "ioctl", "interface name must be a string");
+    ThrowCode(info.Env(), kErrInvalidArgType, "interface name must be a string");
   }
   std::string name = info[i].As<Napi::String>().Utf8Value();
   if (name.empty() || name.size() >= IFNAMSIZ) {
-    ThrowErrno(info.Env(), EINVAL, "ioctl",
-               "interface name '" + name + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " bytes");
+    ThrowCode(info.Env(), kErrInvalidArgValue,
+              "interface name '" + name + "' must be 1.." + std::to_string(IFNAMSIZ - 1) + " bytes");
   }
   return name;
 }
 
 void Ioctl(Napi::Env env, unsigned long req, struct ifreq* ifr, const char* what) {
-  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (s.fd < 0) {
     int err = errno;
     ThrowErrno(env, err, "socket", std::string("cannot open a control socket: ") + ErrnoAdvice(err));
@@ -72,9 +66,9 @@ Napi::Value SetMtu(const Napi::CallbackInfo& info) {
   std::string name = IfName(info, 0);
   double mtu = info[1].ToNumber().DoubleValue();
   if (!(mtu >= kMinMtu && mtu <= kMaxMtu) || mtu != static_cast<int>(mtu)) {
-    ThrowErrno(env, EINVAL, "SIOCSIFMTU",
-               "MTU " + info[1].ToString().Utf8Value() + " is out of range: use an integer from " +
-                   std::to_string(kMinMtu) + " to " + std::to_string(kMaxMtu));
+    ThrowCode(env, kErrOutOfRange,
+              "MTU " + info[1].ToString().Utf8Value() + " is out of range: use an integer from " +
+                  std::to_string(kMinMtu) + " to " + std::to_string(kMaxMtu));
   }
   struct ifreq ifr = Req(name);
   ifr.ifr_mtu = static_cast<int>(mtu);
@@ -92,17 +86,16 @@ Napi::Value GetMtu(const Napi::CallbackInfo& info) {
 Napi::Value SetMac(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = IfName(info, 0);
-  if (info.Length() < 2 || !info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() != 6) {
-    ThrowErrno(env, EINVAL, "SIOCSIFHWADDR", "MAC address must be 6 bytes");
-  }
-  auto mac = info[1].As<Napi::Buffer<uint8_t>>();
-  if (mac.Data()[0] & 1) {
-    ThrowErrno(env, EINVAL, "SIOCSIFHWADDR",
-               "MAC address is a multicast address (lowest bit of the first byte set): use a unicast one");
+  RequireArgs(info, 2, "setMac(ifname, mac)");
+  Span<uint8_t> mac = BytesArg(info[1], "mac");
+  if (mac.length != kMacSize) ThrowCode(env, kErrInvalidArgValue, "MAC address must be 6 bytes");
+  if (mac.data[0] & 1) {
+    ThrowCode(env, kErrInvalidArgValue,
+              "MAC address is a multicast address (lowest bit of the first byte set): use a unicast one");
   }
   struct ifreq ifr = Req(name);
   ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
-  std::memcpy(ifr.ifr_hwaddr.sa_data, mac.Data(), 6);
+  std::memcpy(ifr.ifr_hwaddr.sa_data, mac.data, kMacSize);
   Ioctl(env, SIOCSIFHWADDR, &ifr, "setting the MAC address");
   return env.Undefined();
 }
@@ -111,7 +104,7 @@ Napi::Value GetMac(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct ifreq ifr = Req(IfName(info, 0));
   Ioctl(env, SIOCGIFHWADDR, &ifr, "reading the MAC address");
-  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(ifr.ifr_hwaddr.sa_data), 6);
+  return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(ifr.ifr_hwaddr.sa_data), kMacSize);
 }
 
 Napi::Value SetUp(const Napi::CallbackInfo& info) {
@@ -127,6 +120,14 @@ Napi::Value SetUp(const Napi::CallbackInfo& info) {
   }
   Ioctl(env, SIOCSIFFLAGS, &ifr, up ? "setting the link up" : "setting the link down");
   return env.Undefined();
+}
+
+// getFlags(ifname): SIOCGIFFLAGS, a short: IFF_UP and IFF_RUNNING, but not IFF_LOWER_UP (bit 16).
+Napi::Value GetFlags(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct ifreq ifr = Req(IfName(info, 0));
+  Ioctl(env, SIOCGIFFLAGS, &ifr, "reading link flags");
+  return Napi::Number::New(env, static_cast<unsigned short>(ifr.ifr_flags));
 }
 
 Napi::Value IfIndex(const Napi::CallbackInfo& info) {
@@ -153,23 +154,21 @@ void AddAttr(struct nlmsghdr* n, size_t cap, uint16_t type, const void* data, si
 // addAddress(ifindex, family 4|6, addrBuf, prefix, noDad)
 Napi::Value AddAddress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  RequireArgs(info, 5, "addAddress(ifindex, family, addr, prefix, noDad)");
   uint32_t ifindex = info[0].ToNumber().Uint32Value();
   int family = info[1].ToNumber().Int32Value();
-  if (info.Length() < 5 || !info[2].IsBuffer()) {
-    ThrowErrno(env, EINVAL, "RTM_NEWADDR", "addAddress(ifindex, family, addr, prefix, noDad): bad arguments");
-  }
-  auto addr = info[2].As<Napi::Buffer<uint8_t>>();
+  Span<uint8_t> addr = BytesArg(info[2], "addr");
   int prefix = info[3].ToNumber().Int32Value();
   bool no_dad = info[4].ToBoolean().Value();
   size_t alen = family == 4 ? 4 : 16;
   int maxp = family == 4 ? 32 : 128;
-  if ((family != 4 && family != 6) || addr.Length() != alen) {
-    ThrowErrno(env, EINVAL, "RTM_NEWADDR", "address family must be 4 or 6 with a 4- or 16-byte address");
+  if ((family != 4 && family != 6) || addr.length != alen) {
+    ThrowCode(env, kErrInvalidArgValue, "address family must be 4 or 6 with a 4- or 16-byte address");
   }
   if (prefix < 0 || prefix > maxp) {
-    ThrowErrno(env, EINVAL, "RTM_NEWADDR",
-               "prefix length /" + std::to_string(prefix) + " is out of range: IPv" + std::to_string(family) +
-                   " takes 0.." + std::to_string(maxp));
+    ThrowCode(env, kErrOutOfRange,
+              "prefix length /" + std::to_string(prefix) + " is out of range: IPv" + std::to_string(family) +
+                  " takes 0.." + std::to_string(maxp));
   }
 
   alignas(struct nlmsghdr) char buf[256];
@@ -185,17 +184,17 @@ Napi::Value AddAddress(const Napi::CallbackInfo& info) {
   ifa->ifa_index = ifindex;
   ifa->ifa_scope = RT_SCOPE_UNIVERSE;
   if (no_dad && family == 6) ifa->ifa_flags |= IFA_F_NODAD;
-  AddAttr(n, sizeof buf, IFA_LOCAL, addr.Data(), alen);
-  AddAttr(n, sizeof buf, IFA_ADDRESS, addr.Data(), alen);
+  AddAttr(n, sizeof buf, IFA_LOCAL, addr.data, alen);
+  AddAttr(n, sizeof buf, IFA_ADDRESS, addr.data, alen);
   if (family == 4 && prefix < 31) {
     uint32_t a;
-    std::memcpy(&a, addr.Data(), 4);
+    std::memcpy(&a, addr.data, 4);
     uint32_t mask = prefix == 0 ? 0 : htonl(~((1u << (32 - prefix)) - 1));
     uint32_t brd = a | ~mask;
     AddAttr(n, sizeof buf, IFA_BROADCAST, &brd, 4);
   }
 
-  Fd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  UniqueFd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (s.fd < 0) {
     int err = errno;
     ThrowErrno(env, err, "socket", std::string("cannot open a netlink socket: ") + ErrnoAdvice(err));
@@ -216,7 +215,7 @@ Napi::Value AddAddress(const Napi::CallbackInfo& info) {
     ThrowErrno(env, err, "recv", std::string("no netlink answer: ") + ErrnoAdvice(err));
   }
   char text[INET6_ADDRSTRLEN] = {0};
-  inet_ntop(family == 4 ? AF_INET : AF_INET6, addr.Data(), text, sizeof text);
+  inet_ntop(family == 4 ? AF_INET : AF_INET6, addr.data, text, sizeof text);
   std::string what = std::string(text) + "/" + std::to_string(prefix);
   for (struct nlmsghdr* h = reinterpret_cast<struct nlmsghdr*>(reply); NLMSG_OK(h, static_cast<unsigned>(len));
        h = NLMSG_NEXT(h, len)) {
@@ -246,6 +245,7 @@ Napi::Object InitNetlink(Napi::Env env, Napi::Object exports) {
   exports.Set("setMac", Napi::Function::New(env, SetMac, "setMac"));
   exports.Set("getMac", Napi::Function::New(env, GetMac, "getMac"));
   exports.Set("setUp", Napi::Function::New(env, SetUp, "setUp"));
+  exports.Set("getFlags", Napi::Function::New(env, GetFlags, "getFlags"));
   exports.Set("ifIndex", Napi::Function::New(env, IfIndex, "ifIndex"));
   exports.Set("addAddress", Napi::Function::New(env, AddAddress, "addAddress"));
   return exports;

@@ -1,7 +1,6 @@
-// Linux TAP device: open /dev/net/tun, poll the fd on Node's own libuv loop,
-// read frames in batches into a JS-owned slab, write batches with a bounded queue.
+// Linux TAP device: open /dev/net/tun, read frames in batches into a JS-owned
+// slab, write batches (TSO split/coalesce with IFF_VNET_HDR) with a bounded queue.
 #include <napi.h>
-#include <uv.h>
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -12,29 +11,31 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
-#include <vector>
 
+#include "args.h"
 #include "errors.h"
 #include "offload.h"
+#include "polled_handle.h"
+#include "send_queue.h"
 
 namespace etherlink {
 
 namespace {
 
 constexpr const char* kTunPath = "/dev/net/tun";
-// Batches read per readable wake-up before yielding back to the loop, so one
-// busy device cannot starve the others.
-constexpr int kMaxBatchesPerWake = 4;
+// Frames one read batch may hold (OFFLOAD_BATCH_FRAMES in lib/io/tap.ts).
+constexpr uint32_t kMaxBatchFrames = 1024;
+// Larger than any frame slot lib/io/tap.ts uses (FRAME_SLOT).
+constexpr uint32_t kMaxSlotSize = 1 << 18;
 // Frames one super-frame can become (64 KiB / the smallest sensible MSS), and
 // the slab room one read may need: the super-frame itself plus its segments.
 constexpr uint32_t kMaxSegments = 64;
 constexpr size_t kReadRoom = 2 * kMaxSuperFrame + kMaxSegments * 128;
 constexpr int kMaxIov = kMaxSegments + 2;
 
+// Indices into the JS Float64Array of counters; mirrors TapStat in lib/io/native.ts.
 enum TapStat {
   kRxFrames = 0,
   kRxBytes,
@@ -51,38 +52,37 @@ enum TapStat {
   kStatCount
 };
 
+inline bool WouldBlock(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
 }  // namespace
 
-class Tap : public Napi::ObjectWrap<Tap> {
+class Tap : public PolledHandle<Tap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Tap",
-                       {
-                           InstanceAccessor<&Tap::GetName>("name"),
-                           InstanceAccessor<&Tap::GetIfindex>("ifindex"),
-                           InstanceAccessor<&Tap::GetFd>("fd"),
-                           InstanceAccessor<&Tap::GetOffloads>("offloads"),
-                           InstanceMethod<&Tap::Write>("write"),
-                           InstanceMethod<&Tap::Pause>("pause"),
-                           InstanceMethod<&Tap::Resume>("resume"),
-                           InstanceMethod<&Tap::Ref>("ref"),
-                           InstanceMethod<&Tap::Unref>("unref"),
-                           InstanceMethod<&Tap::Close>("close"),
-                       });
+    return DefinePolledClass(env, "Tap",
+                             {
+                                 InstanceAccessor<&Tap::GetName>("name"),
+                                 InstanceAccessor<&Tap::GetIfindex>("ifindex"),
+                                 InstanceAccessor<&Tap::GetFd>("fd"),
+                                 InstanceAccessor<&Tap::GetOffloads>("offloads"),
+                                 InstanceMethod<&Tap::Write>("write"),
+                             });
   }
 
-  Tap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tap>(info) {
+  // Tap(opts, onBatch, slab, offsets, lengths, stats)
+  explicit Tap(const Napi::CallbackInfo& info) : PolledHandle<Tap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 6 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsBuffer() ||
-        !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsTypedArray()) {
-      ThrowErrno(env, EINVAL, "Tap", "Tap(opts, onBatch, slab, offsets, lengths, stats): bad arguments");
-    }
+    RequireArgs(info, 6, "Tap(opts, onBatch, slab, offsets, lengths, stats)");
+    if (!info[0].IsObject()) ThrowCode(env, kErrInvalidArgType, "Tap: opts must be an object");
+    if (!info[1].IsFunction()) ThrowCode(env, kErrInvalidArgType, "Tap: onBatch must be a function");
     Napi::Object opts = info[0].As<Napi::Object>();
-    std::string name = opts.Get("name").ToString().Utf8Value();
-    batch_size_ = opts.Get("batchSize").ToNumber().Uint32Value();
-    slot_size_ = opts.Get("slotSize").ToNumber().Uint32Value();
-    queue_cap_ = opts.Get("writeQueue").ToNumber().Uint32Value();
-    vnet_ = opts.Has("vnetHdr") && opts.Get("vnetHdr").ToBoolean().Value();
+    Napi::Value name_v = opts.Get("name");
+    if (!name_v.IsString()) ThrowCode(env, kErrInvalidArgType, "options.name must be a string");
+    std::string name = name_v.As<Napi::String>().Utf8Value();
+    batch_size_ = U32Option(opts, "batchSize", 1, kMaxBatchFrames);
+    slot_size_ = U32Option(opts, "slotSize", 1, kMaxSlotSize);
+    uint32_t queue_cap = U32Option(opts, "writeQueue", 0, kMaxQueueFrames);
+    vnet_ = BoolOption(opts, "vnetHdr");
 
     if (name.size() >= IFNAMSIZ) {
       ThrowErrno(env, EINVAL, "TUNSETIFF",
@@ -90,30 +90,24 @@ class Tap : public Napi::ObjectWrap<Tap> {
                      " bytes; Linux allows at most " + std::to_string(IFNAMSIZ - 1));
     }
 
-    auto slab = info[2].As<Napi::Buffer<uint8_t>>();
-    auto offsets = info[3].As<Napi::Uint32Array>();
-    auto lengths = info[4].As<Napi::Uint32Array>();
-    auto stats = info[5].As<Napi::Float64Array>();
+    Span<uint8_t> slab = BytesArg(info[2], "slab");
+    Span<uint32_t> offsets = Uint32ArrayArg(info[3], "offsets");
+    Span<uint32_t> lengths = Uint32ArrayArg(info[4], "lengths");
+    Span<double> stats = Float64ArrayArg(info[5], "stats");
     size_t need = vnet_ ? kReadRoom : static_cast<size_t>(batch_size_) * slot_size_;
-    if (batch_size_ == 0 || slot_size_ == 0 || offsets.ElementLength() < batch_size_ ||
-        lengths.ElementLength() < batch_size_ || slab.Length() < need || stats.ElementLength() < kStatCount ||
-        (vnet_ && batch_size_ < kMaxSegments)) {
-      ThrowErrno(env, EINVAL, "Tap", "Tap: slab, offsets, lengths or stats smaller than batchSize x slotSize");
+    if (offsets.length < batch_size_ || lengths.length < batch_size_ || slab.length < need ||
+        stats.length < kStatCount || (vnet_ && batch_size_ < kMaxSegments)) {
+      ThrowCode(env, kErrOutOfRange, "Tap: slab, offsets, lengths or stats smaller than batchSize x slotSize");
     }
-    slab_ = slab.Data();
-    slab_len_ = slab.Length();
-    offsets_ = offsets.Data();
-    lengths_ = lengths.Data();
-    stats_ = stats.Data();
-    on_batch_ = Napi::Persistent(info[1].As<Napi::Function>());
-    slab_ref_ = Napi::Persistent(info[2].As<Napi::Object>());
-    offsets_ref_ = Napi::Persistent(info[3].As<Napi::Object>());
-    lengths_ref_ = Napi::Persistent(info[4].As<Napi::Object>());
-    stats_ref_ = Napi::Persistent(info[5].As<Napi::Object>());
+    slab_ = slab.data;
+    slab_len_ = slab.length;
+    offsets_ = offsets.data;
+    lengths_ = lengths.data;
+    stats_ = stats.data;
     for (uint32_t i = 0; i < batch_size_; i++) offsets_[i] = i * slot_size_;
 
-    fd_ = open(kTunPath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (fd_ < 0) {
+    UniqueFd fd(open(kTunPath, O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (fd.fd < 0) {
       int err = errno;
       ThrowErrno(env, err, "open", std::string("cannot open ") + kTunPath + ": " + ErrnoAdvice(err));
     }
@@ -121,10 +115,8 @@ class Tap : public Napi::ObjectWrap<Tap> {
     std::memset(&ifr, 0, sizeof ifr);
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_ ? IFF_VNET_HDR : 0);
     std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    if (ioctl(fd_, TUNSETIFF, &ifr) < 0) {
+    if (ioctl(fd.fd, TUNSETIFF, &ifr) < 0) {
       int err = errno;
-      close(fd_);
-      fd_ = -1;
       std::string msg = "cannot create TAP device '" + name + "': ";
       if (err == EINVAL) {
         msg += "the name is taken by a device that is not a TAP, or is not a valid interface name";
@@ -134,47 +126,38 @@ class Tap : public Napi::ObjectWrap<Tap> {
       ThrowErrno(env, err, "TUNSETIFF", msg);
     }
     name_ = ifr.ifr_name;
-    if (vnet_) ProbeOffloads();
-    ifindex_ = if_index_of(fd_);
+    if (vnet_) ProbeOffloads(fd.fd);
+    ifindex_ = IfIndexOf(fd.fd);
 
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = static_cast<uv_poll_t*>(malloc(sizeof(uv_poll_t)));
-    uv_poll_init(loop, poll_, fd_);
-    poll_->data = this;
-    async_context_ = std::make_unique<Napi::AsyncContext>(env, "etherlink:Tap");
-    napi_add_env_cleanup_hook(env, &Tap::CleanupHook, this);
-    cleanup_registered_ = true;
-    Ref();  // keep the wrapper alive while the poll handle is open
-    UpdatePoll();
+    queue_.Init(queue_cap, stats_, {kTxDropped, kTxQueued, kQueueDepth});
+    for (size_t i = 2; i <= 5; i++) Pin(info[i]);
+    poller().set_error_counter(&stats_[kRxErrors]);
+    StartPolling(env, fd.Release(), info[1].As<Napi::Function>(), "etherlink:Tap");
   }
 
-  ~Tap() override { Shutdown(false); }
-
  private:
-  static int if_index_of(int fd) {
+  friend class PolledHandle<Tap>;
+
+  static int IfIndexOf(int fd) {
     struct ifreq ifr;
     std::memset(&ifr, 0, sizeof ifr);
     if (ioctl(fd, TUNGETIFF, &ifr) < 0) return 0;
-    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return 0;
-    int idx = 0;
-    if (ioctl(s, SIOCGIFINDEX, &ifr) == 0) idx = ifr.ifr_ifindex;
-    close(s);
-    return idx;
+    UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (s.fd < 0) return 0;
+    return ioctl(s.fd, SIOCGIFINDEX, &ifr) == 0 ? ifr.ifr_ifindex : 0;
   }
 
   Napi::Value GetName(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value GetIfindex(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ifindex_); }
-  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd()); }
   Napi::Value GetOffloads(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), offloads_); }
 
   // Ask for TSO super-frames and partial checksums; fall back to checksums
   // only, then to nothing (the vnet header still comes, always empty).
-  void ProbeOffloads() {
-    if (ioctl(fd_, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
+  void ProbeOffloads(int fd) {
+    if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
       offloads_ = "csum,tso4,tso6";
-    } else if (ioctl(fd_, TUNSETOFFLOAD, TUN_F_CSUM) == 0) {
+    } else if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM) == 0) {
       offloads_ = "csum";
     } else {
       offloads_ = "none";
@@ -182,18 +165,18 @@ class Tap : public Napi::ObjectWrap<Tap> {
   }
 
   // One frame out, with an empty vnet header when the device has them.
-  ssize_t WriteOne(const uint8_t* data, size_t len) {
-    if (!vnet_) return ::write(fd_, data, len);
+  ssize_t WriteOne(int fd, const uint8_t* data, size_t len) {
+    if (!vnet_) return ::write(fd, data, len);
     VnetHdr h{};
     struct iovec iov[2] = {{&h, sizeof h}, {const_cast<uint8_t*>(data), len}};
-    ssize_t n = ::writev(fd_, iov, 2);
+    ssize_t n = ::writev(fd, iov, 2);
     return n < 0 ? n : n - static_cast<ssize_t>(sizeof h);
   }
 
   // vnet mode: coalesce runs of TCP segments from frames[i..] and write them.
   // Returns frames consumed (0 on EAGAIN before anything was written).
-  uint32_t WriteCoalesced(const uint8_t* base, size_t blen, const uint32_t* offs, const uint32_t* lens, uint32_t i,
-                          uint32_t count, bool* again) {
+  uint32_t WriteCoalesced(int fd, const uint8_t* base, size_t blen, const uint32_t* offs, const uint32_t* lens,
+                          uint32_t i, uint32_t count, bool* again) {
     *again = false;
     size_t off = offs[i], len = lens[i];
     if (off + len > blen || len == 0) {
@@ -206,9 +189,9 @@ class Tap : public Napi::ObjectWrap<Tap> {
     }
     if (j == i + 1) {
       coalescer_.Reset();
-      ssize_t n = WriteOne(base + off, len);
+      ssize_t n = WriteOne(fd, base + off, len);
       if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (WouldBlock(errno)) {
           *again = true;
           return 0;
         }
@@ -222,9 +205,9 @@ class Tap : public Napi::ObjectWrap<Tap> {
     VnetHdr h;
     struct iovec iov[kMaxIov];
     int niov = coalescer_.Finish(&h, iov, kMaxIov);
-    ssize_t n = niov > 0 ? ::writev(fd_, iov, niov) : -1;
+    ssize_t n = niov > 0 ? ::writev(fd, iov, niov) : -1;
     if (n < 0) {
-      if (niov > 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (niov > 0 && WouldBlock(errno)) {
         *again = true;
         return 0;
       }
@@ -240,44 +223,40 @@ class Tap : public Napi::ObjectWrap<Tap> {
   // write(buf, offsets, lengths, count) -> frames written or queued.
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (closed_) ThrowErrno(env, EBADF, "write", "the TAP device is closed");
-    if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
-      ThrowErrno(env, EINVAL, "write", "write(buf, offsets, lengths, count): bad arguments");
-    }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    auto offs = info[1].As<Napi::Uint32Array>();
-    auto lens = info[2].As<Napi::Uint32Array>();
-    uint32_t count = info[3].ToNumber().Uint32Value();
-    if (count > offs.ElementLength() || count > lens.ElementLength()) {
-      ThrowErrno(env, EINVAL, "write", "write: count exceeds the offsets/lengths arrays");
-    }
-    const uint8_t* base = buf.Data();
-    size_t blen = buf.Length();
+    if (closed()) ThrowErrno(env, EBADF, "write", "the TAP device is closed");
+    RequireArgs(info, 4, "write(buf, offsets, lengths, count)");
+    Span<uint8_t> buf = BytesArg(info[0], "buf");
+    Span<uint32_t> offs = Uint32ArrayArg(info[1], "offsets");
+    Span<uint32_t> lens = Uint32ArrayArg(info[2], "lengths");
+    uint32_t count = static_cast<uint32_t>(CountArg(info[3], {{"offsets", offs.length}, {"lengths", lens.length}}));
+    const int fd = this->fd();
+    const uint8_t* base = buf.data;
+    size_t blen = buf.length;
     uint32_t accepted = 0;
     uint32_t i = 0;
     // Frames queued earlier must go first, or order breaks.
-    if (queue_len_ == 0 && vnet_) {
+    if (queue_.empty() && vnet_) {
       while (i < count) {
         bool again = false;
-        uint32_t used = WriteCoalesced(base, blen, offs.Data(), lens.Data(), i, count, &again);
+        uint32_t used = WriteCoalesced(fd, base, blen, offs.data, lens.data, i, count, &again);
         if (again) break;
         accepted += used;
         i += used;
       }
-    } else if (queue_len_ == 0) {
+    } else if (queue_.empty()) {
       for (; i < count; i++) {
-        size_t off = offs[i], len = lens[i];
+        size_t off = offs.data[i], len = lens.data[i];
         if (off + len > blen || len == 0) {
           stats_[kTxErrors]++;
           continue;
         }
-        ssize_t n = ::write(fd_, base + off, len);
+        ssize_t n = ::write(fd, base + off, len);
         if (n < 0) {
           if (errno == EINTR) {
             i--;
             continue;
           }
-          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          if (WouldBlock(errno)) break;
           stats_[kTxErrors]++;
           continue;
         }
@@ -287,108 +266,47 @@ class Tap : public Napi::ObjectWrap<Tap> {
       }
     }
     for (; i < count; i++) {
-      size_t off = offs[i], len = lens[i];
+      size_t off = offs.data[i], len = lens.data[i];
       if (off + len > blen || len == 0) {
         stats_[kTxErrors]++;
         continue;
       }
-      if (Enqueue(base + off, len)) accepted++;
+      if (queue_.Push(base + off, len)) accepted++;
     }
-    if (queue_len_ > 0) UpdatePoll();
+    if (!queue_.empty()) WantWritable(true);
     return Napi::Number::New(env, accepted);
   }
 
-  bool Enqueue(const uint8_t* data, size_t len) {
-    if (queue_len_ >= queue_cap_) {
-      stats_[kTxDropped]++;
-      return false;
-    }
-    if (queue_.size() < queue_cap_) queue_.resize(queue_cap_);
-    std::vector<uint8_t>& slot = queue_[(queue_head_ + queue_len_) % queue_cap_];
-    slot.assign(data, data + len);  // reuses capacity after warm-up
-    queue_len_++;
-    stats_[kTxQueued]++;
-    stats_[kQueueDepth] = queue_len_;
-    return true;
-  }
-
-  void FlushQueue() {
-    while (queue_len_ > 0) {
-      std::vector<uint8_t>& slot = queue_[queue_head_];
-      ssize_t n = WriteOne(slot.data(), slot.size());
+  void OnWritable() {
+    const int fd = this->fd();
+    while (!queue_.empty()) {
+      auto& frame = queue_.At(0).bytes;
+      ssize_t n = WriteOne(fd, frame.data(), frame.size());
       if (n < 0) {
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (WouldBlock(errno)) break;
         stats_[kTxErrors]++;
       } else {
         stats_[kTxFrames]++;
         stats_[kTxBytes] += static_cast<double>(n);
       }
-      queue_head_ = (queue_head_ + 1) % queue_cap_;
-      queue_len_--;
+      queue_.Pop();
     }
-    stats_[kQueueDepth] = queue_len_;
+    if (queue_.empty()) WantWritable(false);
   }
 
-  Napi::Value Pause(const Napi::CallbackInfo& info) {
-    paused_ = true;
-    UpdatePoll();
-    return info.Env().Undefined();
-  }
-  Napi::Value Resume(const Napi::CallbackInfo& info) {
-    paused_ = false;
-    UpdatePoll();
-    return info.Env().Undefined();
-  }
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (!closed_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    return info.Env().Undefined();
-  }
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (!closed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-    return info.Env().Undefined();
-  }
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown(true);
-    return info.Env().Undefined();
-  }
-
-  void UpdatePoll() {
-    if (closed_) return;
-    int events = 0;
-    if (!paused_) events |= UV_READABLE;
-    if (queue_len_ > 0) events |= UV_WRITABLE;
-    if (events == 0) {
-      uv_poll_stop(poll_);
-    } else {
-      uv_poll_start(poll_, events, &Tap::OnPoll);
-    }
-  }
-
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    Tap* self = static_cast<Tap*>(handle->data);
-    if (self->closed_) return;
-    if (status < 0) {
-      self->stats_[kRxErrors]++;
-      return;
-    }
-    if (events & UV_WRITABLE) {
-      self->FlushQueue();
-      if (self->queue_len_ == 0) self->UpdatePoll();
-    }
-    if ((events & UV_READABLE) && !self->paused_) self->ReadBatches();
-  }
+  void OnClosed() { queue_.Release(); }
 
   // vnet mode: read into the slab, split TSO super-frames after them (the
   // super-frame's bytes stay behind as a hole: offsets are arbitrary).
-  bool ReadVnet(uint32_t* countp, size_t* usedp) {
+  bool ReadVnet(int fd, uint32_t* countp, size_t* usedp) {
     VnetHdr h;
     uint8_t* dst = slab_ + *usedp;
     struct iovec iov[2] = {{&h, sizeof h}, {dst, kMaxSuperFrame}};
-    ssize_t n = ::readv(fd_, iov, 2);
+    ssize_t n = ::readv(fd, iov, 2);
     if (n < 0) {
       if (errno == EINTR) return true;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) stats_[kRxErrors]++;
+      if (!WouldBlock(errno)) stats_[kRxErrors]++;
       return false;
     }
     if (n <= static_cast<ssize_t>(sizeof h)) return n > 0;
@@ -421,25 +339,25 @@ class Tap : public Napi::ObjectWrap<Tap> {
     return true;
   }
 
-  void ReadBatches() {
-    Napi::Env env = Env();
-    for (int b = 0; b < kMaxBatchesPerWake && !closed_ && !paused_; b++) {
+  void OnReadable() {
+    const int fd = this->fd();
+    for (int b = 0; b < kMaxBatchesPerWake && !closed() && !paused(); b++) {
       uint32_t count = 0;
       bool drained = false;
       if (vnet_) {
         size_t used = 0;
         while (count + kMaxSegments <= batch_size_ && used + kReadRoom <= slab_len_) {
-          if (!ReadVnet(&count, &used)) {
+          if (!ReadVnet(fd, &count, &used)) {
             drained = true;
             break;
           }
         }
       }
       while (!vnet_ && count < batch_size_) {
-        ssize_t n = ::read(fd_, slab_ + static_cast<size_t>(count) * slot_size_, slot_size_);
+        ssize_t n = ::read(fd, slab_ + static_cast<size_t>(count) * slot_size_, slot_size_);
         if (n < 0) {
           if (errno == EINTR) continue;
-          if (errno != EAGAIN && errno != EWOULDBLOCK) stats_[kRxErrors]++;
+          if (!WouldBlock(errno)) stats_[kRxErrors]++;
           drained = true;
           break;
         }
@@ -454,75 +372,15 @@ class Tap : public Napi::ObjectWrap<Tap> {
       }
       if (count > 0) {
         stats_[kRxBatches]++;
-        Napi::HandleScope scope(env);
-        napi_value argv[1] = {Napi::Number::New(env, count)};
-        Napi::Object self = Value();
-        // MakeCallback so microtasks queued by JS run after each batch.
-        in_callback_ = true;
-        on_batch_.MakeCallback(self, 1, argv, *async_context_);
-        in_callback_ = false;
-        // JS may have closed us inside the callback: the fd is gone then.
-        if (unref_after_callback_) {
-          unref_after_callback_ = false;
-          Unref();
-          return;
-        }
+        // JS may close us inside the callback: the fd is gone then.
+        if (!Deliver(count)) return;
       }
       if (drained) break;
     }
   }
 
-  static void CleanupHook(void* arg) {
-    Tap* self = static_cast<Tap*>(arg);
-    self->cleanup_registered_ = false;
-    self->Shutdown(false);
-  }
-
-  // from_js: called by close(); otherwise from the destructor or env teardown.
-  void Shutdown(bool from_js) {
-    if (closed_) return;
-    closed_ = true;
-    if (cleanup_registered_) {
-      napi_remove_env_cleanup_hook(Env(), &Tap::CleanupHook, this);
-      cleanup_registered_ = false;
-    }
-    if (poll_ != nullptr) {
-      // Stop and close synchronously drop the fd from epoll, so the fd can
-      // close now. The handle itself is freed by libc's free(): a callback in
-      // this module could run after a worker has unloaded the addon.
-      uv_poll_stop(poll_);
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), reinterpret_cast<uv_close_cb>(free));
-      poll_ = nullptr;
-    }
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (from_js) {
-      // Inside onBatch the native frame still uses this object: let go after it returns.
-      if (in_callback_) {
-        unref_after_callback_ = true;
-      } else {
-        Unref();
-      }
-    }
-  }
-
-  // ObjectWrap::Unref is hidden by our JS-facing Unref(info); reach the base explicitly.
-  void Unref() { Napi::ObjectWrap<Tap>::Unref(); }
-  void Ref() { Napi::ObjectWrap<Tap>::Ref(); }
-
   std::string name_;
   int ifindex_ = 0;
-  int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;
-  bool closed_ = false;
-  bool paused_ = false;
-  bool cleanup_registered_ = false;
-  bool in_callback_ = false;
-  bool unref_after_callback_ = false;
-
   uint32_t batch_size_ = 0;
   uint32_t slot_size_ = 0;
   uint8_t* slab_ = nullptr;
@@ -533,14 +391,7 @@ class Tap : public Napi::ObjectWrap<Tap> {
   uint32_t* offsets_ = nullptr;
   uint32_t* lengths_ = nullptr;
   double* stats_ = nullptr;
-  Napi::FunctionReference on_batch_;
-  Napi::ObjectReference slab_ref_, offsets_ref_, lengths_ref_, stats_ref_;
-  std::unique_ptr<Napi::AsyncContext> async_context_;
-
-  std::vector<std::vector<uint8_t>> queue_;
-  uint32_t queue_cap_ = 0;
-  uint32_t queue_head_ = 0;
-  uint32_t queue_len_ = 0;
+  SendQueue<> queue_;
 };
 
 Napi::Object InitTap(Napi::Env env, Napi::Object exports) {

@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { EtherlinkError } from '../core/errors.js';
 
 /** Indices into a device's Float64Array of counters, written by native code. */
 export const TapStat = {
@@ -138,6 +139,44 @@ export interface NativeUdp {
   close(): void;
 }
 
+/** One link event in a LinkWatcher's Uint32Array: ifindex, flags, kind. */
+export const LINK_EVENT_FIELDS = 3;
+
+/** The kind field of a link event. */
+export const LinkEventKind = {
+  /** RTM_NEWLINK: the link was created or changed; flags are its ifi_flags. */
+  changed: 0,
+  /** RTM_DELLINK: the link was deleted or moved to another network namespace. */
+  removed: 1,
+  /** The netlink socket overflowed and events were lost (ifindex 0): query each link again. */
+  overrun: 2,
+} as const;
+
+/** Interface flags as the kernel reports them (linux/if.h). */
+export const IfFlag = {
+  up: 0x1, // IFF_UP: administratively up
+  running: 0x40, // IFF_RUNNING: operationally up (the only carrier bit getFlags can show)
+  lowerUp: 0x10000, // IFF_LOWER_UP: carrier (netlink events only: SIOCGIFFLAGS is 16 bits)
+} as const;
+
+export interface NativeLinkWatcherConstructor {
+  /**
+   * A NETLINK_ROUTE socket subscribed to RTMGRP_LINK (needs no privilege), polled on
+   * Node's own loop. `onBatch(count)` finds count events in `events`, LINK_EVENT_FIELDS
+   * u32 each, for every link of this network namespace.
+   */
+  new (onBatch: (count: number) => void, events: Uint32Array): NativeLinkWatcher;
+}
+
+export interface NativeLinkWatcher {
+  pause(): void;
+  resume(): void;
+  ref(): void;
+  unref(): void;
+  /** Idempotent; safe to call from inside onBatch. */
+  close(): void;
+}
+
 /** AEAD algorithms the addon's AeadKey accepts. */
 export type NativeAeadAlgorithm = 'chacha20-poly1305' | 'aes-256-gcm' | 'none';
 
@@ -183,6 +222,11 @@ export interface NativeAeadKey {
 }
 
 export interface NativeBinding {
+  /**
+   * Native errors become `new ctor(code, message, { syscall, errno })` from now on
+   * (per thread: each worker's addon instance has its own); before, a plain Error with .code.
+   */
+  setErrorClass(ctor: new (code: string, message: string, details: { syscall?: string; errno?: number }) => Error): void;
   /** Batched transport AEAD (csrc/aead.cc). */
   AeadKey: NativeAeadKeyConstructor;
   Tap: NativeTapConstructor;
@@ -194,13 +238,17 @@ export interface NativeBinding {
   getMac(ifname: string): Buffer;
   getMtu(ifname: string): number;
   setUp(ifname: string, up: boolean): void;
+  /** SIOCGIFFLAGS: the interface's flags (16 bits: IfFlag.up, IfFlag.running; never IfFlag.lowerUp). */
+  getFlags(ifname: string): number;
+  /** Link events of this network namespace (csrc/link_watch_linux.cc). */
+  LinkWatcher: NativeLinkWatcherConstructor;
   /** Add an address via netlink (RTM_NEWADDR, NLM_F_EXCL). family 4 or 6; addr is 4 or 16 bytes. */
   addAddress(ifindex: number, family: 4 | 6, addr: Buffer, prefix: number, noDad: boolean): void;
   ifIndex(ifname: string): number;
   /**
    * Clear the effective, permitted, inheritable and ambient capability sets of
    * every thread (csrc/privilege_linux.cc), and the bounding set when
-   * CAP_SETPCAP allows. Throws an Error with .code when this thread cannot.
+   * CAP_SETPCAP allows. Throws an EtherlinkError with .code when this thread cannot.
    */
   dropCapabilities(): NativeCapabilityDrop;
 }
@@ -218,7 +266,9 @@ function load(): NativeBinding {
   const gypBuild = require('node-gyp-build') as (dir: string) => unknown;
   // dist/lib/io/native.js -> the package root is three levels up.
   const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  return gypBuild(root) as NativeBinding;
+  const binding = gypBuild(root) as NativeBinding;
+  binding.setErrorClass(EtherlinkError);
+  return binding;
 }
 
 let cached: NativeBinding | undefined;

@@ -3,10 +3,19 @@
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { BATCH_SIZE, FRAME_SLOT, type FrameBatch, buffersToBatch } from '../core/frames.js';
-import { native, type NativeTap, TAP_STAT_COUNT, TapStat } from './native.js';
+import {
+  IfFlag,
+  LINK_EVENT_FIELDS,
+  LinkEventKind,
+  native,
+  type NativeLinkWatcher,
+  type NativeTap,
+  TAP_STAT_COUNT,
+  TapStat,
+} from './native.js';
 import type { BatchReceiver, Port } from '../core/port.js';
 import { formatMac, isMulticast, macFromBuffer, macToBuffer, parseMac } from '../core/ethernet.js';
-import { EtherlinkError } from '../core/errors.js';
+import { EtherlinkError, errorCode } from '../core/errors.js';
 
 /** Linux IFNAMSIZ less the terminating NUL. */
 export const MAX_IFNAME = 15;
@@ -64,6 +73,34 @@ export interface ParsedCidr {
   address: string;
   bytes: Buffer;
   prefix: number;
+}
+
+/** A TAP's link as the kernel reports it: the 'link' event and `TapDevice.link`. */
+export interface LinkState {
+  /** adminUp && carrier: frames can flow. */
+  up: boolean;
+  /** IFF_UP: `ip link set DEV up` / `down` (or TapOptions.up). */
+  adminUp: boolean;
+  /**
+   * The lower layer is up: IFF_LOWER_UP (IFF_RUNNING when queried); off after
+   * `ip link set DEV carrier off`. Linux reports it only while adminUp.
+   */
+  carrier: boolean;
+}
+
+/** Link events read per native callback (they are rare; more just take another call). */
+const LINK_EVENT_BATCH = 16;
+const LINK_DOWN: Readonly<LinkState> = Object.freeze({ up: false, adminUp: false, carrier: false });
+
+/** The LinkState that interface flags (ifi_flags, or SIOCGIFFLAGS) describe. */
+export function linkStateFromFlags(flags: number): LinkState {
+  const adminUp = (flags & IfFlag.up) !== 0;
+  const carrier = adminUp && (flags & (IfFlag.lowerUp | IfFlag.running)) !== 0;
+  return { up: adminUp && carrier, adminUp, carrier };
+}
+
+function sameLink(a: LinkState, b: LinkState): boolean {
+  return a.up === b.up && a.adminUp === b.adminUp && a.carrier === b.carrier;
 }
 
 function invalid(message: string): EtherlinkError {
@@ -131,12 +168,21 @@ export function validateTapOptions(opts: TapOptions): void {
 
 export interface TapDeviceEvents {
   frames: [batch: FrameBatch];
+  /** The link state changed (see TapDevice.watchLink). */
+  link: [state: LinkState];
   close: [];
 }
 
 /**
  * A TAP device. Frames arrive as 'frames' events (and through the Port
  * receiver) in batches whose views are valid only during the callback.
+ *
+ * Link state: `link` / `linkUp` say whether the device is up (admin up and
+ * carrier), and a 'link' event fires on every change, at once — e.g. on
+ * `ip link set DEV down` or `ip link set DEV carrier off` — so that a switch
+ * can withdraw the port's MACs as a bridge flushes a port's FDB entries.
+ * Both see the device in this process's network namespace, where it is created;
+ * a device moved to another namespace reads as down.
  */
 export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
   readonly name: string;
@@ -148,6 +194,10 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
   private readonly rx: { buf: Buffer; offsets: Uint32Array; lengths: Uint32Array; count: number };
   private receiver: BatchReceiver | null = null;
   private closed = false;
+  private watcher: NativeLinkWatcher | null = null;
+  /** The last state seen while watching; null when not watching. */
+  private linkState: LinkState | null = null;
+  private readonly linkEvents = new Uint32Array(LINK_EVENT_FIELDS * LINK_EVENT_BATCH);
 
   private constructor(opts: TapOptions) {
     super();
@@ -177,6 +227,10 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     this.name = this.handle.name;
     this.ifindex = this.handle.ifindex;
     this.offloads = this.handle.offloads;
+    // The first 'link' listener starts the watcher ('newListener' is not in TapDeviceEvents).
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event === 'link') this.watchLink();
+    });
   }
 
   /** Create and configure a TAP device. Throws an Error with `.code` on failure, leaving nothing behind. */
@@ -292,12 +346,70 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     native().addAddress(this.ifindex, c.family, c.bytes, c.prefix, opts.noDad ?? false);
   }
 
+  /**
+   * Follow the link state (idempotent; returns this): a netlink socket on
+   * RTMGRP_LINK, polled on Node's loop, after which `link` answers from memory
+   * and 'link' events fire on each change. Adding a 'link' listener calls it.
+   * Subscribing needs no privilege, so it works after dropCapabilities() too;
+   * calling it before dropping them merely opens the socket early. Closed with
+   * the device; never keeps the process alive by itself.
+   */
+  watchLink(): this {
+    if (this.closed || this.watcher !== null) return this;
+    this.watcher = new (native().LinkWatcher)((count) => this.onLinkEvents(count), this.linkEvents);
+    this.watcher.unref();
+    // Subscribed first, queried second: any change after the query arrives as an event.
+    this.linkState = this.queryLink();
+    return this;
+  }
+
+  /** The link now: from the watcher while watching, else one SIOCGIFFLAGS query. Down once closed. */
+  get link(): LinkState {
+    if (this.closed) return { ...LINK_DOWN };
+    return { ...(this.linkState ?? this.queryLink()) };
+  }
+
+  /** Admin up and carrier on (IFF_UP and IFF_LOWER_UP/IFF_RUNNING). */
+  get linkUp(): boolean {
+    return this.link.up;
+  }
+
+  private queryLink(): LinkState {
+    try {
+      return linkStateFromFlags(native().getFlags(this.name));
+    } catch (err) {
+      // Not in this namespace (moved away, or gone): no link here.
+      if (errorCode(err) === 'ENODEV') return { ...LINK_DOWN };
+      throw err;
+    }
+  }
+
+  private onLinkEvents(count: number): void {
+    const ev = this.linkEvents;
+    // Each change in order: a flap (down, then up) in one batch is still two events.
+    for (let i = 0; i < count && this.linkState !== null; i++) {
+      const at = i * LINK_EVENT_FIELDS;
+      const kind = ev[at + 2];
+      let next: LinkState;
+      if (kind === LinkEventKind.overrun) next = this.queryLink();
+      else if (ev[at] !== this.ifindex) continue;
+      else if (kind === LinkEventKind.removed) next = { ...LINK_DOWN };
+      else next = linkStateFromFlags(ev[at + 1]!);
+      if (sameLink(next, this.linkState)) continue;
+      this.linkState = next;
+      this.emit('link', { ...next });
+    }
+  }
+
   /** Idempotent. The device disappears with its last fd (it is not persistent). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.receiver = null;
     this.handle.close();
+    this.watcher?.close();
+    this.watcher = null;
+    this.linkState = null;
     this.emit('close');
   }
 }

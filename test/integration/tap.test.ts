@@ -1,5 +1,6 @@
 // Real TAP devices in network namespaces: a JS bridge through the batch API
-// carries ping and a 50 MB TCP transfer; ARP read/reply; documented error codes.
+// carries ping and a 50 MB TCP transfer; ARP read/reply; link monitoring;
+// documented error codes.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -8,12 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import { TapDevice } from '../../lib/io/tap.js';
+import { TapDevice, type LinkState } from '../../lib/io/tap.js';
+import { EtherlinkError } from '../../lib/core/errors.js';
 import { buildArp, parseArp, formatMac, parseMac, ARP_REQUEST, EtherType } from '../../lib/core/ethernet.js';
-import { Netns, requireRoot, runTag, cleanup, collect, waitExit, waitForOutput, run, ensureTools } from '../helpers/netns.js';
+import { Netns, requireRoot, runTag, cleanup, collect, waitExit, waitFor, waitForOutput, run, ensureTools } from '../helpers/netns.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..', '..');
 const cli = join(root, 'dist', 'bin', 'etherlink.js');
+const linkProbe = join(root, 'dist', 'test', 'helpers', 'link-probe.js');
 const tag = runTag();
 const opened: TapDevice[] = [];
 const tmp = mkdtempSync(join(tmpdir(), 'etl-tap-'));
@@ -185,6 +188,7 @@ test('documented error codes', async (t) => {
   const name = `tu${tag}`;
   openTap(name);
   assert.throws(() => TapDevice.open({ name }), { code: 'EBUSY', message: /in use/ });
+  assert.throws(() => TapDevice.open({ name }), (err) => err instanceof EtherlinkError && err.syscall === 'TUNSETIFF' && err.errno === -16);
   assert.throws(() => TapDevice.open({ name: 'a-name-longer-than-15' }), { code: 'EINVAL', message: /Linux allows 1\.\.15/ });
   assert.throws(() => TapDevice.open({ name: `tv${tag}`, mac: '02:00:00:00:00' }), { code: 'ERR_INVALID_MAC', message: /02:00:00:00:00/ });
   assert.equal(linkExists(`tv${tag}`), false, 'a rejected open leaves no device behind');
@@ -195,4 +199,76 @@ test('documented error codes', async (t) => {
   assert.equal(res.code, 'EPERM');
   assert.match(res.message, /CAP_NET_ADMIN/);
   assert.equal(parseMac(formatMac(parseMac('02:AA:bb:cc:dd:ee'))), parseMac('02-aa-bb-cc-dd-ee'));
+});
+
+const UP: LinkState = { up: true, adminUp: true, carrier: true };
+const ADMIN_DOWN: LinkState = { up: false, adminUp: false, carrier: false };
+const NO_CARRIER: LinkState = { up: false, adminUp: true, carrier: false };
+
+test('link monitor: admin down/up and carrier off/on arrive as link events, also after capabilities are dropped', async (t) => {
+  if (!requireRoot(t)) return;
+  const ns = Netns.create('lk', tag);
+  const name = `tl${tag}`;
+  const probe = ns.spawn(process.execPath, [linkProbe, name, '--drop-capabilities'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out = collect(probe);
+  const facts = (): Record<string, unknown>[] => out.out().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const events = (): LinkState[] => facts().flatMap((f) => (f.event ? [f.event as LinkState] : []));
+  const nextEvent = async (want: LinkState, what: string): Promise<void> => {
+    const seen = events().length;
+    await waitFor(`${what}: a link event ${JSON.stringify(want)}`, () => events().length > seen, 5_000, 10);
+    assert.deepEqual(events()[seen], want, `${what}: the next event; all so far: ${JSON.stringify(events())}`);
+  };
+  try {
+    await waitForOutput(probe, /"ready"/);
+    assert.deepEqual(facts()[0], { queried: UP, linkUp: true }, 'the one-shot query, before watching: up');
+    assert.equal(facts().find((f) => 'capEff' in f)?.capEff, '0000000000000000', 'the probe runs with no capabilities');
+
+    ns.ip('link', 'set', name, 'down');
+    await nextEvent(ADMIN_DOWN, 'ip link set down');
+    ns.ip('link', 'set', name, 'up');
+    await nextEvent(UP, 'ip link set up');
+    // Not a link state change: no event (the next one is the carrier's).
+    ns.ip('link', 'set', name, 'mtu', '1400');
+    const carrier = ns.exec('ip', ['link', 'set', name, 'carrier', 'off'], { allowFail: true });
+    if (carrier.status === 0) {
+      await nextEvent(NO_CARRIER, 'ip link set carrier off');
+      ns.ip('link', 'set', name, 'carrier', 'on');
+      await nextEvent(UP, 'ip link set carrier on');
+    } else {
+      t.diagnostic(`this kernel cannot set a TAP's carrier: ${carrier.stderr.trim()}`);
+      ns.ip('link', 'set', name, 'down');
+      await nextEvent(ADMIN_DOWN, 'ip link set down (again)');
+    }
+    for (const f of facts().filter((x) => x.event)) {
+      assert.equal(f.linkUp, (f.event as LinkState).up, 'linkUp follows the events');
+      assert.deepEqual(f.fresh, f.event, 'a fresh SIOCGIFFLAGS query (unprivileged) agrees with the event');
+    }
+    const count = events().length;
+    probe.stdin!.end();
+    assert.equal(await waitExit(probe, 10_000), 0, `the probe exits once its TAP is closed: ${out.err()}`);
+    assert.deepEqual(facts().at(-1), { closed: ADMIN_DOWN }, 'a closed device reads as down');
+    assert.equal(events().length, count, 'no link event after close (the device went away with it)');
+  } finally {
+    if (probe.exitCode === null) probe.kill('SIGKILL');
+    ns.delete();
+  }
+});
+
+test('link monitor: watchLink() follows a device moved out of this namespace as down', async (t) => {
+  if (!requireRoot(t)) return;
+  const ns = Netns.create('lm', tag);
+  const tap = openTap(`tm${tag}`);
+  assert.equal(tap.linkUp, true);
+  const seen: LinkState[] = [];
+  assert.equal(tap.watchLink(), tap);
+  tap.watchLink();
+  tap.on('link', (s) => seen.push(s));
+  assert.deepEqual(tap.link, UP);
+  run('ip', ['link', 'set', 'dev', tap.name, 'netns', ns.name]);
+  await waitFor('the link event of the move', () => seen.length > 0, 5_000, 10);
+  assert.deepEqual(seen, [ADMIN_DOWN]);
+  assert.equal(tap.linkUp, false);
+  tap.close();
+  assert.deepEqual(tap.link, ADMIN_DOWN);
+  ns.delete();
 });
