@@ -114,6 +114,19 @@ const fsOpen = (file: string): Promise<number> =>
 const fsRename = (from: string, to: string): Promise<void> =>
   new Promise((resolve, reject) => rename(from, to, (err) => (err && err.code !== 'ENOENT' ? reject(err) : resolve())));
 
+/** The 24-byte file header of classic pcap. */
+function pcapFileHeader(nanosecond: boolean, snaplen: number): Buffer {
+  const b = Buffer.alloc(PCAP_FILE_HEADER_LEN);
+  b.writeUInt32LE(nanosecond ? PCAP_MAGIC_NSEC : PCAP_MAGIC_USEC, 0);
+  b.writeUInt16LE(PCAP_VERSION_MAJOR, 4);
+  b.writeUInt16LE(PCAP_VERSION_MINOR, 6);
+  b.writeInt32LE(0, 8); // thiszone: timestamps are UTC
+  b.writeUInt32LE(0, 12); // sigfigs
+  b.writeUInt32LE(snaplen, 16);
+  b.writeUInt32LE(LINKTYPE_ETHERNET, 20);
+  return b;
+}
+
 /** Wall clock in ns: Date.now() anchors it, hrtime orders frames within a millisecond. */
 function defaultClock(): () => bigint {
   const base = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
@@ -134,6 +147,8 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
   readonly counters: PcapCounters = { frames: 0, bytes: 0, dropped: 0, overflow: 0, rotations: 0, written: 0 };
   private readonly startedAt = new Date();
   private readonly clock: () => bigint;
+  /** The bytes every file starts with. */
+  private readonly header: Buffer;
   private readonly free: Buffer[] = [];
   private readonly queue: Op[] = [];
   private current: Buffer;
@@ -154,10 +169,11 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     super();
     this.file = file;
     this.snaplen = checkInt(opts.snaplen ?? DEFAULT_PCAP_SNAPLEN, 'snaplen', 1, MAX_PCAP_SNAPLEN);
-    const minBytes = PCAP_FILE_HEADER_LEN + PCAP_RECORD_HEADER_LEN + this.snaplen;
+    this.nanosecond = opts.nanosecond ?? false;
+    this.header = pcapFileHeader(this.nanosecond, this.snaplen);
+    const minBytes = this.header.length + PCAP_RECORD_HEADER_LEN + this.snaplen;
     this.maxBytes = checkInt(opts.maxBytes ?? DEFAULT_PCAP_MAX_BYTES, 'maxBytes', minBytes, Number.MAX_SAFE_INTEGER, ` (one file must hold a ${this.snaplen}-byte frame; or lower snaplen)`);
     this.files = checkInt(opts.files ?? DEFAULT_PCAP_FILES, 'files', 1, MAX_PCAP_FILES);
-    this.nanosecond = opts.nanosecond ?? false;
     const bufferBytes = checkInt(opts.bufferBytes ?? DEFAULT_PCAP_BUFFER_BYTES, 'bufferBytes', 1, 1 << 30);
     const flushMs = checkInt(opts.flushIntervalMs ?? PCAP_FLUSH_INTERVAL_MS, 'flushIntervalMs', 0, 3_600_000);
     this.clock = opts.clock ?? defaultClock();
@@ -260,18 +276,11 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     return this.closing;
   }
 
+  /** Start a file in the current chunk: its headers, as every file begins. */
   private putFileHeader(): void {
-    const b = this.current;
-    const p = this.pos;
-    b.writeUInt32LE(this.nanosecond ? PCAP_MAGIC_NSEC : PCAP_MAGIC_USEC, p);
-    b.writeUInt16LE(PCAP_VERSION_MAJOR, p + 4);
-    b.writeUInt16LE(PCAP_VERSION_MINOR, p + 6);
-    b.writeInt32LE(0, p + 8); // thiszone: timestamps are UTC
-    b.writeUInt32LE(0, p + 12); // sigfigs
-    b.writeUInt32LE(this.snaplen, p + 16);
-    b.writeUInt32LE(LINKTYPE_ETHERNET, p + 20);
-    this.pos = p + PCAP_FILE_HEADER_LEN;
-    this.fileBytes = PCAP_FILE_HEADER_LEN;
+    this.header.copy(this.current, this.pos);
+    this.pos += this.header.length;
+    this.fileBytes = this.header.length;
   }
 
   /** Queue the filled, not yet queued part of the current chunk. The chunk stays current unless `release`. */
@@ -300,7 +309,7 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
    * record don't fit. False when no chunk is free (disk behind).
    */
   private startNextFile(rec: number): boolean {
-    if (this.pos + PCAP_FILE_HEADER_LEN + rec > this.current.length && !this.seal()) return false;
+    if (this.pos + this.header.length + rec > this.current.length && !this.seal()) return false;
     this.queueCurrent(false);
     this.queue.push({ kind: 'rotate' });
     this.kick();
