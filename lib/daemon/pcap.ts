@@ -642,7 +642,7 @@ export function logCapture(writer: PcapWriter, log: Logger, onFailed?: () => voi
 /** The fields of a 'capture started' / 'capture stopped' log line. */
 export function captureFields(s: CaptureStatus): Record<string, string | number> {
   const c = s.counters;
-  return { file: s.file, format: s.format, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations };
+  return { file: s.file, format: s.format, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations, unknownInterface: c.unknownInterface };
 }
 
 /** Resolves when `p` settles or after `ms`, whichever is first (a stuck disk must not block exit). */
