@@ -1,6 +1,7 @@
-// Packet capture to classic libpcap files (what tcpdump -w writes): frame
-// batches copied into a few preallocated chunks, written asynchronously one
-// chunk per write, bounded in memory (drop and count) and on disk (rotation).
+// Packet capture to pcapng (interfaces and direction, what Wireshark writes)
+// or classic libpcap files (what tcpdump -w writes): frame batches copied into
+// a few preallocated chunks, written asynchronously one chunk per write,
+// bounded in memory (drop and count) and on disk (rotation).
 import { EventEmitter } from 'node:events';
 import { close, open, openSync, rename, write } from 'node:fs';
 import type { FrameBatch } from '../core/frames.js';
@@ -16,6 +17,38 @@ export const PCAP_VERSION_MINOR = 4;
 export const LINKTYPE_ETHERNET = 1;
 export const PCAP_FILE_HEADER_LEN = 24;
 export const PCAP_RECORD_HEADER_LEN = 16;
+
+// pcapng (draft-ietf-opsawg-pcapng): a file is one section, blocks of
+// [type][total length][body, 32-bit aligned][total length]. Written
+// little-endian like the classic files; the byte-order magic tells readers.
+export const PCAPNG_BLOCK_SHB = 0x0a0d0d0a;
+export const PCAPNG_BLOCK_IDB = 0x00000001;
+export const PCAPNG_BLOCK_EPB = 0x00000006;
+export const PCAPNG_BYTE_ORDER_MAGIC = 0x1a2b3c4d;
+export const PCAPNG_VERSION_MAJOR = 1;
+export const PCAPNG_VERSION_MINOR = 0;
+/** shb_userappl: the application that wrote the section. */
+export const PCAPNG_USER_APPL = 'EtherLink';
+export const PCAPNG_OPT_ENDOFOPT = 0;
+export const PCAPNG_OPT_SHB_USERAPPL = 4;
+export const PCAPNG_OPT_IF_NAME = 2;
+export const PCAPNG_OPT_IF_TSRESOL = 9;
+export const PCAPNG_OPT_EPB_FLAGS = 2;
+/** epb_flags bits 0-1: the direction. */
+export const PCAPNG_EPB_INBOUND = 0b01;
+export const PCAPNG_EPB_OUTBOUND = 0b10;
+/** An EPB without its data and options: type, length, interface, timestamp (2), lengths (2), trailing length. */
+export const PCAPNG_EPB_FIXED_LEN = 32;
+/** epb_flags (4-byte header + 4-byte value) and opt_endofopt, when a direction is recorded. */
+export const PCAPNG_EPB_FLAGS_LEN = 12;
+
+export type PcapFormat = 'pcapng' | 'pcap';
+export const DEFAULT_PCAP_FORMAT: PcapFormat = 'pcapng';
+/** Name of interface 0, the one every writer starts with. */
+export const DEFAULT_PCAP_INTERFACE_NAME = 'etherlink';
+/** Longest interface name (UTF-8 bytes), so one interface's header stays small. */
+export const MAX_PCAP_INTERFACE_NAME_BYTES = 256;
+
 /** Bytes kept of each frame; longer frames are cut, their original length recorded. */
 export const DEFAULT_PCAP_SNAPLEN = 65535;
 /** libpcap's MAXIMUM_SNAPLEN. */
@@ -37,6 +70,14 @@ export const PCAP_CLOSE_TIMEOUT_MS = 5000;
 const FILE_MODE = 0o600;
 
 export interface PcapOptions {
+  /**
+   * 'pcapng' (default): interfaces by name and each frame's direction, as
+   * Wireshark shows them. 'pcap': classic libpcap, which has nowhere to
+   * record either (interfaces and directions are accepted and ignored).
+   */
+  format?: PcapFormat;
+  /** Name of interface 0 (default 'etherlink'), in its IDB's if_name. */
+  interfaceName?: string;
   /** Largest size of one file in bytes, headers included (default 100 MB). No file ever exceeds it. */
   maxBytes?: number;
   /**
@@ -47,7 +88,7 @@ export interface PcapOptions {
   files?: number;
   /** Bytes kept of each frame (default 65535). */
   snaplen?: number;
-  /** Nanosecond timestamps (magic 0xa1b23c4d) instead of microseconds. */
+  /** Nanosecond timestamps instead of microseconds: if_tsresol 9 in pcapng, magic 0xa1b23c4d in pcap. */
   nanosecond?: boolean;
   /** Memory for frames not yet written (default 4 MiB). */
   bufferBytes?: number;
@@ -66,6 +107,8 @@ export interface PcapCounters {
   dropped: number;
   /** Frames not recorded because the only file (files = 1) is full. */
   overflow: number;
+  /** Frames not recorded because write() named an interface id addInterface() never returned (a caller's bug). */
+  unknownInterface: number;
   /** Files rotated (FILE renamed to FILE.1). */
   rotations: number;
   /** Bytes written to disk, file headers included. */
@@ -76,6 +119,7 @@ export type PcapState = 'open' | 'closing' | 'closed' | 'failed';
 
 export interface CaptureStatus {
   file: string;
+  format: PcapFormat;
   state: PcapState;
   maxBytes: number;
   files: number;
@@ -84,6 +128,17 @@ export interface CaptureStatus {
   counters: PcapCounters;
   /** Why the capture stopped by itself (disk full, file removed...). */
   error?: string;
+}
+
+/** Which interface a batch belongs to and which way it went; a constant object per call site is enough. */
+export interface PcapWriteOptions {
+  /** An id from addInterface(), or 0 (the first interface) when absent. */
+  interface?: number;
+  /**
+   * As tcpdump or Wireshark on that interface would label the frames:
+   * 'in' = received by the interface, 'out' = sent by it. Absent: not recorded.
+   */
+  direction?: 'in' | 'out';
 }
 
 export interface PcapWriterEvents {
@@ -97,6 +152,15 @@ type Op = { kind: 'write'; chunk: Buffer; start: number; end: number; release: b
 
 function invalid(message: string): Error {
   return Object.assign(new Error(message), { code: 'ERR_INVALID_ARG_VALUE' });
+}
+
+/** The UTF-8 bytes of an interface name; throws unless 1 to MAX_PCAP_INTERFACE_NAME_BYTES bytes. */
+function checkName(name: unknown, what: string): Buffer {
+  const bytes = typeof name === 'string' ? Buffer.from(name, 'utf8') : Buffer.alloc(0);
+  if (typeof name !== 'string' || bytes.length === 0 || bytes.length > MAX_PCAP_INTERFACE_NAME_BYTES) {
+    throw invalid(`pcap ${what} ${JSON.stringify(name)} must be a non-empty string of at most ${MAX_PCAP_INTERFACE_NAME_BYTES} bytes`);
+  }
+  return bytes;
 }
 
 function checkInt(value: number, name: string, min: number, max: number, hint = ''): number {
@@ -114,6 +178,69 @@ const fsOpen = (file: string): Promise<number> =>
 const fsRename = (from: string, to: string): Promise<void> =>
   new Promise((resolve, reject) => rename(from, to, (err) => (err && err.code !== 'ENOENT' ? reject(err) : resolve())));
 
+/** The 24-byte file header of classic pcap. */
+function pcapFileHeader(nanosecond: boolean, snaplen: number): Buffer {
+  const b = Buffer.alloc(PCAP_FILE_HEADER_LEN);
+  b.writeUInt32LE(nanosecond ? PCAP_MAGIC_NSEC : PCAP_MAGIC_USEC, 0);
+  b.writeUInt16LE(PCAP_VERSION_MAJOR, 4);
+  b.writeUInt16LE(PCAP_VERSION_MINOR, 6);
+  b.writeInt32LE(0, 8); // thiszone: timestamps are UTC
+  b.writeUInt32LE(0, 12); // sigfigs
+  b.writeUInt32LE(snaplen, 16);
+  b.writeUInt32LE(LINKTYPE_ETHERNET, 20);
+  return b;
+}
+
+const pad4 = (n: number): number => (n + 3) & ~3;
+
+/** One pcapng option: code, length, value zero-padded to 32 bits. */
+function pcapngOption(code: number, value: Buffer): Buffer {
+  const b = Buffer.alloc(4 + pad4(value.length));
+  b.writeUInt16LE(code, 0);
+  b.writeUInt16LE(value.length, 2);
+  value.copy(b, 4);
+  return b;
+}
+
+/** A pcapng block around `body` (already 32-bit aligned): type and total length at both ends. */
+function pcapngBlock(type: number, body: Buffer): Buffer {
+  const b = Buffer.alloc(12 + body.length);
+  b.writeUInt32LE(type, 0);
+  b.writeUInt32LE(b.length, 4);
+  body.copy(b, 8);
+  b.writeUInt32LE(b.length, b.length - 4);
+  return b;
+}
+
+const END_OF_OPTIONS = Buffer.alloc(4); // opt_endofopt: code 0, length 0
+
+/** Section Header Block: byte-order magic, version 1.0, section length -1 (not given), shb_userappl. */
+function pcapngSectionHeader(): Buffer {
+  const fixed = Buffer.alloc(16);
+  fixed.writeUInt32LE(PCAPNG_BYTE_ORDER_MAGIC, 0);
+  fixed.writeUInt16LE(PCAPNG_VERSION_MAJOR, 4);
+  fixed.writeUInt16LE(PCAPNG_VERSION_MINOR, 6);
+  fixed.writeBigInt64LE(-1n, 8);
+  const appl = pcapngOption(PCAPNG_OPT_SHB_USERAPPL, Buffer.from(PCAPNG_USER_APPL, 'utf8'));
+  return pcapngBlock(PCAPNG_BLOCK_SHB, Buffer.concat([fixed, appl, END_OF_OPTIONS]));
+}
+
+/** Interface Description Block: Ethernet, the snaplen, if_name and if_tsresol (6: microseconds, 9: nanoseconds). */
+function pcapngInterface(name: Buffer, snaplen: number, nanosecond: boolean): Buffer {
+  const fixed = Buffer.alloc(8);
+  fixed.writeUInt16LE(LINKTYPE_ETHERNET, 0);
+  fixed.writeUInt16LE(0, 2); // reserved
+  fixed.writeUInt32LE(snaplen, 4);
+  const ifName = pcapngOption(PCAPNG_OPT_IF_NAME, name);
+  const tsresol = pcapngOption(PCAPNG_OPT_IF_TSRESOL, Buffer.from([nanosecond ? 9 : 6]));
+  return pcapngBlock(PCAPNG_BLOCK_IDB, Buffer.concat([fixed, ifName, tsresol, END_OF_OPTIONS]));
+}
+
+/** Results of putPendingInterfaces(). */
+const PUT_OK = 0;
+const PUT_DROPPED = 1;
+const PUT_OVERFLOW = 2;
+
 /** Wall clock in ns: Date.now() anchors it, hrtime orders frames within a millisecond. */
 function defaultClock(): () => bigint {
   const base = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
@@ -121,9 +248,15 @@ function defaultClock(): () => bigint {
 }
 
 /**
- * Writes frame batches to FILE as a pcap capture. write() never blocks and
- * never throws: it copies the frames into the current chunk; full chunks are
- * written in order by one async loop. close() writes what is left.
+ * Writes frame batches to FILE as a pcapng (default) or pcap capture. write()
+ * never blocks and never throws: it copies the frames into the current chunk;
+ * full chunks are written in order by one async loop. close() writes what is
+ * left.
+ *
+ * A pcapng file is: a Section Header Block, an Interface Description Block per
+ * interface added so far, then Enhanced Packet Blocks, with the IDB of an
+ * interface added later written into the stream before its first packet.
+ * Every rotated file starts with the SHB and every IDB, so it opens alone.
  */
 export class PcapWriter extends EventEmitter<PcapWriterEvents> {
   readonly file: string;
@@ -131,12 +264,27 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
   readonly files: number;
   readonly snaplen: number;
   readonly nanosecond: boolean;
-  readonly counters: PcapCounters = { frames: 0, bytes: 0, dropped: 0, overflow: 0, rotations: 0, written: 0 };
+  readonly format: PcapFormat;
+  readonly counters: PcapCounters = { frames: 0, bytes: 0, dropped: 0, overflow: 0, unknownInterface: 0, rotations: 0, written: 0 };
   private readonly startedAt = new Date();
   private readonly clock: () => bigint;
+  /** The bytes every file starts with: the pcap file header, or the SHB and every IDB. */
+  private header: Buffer;
+  /** Largest record: what a file and a chunk must hold after the headers. */
+  private readonly maxRecord: number;
+  private readonly chunkBytes: number;
+  /** Interfaces added; ids 0 .. interfaces-1 are valid. */
+  private interfaces = 1;
+  /** Interfaces whose IDB is in the current file (pcapng), the rest still to write; = interfaces in pcap. */
+  private fileInterfaces = 1;
+  /** Where interface i's IDB starts in `header` (pcapng). */
+  private readonly idbStart: number[] = [];
   private readonly free: Buffer[] = [];
   private readonly queue: Op[] = [];
   private current: Buffer;
+  /** A DataView over `current`: record fields cost a fraction of Buffer.writeUInt32LE's checks. */
+  private view: DataView;
+  private readonly views = new Map<Buffer, DataView>();
   /** Next byte to fill in `current`; bytes before `queued` are already queued for writing. */
   private pos = 0;
   private queued = 0;
@@ -154,17 +302,36 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     super();
     this.file = file;
     this.snaplen = checkInt(opts.snaplen ?? DEFAULT_PCAP_SNAPLEN, 'snaplen', 1, MAX_PCAP_SNAPLEN);
-    const minBytes = PCAP_FILE_HEADER_LEN + PCAP_RECORD_HEADER_LEN + this.snaplen;
-    this.maxBytes = checkInt(opts.maxBytes ?? DEFAULT_PCAP_MAX_BYTES, 'maxBytes', minBytes, Number.MAX_SAFE_INTEGER, ` (one file must hold a ${this.snaplen}-byte frame; or lower snaplen)`);
-    this.files = checkInt(opts.files ?? DEFAULT_PCAP_FILES, 'files', 1, MAX_PCAP_FILES);
     this.nanosecond = opts.nanosecond ?? false;
+    const format: unknown = opts.format ?? DEFAULT_PCAP_FORMAT;
+    if (format !== 'pcapng' && format !== 'pcap') throw invalid(`pcap format ${JSON.stringify(format)} must be 'pcapng' or 'pcap'`);
+    this.format = format;
+    const name = checkName(opts.interfaceName ?? DEFAULT_PCAP_INTERFACE_NAME, 'interfaceName');
+    if (format === 'pcapng') {
+      const shb = pcapngSectionHeader();
+      this.idbStart.push(shb.length);
+      this.header = Buffer.concat([shb, pcapngInterface(name, this.snaplen, this.nanosecond)]);
+      this.maxRecord = PCAPNG_EPB_FIXED_LEN + pad4(this.snaplen) + PCAPNG_EPB_FLAGS_LEN;
+    } else {
+      this.header = pcapFileHeader(this.nanosecond, this.snaplen);
+      this.maxRecord = PCAP_RECORD_HEADER_LEN + this.snaplen;
+    }
+    const minBytes = this.header.length + this.maxRecord;
+    this.maxBytes = checkInt(opts.maxBytes ?? DEFAULT_PCAP_MAX_BYTES, 'maxBytes', minBytes, Number.MAX_SAFE_INTEGER, ` (one file must hold its ${this.header.length} bytes of headers and a ${this.snaplen}-byte frame; or lower snaplen)`);
+    this.files = checkInt(opts.files ?? DEFAULT_PCAP_FILES, 'files', 1, MAX_PCAP_FILES);
     const bufferBytes = checkInt(opts.bufferBytes ?? DEFAULT_PCAP_BUFFER_BYTES, 'bufferBytes', 1, 1 << 30);
     const flushMs = checkInt(opts.flushIntervalMs ?? PCAP_FLUSH_INTERVAL_MS, 'flushIntervalMs', 0, 3_600_000);
     this.clock = opts.clock ?? defaultClock();
-    // Every chunk holds the largest record plus a file header, so a record always fits an empty chunk.
-    const chunkBytes = Math.max(Math.floor(bufferBytes / PCAP_CHUNKS), minBytes);
-    for (let i = 0; i < PCAP_CHUNKS; i++) this.free.push(Buffer.allocUnsafeSlow(chunkBytes));
+    // Every chunk holds the largest record plus the file headers (addInterface keeps it so),
+    // so a new file's headers and a record always fit an empty chunk.
+    this.chunkBytes = Math.max(Math.floor(bufferBytes / PCAP_CHUNKS), minBytes);
+    for (let i = 0; i < PCAP_CHUNKS; i++) {
+      const chunk = Buffer.allocUnsafeSlow(this.chunkBytes);
+      this.views.set(chunk, new DataView(chunk.buffer, chunk.byteOffset, chunk.length));
+      this.free.push(chunk);
+    }
     this.current = this.free.pop()!;
+    this.view = this.views.get(this.current)!;
     try {
       this.fd = openSync(file, 'w', FILE_MODE);
     } catch (err) {
@@ -178,22 +345,83 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     }
   }
 
-  /** Record every frame of `batch` (views valid only during this call: they are copied). */
-  write(batch: FrameBatch): void {
+  /**
+   * Add an interface: pcapng writes its IDB into the stream now (or, if the
+   * disk is behind, before its first packet) and into every later file's
+   * headers. Returns its id for write(). Classic pcap only counts the ids.
+   * Throws ERR_INVALID_ARG_VALUE for a bad name, and ERR_CAPTURE_HEADERS_FULL
+   * (the writer unchanged, other interfaces still recorded) when the headers
+   * with this IDB and one largest frame would no longer fit a file (maxBytes)
+   * or a buffer chunk (bufferBytes / 4).
+   */
+  addInterface(name: string): number {
+    const bytes = checkName(name, 'interface name');
+    const id = this.interfaces;
+    if (this.format === 'pcap') {
+      this.interfaces = this.fileInterfaces = id + 1;
+      return id;
+    }
+    const idb = pcapngInterface(bytes, this.snaplen, this.nanosecond);
+    const headerBytes = this.header.length + idb.length;
+    const room = Math.min(this.maxBytes, this.chunkBytes);
+    if (headerBytes + this.maxRecord > room) {
+      const bound = this.maxBytes <= this.chunkBytes ? `maxBytes ${this.maxBytes}` : `a ${this.chunkBytes}-byte buffer chunk (bufferBytes / ${PCAP_CHUNKS})`;
+      throw Object.assign(
+        new Error(`cannot add capture interface ${JSON.stringify(name)}: ${id + 1} interfaces take ${headerBytes} bytes of file headers, and with a ${this.snaplen}-byte frame that exceeds ${bound}; raise maxBytes or bufferBytes, or lower snaplen`),
+        { code: 'ERR_CAPTURE_HEADERS_FULL' },
+      );
+    }
+    this.idbStart.push(this.header.length);
+    this.header = Buffer.concat([this.header, idb]);
+    this.interfaces = id + 1;
+    if (this.state === 'open') this.putPendingInterfaces();
+    return id;
+  }
+
+  /**
+   * Record every frame of `batch` (views valid only during this call: they
+   * are copied) as seen on `opts.interface` (default 0), with `opts.direction`
+   * if given ('in' = received by that interface, 'out' = sent by it, as
+   * tcpdump or Wireshark on it would label them). An interface id that
+   * addInterface() never returned records nothing and counts the frames in
+   * `unknownInterface`. Classic pcap records neither interface nor direction.
+   */
+  write(batch: FrameBatch, opts?: PcapWriteOptions): void {
     const n = batch.count;
     if (this.state !== 'open' || n === 0) return;
+    const c = this.counters;
+    const iface = opts?.interface ?? 0;
+    if (iface >>> 0 !== iface || iface >= this.interfaces) {
+      c.unknownInterface += n;
+      return;
+    }
+    if (iface >= this.fileInterfaces) {
+      // Its IDB could not be written when added: it must precede the first packet.
+      const put = this.putPendingInterfaces();
+      if (put !== PUT_OK) {
+        if (put === PUT_OVERFLOW) c.overflow += n;
+        else c.dropped += n;
+        return;
+      }
+    }
+    const dir = opts?.direction;
+    const flags = dir === 'in' ? PCAPNG_EPB_INBOUND : dir === 'out' ? PCAPNG_EPB_OUTBOUND : 0;
+    const optLen = flags === 0 ? 0 : PCAPNG_EPB_FLAGS_LEN;
+    const ng = this.format === 'pcapng';
     // One timestamp per batch: its frames arrived in one wake-up.
     const now = this.clock();
     const sec = Number(now / 1_000_000_000n);
     const ns = Number(now % 1_000_000_000n);
     const frac = this.nanosecond ? ns : Math.floor(ns / 1000);
+    const units = this.nanosecond ? now : now / 1000n; // pcapng: one 64-bit count of if_tsresol units
+    const tsHigh = Number(units >> 32n);
+    const tsLow = Number(units & 0xffffffffn);
     const { buf, offsets, lengths } = batch;
     const snaplen = this.snaplen;
-    const c = this.counters;
     for (let i = 0; i < n; i++) {
       const len = lengths[i]!;
       const incl = len < snaplen ? len : snaplen;
-      const rec = PCAP_RECORD_HEADER_LEN + incl;
+      const rec = ng ? PCAPNG_EPB_FIXED_LEN + pad4(incl) + optLen : PCAP_RECORD_HEADER_LEN + incl;
       if (this.fileBytes + rec > this.maxBytes) {
         if (this.files === 1) {
           c.overflow++;
@@ -204,21 +432,46 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
           continue;
         }
       }
-      // A chunk always holds one record after a file header, so a fresh chunk always fits.
+      // A chunk always holds one record after the file headers, so a fresh chunk always fits.
       if (this.pos + rec > this.current.length && !this.seal()) {
         c.dropped++;
         continue;
       }
       const chunk = this.current;
+      const v = this.view;
       let p = this.pos;
-      chunk.writeUInt32LE(sec, p);
-      chunk.writeUInt32LE(frac, p + 4);
-      chunk.writeUInt32LE(incl, p + 8);
-      chunk.writeUInt32LE(len, p + 12);
-      p += PCAP_RECORD_HEADER_LEN;
       const off = offsets[i]!;
-      buf.copy(chunk, p, off, off + incl);
-      this.pos = p + incl;
+      if (ng) {
+        v.setUint32(p, PCAPNG_BLOCK_EPB, true);
+        v.setUint32(p + 4, rec, true);
+        v.setUint32(p + 8, iface, true);
+        v.setUint32(p + 12, tsHigh, true);
+        v.setUint32(p + 16, tsLow, true);
+        v.setUint32(p + 20, incl, true);
+        v.setUint32(p + 24, len, true);
+        p += PCAPNG_EPB_FIXED_LEN - 4; // the data follows the fixed fields; the trailing length comes last
+        buf.copy(chunk, p, off, off + incl);
+        p += incl;
+        for (const end = p + pad4(incl) - incl; p < end; p++) chunk[p] = 0;
+        if (flags !== 0) {
+          v.setUint16(p, PCAPNG_OPT_EPB_FLAGS, true);
+          v.setUint16(p + 2, 4, true);
+          v.setUint32(p + 4, flags, true);
+          v.setUint32(p + 8, PCAPNG_OPT_ENDOFOPT, true);
+          p += PCAPNG_EPB_FLAGS_LEN;
+        }
+        v.setUint32(p, rec, true);
+        p += 4;
+      } else {
+        v.setUint32(p, sec, true);
+        v.setUint32(p + 4, frac, true);
+        v.setUint32(p + 8, incl, true);
+        v.setUint32(p + 12, len, true);
+        p += PCAP_RECORD_HEADER_LEN;
+        buf.copy(chunk, p, off, off + incl);
+        p += incl;
+      }
+      this.pos = p;
       this.fileBytes += rec;
       c.frames++;
       c.bytes += incl;
@@ -232,6 +485,7 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
   status(): CaptureStatus {
     return {
       file: this.file,
+      format: this.format,
       state: this.state,
       maxBytes: this.maxBytes,
       files: this.files,
@@ -260,18 +514,35 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     return this.closing;
   }
 
+  /** Start a file in the current chunk: its headers, as every file begins. */
   private putFileHeader(): void {
-    const b = this.current;
-    const p = this.pos;
-    b.writeUInt32LE(this.nanosecond ? PCAP_MAGIC_NSEC : PCAP_MAGIC_USEC, p);
-    b.writeUInt16LE(PCAP_VERSION_MAJOR, p + 4);
-    b.writeUInt16LE(PCAP_VERSION_MINOR, p + 6);
-    b.writeInt32LE(0, p + 8); // thiszone: timestamps are UTC
-    b.writeUInt32LE(0, p + 12); // sigfigs
-    b.writeUInt32LE(this.snaplen, p + 16);
-    b.writeUInt32LE(LINKTYPE_ETHERNET, p + 20);
-    this.pos = p + PCAP_FILE_HEADER_LEN;
-    this.fileBytes = PCAP_FILE_HEADER_LEN;
+    this.header.copy(this.current, this.pos);
+    this.pos += this.header.length;
+    this.fileBytes = this.header.length;
+    this.fileInterfaces = this.interfaces;
+  }
+
+  /**
+   * Append to the current file the IDBs of interfaces added since it started,
+   * or start the next file (whose headers hold them all) when they don't fit.
+   */
+  private putPendingInterfaces(): number {
+    while (this.fileInterfaces < this.interfaces) {
+      const i = this.fileInterfaces;
+      const start = this.idbStart[i]!;
+      const end = i + 1 < this.interfaces ? this.idbStart[i + 1]! : this.header.length;
+      const len = end - start;
+      if (this.fileBytes + len > this.maxBytes) {
+        if (this.files === 1) return PUT_OVERFLOW;
+        return this.startNextFile(0) ? PUT_OK : PUT_DROPPED;
+      }
+      if (this.pos + len > this.current.length && !this.seal()) return PUT_DROPPED;
+      this.header.copy(this.current, this.pos, start, end);
+      this.pos += len;
+      this.fileBytes += len;
+      this.fileInterfaces = i + 1;
+    }
+    return PUT_OK;
   }
 
   /** Queue the filled, not yet queued part of the current chunk. The chunk stays current unless `release`. */
@@ -289,18 +560,19 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     if (next === undefined) return false;
     this.queueCurrent(true);
     this.current = next;
+    this.view = this.views.get(next)!;
     this.pos = 0;
     this.queued = 0;
     return true;
   }
 
   /**
-   * Close this file in order behind its queued bytes; the next file's header
-   * follows in the same chunk, or a fresh one if the header and a `rec`-byte
+   * Close this file in order behind its queued bytes; the next file's headers
+   * follow in the same chunk, or a fresh one if the headers and a `rec`-byte
    * record don't fit. False when no chunk is free (disk behind).
    */
   private startNextFile(rec: number): boolean {
-    if (this.pos + PCAP_FILE_HEADER_LEN + rec > this.current.length && !this.seal()) return false;
+    if (this.pos + this.header.length + rec > this.current.length && !this.seal()) return false;
     this.queueCurrent(false);
     this.queue.push({ kind: 'rotate' });
     this.kick();
@@ -370,7 +642,7 @@ export function logCapture(writer: PcapWriter, log: Logger, onFailed?: () => voi
 /** The fields of a 'capture started' / 'capture stopped' log line. */
 export function captureFields(s: CaptureStatus): Record<string, string | number> {
   const c = s.counters;
-  return { file: s.file, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations };
+  return { file: s.file, format: s.format, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations, unknownInterface: c.unknownInterface };
 }
 
 /** Resolves when `p` settles or after `ms`, whichever is first (a stuck disk must not block exit). */
