@@ -14,6 +14,7 @@ import { parseWithConfig, PORT_FIELD_RULES, PORT_LIVE_FIELDS } from '../cli/conf
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
+import { EtherlinkError } from '../lib/core/errors.js';
 
 // `vport status ...` asks a running vport (and is never read as HOST=status).
 if (process.argv[2] === 'status') await runStatusCommand('vport', hideBin(process.argv).slice(1));
@@ -113,7 +114,7 @@ try {
   const e = err as { code?: string; syscall?: string; message: string };
   if (e.code === 'EACCES' && e.syscall === 'open') {
     // The device node's mode, not a capability: /dev/net/tun is 0600 root where no udev set it to 0666.
-    fatal('vport', Object.assign(err as Error, { message: `${e.message}; if this user holds CAP_NET_ADMIN, /dev/net/tun itself is not open to it: give it mode 0666 or a group of this user (docs/deploy.md)` }));
+    fatal('vport', new EtherlinkError('EACCES', `${e.message}; if this user holds CAP_NET_ADMIN, /dev/net/tun itself is not open to it: give it mode 0666 or a group of this user (docs/deploy.md)`, { syscall: 'open', cause: err }));
   }
   fatal('vport', err);
 }

@@ -1,6 +1,6 @@
 // Shared plumbing of the bundled CLIs: argument checks that name the flag and
 // the fix, and one failure path that turns errors into messages and exit codes.
-import { MAX_PCAP_FILES, type PcapOptions } from '../lib/daemon/pcap.js';
+import { MAX_PCAP_FILES, type PcapFormat, type PcapOptions } from '../lib/daemon/pcap.js';
 import { EtherlinkError } from '../lib/core/errors.js';
 
 /** Exit codes of every CLI. */
@@ -82,14 +82,15 @@ export function parseMetricsAddress(text: string): { address: string; port: numb
 /** The capture flags shared by vswitch and vport. */
 export interface CaptureFlags {
   pcap?: string | undefined;
+  'pcap-format'?: PcapFormat;
   'pcap-max-mb': number;
   'pcap-files': number;
 }
 
-/** PcapOptions from --pcap-max-mb (decimal MB, like tcpdump -C) and --pcap-files; throws a UsageError naming the flag. */
+/** PcapOptions from --pcap-format, --pcap-max-mb (decimal MB, like tcpdump -C) and --pcap-files; throws a UsageError naming the flag. */
 export function captureOptionsFromFlags(flags: CaptureFlags): PcapOptions {
   const mb = parsePositive(flags['pcap-max-mb'], 'pcap-max-mb', { min: 0.1, max: 1_000_000 });
   const files = parsePositive(flags['pcap-files'], 'pcap-files', { min: 1, max: MAX_PCAP_FILES });
   if (!Number.isInteger(files)) throw new UsageError(`--pcap-files must be a whole number of files (got '${files}')`);
-  return { maxBytes: Math.round(mb * 1_000_000), files };
+  return { maxBytes: Math.round(mb * 1_000_000), files, ...(flags['pcap-format'] !== undefined ? { format: flags['pcap-format'] } : {}) };
 }

@@ -6,7 +6,7 @@ import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 import { LOG_LEVELS, createLogger, type LevelledLogger, type LogFields, type LogFormat, type LogLevel } from '../lib/core/log.js';
 import { ControlServer, daemonCommands } from '../lib/daemon/control.js';
 import { MetricsServer, metricsListenError } from '../lib/daemon/metrics.js';
-import { DEFAULT_PCAP_FILES, DEFAULT_PCAP_MAX_BYTES, settleWithin, type CaptureStatus, type PcapOptions } from '../lib/daemon/pcap.js';
+import { DEFAULT_PCAP_FILES, DEFAULT_PCAP_FORMAT, DEFAULT_PCAP_MAX_BYTES, settleWithin, type CaptureStatus, type PcapFormat, type PcapOptions } from '../lib/daemon/pcap.js';
 import { dropPrivilegesIfHeld } from '../lib/daemon/privilege.js';
 import { TRANSPORT_CIPHERS, type TransportCipherName } from '../lib/protocol/constants.js';
 import { captureOptionsFromFlags, cliFail, fatal, parseMetricsAddress } from './args.js';
@@ -32,6 +32,11 @@ export function commonOptions<T>(y: Argv<T>, prog: 'vswitch' | 'vport', peer: st
     })
     .option('rekey-after', { type: 'number', hidden: true, describe: 'seconds between rekeys (tests; default 120)' })
     .option('pcap', { type: 'string', describe: `capture ${prog === 'vswitch' ? 'every frame entering the switch' : 'the frames on the device, both directions,'} to FILE (tshark and Wireshark read it)` })
+    .option('pcap-format', {
+      choices: ['pcapng', 'pcap'] as const,
+      default: DEFAULT_PCAP_FORMAT,
+      describe: `pcapng records ${prog === 'vswitch' ? 'the port each frame came from' : 'each frame\'s direction'}; pcap is classic libpcap (tcpdump -w) for older tools`,
+    })
     .option('pcap-max-mb', { type: 'number', default: DEFAULT_PCAP_MAX_BYTES / 1_000_000, describe: 'MB per capture file before it rotates' })
     .option('pcap-files', { type: 'number', default: DEFAULT_PCAP_FILES, describe: 'capture files kept: FILE, FILE.1, ... (oldest deleted); 1 = stop when FILE is full' })
     .option('control', { type: 'string', describe: `control socket for '${prog} status' (owner only; 'none': no socket)` })
@@ -55,6 +60,7 @@ export interface CommonFlags {
   insecure: boolean;
   'rekey-after'?: number | undefined;
   pcap?: string | undefined;
+  'pcap-format': PcapFormat;
   'pcap-max-mb': number;
   'pcap-files': number;
   control?: string | undefined;

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { close, open, openSync, rename, write } from 'node:fs';
 import type { FrameBatch } from '../core/frames.js';
+import { EtherlinkError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 
 /** Magic of microsecond timestamps, written in host (little-endian) order like libpcap does. */
@@ -150,8 +151,8 @@ export interface PcapWriterEvents {
 /** Write chunk[start..end); `release`: the chunk's last write, after which it is free again. */
 type Op = { kind: 'write'; chunk: Buffer; start: number; end: number; release: boolean } | { kind: 'rotate' };
 
-function invalid(message: string): Error {
-  return Object.assign(new Error(message), { code: 'ERR_INVALID_ARG_VALUE' });
+function invalid(message: string): EtherlinkError {
+  return new EtherlinkError('ERR_INVALID_ARG_VALUE', message);
 }
 
 /** The UTF-8 bytes of an interface name; throws unless 1 to MAX_PCAP_INTERFACE_NAME_BYTES bytes. */
@@ -336,7 +337,7 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
       this.fd = openSync(file, 'w', FILE_MODE);
     } catch (err) {
       const e = err as Error & { code?: string };
-      throw Object.assign(new Error(`cannot open capture file '${file}': ${e.code ?? e.message} (check that the directory exists and is writable)`), { code: e.code ?? 'EIO' });
+      throw new EtherlinkError(e.code ?? 'EIO', `cannot open capture file '${file}': ${e.code ?? e.message} (check that the directory exists and is writable)`, { cause: err });
     }
     this.putFileHeader();
     if (flushMs > 0) {
@@ -366,9 +367,9 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     const room = Math.min(this.maxBytes, this.chunkBytes);
     if (headerBytes + this.maxRecord > room) {
       const bound = this.maxBytes <= this.chunkBytes ? `maxBytes ${this.maxBytes}` : `a ${this.chunkBytes}-byte buffer chunk (bufferBytes / ${PCAP_CHUNKS})`;
-      throw Object.assign(
-        new Error(`cannot add capture interface ${JSON.stringify(name)}: ${id + 1} interfaces take ${headerBytes} bytes of file headers, and with a ${this.snaplen}-byte frame that exceeds ${bound}; raise maxBytes or bufferBytes, or lower snaplen`),
-        { code: 'ERR_CAPTURE_HEADERS_FULL' },
+      throw new EtherlinkError(
+        'ERR_CAPTURE_HEADERS_FULL',
+        `cannot add capture interface ${JSON.stringify(name)}: ${id + 1} interfaces take ${headerBytes} bytes of file headers, and with a ${this.snaplen}-byte frame that exceeds ${bound}; raise maxBytes or bufferBytes, or lower snaplen`,
       );
     }
     this.idbStart.push(this.header.length);
@@ -620,7 +621,7 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
   private fail(err: Error & { code?: string }): void {
     if (this.state === 'failed') return;
     this.state = 'failed';
-    this.error = Object.assign(new Error(`capture to '${this.file}' stopped: ${err.message}`), { code: err.code ?? 'EIO' });
+    this.error = new EtherlinkError(err.code ?? 'EIO', `capture to '${this.file}' stopped: ${err.message}`, { cause: err });
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.queue.length = 0;

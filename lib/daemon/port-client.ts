@@ -18,7 +18,7 @@ import { DEFAULT_CIPHER, DEFAULT_SWITCH_PORT, DEFAULT_TAP_MTU, NAME_MAX_BYTES, t
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { PortSession, type PortSessionEvent, type PortSessionState } from '../protocol/port-session.js';
 import { printable, truncateUtf8 } from '../protocol/wire.js';
-import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
+import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
 export interface PortClientOptions {
   /** Switch host name or address (IPv4, IPv6 literal or DNS name). */
@@ -149,9 +149,11 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       },
     );
     tap.setReceiver((batch) => {
-      this.capture?.write(batch);
+      this.capture?.write(batch, SENT_BY_HOST);
       this.session.transmit(batch);
     });
+    // The device going down (admin or carrier) withdraws this port's MACs at the switch, as a bridge port's would.
+    tap.on('link', (state) => this.setLinkUp(state.up));
     socket.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
   }
 
@@ -169,6 +171,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     }
     const client = new PortClient(opts, id, address, tap, socket);
     client.log.info('joining switch', { switch: client.switchAddress, device: tap.name, mac: tap.mac, mtu: tap.mtu, mode: client.mode });
+    if (!tap.linkUp) client.setLinkUp(false);
     client.session.start(Date.now());
     client.schedule();
     return client;
@@ -198,8 +201,9 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   }
 
   /**
-   * The device's link went down or came back (the vport CLI follows the TAP's
-   * own state): the switch withdraws this port's MACs while it is down.
+   * The device's link went down or came back: the switch withdraws this port's
+   * MACs while it is down. The client follows its TAP's own link state by
+   * itself; call this when frames go to a receiver instead and that goes down.
    */
   setLinkUp(up: boolean): void {
     this.log.info(up ? 'device up: telling the switch' : 'device down: the switch withdraws its MACs', { device: this.tap.name });
@@ -219,7 +223,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     for (let from = 0; from < n; from += BATCH_SIZE) {
       this.session.receive(batch, this.fromSwitch, from, Math.min(n, from + BATCH_SIZE), now, rx);
       if (rx.count > 0) {
-        this.capture?.write(rx);
+        this.capture?.write(rx, RECEIVED_BY_HOST);
         if (this.receiver !== null) this.receiver(rx);
         else this.tap.write(rx);
         rx.clear();
@@ -304,15 +308,17 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   }
 
   /**
-   * Record the frames on the device, both directions (read from the TAP and
-   * written to it), to a capture FILE. Throws ERR_CAPTURE_RUNNING if a capture
+   * Record the frames on the device, both directions, to a capture FILE: in
+   * pcapng on an interface named after the device, as tcpdump on it would
+   * label them — read from the TAP (sent by this host) outbound, written to it
+   * (received by this host) inbound. Throws ERR_CAPTURE_RUNNING if a capture
    * is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
     if (this.capture?.isOpen) {
       throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.capture.file}' is already running: stop it first`);
     }
-    const writer = new PcapWriter(file, opts);
+    const writer = new PcapWriter(file, { interfaceName: this.tap.name, ...opts });
     logCapture(writer, this.log);
     this.capture = writer;
     const status = writer.status();
@@ -374,6 +380,10 @@ function identity(opts: PortClientOptions): Identity {
   }
   return { privateKey, switchPublicKey, ...(opts.psk !== undefined ? { psk: keyFrom(opts.psk, 'psk') } : {}), cipher: opts.cipher ?? DEFAULT_CIPHER };
 }
+
+/** Capture directions as tcpdump on the device would label them (constant: no allocation per batch). */
+const SENT_BY_HOST: PcapWriteOptions = { direction: 'out' };
+const RECEIVED_BY_HOST: PcapWriteOptions = { direction: 'in' };
 
 /** What the protocol carries of a name: at most NAME_MAX_BYTES of printable UTF-8. */
 function portName(name: string): string {

@@ -24,7 +24,7 @@ import {
 } from '../protocol/constants.js';
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { RECEIVE_WINDOW, SwitchSessions, type Link, type Member, type SessionCounters } from '../protocol/switch-sessions.js';
-import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions } from './pcap.js';
+import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
 export { DEFAULT_SWITCH_PORT };
 
@@ -288,19 +288,38 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   /**
    * Record every frame that enters the switch, from any port, before it is
-   * forwarded, to a capture FILE (see PcapOptions for the size bound and rotation).
+   * forwarded, to a capture FILE (see PcapOptions for the format, the size
+   * bound and rotation). In pcapng each switch port is an interface ("3 h1")
+   * and its frames are marked inbound: received by the switch from it.
    * Throws ERR_CAPTURE_RUNNING if a capture is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
     if (this.capture?.isOpen) {
       throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.capture.file}' is already running: stop it first`);
     }
-    const writer = new PcapWriter(file, opts);
+    const writer = new PcapWriter(file, { interfaceName: 'vswitch', ...opts });
     logCapture(writer, this.log, () => {
       if (this.capture === writer) this.switch.onIngress = null;
     });
     this.capture = writer;
-    this.switch.onIngress = (_port, batch) => writer.write(batch);
+    // pcapng: one interface per switch port, named after it; every frame recorded as received by it.
+    const interfaces = new Map<SwitchPort, PcapWriteOptions>();
+    const fallback: PcapWriteOptions = { interface: 0, direction: 'in' };
+    const interfaceOf = (port: SwitchPort): PcapWriteOptions => {
+      let w = interfaces.get(port);
+      if (w === undefined) {
+        try {
+          w = { interface: writer.addInterface(`${port.id} ${port.name}`), direction: 'in' };
+        } catch (err) {
+          this.log.warn(`capture: port ${port.name} recorded on interface 0: ${(err as Error).message}`);
+          w = fallback;
+        }
+        interfaces.set(port, w);
+      }
+      return w;
+    };
+    for (const p of this.switch.portList) interfaceOf(p);
+    this.switch.onIngress = (port, batch) => writer.write(batch, interfaceOf(port));
     const status = writer.status();
     this.log.info('capture started', captureFields(status));
     return status;

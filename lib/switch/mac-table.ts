@@ -9,8 +9,12 @@ export const DEFAULT_AGEING_MS = 300_000;
 export const DEFAULT_MAX_ENTRIES = 65_536;
 /** Learned entries per port, so one peer can't fill the table for everyone. */
 export const DEFAULT_MAX_PER_PORT = 4_096;
-/** A claim refused by the hold is remembered this long for granting when the hold runs out. */
-export const DEFAULT_CLAIM_TTL_MS = 30_000;
+/**
+ * A claim refused by the hold is remembered for this many holds: long enough
+ * for an owner that is going away to fall silent, short enough that a claim
+ * made against an active owner is not granted long after, when it merely pauses.
+ */
+export const CLAIM_TTL_HOLDS = 2;
 
 /** What `learn` did; numbers, so the hot path returns without allocating. */
 export const LearnResult = {
@@ -67,7 +71,7 @@ export interface MacTableOptions<P> {
    * bridge, every claim moves at once.
    */
   moveHoldMs?: number;
-  /** How long a refused claim is remembered (default 30 s); a new frame from the claimant renews it. */
+  /** How long a refused claim is remembered (default CLAIM_TTL_HOLDS x moveHoldMs); a new frame from the claimant renews it. */
   claimTtlMs?: number;
   onMove?: (entry: Readonly<MacEntry<P>>, from: P, now: number) => void;
   onLimit?: (reason: LimitReason, mac: number, vlan: number, port: P) => void;
@@ -98,7 +102,7 @@ export class MacTable<P> {
     this.maxEntries = positive('maxEntries', opts.maxEntries ?? DEFAULT_MAX_ENTRIES);
     this.maxPerPort = positive('maxPerPort', opts.maxPerPort ?? DEFAULT_MAX_PER_PORT);
     this.moveHoldMs = nonNegative('moveHoldMs', opts.moveHoldMs ?? 0);
-    this.claimTtlMs = positive('claimTtlMs', opts.claimTtlMs ?? DEFAULT_CLAIM_TTL_MS);
+    this.claimTtlMs = positive('claimTtlMs', opts.claimTtlMs ?? Math.max(1, CLAIM_TTL_HOLDS * this.moveHoldMs));
     this.onMove = opts.onMove;
     this.onLimit = opts.onLimit;
   }

@@ -190,3 +190,32 @@ test('the control socket is 0600 in a 0700 directory, replaces a stale one, refu
   assert.equal(await waitExit(sw, 5_000), 0);
   assert.ok(!existsSync(sock), 'SIGTERM removes the socket');
 });
+
+test('two vports named etl0 in two namespaces each get their own default control socket, and status in each finds its own', async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  // A second switch (on another port) with two more hosts, all on the default control paths.
+  const { sw, hosts } = buildStar(runTag(), 2);
+  const vswitch = sw.spawn(process.execPath, [bin('vswitch'), '9911', ...switchKeyArgs([])]);
+  await waitForOutput(vswitch, /vswitch ready on UDP 9911\n/, 10_000);
+  const k = lanKeys();
+  const ports = hosts.map((h, i) =>
+    h.ns.spawn(process.execPath, [bin('vport'), h.switchAddress, '9911', '--key', k.portKey(i + 1), '--switch-key', k.switchPub, '--name', 'etl0', '--ip', `${ip4(i + 1)}/24`]),
+  );
+  for (const p of ports) await waitForOutput(p, /vport etl0 joined /, 10_000);
+  const expected = hosts.map((h) => `/run/etherlink/vport-etl0@${h.ns.name}.sock`);
+  for (const [i, p] of ports.entries()) assert.match((await waitForOutput(p, /serving control=\S+/)).replace('serving control=', ''), new RegExp(`^${expected[i]!.replace(/[.]/g, '\\.')}$`));
+  assert.match(await waitForOutput(vswitch, /serving control=\S+/), new RegExp(`vswitch@${sw.name}\\.sock$`));
+  for (const [i, h] of hosts.entries()) {
+    const r = await cli(h.ns, 'vport', ['status', '--json']);
+    assert.equal(r.status, 0, r.err);
+    const s = JSON.parse(r.out) as PortStatusReport;
+    assert.equal(s.pid, ports[i]!.pid, `vport status in ${h.ns.name} reached its own vport`);
+  }
+  const r = await cli(sw, 'vswitch', ['status', '--json']);
+  assert.equal((JSON.parse(r.out) as SwitchStatusReport).pid, vswitch.pid);
+  assert.equal(l.vports.length, HOSTS);
+  for (const p of [...ports, vswitch]) p.kill('SIGTERM');
+  for (const p of [...ports, vswitch]) assert.equal(await waitExit(p, 10_000), 0);
+  for (const f of expected) assert.ok(!existsSync(f), `${f} removed at exit`);
+});
