@@ -39,7 +39,10 @@ export function commonOptions<T>(y: Argv<T>, prog: 'vswitch' | 'vport', peer: st
     })
     .option('pcap-max-mb', { type: 'number', default: DEFAULT_PCAP_MAX_BYTES / 1_000_000, describe: 'MB per capture file before it rotates' })
     .option('pcap-files', { type: 'number', default: DEFAULT_PCAP_FILES, describe: 'capture files kept: FILE, FILE.1, ... (oldest deleted); 1 = stop when FILE is full' })
-    .option('control', { type: 'string', describe: `control socket for '${prog} status' (owner only; 'none': no socket)` })
+    .option('control', {
+      type: 'string',
+      describe: `control socket for '${prog} status' (owner only; default ${prog === 'vswitch' ? '/run/etherlink/vswitch.sock' : '/run/etherlink/vport-IFNAME.sock'}, with @NETNS before .sock in a named network namespace; 'none': no socket)`,
+    })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
     .option('config', { type: 'string', describe: 'JSON file of flags by their long name; flags given here override it; SIGHUP re-reads it' })
     .option('drop-privileges', { type: 'boolean', default: true, describe: `give up every capability once the ${prog === 'vswitch' ? 'sockets are bound' : 'device is configured'} (when it holds any)` })

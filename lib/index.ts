@@ -43,14 +43,16 @@ export {
   type WriteKeyFileOptions,
 } from './crypto/keys.js';
 export { TRANSPORT_CIPHERS, DEFAULT_CIPHER, DEFAULT_TAP_MTU, PROTOCOL_VERSION, type TransportCipherName } from './protocol/constants.js';
+export type { PortSessionState } from './protocol/port-session.js';
+export type { SessionCounters } from './protocol/switch-sessions.js';
 
 // ---------------------------------------------------------------- devices, sockets and frames
-export { TapDevice, parseCidr, validateTapOptions, MAX_IFNAME, MIN_MTU, MAX_MTU, type TapOptions, type TapStats, type TapDeviceEvents, type ParsedCidr } from './io/tap.js';
+export { TapDevice, parseCidr, validateTapOptions, MAX_IFNAME, MIN_MTU, MAX_MTU, type TapOptions, type TapStats, type TapDeviceEvents, type ParsedCidr, type LinkState } from './io/tap.js';
 export { UdpSocket, type UdpBindOptions, type UdpStats, type DatagramSocket, type DatagramReceiver } from './io/udp.js';
 export { MemorySocket, type DatagramSink } from './io/memory-socket.js';
 export { createMemoryPortPair, MemoryPort, settle, type MemoryPortCounters } from './io/memory-port.js';
 export { encodeAddress, decodeAddress, formatAddress, type DecodedAddress } from './io/address.js';
-export { ADDR_SLOT } from './io/native.js';
+export { ADDR_SLOT, UdpStat } from './io/native.js';
 export { BATCH_SIZE, MutableFrameBatch, batchToBuffers, buffersToBatch, type FrameBatch } from './core/frames.js';
 export type { Port, BatchReceiver } from './core/port.js';
 export * from './core/ethernet.js';
@@ -71,6 +73,6 @@ export {
 export { MacTable, LearnResult, type MacEntry, type MacTableOptions, type MacTableCounters, type LimitReason } from './switch/mac-table.js';
 
 // ---------------------------------------------------------------- capture, logs, errors
-export { PcapWriter, type PcapOptions, type PcapCounters, type CaptureStatus } from './daemon/pcap.js';
-export { createLogger, silentLogger, type Logger, type LevelledLogger, type LogLevel, type LogFormat, type LogFields } from './core/log.js';
+export { PcapWriter, type PcapOptions, type PcapCounters, type CaptureStatus, type PcapFormat, type PcapState, type PcapWriteOptions } from './daemon/pcap.js';
+export { createLogger, silentLogger, LOG_LEVELS, type Logger, type LevelledLogger, type LogLevel, type LogFormat, type LogFields } from './core/log.js';
 export { EtherlinkError, errorCode, type EtherlinkErrorDetails } from './core/errors.js';

@@ -17,8 +17,11 @@ export interface EtherlinkErrorDetails {
  * errors from the TypeScript layers and from the addon alike.
  */
 export class EtherlinkError extends Error {
+  /** A stable code: an errno name ('EPERM') or an ERR_* name. */
   readonly code: string;
+  /** The system call that failed, for native errors. */
   readonly syscall?: string;
+  /** The negative errno, for native errors. */
   readonly errno?: number;
 
   constructor(code: string, message: string, details: EtherlinkErrorDetails = {}) {

@@ -22,6 +22,7 @@ export const ETHERNET = {
   MAX_TAGS: 2,
 } as const;
 
+/** EtherTypes the switch and the helpers know by name. */
 export const EtherType = {
   IPv4: 0x0800,
   ARP: 0x0806,
@@ -30,7 +31,9 @@ export const EtherType = {
   IPv6: 0x86dd,
 } as const;
 
+/** ff:ff:ff:ff:ff:ff as a number. */
 export const BROADCAST_MAC = 0xffff_ffff_ffff;
+/** 00:00:00:00:00:00 as a number: never learned. */
 export const ZERO_MAC = 0;
 
 const TWO_32 = 2 ** 32;
@@ -44,14 +47,17 @@ export function readMac(buf: Buffer, off: number): number {
   return buf.readUInt16BE(off) * TWO_32 + buf.readUInt32BE(off + 2);
 }
 
+/** A frame's destination MAC as a number; no allocation. */
 export function readDstMac(buf: Buffer, frameOff: number): number {
   return readMac(buf, frameOff + ETHERNET.DST_OFFSET);
 }
 
+/** A frame's source MAC as a number; no allocation. */
 export function readSrcMac(buf: Buffer, frameOff: number): number {
   return readMac(buf, frameOff + ETHERNET.SRC_OFFSET);
 }
 
+/** The MAC at buf[off] as a number (readMac under another name). */
 export const macFromBuffer = (buf: Buffer, off = 0): number => readMac(buf, off);
 
 /** Write `mac` into `buf` at `off` (a fresh 6-byte Buffer when none is given). */
@@ -61,6 +67,7 @@ export function macToBuffer(mac: number, buf: Buffer = Buffer.alloc(ETHERNET.ADD
   return buf;
 }
 
+/** The broadcast address? */
 export function isBroadcast(mac: number): boolean {
   return mac === BROADCAST_MAC;
 }
@@ -70,10 +77,12 @@ export function isMulticast(mac: number): boolean {
   return ((mac / TWO_40) & 1) === 1;
 }
 
+/** The all-zero address? */
 export function isZero(mac: number): boolean {
   return mac === ZERO_MAC;
 }
 
+/** A 48-bit unsigned integer? */
 export function isValidMac(mac: number): boolean {
   return Number.isInteger(mac) && mac >= 0 && mac <= BROADCAST_MAC;
 }
@@ -111,6 +120,7 @@ export function randomMac(): number {
 
 // ---------------------------------------------------------------- headers
 
+/** One decoded VLAN tag. */
 export interface VlanTag {
   /** 0x8100 (802.1Q) or 0x88a8 (802.1ad). */
   tpid: number;
@@ -119,6 +129,7 @@ export interface VlanTag {
   vid: number;
 }
 
+/** A decoded Ethernet header (parseEthernetHeader). */
 export interface EthernetHeader {
   dst: number;
   src: number;
@@ -180,6 +191,7 @@ export function parseEthernetHeader(buf: Buffer, frameOff = 0, frameLen = buf.le
 
 // ---------------------------------------------------------------- builders
 
+/** One 802.1Q / 802.1ad tag for buildFrame. */
 export interface VlanSpec {
   vid: number;
   pcp?: number;
@@ -187,6 +199,7 @@ export interface VlanSpec {
   tpid?: number;
 }
 
+/** What buildFrame needs: MACs (numbers or text), EtherType, tags, payload. */
 export interface FrameSpec {
   dst: number | string;
   src: number | string;
@@ -224,11 +237,14 @@ export function buildFrame(spec: FrameSpec): Buffer {
 
 // ---------------------------------------------------------------- ARP (RFC 826, Ethernet/IPv4 only)
 
+/** ARP operation code of a request (who has this IPv4 address?). */
 export const ARP_REQUEST = 1;
+/** ARP operation code of a reply (that address is at this MAC). */
 export const ARP_REPLY = 2;
 const ARP_LEN = 28;
 const ARP_HTYPE_ETHERNET = 1;
 
+/** An ARP packet as parseArp reads it (MACs as 48-bit numbers). */
 export interface ArpPacket {
   op: number;
   senderMac: number;
@@ -237,6 +253,7 @@ export interface ArpPacket {
   targetIp: string;
 }
 
+/** What buildArp needs: the operation, the sender and the target. */
 export interface ArpSpec {
   op: 'request' | 'reply';
   senderMac: number | string;

@@ -35,6 +35,7 @@ export class MutableFrameBatch implements FrameBatch {
     this.count++;
     return true;
   }
+  /** Empty the batch (the slab stays). */
   clear(): void {
     this.count = 0;
   }

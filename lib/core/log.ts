@@ -1,16 +1,26 @@
 // Logging for the daemons: levels, human lines or JSON lines, never per frame.
 
+/** The log levels, most severe first. */
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+/** A log level. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** Human lines, or one JSON object per line. */
 export type LogFormat = 'text' | 'json';
 
+/** Structured fields of a log line. */
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
+/** Where the library logs: never per frame. Pass createLogger() or your own. */
 export interface Logger {
+  /** Something failed. */
   error(msg: string, fields?: LogFields): void;
+  /** Something to look at. */
   warn(msg: string, fields?: LogFields): void;
+  /** A change of state (a port joined, a capture started). */
   info(msg: string, fields?: LogFields): void;
+  /** Details for debugging. */
   debug(msg: string, fields?: LogFields): void;
+  /** Whether a level is logged (to skip building costly fields). */
   enabled(level: LogLevel): boolean;
 }
 
@@ -18,7 +28,9 @@ const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
 /** A daemon's logger: its level can change at run time (SIGHUP with --config). */
 export interface LevelledLogger extends Logger {
+  /** The current level. */
   readonly level: LogLevel;
+  /** Change the level at run time. */
   setLevel(level: LogLevel): void;
 }
 

@@ -2,8 +2,10 @@
 // a local TAP device, a remote peer over UDP, an in-memory pair.
 import type { FrameBatch } from './frames.js';
 
+/** Receives one batch; its views are valid only during the call. */
 export type BatchReceiver = (batch: FrameBatch) => void;
 
+/** What the Switch forwards between: anything that sends and receives frame batches. */
 export interface Port {
   /** Human name for logs and status (e.g. "tap0", "alice@192.0.2.1:4242"). */
   readonly name: string;

@@ -38,6 +38,7 @@ export class AllowListError extends EtherlinkError {
   }
 }
 
+/** An X25519 key pair, raw 32 bytes each. */
 export interface KeyPair {
   /** Raw 32-byte X25519 scalar. */
   privateKey: Buffer;
@@ -123,6 +124,7 @@ export function decodeKey(text: string, what: string = 'key'): Buffer {
   return key;
 }
 
+/** Options of writeKeyFile. */
 export interface WriteKeyFileOptions {
   /** Replace an existing file (default false: fail with EEXIST). */
   overwrite?: boolean;
@@ -157,6 +159,7 @@ export function writeKeyFile(path: string, key: Uint8Array, opts: WriteKeyFileOp
   }
 }
 
+/** A private key read from a file, its public key, and a warning about its mode if any. */
 export interface KeyFile {
   privateKey: Buffer;
   publicKey: Buffer;
@@ -173,6 +176,7 @@ export function readKeyFile(path: string): KeyFile {
   return result;
 }
 
+/** A pre-shared key read from a file, and a warning about its mode if any. */
 export interface PskFile {
   psk: Buffer;
   warning?: string;
@@ -200,6 +204,7 @@ function readSecretFile(path: string, what: string): { text: string; warning?: s
   }
 }
 
+/** One admitted key of an allow list, with its optional name. */
 export interface AllowEntry {
   publicKey: Buffer;
   name?: string;

@@ -43,6 +43,7 @@ export const PCAPNG_EPB_FIXED_LEN = 32;
 /** epb_flags (4-byte header + 4-byte value) and opt_endofopt, when a direction is recorded. */
 export const PCAPNG_EPB_FLAGS_LEN = 12;
 
+/** 'pcapng' (interfaces and direction; the default) or 'pcap' (classic libpcap, as tcpdump -w). */
 export type PcapFormat = 'pcapng' | 'pcap';
 export const DEFAULT_PCAP_FORMAT: PcapFormat = 'pcapng';
 /** Name of interface 0, the one every writer starts with. */
@@ -70,6 +71,7 @@ export const PCAP_CLOSE_TIMEOUT_MS = 5000;
 /** Captures hold the LAN's traffic in clear: only the owner may read them. */
 const FILE_MODE = 0o600;
 
+/** Options of a capture: format, size bounds, rotation, snaplen, timestamps. */
 export interface PcapOptions {
   /**
    * 'pcapng' (default): interfaces by name and each frame's direction, as
@@ -99,6 +101,7 @@ export interface PcapOptions {
   clock?: () => bigint;
 }
 
+/** What a capture recorded and what it dropped. */
 export interface PcapCounters {
   /** Frames recorded. */
   frames: number;
@@ -116,8 +119,10 @@ export interface PcapCounters {
   written: number;
 }
 
+/** Where a capture is: recording, writing out its last chunks, done, or stopped by an error. */
 export type PcapState = 'open' | 'closing' | 'closed' | 'failed';
 
+/** A capture as status reports show it. */
 export interface CaptureStatus {
   file: string;
   format: PcapFormat;
@@ -483,6 +488,7 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
     return this.state === 'open';
   }
 
+  /** The capture now: file, state, bounds and counters. */
   status(): CaptureStatus {
     return {
       file: this.file,

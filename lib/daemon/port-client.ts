@@ -20,6 +20,7 @@ import { PortSession, type PortSessionEvent, type PortSessionState } from '../pr
 import { printable, truncateUtf8 } from '../protocol/wire.js';
 import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
+/** Options of PortClient.start. */
 export interface PortClientOptions {
   /** Switch host name or address (IPv4, IPv6 literal or DNS name). */
   host: string;
@@ -44,11 +45,13 @@ export interface PortClientOptions {
   logger?: Logger;
 }
 
+/** Counters of the client itself. */
 export interface PortClientCounters {
   /** Datagrams from an address that is not the switch. */
   rxForeign: number;
 }
 
+/** A PortClient at one instant: session, switch, RTT, device and counters. */
 export interface PortClientStatus {
   mode: 'insecure' | 'secure';
   cipher: TransportCipherName;
@@ -66,6 +69,7 @@ export interface PortClientStatus {
   counters: Record<string, number>;
 }
 
+/** The events of a PortClient. */
 export interface PortClientEvents {
   joined: [info: { session: string; switch: string }];
   'switch-dead': [];
@@ -91,10 +95,11 @@ interface Identity {
   cipher: TransportCipherName;
 }
 
+/** The vport: a TAP device on this host joined to a switch over UDP. Also a Port: send() and setReceiver() let an app stand in for the device. */
 export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
-  readonly session: PortSession;
+  private readonly session: PortSession;
   readonly counters: PortClientCounters = { rxForeign: 0 };
   private readonly log: Logger;
   private readonly mode: 'insecure' | 'secure';
@@ -288,6 +293,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     }, Math.max(0, at - Date.now()));
   }
 
+  /** The session, switch, RTT, device and counters now (what `vport status --json` prints). */
   status(): PortClientStatus {
     const s = this.session.status(Date.now());
     return {

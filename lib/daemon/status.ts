@@ -53,6 +53,7 @@ export interface PortStatusReport extends PortClientStatus {
   capture?: unknown;
 }
 
+/** The report `vswitch status --json` prints, for a SwitchServer in this process. */
 export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
   const s = server.snapshot();
   const bySwitchPort = new Map(s.members.map((m) => [m.switchPort, m]));
@@ -91,6 +92,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
   };
 }
 
+/** The report `vport status --json` prints, for a PortClient in this process. */
 export function portStatusReport(client: PortClient): PortStatusReport {
   return { kind: 'vport', time: new Date().toISOString(), pid: process.pid, mac: client.tap.mac, ...client.status(), capture: client.captureStatus() };
 }

@@ -36,11 +36,13 @@ export const DEFAULT_MAC_MOVE_HOLD_S = 3;
 /** Learned MACs per port: a member flooding random sources fills only its own quota. */
 export const DEFAULT_MAX_MACS_PER_PORT = 64;
 
+/** An address and UDP port to listen on. */
 export interface ListenAddress {
   address: string;
   port: number;
 }
 
+/** Options of a SwitchServer. */
 export interface SwitchServerOptions {
   /** Where to listen. Default: [{ address: '::', port: 9999 }] (IPv4 and IPv6). */
   listen?: readonly ListenAddress[];
@@ -95,6 +97,7 @@ export interface MemberStatus {
   linkUp: boolean;
 }
 
+/** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
 export interface SwitchServerSnapshot extends SwitchSnapshot {
   mode: 'insecure' | 'secure';
   cipher: TransportCipherName;
@@ -104,6 +107,7 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
   udp: UdpStats[];
 }
 
+/** A port in the 'port-joined' and 'port-left' events. */
 export interface PortEventInfo {
   name: string;
   /** The switch port id. */
@@ -112,6 +116,7 @@ export interface PortEventInfo {
   publicKey: string;
 }
 
+/** The events of a SwitchServer. */
 export interface SwitchServerEvents {
   'port-joined': [info: PortEventInfo];
   'port-left': [info: PortEventInfo & { reason: string }];
@@ -123,9 +128,10 @@ interface SocketLink extends Link {
   readonly queue: TxQueue;
 }
 
+/** The vswitch: UDP sockets, the members' sessions and the learning Switch. Members join over UDP; local ports (a TAP, a memory port) attach with addLocalPort. */
 export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   readonly switch: Switch;
-  readonly sessions: SwitchSessions<SocketLink>;
+  private readonly sessions: SwitchSessions<SocketLink>;
   readonly sockets: UdpSocket[] = [];
   private readonly links: SocketLink[] = [];
   private readonly log: Logger;

@@ -9,6 +9,7 @@ const PORT_OFFSET = 16;
 /** Bytes that identify a peer: address + port (the 2 reserved bytes are always 0). */
 const ADDR_KEY_BYTES = 18;
 
+/** An address slot as text: address, port and family. */
 export interface DecodedAddress {
   /** Dotted quad for IPv4 (mapped) addresses, RFC 5952 text for IPv6. */
   address: string;

@@ -6,6 +6,7 @@ import type { BatchReceiver, Port } from '../core/port.js';
 /** Batches in flight per direction; beyond this, send() drops and counts, like a full NIC queue. */
 export const MAX_PENDING_BATCHES = 1024;
 
+/** What a memory port sent, delivered and dropped. */
 export interface MemoryPortCounters {
   sentBatches: number;
   sentFrames: number;
@@ -68,6 +69,7 @@ export class MemoryPort implements Port {
   }
 }
 
+/** Two ports joined by an in-memory wire: what one sends, the other receives (asynchronously, in order). */
 export function createMemoryPortPair(names: readonly [string, string] = ['mem-a', 'mem-b']): [MemoryPort, MemoryPort] {
   const a = new MemoryPort(names[0]);
   const b = new MemoryPort(names[1]);

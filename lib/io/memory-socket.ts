@@ -28,6 +28,7 @@ export class MemorySocket implements DatagramSocket {
     return 1;
   }
 
+  /** Sends nothing from now on. */
   close(): void {
     this.closed = true;
   }

@@ -19,12 +19,15 @@ import { EtherlinkError, errorCode } from '../core/errors.js';
 
 /** Linux IFNAMSIZ less the terminating NUL. */
 export const MAX_IFNAME = 15;
+/** Smallest MTU a TAP accepts here. */
 export const MIN_MTU = 68;
+/** Largest MTU a TAP accepts. */
 export const MAX_MTU = 65535;
 export const DEFAULT_TAP_NAME = 'etl%d';
 /** Frames that may wait for writability before new ones are dropped. */
 export const DEFAULT_WRITE_QUEUE = 1024;
 
+/** Options of TapDevice.open. */
 export interface TapOptions {
   /** Exact interface name, or a pattern containing %d for a kernel-chosen one. Default "etl%d". */
   name?: string;
@@ -53,6 +56,7 @@ export const OFFLOAD_BATCH_FRAMES = 1024;
 /** Receive slab of an offload device: several super-frames and their segments. */
 export const OFFLOAD_SLAB_BYTES = 2 * 1024 * 1024;
 
+/** Counters of a TAP device, kept by the addon. */
 export interface TapStats {
   rxFrames: number;
   rxBytes: number;
@@ -68,6 +72,7 @@ export interface TapStats {
   txSuperFrames: number;
 }
 
+/** An address in CIDR form, parsed (parseCidr). */
 export interface ParsedCidr {
   family: 4 | 6;
   address: string;
@@ -166,6 +171,7 @@ export function validateTapOptions(opts: TapOptions): void {
   if (!Number.isInteger(queue) || queue < 1 || queue > 65536) throw invalid(`writeQueue ${queue} must be 1..65536`);
 }
 
+/** The events of a TapDevice: 'frames' (batches read), 'link' (state changes), 'close'. */
 export interface TapDeviceEvents {
   frames: [batch: FrameBatch];
   /** The link state changed (see TapDevice.watchLink). */
@@ -275,10 +281,12 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     return this.write(buffersToBatch(frames));
   }
 
+  /** Stop reading the device (backpressure); the kernel queues, then drops. */
   pause(): void {
     if (!this.closed) this.handle.pause();
   }
 
+  /** Read again after pause(). */
   resume(): void {
     if (!this.closed) this.handle.resume();
   }
@@ -289,6 +297,7 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     return this;
   }
 
+  /** Keep the process alive while open (the default). */
   ref(): this {
     if (!this.closed) this.handle.ref();
     return this;
@@ -325,6 +334,7 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     return native().getMtu(this.name);
   }
 
+  /** Set the MTU (68..65535). */
   setMtu(mtu: number): void {
     if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
       throw invalid(`mtu ${mtu} is out of range: use an integer from ${MIN_MTU} to ${MAX_MTU}`);
@@ -332,10 +342,12 @@ export class TapDevice extends EventEmitter<TapDeviceEvents> implements Port {
     native().setMtu(this.name, mtu);
   }
 
+  /** Set the hardware address. */
   setMac(mac: string): void {
     native().setMac(this.name, macToBuffer(parseMac(mac)));
   }
 
+  /** Bring the link up or down. */
   setUp(up: boolean): void {
     native().setUp(this.name, up);
   }

@@ -3,6 +3,7 @@
 import type { FrameBatch } from '../core/frames.js';
 import { ADDR_SLOT, native, UDP_GRO_MAX_SEGMENTS, UDP_STAT_COUNT, UdpStat, type NativeUdp } from './native.js';
 
+/** Options of UdpSocket.bind. */
 export interface UdpBindOptions {
   /** Bind address: '::' (dual stack, the default), '0.0.0.0', or a literal. */
   address?: string;
@@ -32,6 +33,7 @@ export const UDP_DEFAULTS = {
   offload: false,
 } as const;
 
+/** Counters of a UDP socket, kept by the addon. */
 export type UdpStats = { -readonly [K in keyof typeof UdpStat]: number };
 
 /**
@@ -164,6 +166,7 @@ export class UdpSocket implements DatagramSocket {
     if (!this.isClosed) this.handle.pause();
   }
 
+  /** Read again after pause(). */
   resume(): void {
     if (!this.isClosed) this.handle.resume();
   }
@@ -173,6 +176,7 @@ export class UdpSocket implements DatagramSocket {
     if (!this.isClosed) this.handle.ref();
   }
 
+  /** Let the process exit while open. */
   unref(): void {
     if (!this.isClosed) this.handle.unref();
   }

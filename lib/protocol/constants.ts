@@ -152,6 +152,7 @@ export const ETHERLINK_IDENTIFIER = 'EtherLink v2 etherlink.dev';
 
 /** Transport ciphers; both ends must agree. 'none' is --insecure: the frames travel in clear. */
 export const TRANSPORT_CIPHERS = ['chacha20-poly1305', 'aes-256-gcm', 'none'] as const;
+/** A transport cipher by name. */
 export type TransportCipherName = (typeof TRANSPORT_CIPHERS)[number];
 /** WireGuard's cipher; AES-256-GCM is an option (docs/PROTOCOL.md, "Deviations from WireGuard"). */
 export const DEFAULT_CIPHER: TransportCipherName = 'chacha20-poly1305';

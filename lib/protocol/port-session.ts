@@ -81,6 +81,7 @@ export interface PortSessionHost {
   debug(msg: string): void;
 }
 
+/** Where a port is: not started, handshaking (joining or rejoining), or joined. */
 export type PortSessionState = 'idle' | 'handshaking' | 'joined';
 
 export interface PortSessionStatus {

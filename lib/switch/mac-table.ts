@@ -30,8 +30,10 @@ export const LearnResult = {
 } as const;
 export type LearnResult = (typeof LearnResult)[keyof typeof LearnResult];
 
+/** Why a source was not learned: the whole table is full, or the port reached its share. */
 export type LimitReason = 'table-full' | 'port-limit';
 
+/** One forwarding entry: (MAC, VLAN) -> port. */
 export interface MacEntry<P> {
   readonly mac: number;
   readonly vlan: number;
@@ -48,6 +50,7 @@ interface Entry<P> extends MacEntry<P> {
   claimedAt: number;
 }
 
+/** What the table learned, moved, refused and aged. */
 export interface MacTableCounters {
   learned: number;
   moves: number;
@@ -59,6 +62,7 @@ export interface MacTableCounters {
   aged: number;
 }
 
+/** Options of a MacTable: ageing, limits, the move hold, and callbacks. */
 export interface MacTableOptions<P> {
   ageingMs?: number;
   maxEntries?: number;
@@ -73,10 +77,13 @@ export interface MacTableOptions<P> {
   moveHoldMs?: number;
   /** How long a refused claim is remembered (default CLAIM_TTL_HOLDS x moveHoldMs); a new frame from the claimant renews it. */
   claimTtlMs?: number;
+  /** A live entry moved to another port. */
   onMove?: (entry: Readonly<MacEntry<P>>, from: P, now: number) => void;
+  /** A source was not learned because of a limit. */
   onLimit?: (reason: LimitReason, mac: number, vlan: number, port: P) => void;
 }
 
+/** The forwarding database, modelled on the Linux bridge: (MAC, VLAN) -> port, with ageing, static entries, moves, a hold against theft, and limits. */
 export class MacTable<P> {
   readonly ageingMs: number;
   readonly maxEntries: number;
@@ -117,6 +124,7 @@ export class MacTable<P> {
     return this.learnedPerPort.get(port) ?? 0;
   }
 
+  /** The entry for (mac, vlan), expired or not. */
   get(mac: number, vlan: number): Readonly<MacEntry<P>> | undefined {
     return this.byVlan.get(vlan)?.get(mac);
   }
@@ -245,6 +253,7 @@ export class MacTable<P> {
     return removed;
   }
 
+  /** Forget everything. */
   clear(): void {
     this.byVlan.clear();
     this.claims.clear();

@@ -15,6 +15,7 @@ export const DEFAULT_SWEEP_INTERVAL_MS = 5_000;
 export const MAC_LIMIT_EVENT_INTERVAL_MS = 10_000;
 const EMPTY = Buffer.alloc(0);
 
+/** Frames the switch dropped, by reason. */
 export interface DropCounters {
   /** Shorter than the 14-byte Ethernet header. */
   runt: number;
@@ -28,6 +29,7 @@ export interface DropCounters {
   reentrant: number;
 }
 
+/** Frames and bytes in and out, per port and in total. */
 export interface TrafficCounters {
   rxFrames: number;
   rxBytes: number;
@@ -74,6 +76,7 @@ export class SwitchPort {
   constructor(readonly id: number, readonly name: string, readonly port: Port) {}
 }
 
+/** The 'mac-move' event: a learned MAC moved to another port. */
 export interface MacMoveEvent {
   mac: string;
   vlan: number;
@@ -81,11 +84,13 @@ export interface MacMoveEvent {
   to: SwitchPort;
 }
 
+/** The 'link' event of a Switch: a port's link went down or came up. */
 export interface LinkEvent {
   port: SwitchPort;
   up: boolean;
 }
 
+/** The 'mac-limit' event: a source MAC not learned because a limit was reached. */
 export interface MacLimitEvent {
   reason: LimitReason;
   mac: string;
@@ -95,6 +100,7 @@ export interface MacLimitEvent {
   suppressed: number;
 }
 
+/** Options of a Switch: clock, MAC table limits and ageing, the move hold. */
 export interface SwitchOptions {
   /** Milliseconds; injected for tests. Default Date.now. */
   clock?: () => number;
@@ -107,6 +113,7 @@ export interface SwitchOptions {
   moveHoldMs?: number;
 }
 
+/** One MAC table entry as status shows it. */
 export interface MacStatus {
   mac: string;
   vlan: number;
@@ -116,6 +123,7 @@ export interface MacStatus {
   ageSeconds: number;
 }
 
+/** The state of a Switch as plain JSON: ports, MAC table, counters. */
 export interface SwitchSnapshot {
   ports: { id: number; name: string; linkUp: boolean; counters: TrafficCounters; macs: MacStatus[] }[];
   macTable: MacStatus[];
@@ -123,6 +131,7 @@ export interface SwitchSnapshot {
   totals: TrafficCounters;
 }
 
+/** The learning switch: a MAC table and a forwarding decision per frame, over zero-copy views of each ingress batch, one send per egress port per batch. */
 export class Switch extends EventEmitter {
   readonly macTable: MacTable<SwitchPort>;
   readonly totals: TrafficCounters = newCounters();
@@ -167,6 +176,7 @@ export class Switch extends EventEmitter {
     return this.ports;
   }
 
+  /** Attach a port: the switch installs its receiver and forwards what it receives. */
   addPort(port: Port, opts: { name?: string } = {}): SwitchPort {
     const handle = new SwitchPort(this.nextId++, opts.name ?? port.name, port);
     this.ports = [...this.ports, handle];
@@ -176,6 +186,7 @@ export class Switch extends EventEmitter {
     return handle;
   }
 
+  /** Detach a port and forget its MACs. False if it was not attached. */
   removePort(handle: SwitchPort): boolean {
     if (!handle.attached) return false;
     handle.attached = false;
@@ -199,11 +210,13 @@ export class Switch extends EventEmitter {
     this.emit('link', { port: handle, up } satisfies LinkEvent);
   }
 
+  /** Pin a MAC to a port: never ages, never moves, outside the limits. */
   addStatic(mac: number | string, vlan: number, handle: SwitchPort): void {
     if (!handle.attached) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `port ${handle.name} is not attached to this switch`);
     this.macTable.addStatic(toMac(mac), vlan, handle, this.clock());
   }
 
+  /** Remove a static entry; false if there was none. */
   removeStatic(mac: number | string, vlan: number): boolean {
     const m = toMac(mac);
     if (this.macTable.get(m, vlan)?.isStatic !== true) return false;
@@ -219,6 +232,7 @@ export class Switch extends EventEmitter {
     return this;
   }
 
+  /** Stop the timers (ageing, MAC claims). */
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
@@ -227,6 +241,7 @@ export class Switch extends EventEmitter {
     this.claimTimerAt = Infinity;
   }
 
+  /** Drop expired MACs now; returns how many (the timer does it every few seconds). */
   sweep(): number {
     return this.macTable.sweep(this.clock());
   }

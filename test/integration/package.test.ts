@@ -1,5 +1,6 @@
 // Packaging: the packed tarball carries an N-API prebuild, so it installs and
-// opens a TAP on a machine with no compiler on PATH.
+// opens a TAP on a machine with no compiler on PATH, and a global install puts
+// vswitch, vport and etherlink on PATH.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
@@ -29,6 +30,8 @@ test('npm pack ships a prebuild that installs and runs without a compiler', (t) 
   const listing = sh('tar', ['tzf', join(tmp, tarball)], { cwd: tmp });
   assert.match(listing, /package\/prebuilds\/linux-x64\/.*\.node/);
   assert.match(listing, /package\/dist\/lib\/index\.d\.ts/);
+  assert.match(listing, /package\/dist\/cli\/daemon\.js/);
+  assert.doesNotMatch(listing, /package\/dist\/(test|bench|lab)\//, 'tests, benches and lab tooling stay out of the package');
 
   // A PATH with node and npm but no cc, c++, make or python.
   const bin = join(tmp, 'bin');
@@ -56,4 +59,15 @@ test('npm pack ships a prebuild that installs and runs without a compiler', (t) 
   const r = spawnSync(join(bin, 'node'), ['-e', `${cjs} console.log(typeof TapDevice.open)`], { cwd: app, env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /function/);
+
+  // npm install -g into a prefix of its own: the three commands on that PATH, each answering --help.
+  const prefix = join(tmp, 'global');
+  sh(join(bin, 'npm'), ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', join(tmp, tarball)], { cwd: tmp, env });
+  const globalEnv = { ...env, PATH: `${join(prefix, 'bin')}:${bin}` };
+  for (const cmd of ['vswitch', 'vport', 'etherlink']) {
+    const help = spawnSync(cmd, ['--help'], { cwd: tmp, env: globalEnv, encoding: 'utf8' });
+    assert.equal(help.status, 0, `${cmd} --help from the global install: ${help.stderr}`);
+    assert.match(help.stdout, new RegExp(`^${cmd} `, 'm'), `${cmd} --help shows its usage`);
+    assert.match(help.stdout, /Examples:/, `${cmd} --help shows examples`);
+  }
 });
