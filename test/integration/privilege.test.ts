@@ -167,6 +167,13 @@ test('an unprivileged switch and two ports holding only CAP_NET_ADMIN build a LA
   await waitForOutput(ports[0]!, /SIGHUP: re-resolving the switch/, 5_000);
   assert.ok(await pingOnce(hosts[0]!.ns, '10.99.0.2'), 'the LAN works after SIGHUP');
 
+  // The link watcher's netlink socket outlives the drop: the port still sees its device go down and up.
+  hosts[0]!.ns.ip('link', 'set', 'etl0', 'down');
+  await waitForOutput(ports[0]!, /device down: the switch withdraws its MACs/, 5_000);
+  hosts[0]!.ns.ip('link', 'set', 'etl0', 'up');
+  await waitForOutput(ports[0]!, /device up: telling the switch/, 5_000);
+  assert.ok(await pingOnce(hosts[0]!.ns, '10.99.0.2'), 'the LAN works after the link came back');
+
   // Removing the device at exit needs no capability: closing the TAP's fd deletes it.
   for (const c of [...ports, vswitch]) c.kill('SIGTERM');
   for (const c of [...ports, vswitch]) assert.equal(await waitExit(c, 5_000), 0, collect(c).err());
