@@ -3,7 +3,8 @@
 // own UDP socket (as many vports would be), joined to one --insecure vswitch
 // over loopback — cipher 'none', so the switch's cost is switching, not crypto —
 // teaching it M MACs, then measuring its forwarding rate.
-// Prints progress lines and one final line `RESULT {json}`.
+// Prints progress lines and one final line `RESULT {json}`, then keeps the ports
+// joined until SIGUSR2 (or two minutes), and leaves.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { MutableFrameBatch, type FrameBatch } from '../lib/core/frames.js';
@@ -38,6 +39,8 @@ const STALL_CHECK_MS = 20;
 /** Wait after the sink MACs are taught, with no feedback, before traffic that needs them. */
 const SINK_SETTLE_MS = 300;
 const LEARN_TIMEOUT_MS = 120_000;
+/** After RESULT: how long the ports stay joined at most, waiting for SIGUSR2. */
+const HOLD_AFTER_RESULT_MS = 120_000;
 
 const { values: opt } = parseArgs({
   options: {
@@ -357,6 +360,15 @@ async function main(): Promise<void> {
     switchRss: { base: rssBase.rss, joined: rssJoined.rss, learned: rssLearned.rss, end: rssEnd.rss, peak: rssEnd.hwm },
   };
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+  // Stay joined until the bench has looked at the switch (SIGUSR2), so its MAC
+  // table and its shutdown are measured with every member still there.
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, HOLD_AFTER_RESULT_MS);
+    process.once('SIGUSR2', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
   for (const p of ports) {
     p.session.leave();
     p.socket.close();

@@ -91,9 +91,10 @@ async function runCase(ns: Netns, name: string, ports: number, macs: number, ins
     gen.stdout?.on('data', (d: string) => {
       for (const line of d.split('\n')) if (line.startsWith('gen: ')) console.log(`  ${name}: ${line.slice(5)}`);
     });
-    const code = await waitExit(gen, CASE_TIMEOUT_MS);
-    const line = /^RESULT (.*)$/m.exec(out.out())?.[1];
-    if (code !== 0 || line === undefined) throw new Error(`generator exited ${code}: ${out.err().trim() || out.out().slice(-500)}`);
+    await waitForOutput(gen, /^RESULT .*\n/m, CASE_TIMEOUT_MS).catch((err: Error) => {
+      throw new Error(`generator: ${out.err().trim() || err.message}`);
+    });
+    const line = /^RESULT (.*)$/m.exec(out.out())?.[1]!;
     const r = JSON.parse(line) as GeneratorResult;
     const res: ScaleCase = { ok: true, name, ...r };
     console.log(
@@ -115,6 +116,10 @@ async function runCase(ns: Netns, name: string, ports: number, macs: number, ins
     vswitch.kill('SIGTERM');
     await waitExit(vswitch, SHUTDOWN_TIMEOUT_MS);
     res.shutdownMs = Date.now() - t0;
+    // Only now may the generator's ports leave (the switch has gone: their goodbyes go nowhere).
+    gen.kill('SIGUSR2');
+    const code = await waitExit(gen, SHUTDOWN_TIMEOUT_MS);
+    if (code !== 0) throw new Error(`generator exited ${code}: ${out.err().trim()}`);
     return res;
   } catch (err) {
     return { ok: false, name, ports, macs, error: `${(err as Error).message}\n${collect(vswitch).err().slice(-500)}`.trim() };
