@@ -79,25 +79,43 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     Span<uint8_t> key = BytesArg(info[1], "key");
     if (key.length != kKeySize) ThrowCode(env, kErrInvalidKey, "AEAD key must be 32 bytes");
     if (null_) return;
-    enc_ = EVP_CIPHER_CTX_new();
-    dec_ = EVP_CIPHER_CTX_new();
-    // Key schedule once; per message only the nonce changes (EVP_*Init_ex with a null key).
-    if (enc_ == nullptr || dec_ == nullptr ||
-        EVP_EncryptInit_ex(enc_, cipher, nullptr, key.data, nullptr) != 1 ||
-        EVP_DecryptInit_ex(dec_, cipher, nullptr, key.data, nullptr) != 1) {
-      Free();
-      ThrowCode(env, kErrCryptoFailed, "OpenSSL could not initialise " + algorithm);
-    }
+    cipher_ = cipher;
+    std::memcpy(key_, key.data, kKeySize);
+    // A transport key is used in one direction only (a keypair seals with one
+    // key and opens with the other), so each context is made on first use:
+    // a switch holding thousands of sessions keeps half the OpenSSL state.
+    // (Should OpenSSL fail to make one, that seal or open throws ERR_CRYPTO_FAILED.)
   }
 
   ~AeadKey() override { Free(); }
 
  private:
+  const EVP_CIPHER* cipher_ = nullptr;
+  // Kept until both contexts exist (or close), for the one made on first use.
+  uint8_t key_[kKeySize] = {};
   EVP_CIPHER_CTX* enc_ = nullptr;
   EVP_CIPHER_CTX* dec_ = nullptr;
   // "none": no contexts; a message is copied and its tag slot zeroed.
   bool null_ = false;
   bool closed_ = false;
+
+  // The context for sealing (encrypt) or opening, with the key schedule done
+  // once: per message only the nonce changes (EVP_*Init_ex with a null key).
+  bool EnsureContext(bool encrypt) {
+    EVP_CIPHER_CTX*& ctx = encrypt ? enc_ : dec_;
+    if (ctx != nullptr) return true;
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == nullptr) return false;
+    int ok = encrypt ? EVP_EncryptInit_ex(ctx, cipher_, nullptr, key_, nullptr)
+                     : EVP_DecryptInit_ex(ctx, cipher_, nullptr, key_, nullptr);
+    if (ok != 1) {
+      EVP_CIPHER_CTX_free(ctx);
+      ctx = nullptr;
+      return false;
+    }
+    if (enc_ != nullptr && dec_ != nullptr) OPENSSL_cleanse(key_, kKeySize);
+    return true;
+  }
 
   void Free() {
     closed_ = true;
@@ -106,6 +124,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     EVP_CIPHER_CTX_free(dec_);
     enc_ = nullptr;
     dec_ = nullptr;
+    OPENSSL_cleanse(key_, kKeySize);
   }
 
   void CheckOpen(Napi::Env env) {
@@ -120,6 +139,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
       return true;
     }
     int n = 0;
+    if (!EnsureContext(true)) return false;
     if (EVP_EncryptInit_ex(enc_, nullptr, nullptr, nullptr, nonce) != 1) return false;
     if (adLen > 0 && EVP_EncryptUpdate(enc_, nullptr, &n, ad, static_cast<int>(adLen)) != 1) return false;
     if (len > 0 && EVP_EncryptUpdate(enc_, out, &n, in, static_cast<int>(len)) != 1) return false;
@@ -136,6 +156,7 @@ class AeadKey : public Napi::ObjectWrap<AeadKey> {
     int n = 0;
     uint8_t tagCopy[kTagSize];
     std::memcpy(tagCopy, tag, kTagSize);
+    if (!EnsureContext(false)) return false;
     if (EVP_DecryptInit_ex(dec_, nullptr, nullptr, nullptr, nonce) != 1) return false;
     if (EVP_CIPHER_CTX_ctrl(dec_, EVP_CTRL_AEAD_SET_TAG, kTagSize, tagCopy) != 1) return false;
     if (adLen > 0 && EVP_DecryptUpdate(dec_, nullptr, &n, ad, static_cast<int>(adLen)) != 1) return false;

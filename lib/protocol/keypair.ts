@@ -5,11 +5,15 @@ import { DEFAULT_AEAD, TransportCipher, type AeadAlgorithm } from '../crypto/aea
 import { ReplayWindow } from './replay.js';
 import type { TransportKeys } from './noise.js';
 import { BATCH_SIZE } from '../core/frames.js';
+import { REPLAY_RING_BLOCKS } from './constants.js';
+
+/** Bytes of a keypair's typed arrays, largest element first so every view is aligned. */
+const KEYPAIR_STORE_BYTES = 4 * REPLAY_RING_BLOCKS + (4 + 4 + 4 + 2 + 1) * BATCH_SIZE;
 
 export class Keypair {
   readonly send: TransportCipher;
   readonly recv: TransportCipher;
-  readonly replay = new ReplayWindow();
+  readonly replay: ReplayWindow;
   readonly localIndex: number;
   readonly remoteIndex: number;
   readonly isInitiator: boolean;
@@ -18,11 +22,11 @@ export class Keypair {
   private sendCounter = 0;
   private isClosed = false;
   /** @internal receive scratch: datagram positions of this batch that use this keypair. */
-  readonly rxOffsets = new Uint32Array(BATCH_SIZE);
-  readonly rxLengths = new Uint32Array(BATCH_SIZE);
-  readonly rxPlainOffsets = new Uint32Array(BATCH_SIZE);
-  readonly rxSlots = new Uint16Array(BATCH_SIZE);
-  readonly rxResults = new Uint8Array(BATCH_SIZE);
+  readonly rxOffsets: Uint32Array;
+  readonly rxLengths: Uint32Array;
+  readonly rxPlainOffsets: Uint32Array;
+  readonly rxSlots: Uint16Array;
+  readonly rxResults: Uint8Array;
   rxCount = 0;
 
   constructor(
@@ -30,6 +34,22 @@ export class Keypair {
     readonly createdAt: number,
     cipher: AeadAlgorithm = DEFAULT_AEAD,
   ) {
+    // The replay ring and the scratch share one ArrayBuffer: each typed array
+    // over 64 bytes would otherwise get its own off-heap store (~600 B of RSS
+    // apiece), and a switch keeps a keypair or three per member.
+    const store = new ArrayBuffer(KEYPAIR_STORE_BYTES);
+    let at = 0;
+    const take = <T>(make: (buf: ArrayBuffer, offset: number, length: number) => T, bytes: number, length: number): T => {
+      const view = make(store, at, length);
+      at += bytes * length;
+      return view;
+    };
+    this.replay = new ReplayWindow(undefined, take((b, o, n) => new Uint32Array(b, o, n), 4, REPLAY_RING_BLOCKS));
+    this.rxOffsets = take((b, o, n) => new Uint32Array(b, o, n), 4, BATCH_SIZE);
+    this.rxLengths = take((b, o, n) => new Uint32Array(b, o, n), 4, BATCH_SIZE);
+    this.rxPlainOffsets = take((b, o, n) => new Uint32Array(b, o, n), 4, BATCH_SIZE);
+    this.rxSlots = take((b, o, n) => new Uint16Array(b, o, n), 2, BATCH_SIZE);
+    this.rxResults = take((b, o, n) => new Uint8Array(b, o, n), 1, BATCH_SIZE);
     this.send = new TransportCipher(keys.sending, cipher);
     this.recv = new TransportCipher(keys.receiving, cipher);
     keys.sending.fill(0);

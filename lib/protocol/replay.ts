@@ -14,11 +14,22 @@ import {
  */
 export class ReplayWindow {
   /** Bit i of the ring is counter (block * 32 + bit) within the window. */
-  private readonly ring = new Uint32Array(REPLAY_RING_BLOCKS);
+  private readonly ring: Uint32Array;
   /** Highest counter accepted so far (0 before any: counter 0 is then checked by its bit). */
   private last = 0;
 
-  constructor(private readonly limit: number = REJECT_AFTER_MESSAGES) {}
+  /**
+   * @param limit counters at or above this are refused (REJECT_AFTER_MESSAGES).
+   * @param ring the bitmap's storage, REPLAY_RING_BLOCKS words of zeros (a view
+   *   into a larger buffer saves memory per session); a new one when omitted.
+   */
+  constructor(
+    private readonly limit: number = REJECT_AFTER_MESSAGES,
+    ring?: Uint32Array,
+  ) {
+    if (ring !== undefined && ring.length !== REPLAY_RING_BLOCKS) throw new RangeError(`a replay ring has ${REPLAY_RING_BLOCKS} words, not ${ring.length}`);
+    this.ring = ring ?? new Uint32Array(REPLAY_RING_BLOCKS);
+  }
 
   /** True, and remembered, if `counter` was never seen and is inside the window and below the limit. */
   checkAndUpdate(counter: number): boolean {
