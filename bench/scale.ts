@@ -157,8 +157,13 @@ export async function runScale(tag: string): Promise<ScaleResult> {
     const largeRuns: ScaleCase[] = [];
     const largeName = `${config.scalePorts} ports`;
     for (let r = 0; r < config.runs; r++) {
-      smallRuns.push(await runCase(ns, '2 ports', 2, 2, r === 0));
-      largeRuns.push(await runCase(ns, largeName, config.scalePorts, config.scaleMacs, r === 0));
+      for (const [runs, c] of [
+        [smallRuns, await runCase(ns, '2 ports', 2, 2, r === 0)],
+        [largeRuns, await runCase(ns, largeName, config.scalePorts, config.scaleMacs, r === 0)],
+      ] as const) {
+        runs.push(c);
+        if (!c.ok) console.log(`  ${c.name}: run ${r + 1} failed: ${c.error}`);
+      }
     }
     const small = medianCase(smallRuns);
     const large = medianCase(largeRuns);

@@ -97,6 +97,8 @@ export class MacTable<P> {
   // and a string key would allocate per frame. Almost always one VLAN.
   private readonly byVlan = new Map<number, Map<number, Entry<P>>>();
   private readonly learnedPerPort = new Map<P, number>();
+  /** Every entry (static too) by its port: flushing a port costs its own entries, not the table. */
+  private readonly byPort = new Map<P, Set<Entry<P>>>();
   /** Entries with a claim the hold refused. */
   private readonly claims = new Set<Entry<P>>();
   private learnedCount = 0;
@@ -236,19 +238,19 @@ export class MacTable<P> {
    * Claims made by `port` are forgotten. Returns the entries `port` lost.
    */
   flushPort(port: P, includeStatic = true, now = 0): number {
+    for (const e of this.claims) if (e.claimant === port) this.dropClaim(e);
+    const own = this.byPort.get(port);
+    if (own === undefined) return 0;
     let removed = 0;
-    for (const [vlan, macs] of this.byVlan) {
-      for (const e of macs.values()) {
-        if (e.claimant === port) this.dropClaim(e);
-        if (e.port !== port || (!includeStatic && e.isStatic)) continue;
-        removed++;
-        const claimant = e.claimant;
-        if (claimant !== null && !e.isStatic) {
-          this.dropClaim(e);
-          if (this.rehome(e, claimant, now, true) === LearnResult.Moved) continue;
-        }
-        this.delete(macs, vlan, e);
+    for (const e of [...own]) {
+      if (!includeStatic && e.isStatic) continue;
+      removed++;
+      const claimant = e.claimant;
+      if (claimant !== null && !e.isStatic) {
+        this.dropClaim(e);
+        if (this.rehome(e, claimant, now, true) === LearnResult.Moved) continue;
       }
+      this.delete(this.byVlan.get(e.vlan)!, e.vlan, e);
     }
     return removed;
   }
@@ -256,6 +258,7 @@ export class MacTable<P> {
   /** Forget everything. */
   clear(): void {
     this.byVlan.clear();
+    this.byPort.clear();
     this.claims.clear();
     this.learnedPerPort.clear();
     this.learnedCount = 0;
@@ -281,7 +284,9 @@ export class MacTable<P> {
     const from = e.port;
     this.countLearned(from, -1);
     this.countLearned(port, +1);
+    this.unlink(e);
     e.port = port;
+    this.link(e);
     e.updated = now;
     if (e.claimant !== null) this.dropClaim(e);
     if (!live) return LearnResult.Learned;
@@ -308,12 +313,30 @@ export class MacTable<P> {
       this.byVlan.set(e.vlan, macs);
     }
     macs.set(e.mac, e);
+    this.link(e);
     this.total++;
+  }
+
+  private link(e: Entry<P>): void {
+    let own = this.byPort.get(e.port);
+    if (own === undefined) {
+      own = new Set();
+      this.byPort.set(e.port, own);
+    }
+    own.add(e);
+  }
+
+  private unlink(e: Entry<P>): void {
+    const own = this.byPort.get(e.port);
+    if (own === undefined) return;
+    own.delete(e);
+    if (own.size === 0) this.byPort.delete(e.port);
   }
 
   private delete(macs: Map<number, Entry<P>>, vlan: number, e: Entry<P>): void {
     if (e.claimant !== null) this.dropClaim(e);
     macs.delete(e.mac);
+    this.unlink(e);
     if (macs.size === 0) this.byVlan.delete(vlan);
     this.total--;
     if (!e.isStatic) this.countLearned(e.port, -1);

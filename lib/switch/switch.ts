@@ -388,13 +388,20 @@ export class Switch extends EventEmitter {
       static: e.isStatic,
       ageSeconds: e.isStatic ? 0 : Math.max(0, Math.floor((now - e.updated) / 1000)),
     }));
+    // Grouped in one pass: a filter per port would cost ports x MACs.
+    const byPort = new Map<number, MacStatus[]>();
+    for (const m of macTable) {
+      const list = byPort.get(m.port);
+      if (list === undefined) byPort.set(m.port, [m]);
+      else list.push(m);
+    }
     return {
       ports: this.ports.map((p) => ({
         id: p.id,
         name: p.name,
         linkUp: p.linkUp,
         counters: structuredClone(p.counters),
-        macs: macTable.filter((m) => m.port === p.id),
+        macs: byPort.get(p.id) ?? [],
       })),
       macTable,
       macTableCounters: { ...this.macTable.counters },
