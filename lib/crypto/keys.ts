@@ -1,6 +1,6 @@
 // Static X25519 identities and pre-shared keys: generation, WireGuard-style base64
 // text (44 characters), key files with safe permissions, and the allow-list format.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
 import { closeSync, constants as fsConstants, fchmodSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { EtherlinkError } from '../core/errors.js';
 import { KEY_SIZE } from './constants.js';
@@ -12,9 +12,8 @@ export const KEY_FILE_MODE = 0o600;
 /** Longest peer name accepted in an allow list (it is for logs only). */
 export const ALLOW_NAME_MAX_LENGTH = 64;
 
-// DER framing of a raw X25519 private key (RFC 8410): node:crypto has no raw
-// import for X25519, so a raw key is wrapped in the fixed PKCS#8 prefix.
-const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+// X25519's base point, u = 9 (RFC 7748 section 4.1): a public key is X25519(private, 9).
+const BASE_POINT_U = Buffer.from('0900000000000000000000000000000000000000000000000000000000000000', 'hex').toString('base64url');
 const BASE64_KEY = /^[A-Za-z0-9+/]{43}=$/;
 // Any access by group or others; "readable" is the part worth naming.
 const GROUP_OTHER_READ = 0o044;
@@ -46,23 +45,51 @@ export interface KeyPair {
   publicKey: Buffer;
 }
 
-/** A fresh static identity. OpenSSL clamps the scalar, as `wg genkey` does. */
+/** A fresh static identity, its scalar clamped as `wg genkey` does. */
 export function generateKeyPair(): KeyPair {
   const { privateKey, publicKey } = generateEphemeral();
   return { privateKey, publicKey };
 }
 
-/** A fresh key pair with its KeyObject, for one handshake (not cached: it dies with the handshake). */
+/**
+ * A fresh key pair with its KeyObject, for one handshake (not cached: it dies
+ * with the handshake). Not generateKeyPairSync: on Node 20, exporting a key it
+ * made can deadlock when a garbage collection during the export destroys the
+ * generating job, which takes the key's lock the export holds (the scale bench's
+ * 1000-port join froze this way; test/unit/keys.test.ts keeps a loop that
+ * catches it). Random bytes are a private key as they are (RFC 7748 section 5).
+ */
 export function generateEphemeral(): KeyPair & { key: KeyObject } {
-  const { privateKey: key } = generateKeyPairSync('x25519');
-  const jwk = key.export({ format: 'jwk' });
-  return { privateKey: Buffer.from(jwk.d!, 'base64url'), publicKey: Buffer.from(jwk.x!, 'base64url'), key };
+  const privateKey = randomBytes(KEY_SIZE);
+  privateKey[0]! &= 248;
+  privateKey[31]! &= 127;
+  privateKey[31]! |= 64;
+  const key = importPrivate(privateKey);
+  return { privateKey, publicKey: publicOf(key), key };
 }
 
-// Importing a raw private key goes through OpenSSL's DER decoder (~1 ms); a JWK
-// import is ten times faster but needs the public half. Static keys (the few
-// this process holds: one per daemon, one per port of a load generator) are
-// imported once and kept, by a hash of the key; nothing else is ever cached.
+/**
+ * A private KeyObject from 32 raw bytes. node:crypto has no raw import for
+ * X25519; a JWK import is ten times faster than the PKCS#8 DER one (~1 ms).
+ * Node builds a private key from `d` alone and checks `x` only for form, so
+ * the base point stands in for the public half (publicOf computes the real one).
+ */
+function importPrivate(privateKey: Uint8Array): KeyObject {
+  const d = Buffer.from(privateKey.buffer, privateKey.byteOffset, privateKey.byteLength).toString('base64url');
+  return createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: BASE_POINT_U }, format: 'jwk' });
+}
+
+let basePoint: KeyObject | undefined;
+
+/** The public key of a private KeyObject: X25519(private, 9), one scalar multiplication. */
+function publicOf(key: KeyObject): Buffer {
+  basePoint ??= createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: BASE_POINT_U }, format: 'jwk' });
+  return diffieHellman({ privateKey: key, publicKey: basePoint });
+}
+
+// Static keys (the few this process holds: one per daemon, one per port of a
+// load generator) are imported once and kept, by a hash of the key; nothing
+// else is ever cached.
 const STATIC_KEYS_MAX = 4096;
 const staticKeys = new Map<string, { key: KeyObject; publicKey: Buffer }>();
 
@@ -71,8 +98,8 @@ function importStatic(privateKey: Uint8Array): { key: KeyObject; publicKey: Buff
   const id = createHash('sha256').update(privateKey).digest('hex');
   let e = staticKeys.get(id);
   if (e === undefined) {
-    const key = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, privateKey]), format: 'der', type: 'pkcs8' });
-    e = { key, publicKey: Buffer.from(key.export({ format: 'jwk' }).x!, 'base64url') };
+    const key = importPrivate(privateKey);
+    e = { key, publicKey: publicOf(key) };
     if (staticKeys.size >= STATIC_KEYS_MAX) staticKeys.delete(staticKeys.keys().next().value!);
     staticKeys.set(id, e);
   }

@@ -1,6 +1,8 @@
 // Unit tests of lib/crypto/keys.ts: key generation and base64 text, key files and
 // their permissions, PSK files, and the allow-list parser's errors.
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +30,30 @@ test('generateKeyPair gives 32-byte keys, publicKeyOf agrees, each pair is fresh
   assert.equal(a.publicKey.length, 32);
   assert.deepEqual(publicKeyOf(a.privateKey), a.publicKey);
   assert.notDeepEqual(a.privateKey, b.privateKey);
+});
+
+test('generated keys are clamped scalars whose public half OpenSSL derives the same way', () => {
+  for (let i = 0; i < 20; i++) {
+    const { privateKey, publicKey } = generateKeyPair();
+    assert.equal(privateKey[0]! & 7, 0, 'low three bits clear');
+    assert.equal(privateKey[31]! & 0xc0, 0x40, 'bit 255 clear, bit 254 set');
+    // An independent path: PKCS#8 DER import, SPKI DER export of the public key.
+    const der = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), privateKey]), format: 'der', type: 'pkcs8' });
+    assert.deepEqual(createPublicKey(der).export({ type: 'spki', format: 'der' }).subarray(12), publicKey);
+  }
+});
+
+test('making ephemeral keys under constant garbage collection never stalls (Node 20 deadlocks in generateKeyPairSync + JWK export)', () => {
+  // The old code hung within ~5000 keys like this, three times out of three.
+  const keys = new URL('../../lib/crypto/keys.js', import.meta.url).href;
+  const script = `import { generateEphemeral } from ${JSON.stringify(keys)};
+    let junk = [];
+    for (let i = 0; i < 20000; i++) { generateEphemeral(); junk.push(new Array(50).fill(i)); if (junk.length > 1000) junk = []; }
+    console.log('done');`;
+  const r = spawnSync(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, `killed by ${r.signal} after 60 s: stuck`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'done');
 });
 
 test('publicKeyOf matches RFC 7748 section 6.1 (Alice)', () => {
