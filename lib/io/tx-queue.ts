@@ -45,7 +45,9 @@ export class TxQueue {
 
   /** Record a datagram the caller wrote at batch.buf[offset..+size) for `addr` (a 20-byte slot). */
   commit(offset: number, size: number, addr: Buffer, addrOffset = 0): void {
-    addr.copy(this.addrs, this.batch.count * ADDR_SLOT, addrOffset, addrOffset + ADDR_SLOT);
+    // 20 bytes by hand: Buffer#copy costs more in argument checks than the copy (1.4% of a 1000-port switch).
+    const to = this.batch.count * ADDR_SLOT;
+    for (let k = 0; k < ADDR_SLOT; k++) this.addrs[to + k] = addr[addrOffset + k]!;
     this.batch.push(offset, size);
     this.used = Math.max(this.used, offset + size);
     if (!this.scheduled) {
