@@ -286,7 +286,8 @@ export function overlayTable(r: OverlayResult): string {
   row('ping avg (ms)', (f) => f.pingAvgMs, 3);
   row('ping p99 (ms)', (f) => f.pingP99Ms, 3);
   row(`UDP ${t.udpPayload} B, -b 0, ${t.udpSeconds} s: received (kpps)`, (f) => f.udpKpps, 1);
-  row('UDP: loss (%)', (f) => f.udpLossPercent, 1);
+  // No ratio: a ratio of loss percentages (25000x a kernel's 0.002 %) means nothing.
+  row('UDP: loss (%)', (f) => f.udpLossPercent, 1, false);
   row('machine busy CPU-s per GB, TCP 1 stream', (f) => f.machineCpuSPerGB, 2);
   const roles = ['vswitch', 'vport h1', 'vport h2'];
   for (const role of roles) row(`${role} CPU-s per GB, TCP 1 stream`, (f) => f.processes[role]?.cpuSPerGB, 2, false);
