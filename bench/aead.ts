@@ -12,6 +12,29 @@ const TAG = 16;
 export interface AeadResult {
   rounds: number;
   rows: { algorithm: string; sealUs: number; openUs: number; perPacketNodeCryptoUs: number }[];
+  /** What one crossing into the addon costs, with cipher none and 60-byte frames (ns). */
+  calls: { emptyCallNs: number; oneFrameNs: number; perFrameIn64Ns: number };
+}
+
+/** A switch with many members seals about one frame per member and window: the call's own cost matters there. */
+function callCost(rounds: number): AeadResult['calls'] {
+  const k = new TransportCipher(randomBytes(32), 'none');
+  const FRAME = 60;
+  const src = Buffer.alloc(FRAME * BATCH);
+  const dst = Buffer.alloc(sealedLength(FRAME) * BATCH);
+  const offsets = new Uint32Array(BATCH).map((_, i) => i * FRAME);
+  const lengths = new Uint32Array(BATCH).fill(FRAME);
+  const dstOffsets = new Uint32Array(BATCH).map((_, i) => i * sealedLength(FRAME));
+  const perCallNs = (count: number, calls: number): number => {
+    for (let r = 0; r < 1000; r++) k.sealBatch(src, offsets, lengths, count, dst, dstOffsets);
+    const t0 = process.hrtime.bigint();
+    for (let r = 0; r < calls; r++) k.sealBatch(src, offsets, lengths, count, dst, dstOffsets);
+    return Number(process.hrtime.bigint() - t0) / calls;
+  };
+  const calls = rounds * BATCH;
+  const res = { emptyCallNs: perCallNs(0, calls), oneFrameNs: perCallNs(1, calls), perFrameIn64Ns: perCallNs(BATCH, rounds) / BATCH };
+  k.close();
+  return res;
 }
 
 function nonceOf(counter: number): Buffer {
@@ -61,12 +84,14 @@ export function runAead(rounds: number): AeadResult {
     k.close();
     rows.push({ algorithm: alg, sealUs, openUs, perPacketNodeCryptoUs });
   }
-  return { rounds, rows };
+  return { rounds, rows, calls: callCost(rounds) };
 }
 
 export function aeadTable(r: AeadResult): string {
   return markdownTable(
     ['AEAD, 1400-byte packets', 'batch seal (µs/pkt)', 'batch open (µs/pkt)', 'node:crypto cipher per packet (µs/pkt)', 'per-packet / batch seal'],
     r.rows.map((x) => [x.algorithm, fmt(x.sealUs), fmt(x.openUs), fmt(x.perPacketNodeCryptoUs), fmt(x.perPacketNodeCryptoUs / x.sealUs, 1)]),
-  );
+  ) +
+    `\nseal call, cipher none, 60-byte frames: ${fmt(r.calls.emptyCallNs, 0)} ns for a call with no frame, ${fmt(r.calls.oneFrameNs, 0)} ns with one, ` +
+    `${fmt(r.calls.perFrameIn64Ns, 0)} ns per frame with 64 (the call's own cost is what a many-member switch pays per frame)`;
 }
