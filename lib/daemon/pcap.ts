@@ -638,16 +638,63 @@ export class PcapWriter extends EventEmitter<PcapWriterEvents> {
 }
 
 /** Log a capture's life: one line when it rotates or fails, never per frame. */
-export function logCapture(writer: PcapWriter, log: Logger, onFailed?: () => void): void {
-  writer.on('rotate', (r) => log.info('capture rotated', { file: r.file, rotations: r.rotations, frames: writer.counters.frames, dropped: writer.counters.dropped }));
-  writer.on('failed', (err) => {
-    log.error(err.message, { file: writer.file, code: err.code });
-    onFailed?.();
-  });
+/**
+ * The one capture a daemon runs at a time (internal): start refuses a second
+ * while one is open, stop writes out what is buffered; start, stop, rotation
+ * and failure are logged with the daemon's own fields.
+ */
+export class CaptureSlot {
+  /** The running capture (or a failed one, until stopped), or null. */
+  writer: PcapWriter | null = null;
+  private onStop: (() => void) | undefined;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly fields: Record<string, string> = {},
+  ) {}
+
+  /** Open FILE; `onStop` runs when this capture stops or fails (unhook the frame source there). */
+  start(file: string, opts: PcapOptions, onStop?: () => void): PcapWriter {
+    if (this.writer?.isOpen) {
+      throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.writer.file}' is already running: stop it first`);
+    }
+    const writer = new PcapWriter(file, opts);
+    writer.on('rotate', (r) => this.log.info('capture rotated', { file: r.file, rotations: r.rotations, frames: writer.counters.frames, dropped: writer.counters.dropped }));
+    writer.on('failed', (err) => {
+      this.log.error(err.message, { file: writer.file, code: err.code });
+      if (this.writer === writer) this.unhook();
+    });
+    this.writer = writer;
+    this.onStop = onStop;
+    this.log.info('capture started', { ...this.fields, ...captureFields(writer.status()) });
+    return writer;
+  }
+
+  /** Stop and write out what is buffered; resolves with the final status, or null if none ran. */
+  async stop(): Promise<CaptureStatus | null> {
+    const writer = this.writer;
+    if (writer === null) return null;
+    this.writer = null;
+    this.unhook();
+    await writer.close();
+    const status = writer.status();
+    this.log.info('capture stopped', { ...this.fields, ...captureFields(status) });
+    return status;
+  }
+
+  status(): CaptureStatus | null {
+    return this.writer?.status() ?? null;
+  }
+
+  private unhook(): void {
+    const f = this.onStop;
+    this.onStop = undefined;
+    f?.();
+  }
 }
 
 /** The fields of a 'capture started' / 'capture stopped' log line. */
-export function captureFields(s: CaptureStatus): Record<string, string | number> {
+function captureFields(s: CaptureStatus): Record<string, string | number> {
   const c = s.counters;
   return { file: s.file, format: s.format, maxBytes: s.maxBytes, files: s.files, snaplen: s.snaplen, frames: c.frames, bytes: c.bytes, dropped: c.dropped, overflow: c.overflow, rotations: c.rotations, unknownInterface: c.unknownInterface };
 }

@@ -18,7 +18,7 @@ import { DEFAULT_CIPHER, DEFAULT_SWITCH_PORT, DEFAULT_TAP_MTU, NAME_MAX_BYTES, t
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { PortSession, type PortSessionEvent, type PortSessionState } from '../protocol/port-session.js';
 import { printable, truncateUtf8 } from '../protocol/wire.js';
-import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
+import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
 /** Options of PortClient.start. */
 export interface PortClientOptions {
@@ -115,7 +115,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private closed = false;
   private resolving = false;
   /** Frames read from and written to the TAP, when a capture runs. */
-  private capture: PcapWriter | null = null;
+  private readonly capture: CaptureSlot;
 
   private constructor(
     private readonly opts: PortClientOptions,
@@ -126,6 +126,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   ) {
     super();
     this.log = opts.logger ?? silentLogger;
+    this.capture = new CaptureSlot(this.log, { device: tap.name });
     this.mode = opts.insecure ? 'insecure' : 'secure';
     this.cipher = id.cipher;
     this.tap = tap;
@@ -154,7 +155,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       },
     );
     tap.setReceiver((batch) => {
-      this.capture?.write(batch, SENT_BY_HOST);
+      this.capture.writer?.write(batch, SENT_BY_HOST);
       this.session.transmit(batch);
     });
     // The device going down (admin or carrier) withdraws this port's MACs at the switch, as a bridge port's would.
@@ -228,7 +229,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     for (let from = 0; from < n; from += BATCH_SIZE) {
       this.session.receive(batch, this.fromSwitch, from, Math.min(n, from + BATCH_SIZE), now, rx);
       if (rx.count > 0) {
-        this.capture?.write(rx, RECEIVED_BY_HOST);
+        this.capture.writer?.write(rx, RECEIVED_BY_HOST);
         if (this.receiver !== null) this.receiver(rx);
         else this.tap.write(rx);
         rx.clear();
@@ -321,31 +322,17 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
    * is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
-    if (this.capture?.isOpen) {
-      throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.capture.file}' is already running: stop it first`);
-    }
-    const writer = new PcapWriter(file, { interfaceName: this.tap.name, ...opts });
-    logCapture(writer, this.log);
-    this.capture = writer;
-    const status = writer.status();
-    this.log.info('capture started', { device: this.tap.name, ...captureFields(status) });
-    return status;
+    return this.capture.start(file, { interfaceName: this.tap.name, ...opts }).status();
   }
 
   /** Stop the capture and write out what is buffered; resolves with its final status, or null if none ran. */
-  async stopCapture(): Promise<CaptureStatus | null> {
-    const writer = this.capture;
-    if (writer === null) return null;
-    this.capture = null;
-    await writer.close();
-    const status = writer.status();
-    this.log.info('capture stopped', { device: this.tap.name, ...captureFields(status) });
-    return status;
+  stopCapture(): Promise<CaptureStatus | null> {
+    return this.capture.stop();
   }
 
   /** The running (or failed, until stopped) capture, or null. */
   captureStatus(): CaptureStatus | null {
-    return this.capture?.status() ?? null;
+    return this.capture.status();
   }
 
   /** Say goodbye to the switch, remove the device, close the socket. Idempotent. A running capture is closed. */

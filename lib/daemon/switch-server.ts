@@ -24,7 +24,7 @@ import {
 } from '../protocol/constants.js';
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { RECEIVE_WINDOW, SwitchSessions, type Link, type Member, type SessionCounters } from '../protocol/switch-sessions.js';
-import { PcapWriter, captureFields, logCapture, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
+import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
 export { DEFAULT_SWITCH_PORT };
 
@@ -138,11 +138,12 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly handles = new Map<Member<SocketLink>, SwitchPort>();
   private tickTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private capture: PcapWriter | null = null;
+  private readonly capture: CaptureSlot;
 
   constructor(opts: SwitchServerOptions = {}) {
     super();
     this.log = opts.logger ?? silentLogger;
+    this.capture = new CaptureSlot(this.log);
     const portTimeoutS = opts.portTimeoutS ?? PORT_TIMEOUT_DEFAULT_S;
     const keepaliveS = opts.keepaliveS ?? keepaliveFor(portTimeoutS);
     if (portTimeoutS < keepaliveS * PORT_TIMEOUT_MIN_INTERVALS) {
@@ -300,14 +301,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
    * Throws ERR_CAPTURE_RUNNING if a capture is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
-    if (this.capture?.isOpen) {
-      throw new EtherlinkError('ERR_CAPTURE_RUNNING', `a capture to '${this.capture.file}' is already running: stop it first`);
-    }
-    const writer = new PcapWriter(file, { interfaceName: 'vswitch', ...opts });
-    logCapture(writer, this.log, () => {
-      if (this.capture === writer) this.switch.onIngress = null;
+    const writer = this.capture.start(file, { interfaceName: 'vswitch', ...opts }, () => {
+      this.switch.onIngress = null;
     });
-    this.capture = writer;
     // pcapng: one interface per switch port, named after it; every frame recorded as received by it.
     const interfaces = new Map<SwitchPort, PcapWriteOptions>();
     const fallback: PcapWriteOptions = { interface: 0, direction: 'in' };
@@ -326,26 +322,17 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     };
     for (const p of this.switch.portList) interfaceOf(p);
     this.switch.onIngress = (port, batch) => writer.write(batch, interfaceOf(port));
-    const status = writer.status();
-    this.log.info('capture started', captureFields(status));
-    return status;
+    return writer.status();
   }
 
   /** Stop the capture and write out what is buffered; resolves with its final status, or null if none ran. */
-  async stopCapture(): Promise<CaptureStatus | null> {
-    const writer = this.capture;
-    if (writer === null) return null;
-    this.capture = null;
-    this.switch.onIngress = null;
-    await writer.close();
-    const status = writer.status();
-    this.log.info('capture stopped', captureFields(status));
-    return status;
+  stopCapture(): Promise<CaptureStatus | null> {
+    return this.capture.stop();
   }
 
   /** The running (or failed, until stopped) capture, or null. */
   captureStatus(): CaptureStatus | null {
-    return this.capture?.status() ?? null;
+    return this.capture.status();
   }
 
   /** Tell every port goodbye, then stop. Idempotent. A running capture is closed (await stopCapture() first to know it is on disk). */
