@@ -1,5 +1,6 @@
 // UDP underlay socket: bind, then batched recvmmsg/sendmmsg polled on Node's
-// own loop, moving datagrams between the kernel and JS-owned slabs (lib/io/udp.ts).
+// own loop, moving datagrams between the kernel and JS-owned slabs (lib/io/udp.ts);
+// on a switch it also relays pair data between members without JS.
 #include <napi.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,6 +17,7 @@
 #include "args.h"
 #include "errors.h"
 #include "polled_handle.h"
+#include "relay_table.h"
 #include "send_queue.h"
 #include "udp_address.h"
 #include "udp_gso_linux.h"
@@ -36,9 +38,11 @@ enum UdpStatIndex : size_t {
   kRxBatches = 8,
   kQueueDepth = 9,
   kRxTruncated = 10,
-  kTxGsoSends = 11,     // sendmmsg messages that carried several datagrams (UDP_SEGMENT)
-  kRxGroMessages = 12,  // received messages that held several datagrams (UDP_GRO)
-  kUdpStatCount = 13,
+  kTxGsoSends = 11,      // sendmmsg messages that carried several datagrams (UDP_SEGMENT)
+  kRxGroMessages = 12,   // received messages that held several datagrams (UDP_GRO)
+  kRelayDatagrams = 13,  // pair data forwarded by the relay table (also in rx and tx)
+  kRelayBytes = 14,
+  kUdpStatCount = 15,
 };
 
 constexpr uint32_t kMaxPort = 65535;
@@ -66,6 +70,8 @@ class UdpSocket : public PolledHandle<UdpSocket> {
                                  InstanceAccessor<&UdpSocket::GetFamily>("family"),
                                  InstanceAccessor<&UdpSocket::GetOffloads>("offloads"),
                                  InstanceMethod<&UdpSocket::Send>("send"),
+                                 InstanceMethod<&UdpSocket::SetRelayRoute>("setRelayRoute"),
+                                 InstanceMethod<&UdpSocket::SetRelayCounters>("setRelayCounters"),
                              });
   }
 
@@ -80,10 +86,22 @@ class UdpSocket : public PolledHandle<UdpSocket> {
     return Napi::Number::New(info.Env(), family_ == AF_INET6 ? 6 : 4);
   }
   Napi::Value Send(const Napi::CallbackInfo& info);
+  void SetRelayRoute(const Napi::CallbackInfo& info);
+  void SetRelayCounters(const Napi::CallbackInfo& info);
 
   void OnReadable();
   void OnWritable();
-  void OnClosed() { queue_.Release(); }
+  void OnClosed();
+  uint32_t SendSlots(const uint8_t* buf, const uint32_t* offsets, const uint32_t* lengths, const uint8_t* addrs,
+                     size_t count);
+  uint32_t RelayPairData(uint32_t count);
+  // `index` is a datagram counter of RelayCounterIndex; its bytes follow it.
+  void CountRelay(uint16_t id, size_t index, uint32_t len) {
+    if (id >= relay_counter_members_) return;  // relayed all the same, just not counted
+    double* c = relay_counters_ + id * kRelayCountersPerMember;
+    c[index] += 1;
+    c[index + 1] += len;
+  }
   uint32_t Enqueue(const uint8_t* data, size_t len, const Destination& dest) { return queue_.Push(data, len, dest) ? 1 : 0; }
   uint32_t EnqueueSlots(const uint8_t* buf, const uint32_t* offsets, const uint32_t* lengths, const uint8_t* addrs,
                         size_t from, size_t count);
@@ -116,6 +134,15 @@ class UdpSocket : public PolledHandle<UdpSocket> {
   std::vector<uint32_t> tx_segs_, tx_seg_size_;
 
   SendQueue<Destination> queue_;
+
+  // Relay (a switch's socket only; empty until the first route).
+  RelayTable relay_;
+  std::vector<uint32_t> relay_offsets_, relay_lengths_;  // the datagrams of one receive batch to forward
+  std::vector<uint8_t> relay_addrs_;                      // and their destinations, kAddrSlot each
+  double* relay_counters_ = nullptr;
+  size_t relay_counter_members_ = 0;  // ids below this are counted
+  // Replaced, not accumulated, when JS hands over a larger array.
+  Napi::Reference<Napi::Value> relay_counters_pin_;
 };
 
 // UdpSocket(opts, onBatch, rxSlab, rxOffsets, rxLengths, rxAddrs, stats)
@@ -274,6 +301,8 @@ void UdpSocket::OnReadable() {
     }
     stats_[kRxDatagrams] += count;
     stats_[kRxBytes] += bytes;
+    // Forwarded before JS runs: the next recvmmsg reuses the slab they live in.
+    if (count > 0 && !relay_.empty()) count = RelayPairData(count);
     if (count > 0) {
       stats_[kRxBatches] += 1;
       if (!Deliver(count)) return;
@@ -337,9 +366,16 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
     }
   }
   if (closed()) return Napi::Number::New(env, 0);
+  return Napi::Number::New(env, SendSlots(buf.data, offsets, lengths, addrs, count));
+}
 
+// Datagram i = buf[offsets[i]..+lengths[i]] to the slot addrs[i * kAddrSlot..], for
+// i < count, already checked to lie in buf: runs of them as GSO messages, through
+// sendmmsg, queueing what meets EAGAIN. Returns how many were sent or queued.
+uint32_t UdpSocket::SendSlots(const uint8_t* buf, const uint32_t* offsets, const uint32_t* lengths,
+                              const uint8_t* addrs, size_t count) {
   // Once anything waits, later datagrams queue behind it to keep order.
-  if (!queue_.empty()) return Napi::Number::New(env, EnqueueSlots(buf.data, offsets, lengths, addrs, 0, count));
+  if (!queue_.empty()) return EnqueueSlots(buf, offsets, lengths, addrs, 0, count);
 
   const int fd = this->fd();
   uint32_t accepted = 0;
@@ -356,7 +392,7 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
       }
       size_t total = lengths[i];
       size_t segs = offloads_.gso ? GsoRunLength(offsets, lengths, addrs, i, count, &total) : 1;
-      tx_iov_[n].iov_base = const_cast<uint8_t*>(buf.data + offsets[i]);
+      tx_iov_[n].iov_base = const_cast<uint8_t*>(buf + offsets[i]);
       tx_iov_[n].iov_len = total;
       msghdr& h = tx_msgs_[n].msg_hdr;
       h.msg_name = &dest.name;
@@ -399,16 +435,135 @@ Napi::Value UdpSocket::Send(const Napi::CallbackInfo& info) {
           ForEachSegment(tx_msgs_[k].msg_hdr, tx_seg_size_[k],
                          [&](const uint8_t* data, size_t len) { accepted += Enqueue(data, len, tx_dest_[k]); });
         }
-        accepted += EnqueueSlots(buf.data, offsets, lengths, addrs, i, count);
+        accepted += EnqueueSlots(buf, offsets, lengths, addrs, i, count);
         WantWritable(!queue_.empty());
-        return Napi::Number::New(env, accepted);
+        return accepted;
       }
       // ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EPERM (firewall), EMSGSIZE...: this message is lost.
       stats_[kTxErrors] += tx_segs_[done];
       done++;
     }
   }
-  return Napi::Number::New(env, accepted);
+  return accepted;
+}
+
+// Entries [0, count) of the receive arrays: forward the pair data the relay
+// table routes from a known member to another, and compact the rest in place
+// (order kept) for JS, which answers and counts what the table can't route.
+// Returns how many are left for JS.
+uint32_t UdpSocket::RelayPairData(uint32_t count) {
+  size_t relayed = 0;
+  uint32_t kept = 0;
+  double bytes = 0;
+  // GRO segments of one message, and a member's bulk traffic, share a source:
+  // one hash lookup per run of them.
+  EndpointKey last_from{};
+  uint16_t last_src = 0;
+  bool have_last = false;
+  for (uint32_t k = 0; k < count; k++) {
+    const uint8_t* from = rx_addrs_ + k * kAddrSlot;
+    const uint8_t* d = rx_slab_ + rx_offsets_[k];
+    const uint32_t len = rx_lengths_[k];
+    const uint8_t* route = nullptr;
+    uint16_t dst = 0;
+    uint16_t src = 0;
+    if (len >= kPairDataMinSize && d[0] == kRelayProtocolVersion && d[1] == kPairDataType) {
+      dst = static_cast<uint16_t>(d[kPairDataDestOffset] << 8 | d[kPairDataDestOffset + 1]);
+      route = relay_.RouteOf(dst);
+      if (route != nullptr) {
+        if (!have_last || !last_from.Matches(from)) {
+          last_from = EndpointKey::FromSlot(from);
+          last_src = relay_.SourceOf(last_from);
+          have_last = true;
+        }
+        src = last_src;
+      }
+    }
+    if (route == nullptr || src == 0 || src == dst) {
+      if (kept != k) {
+        rx_offsets_[kept] = rx_offsets_[k];
+        rx_lengths_[kept] = len;
+        std::memcpy(rx_addrs_ + kept * kAddrSlot, from, kAddrSlot);
+      }
+      kept++;
+      continue;
+    }
+    // GRO segments stay contiguous and equal-sized here, so SendSlots sends them as one GSO message.
+    relay_offsets_[relayed] = rx_offsets_[k];
+    relay_lengths_[relayed] = len;
+    std::memcpy(relay_addrs_.data() + relayed * kAddrSlot, route, kAddrSlot);
+    relayed++;
+    bytes += len;
+    CountRelay(dst, kRelayToDatagrams, len);
+    CountRelay(src, kRelayFromDatagrams, len);
+  }
+  if (relayed > 0) {
+    stats_[kRelayDatagrams] += static_cast<double>(relayed);
+    stats_[kRelayBytes] += bytes;
+    SendSlots(rx_slab_, relay_offsets_.data(), relay_lengths_.data(), relay_addrs_.data(), relayed);
+  }
+  return kept;
+}
+
+// setRelayRoute(id, addr | null): member `id` lives at, and only sends from, the
+// address slot `addr`; null forgets it.
+void UdpSocket::SetRelayRoute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 2, "setRelayRoute(id, addr)");
+  if (!info[0].IsNumber()) ThrowCode(env, kErrInvalidArgType, "setRelayRoute: id must be a number");
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 1 && d <= kMaxMemberId) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+    ThrowCode(env, kErrOutOfRange,
+              "setRelayRoute: id must be an integer member id in [1, " + std::to_string(kMaxMemberId) +
+                  "] (0 is never a member), got " + info[0].ToString().Utf8Value());
+  }
+  const uint16_t id = static_cast<uint16_t>(d);
+  if (info[1].IsNull() || info[1].IsUndefined()) {
+    relay_.Remove(id);
+    return;
+  }
+  Span<uint8_t> addr = BytesArg(info[1], "addr");
+  if (addr.length != kAddrSlot) {
+    ThrowCode(env, kErrOutOfRange,
+              "setRelayRoute: addr must be one address slot of " + std::to_string(kAddrSlot) + " bytes (ADDR_SLOT), got " +
+                  std::to_string(addr.length));
+  }
+  sockaddr_storage probe;
+  if (SlotToSockaddr(addr.data, family_, scope_id_, &probe) == 0) {
+    ThrowCode(env, kErrInvalidAddress,
+              "setRelayRoute: member " + std::to_string(id) +
+                  " has an IPv6 address, which this IPv4 socket cannot reach: bind the switch to '::'");
+  }
+  if (closed()) return;
+  if (relay_offsets_.empty()) {
+    // Once per socket: forwarding a receive batch never allocates.
+    relay_offsets_.resize(rx_capacity_);
+    relay_lengths_.resize(rx_capacity_);
+    relay_addrs_.resize(rx_capacity_ * kAddrSlot);
+  }
+  relay_.Set(id, addr.data);
+}
+
+// setRelayCounters(counters): kRelayCountersPerMember doubles per member id,
+// written on every relayed datagram; ids beyond the array are relayed uncounted.
+void UdpSocket::SetRelayCounters(const Napi::CallbackInfo& info) {
+  RequireArgs(info, 1, "setRelayCounters(counters)");
+  Span<double> counters = Float64ArrayArg(info[0], "counters");
+  if (closed()) return;
+  relay_counters_pin_ = Napi::Persistent(info[0]);
+  relay_counters_ = counters.data;
+  relay_counter_members_ = counters.length / kRelayCountersPerMember;
+}
+
+void UdpSocket::OnClosed() {
+  queue_.Release();
+  relay_.Release();
+  std::vector<uint32_t>().swap(relay_offsets_);
+  std::vector<uint32_t>().swap(relay_lengths_);
+  std::vector<uint8_t>().swap(relay_addrs_);
+  relay_counters_ = nullptr;
+  relay_counter_members_ = 0;
+  relay_counters_pin_.Reset();
 }
 
 void UdpSocket::OnWritable() {

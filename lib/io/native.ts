@@ -37,10 +37,22 @@ export const UdpStat = {
   rxTruncated: 10, // datagram larger than a receive slot
   txGsoSends: 11, // messages that carried several datagrams (UDP_SEGMENT)
   rxGroMessages: 12, // messages received holding several datagrams (UDP_GRO)
+  relayDatagrams: 13, // pair data forwarded by the relay table (counted in rx and tx too)
+  relayBytes: 14,
 } as const;
-export const UDP_STAT_COUNT = 13;
+export const UDP_STAT_COUNT = 15;
 /** With offload, one received message may hold this many datagrams (UDP_GRO's limit). */
 export const UDP_GRO_MAX_SEGMENTS = 64;
+
+/** Doubles per member id in a UDP socket's relay counters (setRelayCounters). */
+export const RELAY_COUNTERS_PER_MEMBER = 4;
+/** Offsets inside one member's relay counters. */
+export const RelayCounter = {
+  toDatagrams: 0, // relayed to this member
+  toBytes: 1,
+  fromDatagrams: 2, // relayed from this member
+  fromBytes: 3,
+} as const;
 
 /**
  * Size of one encoded underlay address: 16 bytes of IPv6 address (IPv4 as
@@ -132,6 +144,16 @@ export interface NativeUdp {
   readonly offloads: string;
   /** sendmmsg datagram i = buf[offsets[i]..+lengths[i]] to addrs[i*ADDR_SLOT..]. Returns how many were sent or queued. */
   send(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Buffer, count: number): number;
+  /**
+   * Relay table: member `id` (1..65535, else ERR_OUT_OF_RANGE) lives at, and
+   * only sends from, the ADDR_SLOT `addr`; null removes it. Another member at
+   * that address loses its route. Received pair data (version 2, type 0x27,
+   * u16 BE destination id at byte 2, >= 32 bytes) from one member to another
+   * is then sent on by the addon and never reaches onBatch.
+   */
+  setRelayRoute(id: number, addr: Uint8Array | null): void;
+  /** RELAY_COUNTERS_PER_MEMBER doubles per id (RelayCounter), written as datagrams are relayed; kept alive until close or the next call. */
+  setRelayCounters(counters: Float64Array): void;
   pause(): void;
   resume(): void;
   ref(): void;

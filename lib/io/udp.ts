@@ -132,6 +132,31 @@ export class UdpSocket implements DatagramSocket {
     return this.handle.send(buf, this.oneOffset, this.oneLength, slot, 1);
   }
 
+  /**
+   * Program the relay table (a switch's socket): member `id` (1..65535) lives
+   * at, and only sends from, the 20-byte address slot `addr`; null removes the
+   * route. Reprogramming an id moves it (the old address no longer counts as
+   * that member); an address another member had becomes this one's, and that
+   * member loses its route. From then on pair data from one programmed member
+   * to another is forwarded by the addon, unchanged and GSO-batched, without
+   * reaching the receiver; the rest of the pair data (unknown source, no route,
+   * addressed to its sender) still does. Throws ERR_OUT_OF_RANGE for a bad id
+   * or slot size, ERR_INVALID_ADDRESS for an IPv6 member on an IPv4 socket.
+   */
+  setRelayRoute(id: number, addr: Buffer | null): void {
+    if (!this.isClosed) this.handle.setRelayRoute(id, addr);
+  }
+
+  /**
+   * Where relayed datagrams are counted per member: RELAY_COUNTERS_PER_MEMBER
+   * doubles per id, at id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.*. Ids at
+   * or beyond length / RELAY_COUNTERS_PER_MEMBER are relayed uncounted; hand
+   * over a larger array to count them (it replaces this one).
+   */
+  setRelayCounters(counters: Float64Array): void {
+    if (!this.isClosed) this.handle.setRelayCounters(counters);
+  }
+
   /** A snapshot of the counters (allocates; for status and tests). */
   get stats(): UdpStats {
     const out = {} as UdpStats;
