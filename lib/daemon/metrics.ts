@@ -85,6 +85,20 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('port_bytes_total', 'Ethernet bytes the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxBytes, (i) => r.ports[i]!.counters.txBytes))
     .counter('port_flooded_frames_total', 'Frames sent to each port because the destination was unknown, broadcast or multicast.', perPort((i) => r.ports[i]!.counters.flooded))
     .counter('port_drops_total', 'Frames from each port dropped by the switch, by reason.', DROP_REASONS.flatMap(([label, key]) => perPort((i) => r.ports[i]!.counters.drops[key], { reason: label })))
+    .counter(
+      'port_relayed_datagrams_total',
+      'End-to-end datagrams the switch relayed unopened, from each remote port and to it.',
+      r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ port: names[i]!, direction: 'from' }, p.relayed.fromFrames], [{ port: names[i]!, direction: 'to' }, p.relayed.toFrames]] : [])),
+    )
+    .counter(
+      'port_relayed_bytes_total',
+      'Bytes of end-to-end datagrams (header, ciphertext, tag) the switch relayed unopened, from each remote port and to it.',
+      r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ port: names[i]!, direction: 'from' }, p.relayed.fromBytes], [{ port: names[i]!, direction: 'to' }, p.relayed.toBytes]] : [])),
+    )
+    .gauge('port_known_by', 'Members holding each remote port\'s directory entry (itself excluded).', r.ports.flatMap((p, i): Sample[] => (p.knownBy !== undefined ? [[{ port: names[i]! }, Math.max(0, p.knownBy - 1)]] : [])))
+    .counter('pair_handshakes_relayed_total', 'Handshake messages of end-to-end sessions relayed between members.', n('pairHandshakesRelayed'))
+    .counter('directory_messages_total', 'Directory messages (PEER) sent to members: entries, changes, withdrawals.', n('directoryMessages'))
+    .counter('pair_datagrams_dropped_total', 'End-to-end datagrams the switch did not relay: from no member, or for one that is gone.', n('pairDropped'))
     .gauge('port_macs', 'MAC addresses learned on each port.', perPort((i) => r.ports[i]!.macs.length))
     .gauge('port_link_up', '1 while the port\'s device is up, 0 while it is down (its MACs withdrawn).', perPort((i) => (r.ports[i]!.linkUp ? 1 : 0)))
     .gauge('port_last_seen_seconds', 'Seconds since each remote port was last heard from.', r.ports.flatMap((p, i): Sample[] => (p.lastSeenS !== undefined ? [[{ port: names[i]! }, p.lastSeenS]] : [])))
@@ -160,7 +174,24 @@ export function renderPortMetrics(r: PortStatusReport): string {
     .counter('frames_not_sent_total', 'Device frames not sent to the switch, by reason.', [
       [{ reason: 'not_joined' }, n('txNotJoined')],
       [{ reason: 'oversize' }, n('txOversize')],
-    ]);
+    ])
+    .gauge('pair_sessions', 'End-to-end sessions with other ports that are up.', r.peers.filter((p) => p.state === 'up').length)
+    .counter('path_frames_total', 'Device frames sent end to end (pair) or through the switch (switch: flooded, unknown, or no session yet).', [
+      [{ path: 'pair' }, r.pairs.txPair],
+      [{ path: 'switch' }, r.pairs.txViaSwitch],
+    ])
+    .counter('pair_frames_received_total', 'Frames received end to end and written to the device.', r.pairs.rxPair)
+    .counter('pair_drops_total', 'End-to-end datagrams or frames dropped, by reason.', [
+      [{ reason: 'auth_failed' }, r.pairs.authFailed],
+      [{ reason: 'replayed' }, r.pairs.replayed],
+      [{ reason: 'unknown_session' }, r.pairs.unknownIndex],
+      [{ reason: 'source_not_owned' }, r.pairs.srcNotOwned],
+      [{ reason: 'destination_not_here' }, r.pairs.dstNotHere],
+      [{ reason: 'group_destination' }, r.pairs.dstGroup],
+      [{ reason: 'malformed' }, r.pairs.malformed],
+    ])
+    .counter('pair_handshakes_total', 'Completed end-to-end handshakes (new sessions and rekeys).', r.pairs.handshakes)
+    .counter('peer_bytes_total', 'Ethernet bytes sent to (tx) and received from (rx) each peer end to end.', r.peers.flatMap((p): Sample[] => [[{ peer: p.name, direction: 'tx' }, p.txBytes], [{ peer: p.name, direction: 'rx' }, p.rxBytes]]));
   return x.text();
 }
 

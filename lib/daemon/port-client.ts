@@ -14,10 +14,14 @@ import { UdpSocket, type UdpStats } from '../io/udp.js';
 import { addressEquals, encodeAddress, formatAddress } from '../io/address.js';
 import { TxQueue } from '../io/tx-queue.js';
 import { encodeKey, generateKeyPair, keyFrom, publicKeyOf } from '../crypto/keys.js';
-import { DEFAULT_CIPHER, DEFAULT_SWITCH_PORT, DEFAULT_TAP_MTU, NAME_MAX_BYTES, type TransportCipherName } from '../protocol/constants.js';
+import { DEFAULT_CIPHER, DEFAULT_SWITCH_PORT, DEFAULT_TAP_MTU, LongControl, NAME_MAX_BYTES, type TransportCipherName } from '../protocol/constants.js';
+
+/** How often the pair sessions run their timers (handshake retries, expiry, MAC claims). */
+const PAIR_POLL_INTERVAL_MS = 250;
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { PortSession, type PortSessionEvent, type PortSessionState } from '../protocol/port-session.js';
-import { printable, truncateUtf8 } from '../protocol/wire.js';
+import { isPairData, printable, truncateUtf8, type LongControlMessage } from '../protocol/wire.js';
+import { PairSessions, type PairCounters, type PeerStatus } from '../protocol/pair-sessions.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
 /** Options of PortClient.start. */
@@ -42,6 +46,8 @@ export interface PortClientOptions {
   name?: string;
   /** Rekey after this many seconds (default 120; tests shorten it). */
   rekeyAfterS?: number;
+  /** End-to-end sessions with other ports held at once (default 256); the least recently used closes first. */
+  maxPairSessions?: number;
   logger?: Logger;
 }
 
@@ -67,6 +73,14 @@ export interface PortClientStatus {
   tap: TapStats;
   udp: UdpStats;
   counters: Record<string, number>;
+  /** This port's member id at the switch (0 until it said). */
+  memberId: number;
+  /** The MACs the switch places behind this port: the sources it may use end to end. */
+  macs: string[];
+  /** The other members this port knows, with their end-to-end sessions. */
+  peers: PeerStatus[];
+  /** End-to-end counters over all peers. */
+  pairs: PairCounters;
 }
 
 /** The events of a PortClient. */
@@ -109,6 +123,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private readonly queue: TxQueue;
   private readonly rx = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
   private readonly fromSwitch: Uint16Array;
+  private readonly fromPeers: Uint16Array;
+  private readonly pairs: PairSessions;
+  private pairTimer: NodeJS.Timeout | null = null;
+  private readonly viaSwitch = (batch: FrameBatch): void => this.session.transmit(batch);
   private receiver: BatchReceiver | null = null;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
@@ -134,6 +152,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.switchPort = opts.port ?? DEFAULT_SWITCH_PORT;
     this.queue = new TxQueue(socket);
     this.fromSwitch = new Uint16Array(socket.capacity);
+    this.fromPeers = new Uint16Array(socket.capacity);
     encodeAddress(address, this.switchPort, this.switchAddr, 0);
     this.session = new PortSession(
       {
@@ -142,6 +161,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         },
         event: (e) => this.onEvent(e),
         debug: (msg) => this.log.debug(msg, { switch: this.switchAddress }),
+        longControl: (msg) => this.onLongControl(msg),
       },
       this.queue,
       this.switchAddr,
@@ -154,9 +174,30 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
       },
     );
+    this.pairs = new PairSessions(
+      {
+        toSwitch: (payload) => this.session.sendLong(payload),
+        send: (datagram) => {
+          if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
+        },
+        event: (e) => {
+          if (e.type === 'pair-up') this.log.info('pair session up', { peer: e.peer, session: e.session, path: 'relayed' });
+          else this.log.info('pair session closed', { peer: e.peer, reason: e.reason });
+        },
+      },
+      this.queue,
+      this.switchAddr,
+      {
+        privateKey: id.privateKey,
+        cipher: id.cipher,
+        ...(id.psk !== undefined ? { psk: id.psk } : {}),
+        ...(opts.maxPairSessions !== undefined ? { maxSessions: opts.maxPairSessions } : {}),
+        ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
+      },
+    );
     tap.setReceiver((batch) => {
       this.capture.writer?.write(batch, SENT_BY_HOST);
-      this.session.transmit(batch);
+      this.transmit(batch);
     });
     // The device going down (admin or carrier) withdraws this port's MACs at the switch, as a bridge port's would.
     tap.on('link', (state) => this.setLinkUp(state.up));
@@ -180,6 +221,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     if (!tap.linkUp) client.setLinkUp(false);
     client.session.start(Date.now());
     client.schedule();
+    client.pairTimer = setInterval(() => client.pairs.poll(Date.now()), PAIR_POLL_INTERVAL_MS);
+    client.pairTimer.unref();
     return client;
   }
 
@@ -198,7 +241,19 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
 
   /** Port: send frames to the switch as if they came from the TAP (embedding, tests). */
   send(batch: FrameBatch): void {
-    this.session.transmit(batch);
+    this.transmit(batch);
+  }
+
+  /** Frames from the device: end to end where a pair session is up, the rest through the switch. */
+  private transmit(batch: FrameBatch): void {
+    this.pairs.transmit(batch, Date.now(), this.viaSwitch);
+  }
+
+  /** The directory and relayed pair handshakes, from the switch. */
+  private onLongControl(msg: LongControlMessage): void {
+    const now = Date.now();
+    if (msg.kind === LongControl.PEER) this.pairs.peer(msg, now);
+    else if (msg.kind === LongControl.PAIR_RECV) this.pairs.relayed(msg.src, msg.publicKey, msg.message, now);
   }
 
   /** Port: receive frames from the switch instead of writing them to the TAP. */
@@ -217,30 +272,48 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.schedule();
   }
 
-  /** One receive batch, in windows: datagrams from the switch are opened straight into the device's batch. */
+  /**
+   * One receive batch, in windows: datagrams from the switch are opened
+   * straight into the device's batch — its own session's and, relayed by it,
+   * the pair sessions'.
+   */
   private onDatagrams(batch: FrameBatch, addrs: Buffer): void {
     const now = Date.now();
+    const { buf, offsets, lengths } = batch;
     let n = 0;
+    let np = 0;
     for (let i = 0; i < batch.count; i++) {
-      if (addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.fromSwitch[n++] = i;
-      else this.counters.rxForeign++;
+      if (!addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.counters.rxForeign++;
+      else if (isPairData(buf, offsets[i]!, lengths[i]!)) this.fromPeers[np++] = i;
+      else this.fromSwitch[n++] = i;
     }
-    const rx = this.rx;
+    // A window of each kind at a time: the device batch holds one window's frames (BATCH_SIZE), never two.
     for (let from = 0; from < n; from += BATCH_SIZE) {
-      this.session.receive(batch, this.fromSwitch, from, Math.min(n, from + BATCH_SIZE), now, rx);
-      if (rx.count > 0) {
-        this.capture.writer?.write(rx, RECEIVED_BY_HOST);
-        if (this.receiver !== null) this.receiver(rx);
-        else this.tap.write(rx);
-        rx.clear();
-      }
+      this.session.receive(batch, this.fromSwitch, from, Math.min(n, from + BATCH_SIZE), now, this.rx);
+      this.deliver();
+    }
+    for (let from = 0; from < np; from += BATCH_SIZE) {
+      this.pairs.receive(batch, this.fromPeers, from, Math.min(np, from + BATCH_SIZE), now, this.rx);
+      this.deliver();
     }
     this.schedule();
+  }
+
+  /** The frames of one receive window, to the device (or the app's receiver). */
+  private deliver(): void {
+    const rx = this.rx;
+    if (rx.count === 0) return;
+    this.capture.writer?.write(rx, RECEIVED_BY_HOST);
+    if (this.receiver !== null) this.receiver(rx);
+    else this.tap.write(rx);
+    rx.clear();
   }
 
   private onEvent(e: PortSessionEvent): void {
     switch (e.type) {
       case 'joined':
+        // A new session with the switch: member ids and the directory start over.
+        this.pairs.reset('rejoined the switch');
         this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
         this.emit('joined', { session: e.session, switch: this.switchAddress });
         break;
@@ -311,6 +384,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       tap: this.tap.stats,
       udp: this.socket.stats,
       counters: { ...s.counters, ...this.counters },
+      memberId: this.pairs.selfId,
+      macs: this.pairs.ownMacs(),
+      peers: this.pairs.status(Date.now()),
+      pairs: { ...this.pairs.counters },
     };
   }
 
@@ -341,6 +418,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.closed = true;
     void this.stopCapture();
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.pairTimer !== null) clearInterval(this.pairTimer);
+    this.pairs.close();
     this.session.leave();
     this.queue.flush();
     this.tap.close();

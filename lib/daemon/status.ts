@@ -21,6 +21,12 @@ export interface SwitchPortReport {
   linkUp: boolean;
   counters: TrafficCounters;
   macs: MacStatus[];
+  /** Remote ports: the id end-to-end datagrams are routed by. */
+  memberId?: number;
+  /** Remote ports: end-to-end traffic relayed unopened, to and from it. */
+  relayed?: { toFrames: number; toBytes: number; fromFrames: number; fromBytes: number };
+  /** Remote ports: members holding its directory entry (itself included). */
+  knownBy?: number;
 }
 
 /** What `vswitch status --json` prints: JSON-safe, self-contained. */
@@ -72,6 +78,9 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
       linkUp: p.linkUp,
       counters: p.counters,
       macs: p.macs,
+      memberId: m.memberId,
+      relayed: m.relayed,
+      knownBy: m.knownBy,
     };
   });
   return {
@@ -115,11 +124,12 @@ export function formatSwitchTable(r: SwitchStatusReport): string {
   const ports = r.ports.map((p) => {
     const d = p.counters.drops;
     const drops = d.runt + d.oversize + d.badSource + d.samePort + d.reentrant;
-    return [p.id, p.name, p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length];
+    const r = p.relayed;
+    return [p.id, p.name, p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length, r ? `${r.fromFrames}/${r.toFrames}` : '-'];
   });
   return [
     `PORTS (${r.ports.length})${r.mode === 'secure' ? '' : '  [insecure: plaintext]'}`,
-    table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS'], ports),
+    table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS', 'RELAYED FROM/TO'], ports),
     '',
     ...macAndCounterLines(r),
   ].join('\n');
@@ -185,6 +195,10 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     rows.push(['out', `${c.txFrames} frames, ${bytes(c.txBytes)} (flooded ${c.flooded}, errors ${c.txErrors})`]);
     rows.push(['drops', dropsText(c.drops)]);
     rows.push(['MACs', p.macs.length === 0 ? 'none' : p.macs.map((m) => (m.vlan ? `${m.mac} vlan ${m.vlan}` : m.mac)).join(', ')]);
+    if (p.relayed !== undefined) {
+      const r = p.relayed;
+      rows.push(['end to end', `member ${p.memberId}, known by ${(p.knownBy ?? 1) - 1} member(s); relayed from it ${r.fromFrames} (${bytes(r.fromBytes)}), to it ${r.toFrames} (${bytes(r.toBytes)})`]);
+    }
     out.push(`  ${p.id}  ${p.name}`);
     for (const [k, v] of rows) out.push(`      ${k.padEnd(15)} ${v}`);
   }
@@ -232,6 +246,10 @@ function protocolLine(p: Record<string, number>): string {
     `unconfirmed ${n('unconfirmed')}`,
     `cookies sent ${n('cookiesSent')}`,
     `rate limited ${n('rateLimited')}`,
+    `pair handshakes relayed ${n('pairHandshakesRelayed')}`,
+    `pair unrouted ${n('pairUnrouted')}`,
+    `pair dropped ${n('pairDropped')}`,
+    `directory messages ${n('directoryMessages')}`,
   ].join(', ');
 }
 
@@ -247,5 +265,33 @@ export function formatPortStatus(s: PortClientStatus): string {
     `  tap: rx ${s.tap.rxFrames} frames (${bytes(s.tap.rxBytes)}), tx ${s.tap.txFrames} frames (${bytes(s.tap.txBytes)}), dropped ${s.tap.txDropped}`,
     `  udp: rx ${s.udp.rxDatagrams} datagrams, tx ${s.udp.txDatagrams}, errors ${s.udp.rxErrors + s.udp.txErrors}`,
     `  counters: ${extra || 'all zero'}`,
+    ...peerLines(s),
   ].join('\n');
+}
+
+/** The end-to-end part of a port's status: its member id and MACs, a row per peer, the pair counters. */
+function peerLines(s: PortClientStatus): string[] {
+  const pc = Object.entries(s.pairs)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const out = [`  end to end: member ${s.memberId || '-'}, MACs ${s.macs.join(', ') || 'none'}; ${pc || 'all zero'}`];
+  if (s.peers.length > 0) {
+    const rows = s.peers.map((p) => [
+      p.id,
+      p.name,
+      p.publicKey.slice(0, 12) + '…',
+      p.path,
+      p.state,
+      p.lastHandshakeS !== undefined ? `${duration(p.lastHandshakeS)} ago` : '-',
+      `${p.txFrames} (${bytes(p.txBytes)})`,
+      `${p.rxFrames} (${bytes(p.rxBytes)})`,
+      p.authFailed,
+      p.srcNotOwned,
+      p.macs,
+    ]);
+    const t = table(['ID', 'PEER', 'KEY', 'PATH', 'STATE', 'HANDSHAKE', 'TX', 'RX', 'AUTH FAIL', 'BAD SRC', 'MACS'], rows);
+    for (const line of t.split('\n')) out.push(`  ${line}`);
+  }
+  return out;
 }

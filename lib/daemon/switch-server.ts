@@ -10,12 +10,16 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
 import { formatAddress } from '../io/address.js';
+import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
 import { TxQueue } from '../io/tx-queue.js';
 import { keyFrom, type AllowEntry } from '../crypto/keys.js';
 import {
   DEFAULT_CIPHER,
   DEFAULT_SWITCH_PORT,
+  GONE_REPLIES_PER_SECOND,
   KEEPALIVE_INTERVAL_DEFAULT_S,
+  LongControl,
+  MEMBER_ID_MAX,
   MAX_PORTS_DEFAULT,
   PORT_TIMEOUT_DEFAULT_S,
   PORT_TIMEOUT_MIN_INTERVALS,
@@ -23,7 +27,10 @@ import {
   type TransportCipherName,
 } from '../protocol/constants.js';
 import { insecureSwitchKey } from '../protocol/noise.js';
-import { RECEIVE_WINDOW, SwitchSessions, type Link, type Member, type SessionCounters } from '../protocol/switch-sessions.js';
+import { Member, RECEIVE_WINDOW, SwitchSessions, type Link, type SessionCounters } from '../protocol/switch-sessions.js';
+import { encodePairRecv, encodePeer, encodePeerGone, readRoute, type LongControlMessage } from '../protocol/wire.js';
+import { TokenBucket } from '../protocol/limits.js';
+import { Directory } from './directory.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
 export { DEFAULT_SWITCH_PORT };
@@ -95,6 +102,12 @@ export interface MemberStatus {
   lastHandshakeS: number;
   rekeys: number;
   linkUp: boolean;
+  /** The member id end-to-end datagrams are routed by. */
+  memberId: number;
+  /** End-to-end traffic the switch relayed (unopened) for this member: to it and from it. */
+  relayed: { toFrames: number; toBytes: number; fromFrames: number; fromBytes: number };
+  /** Members that hold this one's directory entry (itself included). */
+  knownBy: number;
 }
 
 /** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
@@ -103,7 +116,18 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
   cipher: TransportCipherName;
   publicKey: string;
   members: MemberStatus[];
-  protocol: SessionCounters & { ports: number; pendingHandshakes: number };
+  protocol: SessionCounters & {
+    ports: number;
+    pendingHandshakes: number;
+    /** Pair handshake messages relayed between members. */
+    pairHandshakesRelayed: number;
+    /** PAIR_DATA relayed in JavaScript (a destination on another socket). */
+    pairRelayedSlow: number;
+    /** PAIR_DATA dropped: from no member, or for a member that is gone. */
+    pairDropped: number;
+    /** PEER messages sent (directory entries and withdrawals). */
+    directoryMessages: number;
+  };
   udp: UdpStats[];
 }
 
@@ -126,6 +150,8 @@ export interface SwitchServerEvents {
 interface SocketLink extends Link {
   readonly socket: UdpSocket;
   readonly queue: TxQueue;
+  /** The socket's relay counters: 4 doubles per member id. */
+  relayCounters: Float64Array;
 }
 
 /** The vswitch: UDP sockets, the members' sessions and the learning Switch. Members join over UDP; local ports (a TAP, a memory port) attach with addLocalPort. */
@@ -138,7 +164,14 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly handles = new Map<Member<SocketLink>, SwitchPort>();
   private tickTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private relayedHandshakes = 0;
+  private pairRelayedSlow = 0;
+  private pairDropped = 0;
   private readonly capture: CaptureSlot;
+  private readonly directory: Directory<Member<SocketLink>>;
+  /** Member endpoints (hex of the address slot) -> member: the JavaScript side of the relay, for what the socket's table leaves. */
+  private readonly byEndpoint = new Map<string, Member<SocketLink>>();
+  private readonly goneBudget = new TokenBucket(GONE_REPLIES_PER_SECOND, GONE_REPLIES_PER_SECOND);
 
   constructor(opts: SwitchServerOptions = {}) {
     super();
@@ -172,6 +205,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         send: (link, datagram, to) => {
           if (!link.socket.closed) link.socket.sendTo(datagram, to);
         },
+        longControl: (m, msg) => this.onLongControl(m, msg),
+        roamed: (m) => this.route(m),
+        pairData: (link, datagram, from, now) => this.onUnroutedPair(link, datagram, from, now),
       },
       {
         ...identity(opts),
@@ -190,11 +226,34 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         this.close();
         throw err;
       }
-      const link: SocketLink = { socket, queue: new TxQueue(socket) };
+      // 4 doubles per possible member id: 2 MiB of address space, touched only where members are.
+      const link: SocketLink = { socket, queue: new TxQueue(socket), relayCounters: new Float64Array((MEMBER_ID_MAX + 1) * RELAY_COUNTERS_PER_MEMBER) };
+      socket.setRelayCounters(link.relayCounters);
       this.sockets.push(socket);
       this.links.push(link);
       socket.onDatagrams((batch, addrs) => this.onDatagrams(link, batch, addrs));
     }
+    this.directory = new Directory<Member<SocketLink>>({
+      describe: (target, self) => {
+        const h = this.handles.get(target);
+        const macs = h !== undefined ? this.switch.macTable.entriesOf(h, Date.now()) : [];
+        return encodePeer(target.id, Buffer.from(target.keyHex, 'hex'), target.name, macs, self);
+      },
+      gone: (target) => encodePeerGone(target.id),
+      send: (viewer, payload) => void this.sessions.sendLong(viewer, payload),
+    });
+    this.switch.onMacsChanged = (port) => {
+      const m = this.memberOf(port);
+      if (m !== undefined) this.directory.changed(m);
+    };
+    // A member sent known unicast through the switch: both ends get each other's entry, then talk end to end.
+    this.switch.onUnicast = (from, to) => {
+      const a = this.memberOf(from);
+      const b = this.memberOf(to);
+      if (a === undefined || b === undefined || this.directory.knows(a, b)) return;
+      this.directory.subscribe(a, b);
+      this.directory.subscribe(b, a);
+    };
     this.switch.start();
     this.tickTimer = setInterval(() => this.sessions.tick(Date.now()), SWITCH_TICK_INTERVAL_MS);
     this.tickTimer.unref();
@@ -244,6 +303,73 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
   }
 
+  /** The member behind a switch port, if it is one (not a local port). */
+  private memberOf(port: SwitchPort): Member<SocketLink> | undefined {
+    const p = port.port;
+    return p instanceof Member ? (p as Member<SocketLink>) : undefined;
+  }
+
+  /** Program the relay route of `m` (joined, or roamed: on its socket only, off the others). */
+  private route(m: Member<SocketLink>): void {
+    for (const [key, holder] of this.byEndpoint) if (holder === m) this.byEndpoint.delete(key);
+    this.byEndpoint.set(m.endpoint.toString('hex'), m);
+    for (const l of this.links) if (!l.socket.closed) l.socket.setRelayRoute(m.id, l === m.link ? m.endpoint : null);
+  }
+
+  private unroute(m: Member<SocketLink>): void {
+    const key = m.endpoint.toString('hex');
+    if (this.byEndpoint.get(key) === m) this.byEndpoint.delete(key);
+    for (const l of this.links) if (!l.socket.closed) l.socket.setRelayRoute(m.id, null);
+  }
+
+  /** A long control message from a joined member. */
+  private onLongControl(m: Member<SocketLink>, msg: LongControlMessage): void {
+    const h = this.handles.get(m);
+    if (h === undefined) return;
+    if (msg.kind === LongControl.MAC_CLAIM) {
+      this.switch.learnReported(h, msg.macs);
+      return;
+    }
+    if (msg.kind !== LongControl.PAIR_SEND) {
+      this.sessions.counters.malformed++;
+      return;
+    }
+    const d = this.sessions.byMemberId(msg.dst);
+    if (d === undefined || d === m || !this.handles.has(d)) {
+      this.sessions.sendLong(m, encodePeerGone(msg.dst));
+      return;
+    }
+    // Whoever handshakes with a member hears of its MACs, and the other way round.
+    this.directory.subscribe(m, d);
+    this.directory.subscribe(d, m);
+    this.relayedHandshakes++;
+    this.sessions.sendLong(d, encodePairRecv(m.id, Buffer.from(m.keyHex, 'hex'), msg.message));
+  }
+
+  /**
+   * PAIR_DATA the socket's relay table left to us: a member on another of our
+   * sockets is relayed here (slow path); for a member that is gone, its sender
+   * hears PEER GONE and goes back through the switch. Anything from an address
+   * that is no member is dropped.
+   */
+  private onUnroutedPair(link: SocketLink, datagram: Buffer, from: Buffer, now: number): void {
+    const src = this.byEndpoint.get(from.toString('hex'));
+    if (src === undefined) {
+      this.pairDropped++;
+      return;
+    }
+    const dst = this.sessions.byMemberId(readRoute(datagram, 0));
+    if (dst === undefined || dst === src) {
+      this.pairDropped++;
+      if (this.goneBudget.take(now)) this.sessions.sendLong(src, encodePeerGone(readRoute(datagram, 0)));
+      return;
+    }
+    if (dst.link.socket.closed) return;
+    this.pairRelayedSlow++;
+    void link;
+    dst.link.socket.sendTo(Buffer.from(datagram), dst.endpoint);
+  }
+
   private info(m: Member<SocketLink>, id: number): PortEventInfo {
     return { name: m.name, id, address: formatAddress(m.endpoint), publicKey: m.publicKey };
   }
@@ -251,6 +377,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private onJoined(m: Member<SocketLink>): void {
     const handle = this.switch.addPort(m, { name: m.name });
     this.handles.set(m, handle);
+    this.route(m);
+    // A member hears its own entry: its id, and later the MACs it may send from end to end.
+    this.directory.subscribe(m, m);
     const info = this.info(m, handle.id);
     this.log.info('port joined', { port: m.name, address: info.address, key: m.publicKey });
     this.emit('port-joined', info);
@@ -258,6 +387,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   private onLeft(m: Member<SocketLink>, reason: string): void {
     const handle = this.handles.get(m);
+    this.unroute(m);
+    // Every member that knew it hears at once: their pair sessions with it close.
+    this.directory.remove(m);
     this.handles.delete(m);
     if (handle !== undefined) this.switch.removePort(handle);
     const info = this.info(m, handle?.id ?? 0);
@@ -280,6 +412,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         lastHandshakeS: Math.round((now - m.lastHandshake) / 100) / 10,
         rekeys: m.rekeys,
         linkUp: m.linkUp,
+        memberId: m.id,
+        relayed: this.relayedFor(m.id),
+        knownBy: this.directory.viewerCount(m),
       });
     }
     return {
@@ -288,9 +423,31 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       cipher: this.sessions.cipher,
       publicKey: this.publicKey,
       members,
-      protocol: { ...this.sessions.counters, ports: this.sessions.size, pendingHandshakes: this.sessions.pendingHandshakes },
+      protocol: {
+        ...this.sessions.counters,
+        ports: this.sessions.size,
+        pendingHandshakes: this.sessions.pendingHandshakes,
+        pairHandshakesRelayed: this.relayedHandshakes,
+        pairRelayedSlow: this.pairRelayedSlow,
+        pairDropped: this.pairDropped,
+        directoryMessages: this.directory.sent,
+      },
       udp: this.sockets.map((s) => s.stats),
     };
+  }
+
+  /** Relayed traffic of member `id` over every socket. */
+  private relayedFor(id: number): MemberStatus['relayed'] {
+    const r = { toFrames: 0, toBytes: 0, fromFrames: 0, fromBytes: 0 };
+    const at = id * RELAY_COUNTERS_PER_MEMBER;
+    for (const l of this.links) {
+      const c = l.relayCounters;
+      r.toFrames += c[at + RelayCounter.toDatagrams]!;
+      r.toBytes += c[at + RelayCounter.toBytes]!;
+      r.fromFrames += c[at + RelayCounter.fromDatagrams]!;
+      r.fromBytes += c[at + RelayCounter.fromBytes]!;
+    }
+    return r;
   }
 
   /**

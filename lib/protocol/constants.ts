@@ -25,6 +25,19 @@ export const MessageType = {
   SESSION_UNKNOWN: 0x25,
   /** "I will not take this handshake, and why": --insecure on one side only, or another cipher. */
   HANDSHAKE_REFUSED: 0x26,
+  /**
+   * Transport data of a pair session, sealed by one port for another: the
+   * layout of TRANSPORT_DATA, with the destination member id in bytes 2..3
+   * (authenticated: the header is the AEAD's associated data). The switch
+   * relays it unopened to that member.
+   */
+  PAIR_DATA: 0x27,
+  /**
+   * Transport data of a port's session with its switch whose plaintext is a
+   * control message of any length (kind u8, body): the directory, relayed pair
+   * handshakes, MAC claims. Same keys, counter and replay window as TRANSPORT_DATA.
+   */
+  CONTROL_DATA: 0x28,
   /** "I don't speak that version": layout fixed forever. */
   VERSION_UNSUPPORTED: 0xff,
 } as const;
@@ -88,6 +101,11 @@ export const TRANSPORT_HEADER_SIZE = 16;
 /** Header + tag: an empty transport message is 32 bytes. The tag slot is there (zero) with cipher 'none' too. */
 export const TRANSPORT_OVERHEAD = TRANSPORT_HEADER_SIZE + AEAD_TAG_SIZE;
 
+/** PAIR_DATA: bytes 2..3 of the prefix, big-endian: the member the datagram is for (1..MEMBER_ID_MAX). */
+export const PAIR_ROUTE_OFFSET = 2;
+/** Member ids the switch hands out: u16, never 0. */
+export const MEMBER_ID_MAX = 0xffff;
+
 /** SESSION_UNKNOWN: prefix, then the receiver index the switch did not know. Smaller than any transport message. */
 export const SESSION_UNKNOWN_SIZE = 8;
 
@@ -139,6 +157,45 @@ export const PingFlags = {
   LINK_DOWN: 0x01,
 } as const;
 export const PARAMS_SIZE = 5;
+/** NOT_HERE (pair sessions only): kind, MAC (6), VLAN u16. */
+export const NOT_HERE_SIZE = 9;
+/** Short control kinds of pair sessions (PAIR_DATA plaintext of 1..13 bytes): LEAVE, and this. */
+export const PairControl = {
+  LEAVE: 1,
+  /** "That destination MAC is not behind me (any more)": the sender goes back through the switch at once. */
+  NOT_HERE: 5,
+} as const;
+
+/**
+ * Kinds of CONTROL_DATA plaintext (byte 0), port <-> switch only. Port to
+ * switch 0x1N, switch to port 0x2N. Unknown kinds are counted and skipped.
+ */
+export const LongControl = {
+  /** Port -> switch: dst u16, then a handshake message for that member's port. */
+  PAIR_SEND: 0x10,
+  /** Port -> switch: count u8, then count x (MAC 6, VLAN u16): source MACs this port used on pair sessions lately. */
+  MAC_CLAIM: 0x11,
+  /** Switch -> port: src u16, static public key (32), then a handshake message from that member's port. */
+  PAIR_RECV: 0x20,
+  /**
+   * Switch -> port: the directory entry of one member: id u16, flags u8,
+   * static public key (32), name length u8, name, count u16, count x (MAC 6,
+   * VLAN u16). A member's MACs may span several messages: the first has RESET.
+   */
+  PEER: 0x21,
+} as const;
+export const PeerFlags = {
+  /** This message starts the member's MAC list: forget the MACs known before. */
+  RESET: 0x01,
+  /** The member left or was revoked: drop its pair sessions and its MACs (nothing follows the flags). */
+  GONE: 0x02,
+  /** This entry is the receiving port itself: its MACs are the ones it may send from on pair sessions. */
+  SELF: 0x04,
+} as const;
+/** One MAC in MAC_CLAIM and PEER: 6 bytes of address, VLAN id u16. */
+export const MAC_RECORD_SIZE = 8;
+/** MACs per PEER or MAC_CLAIM message: 1 KiB of records keeps every control datagram far below the path MTU. */
+export const MACS_PER_MESSAGE = 128;
 
 // ---------------------------------------------------------------- identifiers
 
@@ -149,6 +206,8 @@ export const NOISE_CONSTRUCTION = 'Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s';
  * no EtherLink handshake transcript can ever be a WireGuard one or vice versa.
  */
 export const ETHERLINK_IDENTIFIER = 'EtherLink v2 etherlink.dev';
+/** The prologue of pair handshakes (port with port), so no pair transcript can pass for a port-switch one. */
+export const PAIR_IDENTIFIER = 'EtherLink v2 pair etherlink.dev';
 
 /** Transport ciphers; both ends must agree. 'none' is --insecure: the frames travel in clear. */
 export const TRANSPORT_CIPHERS = ['chacha20-poly1305', 'aes-256-gcm', 'none'] as const;
@@ -163,8 +222,8 @@ export const DEFAULT_CIPHER: TransportCipherName = 'chacha20-poly1305';
  * only among them) fail the handshake itself instead of exchanging
  * undecryptable data. The default cipher keeps the plain identifier.
  */
-export function handshakePrologue(cipher: TransportCipherName = DEFAULT_CIPHER): Buffer {
-  return Buffer.from(cipher === DEFAULT_CIPHER ? ETHERLINK_IDENTIFIER : `${ETHERLINK_IDENTIFIER} ${cipher}`);
+export function handshakePrologue(cipher: TransportCipherName = DEFAULT_CIPHER, identifier: string = ETHERLINK_IDENTIFIER): Buffer {
+  return Buffer.from(cipher === DEFAULT_CIPHER ? identifier : `${identifier} ${cipher}`);
 }
 
 /**
@@ -275,6 +334,38 @@ export const MAX_PENDING_HANDSHAKES = 1024;
 export const SILENT_ATTEMPTS_BEFORE_HINT = 4;
 /** Pings a port remembers for RTT while waiting for their pongs. */
 export const PINGS_OUTSTANDING_MAX = 8;
+
+// ---------------------------------------------------------------- pair sessions (end to end)
+
+/** Pair sessions a port holds at once; the least recently used goes first (docs/PROTOCOL.md, "Pair sessions"). */
+export const MAX_PAIR_SESSIONS_DEFAULT = 256;
+/** A pair session nobody sent or received on for this long is closed (its keys would expire at REJECT_AFTER_TIME anyway). */
+export const PAIR_IDLE_MS = 120_000;
+/** An unanswered pair initiation is retried after this long, at most PAIR_HANDSHAKE_ATTEMPTS times, then the pair waits for new traffic. */
+export const PAIR_HANDSHAKE_RETRY_MS = 1_000;
+export const PAIR_HANDSHAKE_ATTEMPTS = 5;
+/** After the attempts ran out, traffic to the peer starts a new series no sooner than this. */
+export const PAIR_HANDSHAKE_COOLDOWN_MS = 10_000;
+/**
+ * The responder of a pair rekeys this far into the gap between REKEY_AFTER
+ * and REJECT_AFTER (150 s by default): later than the initiator, so both
+ * rarely start at once, yet before its keys die — after a simultaneous first
+ * contact both sides may hold responder keys (WireGuard's rule is the same
+ * shape: REJECT - KEEPALIVE - REKEY_TIMEOUT).
+ */
+export const PAIR_RESPONDER_REKEY_FRACTION = 0.5;
+/** NOT_HERE notices a port sends per second (they answer authenticated frames, but a confused peer could send many). */
+export const NOT_HERE_PER_SECOND = 20;
+/**
+ * How often a port reports the source MACs it used on pair sessions
+ * (MAC_CLAIM): the switch's entries must not age out, and the move hold
+ * (3 s by default) must still see the owner as active, so this is below it.
+ */
+export const MAC_CLAIM_INTERVAL_MS = 1_000;
+/** Source MACs a port remembers for its claims; beyond this the oldest are forgotten (the switch caps per port far lower). */
+export const LOCAL_MACS_MAX = 4096;
+/** Pair datagrams without a route that the switch answers with PEER GONE, per second. */
+export const GONE_REPLIES_PER_SECOND = 20;
 
 // ================================================================ frames, underlay and MTU
 

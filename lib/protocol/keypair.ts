@@ -5,7 +5,7 @@ import { DEFAULT_AEAD, TransportCipher, type AeadAlgorithm } from '../crypto/aea
 import { ReplayWindow } from './replay.js';
 import type { TransportKeys } from './noise.js';
 import { BATCH_SIZE } from '../core/frames.js';
-import { REPLAY_RING_BLOCKS } from './constants.js';
+import { MessageType, REPLAY_RING_BLOCKS } from './constants.js';
 
 /** Bytes of a keypair's typed arrays, largest element first so every view is aligned. */
 const KEYPAIR_STORE_BYTES = 4 * REPLAY_RING_BLOCKS + (4 + 4 + 4 + 2 + 1) * BATCH_SIZE;
@@ -19,6 +19,10 @@ export class Keypair {
   readonly isInitiator: boolean;
   /** The responder may not send until the initiator's first transport message proves it has the keys. */
   confirmed: boolean;
+  /** Byte 1 of what it seals: TRANSPORT_DATA (port with switch) or PAIR_DATA (port with port). */
+  wireType: number = MessageType.TRANSPORT_DATA;
+  /** Bytes 2..3 of what it seals: 0, or the member id a PAIR_DATA datagram is for. */
+  route = 0;
   private sendCounter = 0;
   private isClosed = false;
   /** @internal receive scratch: datagram positions of this batch that use this keypair. */

@@ -38,6 +38,7 @@ import {
   LEAVE_PAYLOAD,
   decodeControl,
   decodeHandshakeRefused,
+  decodeLongControl,
   decodeSessionUnknown,
   decodeVersionUnsupported,
   encodeExtensions,
@@ -45,6 +46,7 @@ import {
   formatIndex,
   isTransport,
   readReceiverIndex,
+  type LongControlMessage,
 } from './wire.js';
 
 export interface PortSessionOptions {
@@ -79,6 +81,8 @@ export interface PortSessionHost {
   event(e: PortSessionEvent): void;
   /** Diagnostics the user may want at debug level. */
   debug(msg: string): void;
+  /** A long control message from the switch (the directory, relayed pair handshakes). */
+  longControl?(msg: LongControlMessage): void;
 }
 
 /** Where a port is: not started, handshaking (joining or rejoining), or joined. */
@@ -151,6 +155,12 @@ export class PortSession {
     ignored: 0,
   };
   private readonly onControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => this.control(kp, buf, off, len);
+  private readonly onLongControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => {
+    if (kp !== this.current && kp !== this.previous) return;
+    const msg = decodeLongControl(buf, off, len);
+    if (msg === null) this.counters.malformed++;
+    else this.host.longControl?.(msg);
+  };
 
   constructor(
     private readonly host: PortSessionHost,
@@ -217,7 +227,7 @@ export class PortSession {
         kp.rxCount = 0;
         continue;
       }
-      if (openQueued(kp, buf, frames, counters, this.onControl) >= 0) this.lastHeard = now;
+      if (openQueued(kp, buf, frames, counters, this.onControl, this.onLongControl) >= 0) this.lastHeard = now;
     }
     touched.length = 0;
   }
@@ -230,6 +240,14 @@ export class PortSession {
       return;
     }
     sealInto(kp, batch, this.out, this.switchAddr, this.counters);
+  }
+
+  /** A long control message for the switch (CONTROL_DATA); false when not joined (it is dropped). */
+  sendLong(payload: Buffer): boolean {
+    const kp = this.current;
+    if (kp === null || this.state !== 'joined') return false;
+    this.host.send(sealOne(kp, payload, MessageType.CONTROL_DATA));
+    return true;
   }
 
   /**

@@ -4,7 +4,7 @@
 // the frames appended to the receiver's ingress batch as views into the slab.
 // No allocation and no callback per frame; control payloads (rare) go to a callback.
 import type { MutableFrameBatch } from '../core/frames.js';
-import { ETHERNET_HEADER_SIZE, TRANSPORT_HEADER_SIZE, TRANSPORT_OVERHEAD } from './constants.js';
+import { ETHERNET_HEADER_SIZE, MessageType, TRANSPORT_HEADER_SIZE, TRANSPORT_OVERHEAD } from './constants.js';
 import type { Keypair } from './keypair.js';
 import { readCounter } from './wire.js';
 
@@ -35,10 +35,11 @@ export function queueOpen(kp: Keypair, buf: Buffer, off: number, len: number, sl
 /**
  * Open everything queued on `kp`, in place. Frames (>= 14 bytes of plaintext)
  * are appended to `frames`, which must be empty or over the same slab; control
- * payloads go to `control`; bare keepalives only count as heard. Returns the
+ * payloads go to `control`, CONTROL_DATA plaintexts to `longControl` (absent:
+ * ignored); bare keepalives only count as heard. Returns the
  * receive slot of the newest authentic, fresh datagram, or -1 if none was.
  */
-export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, counters: OpenCounters, control: ControlHandler): number {
+export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, counters: OpenCounters, control: ControlHandler, longControl?: ControlHandler): number {
   const n = kp.rxCount;
   kp.rxCount = 0;
   if (n === 0) return -1;
@@ -60,6 +61,11 @@ export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, 
     if (slot > newest) newest = slot;
     const plain = off + TRANSPORT_HEADER_SIZE;
     const len = kp.rxLengths[j]! - TRANSPORT_OVERHEAD;
+    if (buf[off + 1] === MessageType.CONTROL_DATA) {
+      // A long control message (port-switch sessions only; a pair session's caller rejects it).
+      if (longControl !== undefined && len > 0) longControl(kp, buf, plain, len, slot);
+      continue;
+    }
     if (len >= ETHERNET_HEADER_SIZE) frames.push(plain, len);
     else if (len > 0) control(kp, buf, plain, len, slot);
   }

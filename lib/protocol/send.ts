@@ -45,7 +45,7 @@ export function sealInto(kp: Keypair, batch: FrameBatch, q: DatagramQueue, endpo
     while (i + n < count && n < slots) {
       const size = lengths[i + n]! + TRANSPORT_OVERHEAD;
       if (size > MAX_DATAGRAM_SIZE || pos + size > dst.length) break;
-      writeTransportHeader(dst, pos, kp.remoteIndex, kp.nextCounter());
+      writeTransportHeader(dst, pos, kp.remoteIndex, kp.nextCounter(), kp.wireType, kp.route);
       scratch[n] = pos;
       pos += size;
       n++;
@@ -69,10 +69,13 @@ export function sealInto(kp: Keypair, batch: FrameBatch, q: DatagramQueue, endpo
 const ONE_OFFSET = new Uint32Array(1);
 const ONE_LENGTH = new Uint32Array(1);
 
-/** One sealed datagram (control messages; slow path, allocates the datagram). */
-export function sealOne(kp: Keypair, payload: Buffer): Buffer {
+/**
+ * One sealed datagram (control messages; slow path, allocates the datagram).
+ * `type` CONTROL_DATA marks a long control message of a port-switch session.
+ */
+export function sealOne(kp: Keypair, payload: Buffer, type: number = kp.wireType): Buffer {
   const out = Buffer.alloc(payload.length + TRANSPORT_OVERHEAD);
-  writeTransportHeader(out, 0, kp.remoteIndex, kp.nextCounter());
+  writeTransportHeader(out, 0, kp.remoteIndex, kp.nextCounter(), type, kp.route);
   ONE_LENGTH[0] = payload.length;
   kp.send.sealBatch(payload, ONE_OFFSET, ONE_LENGTH, 1, out, ONE_OFFSET);
   return out;

@@ -17,6 +17,7 @@ import {
   DEFAULT_CIPHER,
   LOG_BUDGET_PER_SECOND,
   MAX_PENDING_HANDSHAKES,
+  MEMBER_ID_MAX,
   MessageType,
   PingFlags,
   PROTOCOL_VERSION,
@@ -44,9 +45,12 @@ import {
   encodePing,
   encodeSessionUnknown,
   encodeVersionUnsupported,
+  decodeLongControl,
+  isPairData,
   isTransport,
   mayAnswerVersion,
   readReceiverIndex,
+  type LongControlMessage,
 } from './wire.js';
 import { EtherlinkError } from '../core/errors.js';
 
@@ -64,6 +68,15 @@ export interface SwitchSessionsHost<L extends Link> {
   linkChanged(member: Member<L>, up: boolean): void;
   /** A control datagram (slow path). */
   send(link: L, datagram: Buffer, to: Buffer): void;
+  /** A long control message from a joined member (PAIR_SEND, MAC_CLAIM). */
+  longControl?(member: Member<L>, msg: LongControlMessage): void;
+  /** An authenticated datagram moved the member's endpoint (roaming): relay routes follow. */
+  roamed?(member: Member<L>): void;
+  /**
+   * A PAIR_DATA datagram that reached JavaScript: the socket's relay table had
+   * no route for it (unknown source or destination, or a member on another socket).
+   */
+  pairData?(link: L, datagram: Buffer, from: Buffer, now: number): void;
 }
 
 export interface SwitchSessionsOptions {
@@ -107,6 +120,8 @@ export interface SessionCounters {
   noSession: number;
   /** --insecure: transport from an address other than the member's (nothing authenticates it, so it cannot roam). */
   wrongEndpoint: number;
+  /** PAIR_DATA the socket's relay table did not forward (unknown source or destination): handled or dropped in JS. */
+  pairUnrouted: number;
   txOversize: number;
   roams: number;
   leaves: number;
@@ -196,6 +211,7 @@ export class SwitchSessions<L extends Link = Link> {
     badVersion: 0,
     noSession: 0,
     wrongEndpoint: 0,
+    pairUnrouted: 0,
     txOversize: 0,
     roams: 0,
     leaves: 0,
@@ -226,12 +242,23 @@ export class SwitchSessions<L extends Link = Link> {
   private readonly log: Logger;
   private handshakesThisSecond = 0;
   private pending = 0;
-  private nextId = 1;
+  /** Member ids (u16) freed, reused oldest first so a stale route rarely meets a new member. */
+  private readonly freeIds: number[] = [];
+  private freeIdAt = 0;
+  private nextFreshId = 1;
+  private readonly byId = new Map<number, Member<L>>();
   // Per receive window: where its datagrams came from.
   private rxAddrs: Buffer = Buffer.alloc(0);
   private rxLink: L | null = null;
   private rxNow = 0;
   private readonly onControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => this.control(kp, buf, off, len);
+  private readonly onLongControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => {
+    const e = this.indices.get(kp.localIndex);
+    if (e === undefined || !e.member.joined) return;
+    const msg = decodeLongControl(buf, off, len);
+    if (msg === null) this.counters.malformed++;
+    else this.host.longControl?.(e.member, msg);
+  };
 
   constructor(
     private readonly host: SwitchSessionsHost<L>,
@@ -331,6 +358,11 @@ export class SwitchSessions<L extends Link = Link> {
         if (!queueOpen(e.kp, buf, off, len, i)) this.counters.replayed++;
         continue;
       }
+      if (isPairData(buf, off, len)) {
+        this.counters.pairUnrouted++;
+        this.host.pairData?.(link, buf.subarray(off, off + len), addrs.subarray(i * ADDR_SLOT, (i + 1) * ADDR_SLOT), now);
+        continue;
+      }
       this.handshakeMessage(link, buf, off, len, addrs, i, now);
     }
     for (const e of touchedKeys) {
@@ -341,13 +373,27 @@ export class SwitchSessions<L extends Link = Link> {
         continue;
       }
       const had = m.ingress.count;
-      const newest = openQueued(e.kp, buf, m.ingress, this.counters, this.onControl);
+      const newest = openQueued(e.kp, buf, m.ingress, this.counters, this.onControl, this.onLongControl);
       if (newest < 0) continue;
       this.heard(m, e.kp, newest);
       if (had === 0 && m.ingress.count > 0) touched.push(m);
     }
     touchedKeys.length = 0;
     return touched;
+  }
+
+  /** The joined member with this id, if any. */
+  byMemberId(id: number): Member<L> | undefined {
+    const m = this.byId.get(id);
+    return m !== undefined && m.joined ? m : undefined;
+  }
+
+  /** A long control message for `m` (CONTROL_DATA on its current keys); false if it has none. */
+  sendLong(m: Member<L>, payload: Buffer): boolean {
+    const kp = m.current;
+    if (kp === null || !kp.confirmed) return false;
+    this.host.send(m.link, sealOne(kp, payload, MessageType.CONTROL_DATA), m.endpoint);
+    return true;
   }
 
   /** Member.send: seal frames for `m` with its current keys. */
@@ -412,6 +458,7 @@ export class SwitchSessions<L extends Link = Link> {
       if (this.rxLink !== null) m.link = this.rxLink;
       this.counters.roams++;
       this.log.info('port roamed', { port: m.name, from, to: formatAddress(m.endpoint) });
+      if (m.joined) this.host.roamed?.(m);
     }
   }
 
@@ -529,8 +576,14 @@ export class SwitchSessions<L extends Link = Link> {
     const announced = decodeExtensions(accepted.extensions)?.name;
     const name = entry?.name ?? (announced !== undefined && announced !== '' ? announced : encodeKey(init.peerPublicKey).slice(0, 8));
     if (m === undefined) {
-      m = new Member(this, this.nextId++, name, encodeKey(init.peerPublicKey), keyHex, now, link);
+      const id = this.allocateId();
+      if (id === 0) {
+        this.counters.switchFull++;
+        return;
+      }
+      m = new Member(this, id, name, encodeKey(init.peerPublicKey), keyHex, now, link);
       this.members.set(keyHex, m);
+      this.byId.set(id, m);
     } else if (entry?.name === undefined) {
       m.name = name;
     }
@@ -631,6 +684,10 @@ export class SwitchSessions<L extends Link = Link> {
     for (const kp of [m.current, m.previous]) if (kp !== null) this.retire(kp);
     m.current = m.previous = null;
     this.members.delete(m.keyHex);
+    if (this.byId.get(m.id) === m) {
+      this.byId.delete(m.id);
+      this.freeIds.push(m.id);
+    }
     if (m.joined) {
       m.joined = false;
       this.host.left(m, reason);
@@ -650,5 +707,19 @@ export class SwitchSessions<L extends Link = Link> {
   private retire(kp: Keypair): void {
     this.indices.delete(kp.localIndex);
     kp.close();
+  }
+
+  /** A free member id (1..MEMBER_ID_MAX), the longest-freed first; 0 when all are taken. */
+  private allocateId(): number {
+    if (this.nextFreshId <= MEMBER_ID_MAX) return this.nextFreshId++;
+    if (this.freeIdAt < this.freeIds.length) {
+      const id = this.freeIds[this.freeIdAt++]!;
+      if (this.freeIdAt > 1024 && this.freeIdAt * 2 > this.freeIds.length) {
+        this.freeIds.splice(0, this.freeIdAt);
+        this.freeIdAt = 0;
+      }
+      return id;
+    }
+    return 0;
   }
 }

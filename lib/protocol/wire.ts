@@ -9,8 +9,15 @@ import {
   ETHERNET_HEADER_SIZE,
   Extension,
   HANDSHAKE_REFUSED_SIZE,
+  LongControl,
+  MAC_RECORD_SIZE,
+  MACS_PER_MESSAGE,
   MessageType,
   NAME_MAX_BYTES,
+  NOT_HERE_SIZE,
+  PairControl,
+  PeerFlags,
+  PAIR_ROUTE_OFFSET,
   PARAMS_SIZE,
   PING_SIZE,
   PREFIX_SIZE,
@@ -24,6 +31,7 @@ import {
   VersionUnsupportedOffset,
 } from './constants.js';
 import { EtherlinkError } from '../core/errors.js';
+import { KEY_SIZE } from '../crypto/constants.js';
 
 const TWO_32 = 0x1_0000_0000;
 
@@ -48,17 +56,36 @@ export function hasPrefix(buf: Uint8Array, off: number, len: number, type: numbe
  * The 16-byte transport header at buf[off]: prefix, receiver index and counter
  * big-endian. `counter` is below 2^53, written as two u32 halves. Not validated: hot path.
  */
-export function writeTransportHeader(buf: Uint8Array, off: number, receiverIndex: number, counter: number): number {
-  writePrefix(buf, off, MessageType.TRANSPORT_DATA);
+export function writeTransportHeader(buf: Uint8Array, off: number, receiverIndex: number, counter: number, type: number = MessageType.TRANSPORT_DATA, route = 0): number {
+  buf[off] = PROTOCOL_VERSION;
+  buf[off + 1] = type;
+  buf[off + 2] = route >>> 8;
+  buf[off + 3] = route & 0xff;
   writeU32(buf, off + TransportOffset.RECEIVER_INDEX, receiverIndex);
   writeU32(buf, off + TransportOffset.COUNTER, Math.floor(counter / TWO_32));
   writeU32(buf, off + TransportOffset.COUNTER + 4, counter >>> 0);
   return TRANSPORT_HEADER_SIZE;
 }
 
-/** Our version, type transport, reserved zero, long enough to hold a tag: worth a key lookup. */
+/** Our version, type transport (frames or control), reserved zero, long enough to hold a tag: worth a key lookup. */
 export function isTransport(buf: Uint8Array, off: number, len: number): boolean {
-  return len >= TRANSPORT_OVERHEAD && hasPrefix(buf, off, len, MessageType.TRANSPORT_DATA);
+  return (
+    len >= TRANSPORT_OVERHEAD &&
+    buf[off] === PROTOCOL_VERSION &&
+    (buf[off + 1] === MessageType.TRANSPORT_DATA || buf[off + 1] === MessageType.CONTROL_DATA) &&
+    buf[off + 2] === 0 &&
+    buf[off + 3] === 0
+  );
+}
+
+/** Our version, type PAIR_DATA, long enough to hold a tag (the route is not checked here). */
+export function isPairData(buf: Uint8Array, off: number, len: number): boolean {
+  return len >= TRANSPORT_OVERHEAD && buf[off] === PROTOCOL_VERSION && buf[off + 1] === MessageType.PAIR_DATA;
+}
+
+/** The destination member id of a PAIR_DATA datagram. */
+export function readRoute(buf: Uint8Array, off: number): number {
+  return (buf[off + PAIR_ROUTE_OFFSET]! << 8) | buf[off + PAIR_ROUTE_OFFSET + 1]!;
 }
 
 /** Receiver index of a transport datagram (or of any message with an index at byte 4). */
@@ -263,4 +290,171 @@ function writeU32(buf: Uint8Array, at: number, v: number): void {
   buf[at + 1] = (v >>> 16) & 0xff;
   buf[at + 2] = (v >>> 8) & 0xff;
   buf[at + 3] = v & 0xff;
+}
+
+// ---------------------------------------------------------------- end to end: long control (port <-> switch) and pair control
+
+/** A MAC and its VLAN as the directory carries them. */
+export interface MacRecord {
+  mac: number;
+  vlan: number;
+}
+
+/** A member's directory entry (PEER), or its withdrawal (flags GONE). */
+export interface PeerMessage {
+  kind: typeof LongControl.PEER;
+  id: number;
+  flags: number;
+  /** 32 bytes; empty when GONE. */
+  publicKey: Buffer;
+  name: string;
+  macs: MacRecord[];
+}
+
+export type LongControlMessage =
+  | { kind: typeof LongControl.PAIR_SEND; dst: number; message: Buffer }
+  | { kind: typeof LongControl.MAC_CLAIM; macs: MacRecord[] }
+  | { kind: typeof LongControl.PAIR_RECV; src: number; publicKey: Buffer; message: Buffer }
+  | PeerMessage;
+
+/** PAIR_SEND: relay handshake `message` to member `dst`. */
+export function encodePairSend(dst: number, message: Uint8Array): Buffer {
+  const b = Buffer.alloc(3 + message.length);
+  b[0] = LongControl.PAIR_SEND;
+  b.writeUInt16BE(dst, 1);
+  b.set(message, 3);
+  return b;
+}
+
+/** PAIR_RECV: handshake `message` from member `src`, whose key the switch vouches for. */
+export function encodePairRecv(src: number, publicKey: Uint8Array, message: Uint8Array): Buffer {
+  const b = Buffer.alloc(3 + KEY_SIZE + message.length);
+  b[0] = LongControl.PAIR_RECV;
+  b.writeUInt16BE(src, 1);
+  b.set(publicKey, 3);
+  b.set(message, 3 + KEY_SIZE);
+  return b;
+}
+
+/** MAC_CLAIM messages for `macs`, MACS_PER_MESSAGE each. */
+export function encodeMacClaims(macs: readonly MacRecord[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < macs.length; at += MACS_PER_MESSAGE) {
+    const part = macs.slice(at, at + MACS_PER_MESSAGE);
+    const b = Buffer.alloc(2 + part.length * MAC_RECORD_SIZE);
+    b[0] = LongControl.MAC_CLAIM;
+    b[1] = part.length;
+    writeMacRecords(b, 2, part);
+    out.push(b);
+  }
+  return out;
+}
+
+/** PEER messages for one member: its key, name and MACs (the first message has RESET; none are sent for no MACs but one). */
+export function encodePeer(id: number, publicKey: Uint8Array, name: string, macs: readonly MacRecord[], self = false): Buffer[] {
+  const nameBytes = truncateUtf8(printable(name), NAME_MAX_BYTES);
+  const out: Buffer[] = [];
+  let at = 0;
+  do {
+    const part = macs.slice(at, at + MACS_PER_MESSAGE);
+    const b = Buffer.alloc(4 + KEY_SIZE + 1 + nameBytes.length + 2 + part.length * MAC_RECORD_SIZE);
+    b[0] = LongControl.PEER;
+    b.writeUInt16BE(id, 1);
+    b[3] = (at === 0 ? PeerFlags.RESET : 0) | (self ? PeerFlags.SELF : 0);
+    b.set(publicKey, 4);
+    let p = 4 + KEY_SIZE;
+    b[p++] = nameBytes.length;
+    b.set(nameBytes, p);
+    p += nameBytes.length;
+    b.writeUInt16BE(part.length, p);
+    writeMacRecords(b, p + 2, part);
+    out.push(b);
+    at += MACS_PER_MESSAGE;
+  } while (at < macs.length);
+  return out;
+}
+
+/** PEER with GONE: member `id` left or was revoked. */
+export function encodePeerGone(id: number): Buffer {
+  const b = Buffer.alloc(4);
+  b[0] = LongControl.PEER;
+  b.writeUInt16BE(id, 1);
+  b[3] = PeerFlags.GONE;
+  return b;
+}
+
+/** A long control plaintext (from an authenticated CONTROL_DATA datagram), or null if malformed. */
+export function decodeLongControl(buf: Buffer, off: number, len: number): LongControlMessage | null {
+  if (len < 1) return null;
+  const end = off + len;
+  const kind = buf[off]!;
+  if (kind === LongControl.PAIR_SEND && len > 3) {
+    const dst = buf.readUInt16BE(off + 1);
+    return dst === 0 ? null : { kind, dst, message: Buffer.from(buf.subarray(off + 3, end)) };
+  }
+  if (kind === LongControl.PAIR_RECV && len > 3 + KEY_SIZE) {
+    const src = buf.readUInt16BE(off + 1);
+    if (src === 0) return null;
+    return { kind, src, publicKey: Buffer.from(buf.subarray(off + 3, off + 3 + KEY_SIZE)), message: Buffer.from(buf.subarray(off + 3 + KEY_SIZE, end)) };
+  }
+  if (kind === LongControl.MAC_CLAIM && len >= 2) {
+    const n = buf[off + 1]!;
+    if (len !== 2 + n * MAC_RECORD_SIZE) return null;
+    return { kind, macs: readMacRecords(buf, off + 2, n) };
+  }
+  if (kind === LongControl.PEER && len >= 4) {
+    const id = buf.readUInt16BE(off + 1);
+    const flags = buf[off + 3]!;
+    if (id === 0) return null;
+    if (flags & PeerFlags.GONE) return len === 4 ? { kind, id, flags, publicKey: Buffer.alloc(0), name: '', macs: [] } : null;
+    let p = off + 4 + KEY_SIZE;
+    if (p + 1 > end) return null;
+    const nameLen = buf[p++]!;
+    if (nameLen > NAME_MAX_BYTES || p + nameLen + 2 > end) return null;
+    let name: string;
+    try {
+      name = strictUtf8.decode(buf.subarray(p, p + nameLen));
+    } catch {
+      return null;
+    }
+    p += nameLen;
+    const n = buf.readUInt16BE(p);
+    p += 2;
+    if (n > MACS_PER_MESSAGE || p + n * MAC_RECORD_SIZE !== end) return null;
+    return { kind, id, flags, publicKey: Buffer.from(buf.subarray(off + 4, off + 4 + KEY_SIZE)), name: printable(name), macs: readMacRecords(buf, p, n) };
+  }
+  return null;
+}
+
+/** NOT_HERE: "`mac` on `vlan` is not behind me". */
+export function encodeNotHere(mac: number, vlan: number): Buffer {
+  const b = Buffer.alloc(NOT_HERE_SIZE);
+  b[0] = PairControl.NOT_HERE;
+  writeMacRecords(b, 1, [{ mac, vlan }]);
+  return b;
+}
+
+export const PAIR_LEAVE_PAYLOAD: Buffer = Buffer.from([PairControl.LEAVE]);
+
+/** A short pair control payload, or null. */
+export function decodePairControl(buf: Buffer, off: number, len: number): { kind: typeof PairControl.LEAVE } | ({ kind: typeof PairControl.NOT_HERE } & MacRecord) | null {
+  const kind = buf[off];
+  if (kind === PairControl.LEAVE && len === 1) return { kind };
+  if (kind === PairControl.NOT_HERE && len === NOT_HERE_SIZE) return { kind, ...readMacRecords(buf, off + 1, 1)[0]! };
+  return null;
+}
+
+function writeMacRecords(b: Buffer, at: number, macs: readonly MacRecord[]): void {
+  for (const { mac, vlan } of macs) {
+    b.writeUInt16BE(Math.floor(mac / TWO_32), at);
+    b.writeUInt32BE(mac >>> 0, at + 2);
+    b.writeUInt16BE(vlan & 0xfff, at + 6);
+    at += MAC_RECORD_SIZE;
+  }
+}
+
+function readMacRecords(b: Buffer, at: number, n: number): MacRecord[] {
+  const out: MacRecord[] = [];
+  for (let k = 0; k < n; k++, at += MAC_RECORD_SIZE) out.push({ mac: b.readUInt16BE(at) * TWO_32 + b.readUInt32BE(at + 2), vlan: b.readUInt16BE(at + 6) & 0xfff });
+  return out;
 }

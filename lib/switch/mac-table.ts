@@ -81,6 +81,8 @@ export interface MacTableOptions<P> {
   onMove?: (entry: Readonly<MacEntry<P>>, from: P, now: number) => void;
   /** A source was not learned because of a limit. */
   onLimit?: (reason: LimitReason, mac: number, vlan: number, port: P) => void;
+  /** The set of MACs behind `port` changed: one was added, moved away or removed (a refresh is no change). */
+  onChange?: (port: P) => void;
 }
 
 /** The forwarding database, modelled on the Linux bridge: (MAC, VLAN) -> port, with ageing, static entries, moves, a hold against theft, and limits. */
@@ -105,6 +107,7 @@ export class MacTable<P> {
   private total = 0;
   private readonly onMove: MacTableOptions<P>['onMove'];
   private readonly onLimit: MacTableOptions<P>['onLimit'];
+  private readonly onChange: MacTableOptions<P>['onChange'];
 
   constructor(opts: MacTableOptions<P> = {}) {
     this.ageingMs = positive('ageingMs', opts.ageingMs ?? DEFAULT_AGEING_MS);
@@ -114,6 +117,7 @@ export class MacTable<P> {
     this.claimTtlMs = positive('claimTtlMs', opts.claimTtlMs ?? Math.max(1, CLAIM_TTL_HOLDS * this.moveHoldMs));
     this.onMove = opts.onMove;
     this.onLimit = opts.onLimit;
+    this.onChange = opts.onChange;
   }
 
   /** All entries, static included. */
@@ -265,6 +269,14 @@ export class MacTable<P> {
     this.total = 0;
   }
 
+  /** The live entries behind `port` (static included), as (mac, vlan). */
+  entriesOf(port: P, now: number): { mac: number; vlan: number }[] {
+    const out: { mac: number; vlan: number }[] = [];
+    const own = this.byPort.get(port);
+    if (own !== undefined) for (const e of own) if (!this.expired(e, now)) out.push({ mac: e.mac, vlan: e.vlan });
+    return out;
+  }
+
   /** A copy of every entry, for status output. */
   entries(): MacEntry<P>[] {
     const out: MacEntry<P>[] = [];
@@ -324,6 +336,7 @@ export class MacTable<P> {
       this.byPort.set(e.port, own);
     }
     own.add(e);
+    this.onChange?.(e.port);
   }
 
   private unlink(e: Entry<P>): void {
@@ -331,6 +344,7 @@ export class MacTable<P> {
     if (own === undefined) return;
     own.delete(e);
     if (own.size === 0) this.byPort.delete(e.port);
+    this.onChange?.(e.port);
   }
 
   private delete(macs: Map<number, Entry<P>>, vlan: number, e: Entry<P>): void {

@@ -141,6 +141,10 @@ export class Switch extends EventEmitter {
    * are valid only during the call; it must not throw or send. Null: no cost.
    */
   onIngress: ((port: SwitchPort, batch: FrameBatch) => void) | null = null;
+  /** A known-unicast frame went from `from` to `to` (called on the first such frame per egress port per batch). */
+  onUnicast: ((from: SwitchPort, to: SwitchPort) => void) | null = null;
+  /** The MACs behind `port` changed (learned, moved away, aged, flushed). */
+  onMacsChanged: ((port: SwitchPort) => void) | null = null;
   private readonly clock: () => number;
   private readonly sweepIntervalMs: number;
   // Replaced, never mutated, so a batch in flight keeps a stable list even if
@@ -165,6 +169,7 @@ export class Switch extends EventEmitter {
       ageingMs,
       onMove: (e, from) => this.emit('mac-move', { mac: formatMac(e.mac), vlan: e.vlan, from, to: e.port } satisfies MacMoveEvent),
       onLimit: (reason, mac, vlan, port) => this.limitHit(reason, mac, vlan, port),
+      onChange: (port) => this.onMacsChanged?.(port),
     };
     if (opts.maxEntries !== undefined) tableOpts.maxEntries = opts.maxEntries;
     if (opts.maxPerPort !== undefined) tableOpts.maxPerPort = opts.maxPerPort;
@@ -241,6 +246,18 @@ export class Switch extends EventEmitter {
     this.claimTimerAt = Infinity;
   }
 
+  /**
+   * MACs a port reports it uses where the switch does not see its frames (end
+   * to end): learned under the same policy as a frame's source — limits, the
+   * move hold, no group or zero address.
+   */
+  learnReported(handle: SwitchPort, macs: readonly { mac: number; vlan: number }[]): void {
+    if (!handle.attached || !handle.linkUp) return;
+    const now = this.clock();
+    for (const { mac, vlan } of macs) if (mac !== 0 && !isMulticast(mac)) this.macTable.learn(mac, vlan, handle, now);
+    if (this.macTable.pendingClaims > 0) this.scheduleClaims();
+  }
+
   /** Drop expired MACs now; returns how many (the timer does it every few seconds). */
   sweep(): number {
     return this.macTable.sweep(this.clock());
@@ -310,7 +327,10 @@ export class Switch extends EventEmitter {
         const out = table.lookup(dst, vlan, now);
         if (out !== undefined) {
           if (out === ingress) { samePort++; continue; }
-          if (out.egress.count === 0) this.claim(out, buf, n);
+          if (out.egress.count === 0) {
+            this.claim(out, buf, n);
+            if (this.onUnicast !== null) this.onUnicast(ingress, out);
+          }
           out.egress.push(off, len);
           out.pendingBytes += len;
           continue;

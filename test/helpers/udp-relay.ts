@@ -6,6 +6,9 @@
 //
 // Prints "relay ready" once bound. SIGUSR1: stop injecting (forward only, still
 // reordering) and print "relay stats {json}" with what was injected per direction.
+// SIGUSR2: start the `attack` on end-to-end datagrams (PAIR_DATA) going up —
+// 'flip' one ciphertext bit, or 'redirect' them to member `redirectTo` — and
+// print "attack on".
 import { createSocket, type RemoteInfo } from 'node:dgram';
 
 interface RelayOptions {
@@ -21,6 +24,10 @@ interface RelayOptions {
   replayEveryDown: number;
   /** Exit after this long whatever happens. */
   maxMs: number;
+  /** What SIGUSR2 starts doing to PAIR_DATA from the port: 'flip' a ciphertext bit, or 'redirect' to another member. */
+  attack: 'none' | 'flip' | 'redirect';
+  /** The member id 'redirect' writes into the route bytes. */
+  redirectTo: number;
 }
 
 const [listenHost, listenPort, targetHost, targetPort, json] = process.argv.slice(2);
@@ -32,6 +39,8 @@ const o: RelayOptions = {
   replayEveryUp: 40,
   replayEveryDown: 40,
   maxMs: 120_000,
+  attack: 'none',
+  redirectTo: 0,
   ...(json ? (JSON.parse(json) as Partial<RelayOptions>) : {}),
 };
 /** Earlier datagrams kept per direction for replay. */
@@ -39,7 +48,25 @@ const RING = 512;
 
 let injecting = true;
 
-const isTransport = (b: Buffer): boolean => b.length >= 32 && b[0] === 2 && b[1] === 0x24;
+/** Transport data of either kind: port-switch (0x24 frames, 0x28 control) or end to end (0x27). */
+const isTransport = (b: Buffer): boolean => b.length >= 32 && b[0] === 2 && (b[1] === 0x24 || b[1] === 0x27 || b[1] === 0x28);
+const isPairData = (b: Buffer): boolean => b.length >= 32 && b[0] === 2 && b[1] === 0x27;
+let attacking = false;
+const attacked = { flipped: 0, redirected: 0 };
+
+/** The attack on one datagram from the port, when on. */
+function attack(b: Buffer): Buffer {
+  if (!attacking || !isPairData(b)) return b;
+  if (o.attack === 'flip') {
+    const at = 16 + ((b.length - 32) >> 1); // a ciphertext bit (or the tag's, for an empty keepalive)
+    b[at] = b[at]! ^ 0x10;
+    attacked.flipped++;
+  } else if (o.attack === 'redirect') {
+    b.writeUInt16BE(o.redirectTo, 2);
+    attacked.redirected++;
+  }
+  return b;
+}
 
 class Lane {
   readonly stats = { forwarded: 0, duplicated: 0, replayed: 0 };
@@ -95,7 +122,7 @@ const down = new Lane((b) => peer !== null && client.send(b, peer.port, peer.add
 
 client.on('message', (b, rinfo) => {
   peer = rinfo;
-  up.push(b);
+  up.push(attack(b));
 });
 upstream.on('message', (b) => down.push(b));
 
@@ -108,7 +135,11 @@ upstream.bind(0, ready);
 
 process.on('SIGUSR1', () => {
   injecting = false;
-  process.stdout.write(`relay stats ${JSON.stringify({ up: up.stats, down: down.stats })}\n`);
+  process.stdout.write(`relay stats ${JSON.stringify({ up: up.stats, down: down.stats, attacked })}\n`);
+});
+process.on('SIGUSR2', () => {
+  attacking = true;
+  process.stdout.write('attack on\n');
 });
 process.on('SIGTERM', () => process.exit(0));
 setTimeout(() => process.exit(0), o.maxMs);

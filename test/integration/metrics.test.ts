@@ -146,14 +146,15 @@ test('the exposition parses: HELP and TYPE before samples, one family each, coun
   assert.equal(notFound.status, 404);
 });
 
-test('during a 20 MB transfer h1 -> h2, h1 rx bytes on the switch grow by about 20 MB', async (t) => {
+test('during a 20 MB transfer h1 -> h2, the bytes the switch relays from h1 grow by about 20 MB', async (t) => {
   if (!requireRoot(t)) return;
   const l = await lan();
   const [h1, h2] = [l.hosts[0]!.ns, l.hosts[1]!.ns];
   const file = join(tmp, 'payload.bin');
   writeFileSync(file, randomBytes(TRANSFER_BYTES));
-  const h1rx = (f: Map<string, Family>): number => value(f, 'etherlink_switch_port_bytes_total', { port: 'h1', direction: 'rx' });
-  const h2tx = (f: Map<string, Family>): number => value(f, 'etherlink_switch_port_bytes_total', { port: 'h2', direction: 'tx' });
+  // The transfer goes end to end: the switch relays it unopened (datagram bytes: 32 per frame above Ethernet's).
+  const h1rx = (f: Map<string, Family>): number => value(f, 'etherlink_switch_port_relayed_bytes_total', { port: 'h1', direction: 'from' });
+  const h2tx = (f: Map<string, Family>): number => value(f, 'etherlink_switch_port_relayed_bytes_total', { port: 'h2', direction: 'to' });
   const devRx = (f: Map<string, Family>): number => value(f, 'etherlink_port_bytes_total', { direction: 'rx' });
 
   const rx = h2.spawn(process.execPath, [bin('etherlink'), 'transfer', 'receive', '10.99.0.2', '5001', join(tmp, 'received.bin')]);
@@ -179,7 +180,8 @@ test('during a 20 MB transfer h1 -> h2, h1 rx bytes on the switch grow by about 
   assert.equal(value(port1, 'etherlink_port_joined'), 1);
   const rtt = value(port1, 'etherlink_port_rtt_seconds');
   assert.ok(rtt > 0 && rtt < 1, `rtt ${rtt} s`);
-  assert.ok(value(sw1, 'etherlink_switch_port_frames_total', { port: 'h1', direction: 'rx' }) > value(sw0, 'etherlink_switch_port_frames_total', { port: 'h1', direction: 'rx' }));
+  assert.ok(value(sw1, 'etherlink_switch_port_relayed_datagrams_total', { port: 'h1', direction: 'from' }) > value(sw0, 'etherlink_switch_port_relayed_datagrams_total', { port: 'h1', direction: 'from' }));
+  assert.ok(value(port1, 'etherlink_port_path_frames_total', { path: 'pair' }) - value(port0, 'etherlink_port_path_frames_total', { path: 'pair' }) > 1000, 'h1 sealed the transfer end to end');
 });
 
 test('--metrics on a port in use: exit 1 naming --metrics', async (t) => {

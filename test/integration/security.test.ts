@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildStar, cleanup, collect, ensureTools, requireRoot, runTag, spawnTracked, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
-import { bin, controlArgs, count, execIn, lanKeys, pingOnce, protocolCounters, root, startPort, startSwitch, switchStatus, SWITCH_PORT } from '../helpers/lan.js';
+import { bin, controlArgs, count, execIn, lanKeys, pingOnce, portStatus, protocolCounters, root, startPort, startSwitch, switchStatus, SWITCH_PORT } from '../helpers/lan.js';
 
 const ip4 = (i: number): string => `10.99.0.${i}`;
 const tmp = mkdtempSync(join(tmpdir(), 'etl-sec-'));
@@ -389,6 +389,7 @@ test('a member flooding 10,000 random source MACs fills only its own 64-MAC quot
   ]);
   const status = await switchStatus(l.vswitch);
   const rssAfter = rss(pid);
+  for (const i of [0, 2]) t.diagnostic(`h${i + 1}: ${(/ {2}end to end: [^\n]*/.exec(await portStatus(l.vports[i]!)) ?? [''])[0].trim()}`);
   for (const [name, p] of [['h1 -> h3', p13], ['h2 -> h1', p21]] as const) {
     const s = pingStats(p.out);
     t.diagnostic(`${name} during the flood: ${s.received}/${s.sent}`);
@@ -396,7 +397,8 @@ test('a member flooding 10,000 random source MACs fills only its own 64-MAC quot
   }
 
   const refused = notLearned(status) - notLearned(before);
-  const row = /^\d+\s+h4\s.*\s(\d+)$/m.exec(/PORTS \(\d+\)\n([\s\S]*?)\n\n/.exec(status)?.[1] ?? '');
+  // The MACS column, before RELAYED FROM/TO.
+  const row = /^\d+\s+h4\s.*\s(\d+)\s+\S+$/m.exec(/PORTS \(\d+\)\n([\s\S]*?)\n\n/.exec(status)?.[1] ?? '');
   assert.ok(row, `h4 in the PORTS table:\n${status}`);
   const macsColumn = Number(row[1]);
   const macRows = count(/MAC TABLE \(\d+\)\n([\s\S]*?)\n\n/.exec(status)?.[1] ?? '', /^\S+\s+\d+\s+\d+ h4\s/m);

@@ -176,6 +176,8 @@ function portUncountedShape(buf: Buffer, off: number, len: number): boolean {
 
 const SWITCH_ACCOUNTED = [
   'unknownIndex',
+  // PAIR_DATA the relay table (native, absent here) did not take: handed to the server, which drops or relays it.
+  'pairUnrouted',
   'replayed',
   'authFailed',
   'malformed',
