@@ -8,7 +8,7 @@ import { formatPortStatus, portStatusReport } from '../lib/daemon/status.js';
 import { renderPortMetrics } from '../lib/daemon/metrics.js';
 import { defaultPortControlPath } from '../lib/daemon/control.js';
 import { MAX_MTU, MIN_MTU, parseCidr, validateTapOptions } from '../lib/io/tap.js';
-import { DEFAULT_TAP_MTU } from '../lib/protocol/constants.js';
+import { DEFAULT_TAP_MTU, MAX_PAIR_SESSIONS_DEFAULT, MEMBER_ID_MAX } from '../lib/protocol/constants.js';
 import { cliFail, fatal, parsePortNumber, UsageError } from '../cli/args.js';
 import { parseWithConfig, PORT_FIELD_RULES, PORT_LIVE_FIELDS } from '../cli/config.js';
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
@@ -32,6 +32,7 @@ const parser = commonOptions(
     .option('ip', { type: 'string', array: true, describe: 'address in CIDR form (repeatable; IPv4 and IPv6)' })
     .option('mtu', { type: 'number', default: DEFAULT_TAP_MTU, describe: 'device MTU (default fits a 1500-byte IPv6 underlay)' })
     .option('mac', { type: 'string', describe: 'device MAC address (default: random)' })
+    .option('max-pair-sessions', { type: 'number', default: MAX_PAIR_SESSIONS_DEFAULT, describe: 'end-to-end sessions with other ports held at once; the least recently used closes first' })
     .option('port-name', { type: 'string', describe: "how the switch names this port where its allow file gives no name (default HOSTNAME/IFNAME)" })
     .example('$0 switch.example.net 9999 --key port.key --switch-key SWITCHPUB= --name etl0 --ip 10.99.0.2/24', 'join with an IPv4 address')
     .example('$0 2001:db8::1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.3/24 --ip fd00:99::3/64', 'an IPv6 switch, dual-stack LAN')
@@ -58,6 +59,8 @@ try {
   for (const ip of tap.addresses) flag('--ip', () => parseCidr(ip));
   if (!Number.isInteger(tap.mtu) || tap.mtu < MIN_MTU || tap.mtu > MAX_MTU) throw new UsageError(`--mtu ${tap.mtu} is out of range: use an integer from ${MIN_MTU} to ${MAX_MTU}`);
   if (tap.mac !== undefined) flag('--mac', () => validateTapOptions({ mac: tap.mac }));
+  const maxPairs = argv['max-pair-sessions'];
+  if (!Number.isInteger(maxPairs) || maxPairs < 1 || maxPairs > MEMBER_ID_MAX) throw new UsageError(`--max-pair-sessions ${maxPairs} is out of range: use an integer from 1 to ${MEMBER_ID_MAX}`);
 } catch (err) {
   cliFail((err as Error).message, undefined);
 }
@@ -108,6 +111,7 @@ try {
     tap,
     ...(argv['port-name'] !== undefined ? { name: argv['port-name'] } : {}),
     ...(argv['rekey-after'] !== undefined ? { rekeyAfterS: argv['rekey-after'] } : {}),
+    maxPairSessions: argv['max-pair-sessions'],
     logger: log,
   });
 } catch (err) {

@@ -370,6 +370,7 @@ export const PORT_FIELD_RULES: Readonly<Record<string, Partial<FieldSpec>>> = {
   port: { type: 'integer', min: 1, max: 65535 },
   mtu: { type: 'integer', min: 68, max: 65535 },
   'rekey-after': { min: 1 },
+  'max-pair-sessions': { type: 'integer', min: 1, max: 65535 },
 };
 
 /** Long flags given on the command line (`--name` or `--name=value`), up to a bare `--`. */

@@ -74,6 +74,7 @@ export class Directory<M> {
       const msg = this.host.gone(target);
       for (const viewer of v) {
         if (viewer === target) continue;
+        this.watching.get(viewer)?.delete(target);
         this.host.send(viewer, msg);
         this.sent++;
       }

@@ -353,7 +353,7 @@ export class PairSessions {
     }
     const kp = this.keypair(p, accepted.keys, now);
     if (p.next !== null) this.retire(p.next);
-    else this.makeRoom(p);
+    this.makeRoom(p);
     p.next = kp;
     p.lastUsed = now;
   }
@@ -369,7 +369,7 @@ export class PairSessions {
     p.handshake = null;
     p.nextRetryAt = Infinity;
     p.attempts = 0;
-    if (!had) this.makeRoom(p);
+    this.makeRoom(p);
     if (p.previous !== null) this.retire(p.previous);
     p.previous = p.current;
     p.current = kp;
@@ -591,13 +591,14 @@ export class PairSessions {
         continue;
       }
       const dst = readMac(buf, off + ETHERNET.DST_OFFSET);
+      if (isMulticast(dst)) {
+        // Flooding is the switch's job: a group frame never comes end to end.
+        this.counters.dstGroup++;
+        continue;
+      }
       if (dst !== lastDst) {
         dstOk = this.own.get(vlan)?.has(dst) === true;
         lastDst = dst;
-        if (!dstOk && isMulticast(dst)) {
-          this.counters.dstGroup++;
-          continue;
-        }
         if (!dstOk) this.notHere(p, dst, vlan);
       }
       if (!dstOk) {
@@ -694,12 +695,12 @@ export class PairSessions {
   /** Tell the switch which of our MACs pair sessions used: its entries must not age or be taken while we use them. */
   private claim(): void {
     const used: MacRecord[] = [];
-    for (const [vlan, macs] of this.own) {
+    outer: for (const [vlan, macs] of this.own) {
       for (const [mac, u] of macs) {
+        if (used.length >= LOCAL_MACS_MAX) break outer;
         if (!u) continue;
         used.push({ mac, vlan });
         macs.set(mac, false);
-        if (used.length >= LOCAL_MACS_MAX) break;
       }
     }
     for (const m of encodeMacClaims(used)) this.host.toSwitch(m);
@@ -751,6 +752,7 @@ export class PairSessions {
 
   /** A new session for `p`: close the least recently used one when at the limit. */
   private makeRoom(p: Peer): void {
+    if (p.counted) return;
     p.counted = true;
     this.sessions++;
     if (this.sessions <= this.maxSessions) return;

@@ -399,7 +399,7 @@ export function decodeLongControl(buf: Buffer, off: number, len: number): LongCo
   }
   if (kind === LongControl.MAC_CLAIM && len >= 2) {
     const n = buf[off + 1]!;
-    if (len !== 2 + n * MAC_RECORD_SIZE) return null;
+    if (n > MACS_PER_MESSAGE || len !== 2 + n * MAC_RECORD_SIZE) return null;
     return { kind, macs: readMacRecords(buf, off + 2, n) };
   }
   if (kind === LongControl.PEER && len >= 4) {
