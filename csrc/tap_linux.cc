@@ -66,6 +66,7 @@ class Tap : public PolledHandle<Tap> {
                                  InstanceAccessor<&Tap::GetFd>("fd"),
                                  InstanceAccessor<&Tap::GetOffloads>("offloads"),
                                  InstanceMethod<&Tap::Write>("write"),
+                                 InstanceMethod<&Tap::SetTrustChecksums>("setTrustChecksums"),
                              });
   }
 
@@ -218,6 +219,14 @@ class Tap : public PolledHandle<Tap> {
     stats_[kTxSuperFrames]++;
     stats_[kTxBytes] += static_cast<double>(n) - sizeof h;
     return j - i;
+  }
+
+  // setTrustChecksums(trust): see Coalescer::set_trust_checksums.
+  Napi::Value SetTrustChecksums(const Napi::CallbackInfo& info) {
+    RequireArgs(info, 1, "setTrustChecksums(trust)");
+    if (!info[0].IsBoolean()) ThrowCode(info.Env(), kErrInvalidArgType, "setTrustChecksums: trust must be a boolean");
+    coalescer_.set_trust_checksums(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
   }
 
   // write(buf, offsets, lengths, count) -> frames written or queued.

@@ -44,6 +44,7 @@ export {
 } from './crypto/keys.js';
 export { TRANSPORT_CIPHERS, DEFAULT_CIPHER, DEFAULT_TAP_MTU, PROTOCOL_VERSION, type TransportCipherName } from './protocol/constants.js';
 export type { PortSessionState } from './protocol/port-session.js';
+export type { PairCounters, PeerStatus } from './protocol/pair-sessions.js';
 export type { SessionCounters } from './protocol/switch-sessions.js';
 
 // ---------------------------------------------------------------- devices, sockets and frames

@@ -217,6 +217,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       throw err;
     }
     const client = new PortClient(opts, id, address, tap, socket);
+    // Everything written to the device arrived authenticated, unless the cipher is 'none'.
+    tap.trustChecksums(id.cipher !== 'none');
     client.log.info('joining switch', { switch: client.switchAddress, device: tap.name, mac: tap.mac, mtu: tap.mtu, mode: client.mode });
     if (!tap.linkUp) client.setLinkUp(false);
     client.session.start(Date.now());

@@ -98,6 +98,8 @@ export interface NativeTap {
   readonly offloads: string;
   /** Write frames buf[offsets[i]..+lengths[i]] for i < count; returns how many were written or queued. */
   write(buf: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  /** Coalescing skips the per-segment TCP checksum check (frames that arrived authenticated). */
+  setTrustChecksums(trust: boolean): void;
   pause(): void;
   resume(): void;
   ref(): void;
