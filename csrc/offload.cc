@@ -33,13 +33,39 @@ inline void Put32(uint8_t* p, uint32_t v) {
   p[3] = static_cast<uint8_t>(v);
 }
 
-// One's-complement sum of big-endian 16-bit words, not folded.
+// One's-complement sum of big-endian 16-bit words, not folded. The bulk is
+// summed as native-order 32-bit words in a 64-bit accumulator: a one's-
+// complement sum is byte-order independent up to a final byte swap (RFC 1071,
+// 2(B)), so only the folded result is converted — a quarter of the loads and
+// no swap per word (this was 9 % of a sending vport's CPU in perf).
 uint64_t Sum(const uint8_t* p, size_t n, uint64_t acc) {
-  while (n >= 8) {
-    acc += (static_cast<uint64_t>(Get16(p)) + Get16(p + 2)) + (static_cast<uint64_t>(Get16(p + 4)) + Get16(p + 6));
-    p += 8;
-    n -= 8;
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  while (n >= 16) {
+    uint32_t w[4];
+    std::memcpy(w, p, sizeof w);
+    s0 += w[0];
+    s1 += w[1];
+    s2 += w[2];
+    s3 += w[3];
+    p += 16;
+    n -= 16;
   }
+  while (n >= 4) {
+    uint32_t w;
+    std::memcpy(&w, p, sizeof w);
+    s0 += w;
+    p += 4;
+    n -= 4;
+  }
+  // Each accumulator took at most n / 16 words below 2^32: far from overflow for any frame. Fold them together.
+  uint64_t s = (s0 & 0xffffffffu) + (s0 >> 32) + (s1 & 0xffffffffu) + (s1 >> 32) + (s2 & 0xffffffffu) + (s2 >> 32) +
+               (s3 & 0xffffffffu) + (s3 >> 32);
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  uint16_t native = static_cast<uint16_t>(s);
+  uint8_t bytes[2];
+  std::memcpy(bytes, &native, sizeof bytes);
+  acc += Get16(bytes);  // the folded sum read as big-endian: swapped on a little-endian machine
+  // The rest starts at an even offset, so it is whole big-endian words and maybe one byte.
   while (n >= 2) {
     acc += Get16(p);
     p += 2;
