@@ -171,6 +171,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         cipher: id.cipher,
         ...(id.psk !== undefined ? { psk: id.psk } : {}),
         name: portName(opts.name ?? `${hostname()}/${tap.name}`),
+        pairs: true,
         ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
       },
     );

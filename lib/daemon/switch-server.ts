@@ -250,7 +250,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.switch.onUnicast = (from, to) => {
       const a = this.memberOf(from);
       const b = this.memberOf(to);
-      if (a === undefined || b === undefined || this.directory.knows(a, b)) return;
+      if (a === undefined || b === undefined || !a.pairs || !b.pairs || this.directory.knows(a, b)) return;
       this.directory.subscribe(a, b);
       this.directory.subscribe(b, a);
     };
@@ -335,7 +335,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       return;
     }
     const d = this.sessions.byMemberId(msg.dst);
-    if (d === undefined || d === m || !this.handles.has(d)) {
+    if (d === undefined || d === m || !d.pairs || !m.pairs || !this.handles.has(d)) {
       this.sessions.sendLong(m, encodePeerGone(msg.dst));
       return;
     }
@@ -378,8 +378,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const handle = this.switch.addPort(m, { name: m.name });
     this.handles.set(m, handle);
     this.route(m);
-    // A member hears its own entry: its id, and later the MACs it may send from end to end.
-    this.directory.subscribe(m, m);
+    // A member that runs pair sessions hears its own entry: its id, and later the MACs it may send from end to end.
+    if (m.pairs) this.directory.subscribe(m, m);
     const info = this.info(m, handle.id);
     this.log.info('port joined', { port: m.name, address: info.address, key: m.publicKey });
     this.emit('port-joined', info);

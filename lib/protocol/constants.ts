@@ -70,6 +70,11 @@ export const INITIATION_MAX_SIZE = INITIATION_SIZE + EXTENSIONS_MAX_SIZE;
 export const Extension = {
   /** UTF-8, printable, at most NAME_MAX_BYTES: how the port calls itself in the switch's logs. */
   NAME: 1,
+  /**
+   * No value: the port runs pair sessions (end to end). Only such members get
+   * directory entries and relayed handshakes; any other is switched hop by hop.
+   */
+  PAIRS: 2,
 } as const;
 /** Largest port name an initiation carries (it is for logs and status only). */
 export const NAME_MAX_BYTES = 32;

@@ -57,6 +57,8 @@ export interface PortSessionOptions {
   cipher?: TransportCipherName;
   /** How this port calls itself in the switch's logs and status (sent encrypted in the initiation). */
   name?: string;
+  /** Announce that this port runs pair sessions (PortClient does): the switch then gives it the directory. */
+  pairs?: boolean;
   /** Shortened in tests to exercise rekeying. */
   rekeyAfterMs?: number;
   rejectAfterMs?: number;
@@ -176,7 +178,7 @@ export class PortSession {
     this.random = opts.random ?? randomBytes;
     this.monotonic = opts.monotonic ?? (() => performance.now());
     this.indices = new IndexTable(this.random);
-    this.extensions = encodeExtensions(opts.name !== undefined ? { name: opts.name } : {});
+    this.extensions = encodeExtensions({ ...(opts.name !== undefined ? { name: opts.name } : {}), ...(opts.pairs === true ? { pairs: true } : {}) });
   }
 
   get isJoined(): boolean {

@@ -140,6 +140,8 @@ export class Member<L extends Link = Link> implements Port {
   joined = false;
   /** Whether the member's device is up, as its last ping said. */
   linkUp = true;
+  /** The member runs pair sessions (announced in its initiation): it gets directory entries and relayed handshakes. */
+  pairs = false;
   lastHandshake = 0;
   rekeys = 0;
   /** @internal */ current: Keypair | null = null;
@@ -573,7 +575,8 @@ export class SwitchSessions<L extends Link = Link> {
       }
       return;
     }
-    const announced = decodeExtensions(accepted.extensions)?.name;
+    const ext = decodeExtensions(accepted.extensions);
+    const announced = ext?.name;
     const name = entry?.name ?? (announced !== undefined && announced !== '' ? announced : encodeKey(init.peerPublicKey).slice(0, 8));
     if (m === undefined) {
       const id = this.allocateId();
@@ -587,6 +590,7 @@ export class SwitchSessions<L extends Link = Link> {
     } else if (entry?.name === undefined) {
       m.name = name;
     }
+    m.pairs = ext?.pairs === true;
     // The initiation proved the key (its timestamp decrypts only with it): reply where it came from.
     from.copy(m.endpoint);
     m.link = link;

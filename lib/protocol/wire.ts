@@ -215,6 +215,8 @@ export function mayAnswerVersion(buf: Uint8Array, off: number, len: number): boo
 export interface Extensions {
   /** How the port calls itself (logs and status). */
   name?: string;
+  /** The port runs pair sessions (end to end). */
+  pairs?: boolean;
 }
 
 /** The extension bytes of an initiation's payload (after the timestamp). Throws ERR_OUT_OF_RANGE when they would not fit. */
@@ -224,6 +226,7 @@ export function encodeExtensions(ext: Extensions): Buffer {
     const name = truncateUtf8(printable(ext.name), NAME_MAX_BYTES);
     parts.push(Buffer.from([Extension.NAME, name.length]), name);
   }
+  if (ext.pairs === true) parts.push(Buffer.from([Extension.PAIRS, 0]));
   const out = Buffer.concat(parts);
   if (out.length > EXTENSIONS_MAX_SIZE) throw new EtherlinkError('ERR_OUT_OF_RANGE', `initiation extensions take ${out.length} bytes; at most ${EXTENSIONS_MAX_SIZE}`);
   return out;
@@ -248,6 +251,9 @@ export function decodeExtensions(bytes: Uint8Array): Extensions | null {
       }
       if (len > NAME_MAX_BYTES || printable(name) !== name) return null;
       out.name = name;
+    } else if (type === Extension.PAIRS) {
+      if (len !== 0) return null;
+      out.pairs = true;
     }
     at += 2 + len;
   }

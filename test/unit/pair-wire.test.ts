@@ -19,8 +19,10 @@ import {
 } from '../../lib/protocol/constants.js';
 import {
   PAIR_LEAVE_PAYLOAD,
+  decodeExtensions,
   decodeLongControl,
   decodePairControl,
+  encodeExtensions,
   encodeMacClaims,
   encodeNotHere,
   encodePairRecv,
@@ -297,4 +299,13 @@ test('random and mutated input never makes the pair decoders throw', () => {
     assert.deepEqual(decodeLongControl(m, 0, m.length), d, 'the same answer wherever the message sits');
     decodePairControl(e.buf, e.off, e.len);
   }
+});
+
+test('the PAIRS initiation extension: announced, decoded, refused with a value, absent by default', () => {
+  const both = encodeExtensions({ name: 'h1', pairs: true });
+  assert.deepEqual(decodeExtensions(both), { name: 'h1', pairs: true });
+  assert.deepEqual(decodeExtensions(encodeExtensions({ name: 'h1' })), { name: 'h1' });
+  assert.deepEqual(decodeExtensions(encodeExtensions({ pairs: true })), { pairs: true });
+  // PAIRS carries no value: one with a value is malformed, not a flag.
+  assert.equal(decodeExtensions(Buffer.from([2, 1, 0])), null);
 });
