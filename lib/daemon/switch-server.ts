@@ -28,7 +28,7 @@ import {
 } from '../protocol/constants.js';
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { Member, RECEIVE_WINDOW, SwitchSessions, type Link, type SessionCounters } from '../protocol/switch-sessions.js';
-import { encodePairRecv, encodePeer, encodePeerGone, readRoute, type LongControlMessage } from '../protocol/wire.js';
+import { encodeEndpointUnknown, encodePairRecv, encodePeer, encodePeerGone, readReceiverIndex, readRoute, type LongControlMessage } from '../protocol/wire.js';
 import { TokenBucket } from '../protocol/limits.js';
 import { Directory } from './directory.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
@@ -356,6 +356,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const src = this.byEndpoint.get(from.toString('hex'));
     if (src === undefined) {
       this.pairDropped++;
+      // Perhaps a member whose NAT mapping changed: its ping from the new address moves it (roaming).
+      if (this.goneBudget.take(now)) link.socket.sendTo(encodeEndpointUnknown(readReceiverIndex(datagram, 0)), Buffer.from(from));
       return;
     }
     const dst = this.sessions.byMemberId(readRoute(datagram, 0));
@@ -366,7 +368,6 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     if (dst.link.socket.closed) return;
     this.pairRelayedSlow++;
-    void link;
     dst.link.socket.sendTo(Buffer.from(datagram), dst.endpoint);
   }
 

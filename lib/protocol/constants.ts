@@ -38,6 +38,13 @@ export const MessageType = {
    * handshakes, MAC claims. Same keys, counter and replay window as TRANSPORT_DATA.
    */
   CONTROL_DATA: 0x28,
+  /**
+   * "End-to-end data came from an address I know no member at": the port
+   * moved (a NAT rebinding). Unauthenticated, like SESSION_UNKNOWN: it can
+   * only make the port ping (authenticated) sooner, and that ping moves its
+   * endpoint and its relay route.
+   */
+  ENDPOINT_UNKNOWN: 0x29,
   /** "I don't speak that version": layout fixed forever. */
   VERSION_UNSUPPORTED: 0xff,
 } as const;
@@ -110,6 +117,9 @@ export const TRANSPORT_OVERHEAD = TRANSPORT_HEADER_SIZE + AEAD_TAG_SIZE;
 export const PAIR_ROUTE_OFFSET = 2;
 /** Member ids the switch hands out: u16, never 0. */
 export const MEMBER_ID_MAX = 0xffff;
+
+/** ENDPOINT_UNKNOWN: the prefix, then the receiver index of the PAIR_DATA it answers (so only its sender can match it). */
+export const ENDPOINT_UNKNOWN_SIZE = 8;
 
 /** SESSION_UNKNOWN: prefix, then the receiver index the switch did not know. Smaller than any transport message. */
 export const SESSION_UNKNOWN_SIZE = 8;

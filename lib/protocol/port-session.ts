@@ -40,6 +40,7 @@ import {
   decodeHandshakeRefused,
   decodeLongControl,
   decodeSessionUnknown,
+  isEndpointUnknown,
   decodeVersionUnsupported,
   encodeExtensions,
   encodePing,
@@ -128,6 +129,7 @@ export class PortSession {
   private lastHeard = 0;
   private lastHandshakeAt = 0;
   private lastHintAt = -Infinity;
+  private lastEndpointHintAt = -Infinity;
   /** The last problem reported, so a retry series reports each kind once. */
   private lastProblem = '';
   /** The switch said it lost our session: the next completed handshake is a rejoin, not a rekey. */
@@ -155,6 +157,8 @@ export class PortSession {
     malformed: 0,
     cookies: 0,
     ignored: 0,
+    /** ENDPOINT_UNKNOWN hints acted on (a ping sent at once). */
+    endpointHints: 0,
   };
   private readonly onControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => this.control(kp, buf, off, len);
   private readonly onLongControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => {
@@ -406,6 +410,18 @@ export class PortSession {
         REFUSED_HINTS[refused.reason] ??
           `the switch refused the handshake: it uses another --cipher than this port's ${this.cipher} (or the initiation was altered on the way)`,
       );
+      return;
+    }
+    if (isEndpointUnknown(msg)) {
+      // Unauthenticated: it can only make us ping sooner, at most once a second. The ping moves our endpoint at the switch.
+      if (this.isJoined && now - this.lastEndpointHintAt >= HINT_HANDSHAKE_INTERVAL_MS) {
+        this.lastEndpointHintAt = now;
+        this.counters.endpointHints++;
+        this.host.debug('the switch does not know our address (a NAT rebinding?): pinging it from here');
+        this.ping(now);
+      } else {
+        this.counters.ignored++;
+      }
       return;
     }
     const unknown = decodeSessionUnknown(msg);

@@ -5,6 +5,7 @@
 import {
   CONTROL_MAX_SIZE,
   Control,
+  ENDPOINT_UNKNOWN_SIZE,
   EXTENSIONS_MAX_SIZE,
   ETHERNET_HEADER_SIZE,
   Extension,
@@ -171,6 +172,19 @@ export function encodeSessionUnknown(index: number): Buffer {
 /** The index a SESSION_UNKNOWN names, or undefined if `msg` is not one. */
 export function decodeSessionUnknown(msg: Uint8Array): number | undefined {
   return msg.length === SESSION_UNKNOWN_SIZE && hasPrefix(msg, 0, msg.length, MessageType.SESSION_UNKNOWN) ? readU32(msg, 4) : undefined;
+}
+
+/** ENDPOINT_UNKNOWN, answering a PAIR_DATA datagram with receiver index `index` from an unknown address. */
+export function encodeEndpointUnknown(index: number): Buffer {
+  const b = Buffer.alloc(ENDPOINT_UNKNOWN_SIZE);
+  writePrefix(b, 0, MessageType.ENDPOINT_UNKNOWN);
+  writeU32(b, 4, index >>> 0);
+  return b;
+}
+
+/** Whether `msg` is an ENDPOINT_UNKNOWN. */
+export function isEndpointUnknown(msg: Uint8Array): boolean {
+  return msg.length === ENDPOINT_UNKNOWN_SIZE && hasPrefix(msg, 0, msg.length, MessageType.ENDPOINT_UNKNOWN);
 }
 
 /** HANDSHAKE_REFUSED for the initiation whose sender index was `receiverIndex`. */

@@ -24,8 +24,12 @@ interface RelayOptions {
   replayEveryDown: number;
   /** Exit after this long whatever happens. */
   maxMs: number;
-  /** What SIGUSR2 starts doing to PAIR_DATA from the port: 'flip' a ciphertext bit, or 'redirect' to another member. */
-  attack: 'none' | 'flip' | 'redirect';
+  /**
+   * What SIGUSR2 starts doing to PAIR_DATA from the port: 'flip' a ciphertext
+   * bit, 'redirect' to another member — or, 'rebind', move to a new upstream
+   * source port once, as a NAT whose mapping changed.
+   */
+  attack: 'none' | 'flip' | 'redirect' | 'rebind';
   /** The member id 'redirect' writes into the route bytes. */
   redirectTo: number;
 }
@@ -115,7 +119,7 @@ class Lane {
 }
 
 const client = createSocket('udp4');
-const upstream = createSocket('udp4');
+let upstream = createSocket('udp4');
 let peer: RemoteInfo | null = null;
 const up = new Lane((b) => upstream.send(b, Number(targetPort), targetHost), o.dupUp, o.replayEveryUp);
 const down = new Lane((b) => peer !== null && client.send(b, peer.port, peer.address), o.dupDown, o.replayEveryDown);
@@ -126,6 +130,14 @@ client.on('message', (b, rinfo) => {
 });
 upstream.on('message', (b) => down.push(b));
 
+/** A new upstream socket (a new source port), the old one closed: what a NAT rebinding looks like to the switch. */
+function rebind(): void {
+  const old = upstream;
+  upstream = createSocket('udp4');
+  upstream.on('message', (b) => down.push(b));
+  upstream.bind(0, () => process.stdout.write(`rebound to port ${upstream.address().port}\n`));
+  old.close();
+}
 let bound = 0;
 const ready = (): void => {
   if (++bound === 2) process.stdout.write('relay ready\n');
@@ -139,6 +151,7 @@ process.on('SIGUSR1', () => {
 });
 process.on('SIGUSR2', () => {
   attacking = true;
+  if (o.attack === 'rebind') rebind();
   process.stdout.write('attack on\n');
 });
 process.on('SIGTERM', () => process.exit(0));

@@ -119,7 +119,7 @@ interface AttackLan {
 }
 
 /** h1 reaches the switch through a relay in its namespace that starts `attack` on SIGUSR2; h2 and h3 directly. */
-async function attackLan(name: string, attack: 'flip' | 'redirect', redirectTo = 0): Promise<AttackLan> {
+async function attackLan(name: string, attack: 'flip' | 'redirect' | 'rebind', redirectTo = 0): Promise<AttackLan> {
   ensureTools({ ping: 'iputils-ping' });
   const { sw, hosts } = buildStar(`${tag}${name}`, 3);
   const swCtl = sock('sw');
@@ -182,6 +182,27 @@ test('a relay that re-addresses h1 -> h2 datagrams to h3: h3 delivers nothing of
   assert.equal(after.pairs.rxPair, h3.pairs.rxPair, 'h3 delivered frames that were not sealed for it');
   assert.doesNotMatch(collect(dump).out(), /ICMP echo request/, "h1's echo requests appeared on h3's device");
   assert.match(ping.out, / 0 received/);
+});
+
+test('a NAT rebinding under h1 (its relay moves to a new source port): end-to-end pings resume within a second, not at the next keepalive', { timeout: 90_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await attackLan('n', 'rebind');
+  await warmUp(l.hosts[0]!.ns, ip4(2), l.ctl[0]!, 'h2');
+  const ping = l.hosts[0]!.ns.spawn('ping', ['-D', '-i', '0.05', '-W', '1', '-w', '5', ip4(2)]);
+  const out = collect(ping);
+  await waitFor('pings answered before the rebinding', () => / time=/.test(out.out()), 5_000, 20);
+  l.relay.kill('SIGUSR2');
+  const rebound = Date.now();
+  await waitForOutput(l.relay, /attack on\n/);
+  await waitExit(ping, 10_000);
+  const replies = [...out.out().matchAll(/^\[(\d+\.\d+)\] .* time=/gm)].map((m) => Number(m[1]) * 1000);
+  const firstAfter = replies.find((at) => at > rebound + 20);
+  const p1 = await portReport(l.hosts[0]!.ns, l.ctl[0]!);
+  const s = await switchReport(l.sw, l.swCtl);
+  t.diagnostic(`first reply ${firstAfter === undefined ? 'never' : `${Math.round(firstAfter - rebound)} ms`} after the rebinding; h1 endpoint hints ${p1.counters['endpointHints']}, switch roams ${s.protocol['roams']}`);
+  assert.ok(firstAfter !== undefined && firstAfter - rebound < 1_000, `end-to-end traffic resumed ${firstAfter === undefined ? 'never' : `${Math.round(firstAfter - rebound)} ms`} after the rebinding`);
+  assert.ok((s.protocol['roams'] ?? 0) >= 1, 'the switch saw h1 roam');
+  assert.ok((p1.counters['endpointHints'] ?? 0) >= 1, 'h1 acted on the hint');
 });
 
 test('SIGHUP after removing h3 from the allow file: within a second h3 reaches nobody and its peers drop their sessions with it', { timeout: 90_000 }, async (t) => {

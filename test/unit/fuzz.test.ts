@@ -192,7 +192,7 @@ const SWITCH_ACCOUNTED = [
   'replayedInitiations',
   'handshakes',
 ] as const;
-const PORT_ACCOUNTED = ['authFailed', 'replayed', 'unknownIndex', 'malformed', 'handshakeFailures', 'handshakes', 'cookies', 'ignored'] as const;
+const PORT_ACCOUNTED = ['authFailed', 'replayed', 'unknownIndex', 'malformed', 'handshakeFailures', 'handshakes', 'cookies', 'ignored', 'endpointHints'] as const;
 
 const sum = (c: Record<string, number>, keys: readonly string[]): number => keys.reduce((n, k) => n + (c[k] ?? 0), 0);
 
