@@ -184,7 +184,7 @@ test('a relay that re-addresses h1 -> h2 datagrams to h3: h3 delivers nothing of
   assert.match(ping.out, / 0 received/);
 });
 
-test('a NAT rebinding under h1 (its relay moves to a new source port): end-to-end pings resume within a second, not at the next keepalive', { timeout: 90_000 }, async (t) => {
+test('a NAT rebinding under h1 (its relay moves to a new source port): the switch hints, the port pings, end-to-end pings resume within a second', { timeout: 90_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await attackLan('n', 'rebind');
   await warmUp(l.hosts[0]!.ns, ip4(2), l.ctl[0]!, 'h2');
