@@ -12,6 +12,7 @@ import { iperfTcp, iperfUdp, median, ping, topSnapshot, waitReachable, type Ping
 import { selectModes, type EtherlinkMode } from './modes.js';
 import { cpuSeconds, cpuTimes, machineCpu, statusBytes, verifyNodePid } from './proc.js';
 import { fmt, markdownTable, ratio } from './report.js';
+import { runWakeup, type WakeupResult } from './wakeup.js';
 
 const HOSTS = 2;
 const VXLAN_PORT = 4789;
@@ -72,6 +73,8 @@ export interface OverlayResult {
   config: { runs: number; tcpSeconds: number; udpSeconds: number; udpPayload: number; pingCount: number; pingIntervalS: number };
   kernel: CaseResult;
   modes: CaseResult[];
+  /** The latency floor of one userspace hop here (bench/wakeup.ts), or the error. */
+  wakeup?: WakeupResult | { error: string };
 }
 
 /**
@@ -252,10 +255,17 @@ export async function runOverlay(tag: string): Promise<OverlayResult> {
         await stop(children);
       }
     }
+    let wakeup: WakeupResult | { error: string };
+    try {
+      wakeup = await runWakeup();
+    } catch (err) {
+      wakeup = { error: (err as Error).message };
+    }
     return {
       config: { runs: config.runs, tcpSeconds: config.tcpSeconds, udpSeconds: config.udpSeconds, udpPayload: config.udpPayload, pingCount: config.pingCount, pingIntervalS: config.pingIntervalS },
       kernel,
       modes: results,
+      wakeup,
     };
   } finally {
     for (const ns of [sw, ...hosts.map((h) => h.ns)]) ns.delete();
@@ -318,6 +328,14 @@ export function overlayTable(r: OverlayResult): string {
         `vswitch CPU-s per GB ${fmt(sw, 2)} (<= 0.5: ${check(sw !== undefined && sw <= 0.5)}); ` +
         `all EtherLink CPU-s per GB ${fmt(all, 2)} (<= 3: ${check(all <= 3)}); ` +
         `ping avg / kernel ${fmt(ping, 2)}x (<= 4: ${check(ping !== undefined && ping <= 4)})`,
+    );
+  }
+  if (r.wakeup !== undefined) {
+    const w = r.wakeup;
+    notes.push(
+      'error' in w
+        ? `\nwake-up floor: ${w.error}`
+        : `\nwake-up floor (bench/wakeup.ts): two Node processes, UDP ping-pong on loopback every 10 ms: RTT min ${fmt(w.minUs / 1000, 3)} ms, median ${fmt(w.medianUs / 1000, 3)} ms, avg ${fmt(w.avgUs / 1000, 3)} ms — 2 process wake-ups; an EtherLink ping crosses 6, kernel VXLAN none`,
     );
   }
   if (!r.kernel.ok) notes.push(`\nkernel VXLAN failed: ${r.kernel.error}`);
