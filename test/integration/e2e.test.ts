@@ -95,6 +95,12 @@ test('the switch is blind: a TCP transfer of a known text between members leaves
   assert.ok(h1.relayed!.fromBytes > 2 * 1024 * 1024, `relayed from h1: ${JSON.stringify(h1.relayed)}`);
   const p1 = await portReport(hosts[0]!.ns, ctl[0]!);
   assert.ok(p1.pairs.txPair > 1000, `h1 sealed end to end: ${JSON.stringify(p1.pairs)}`);
+  // For humans: h1's peer table has h2 up on the relayed path, and the switch names what it relayed.
+  const human = await execIn(hosts[0]!.ns, process.execPath, [bin('vport'), 'status', '--control', ctl[0]!]);
+  assert.match(human.out, /^ {2}ID\s+PEER\s+KEY\s+PATH\s+STATE\s+HANDSHAKE\s+TX\s+RX\s+AUTH FAIL\s+BAD SRC\s+MACS$/m, human.out);
+  assert.match(human.out, /^ {2}\d+\s+h2\s+\S+\s+relayed\s+up\s/m, human.out);
+  const swHuman = await execIn(sw, process.execPath, [bin('vswitch'), 'status', '--control', swCtl]);
+  assert.match(swHuman.out, /end to end\s+member \d+, known by 1 member\(s\); relayed from it \d+ \([\d.]+ MB\)/, swHuman.out);
   // ... and neither what the switch recorded nor what crossed the underlay holds the text.
   vswitch.kill('SIGTERM'); // the capture is written out on the way down
   await waitExit(vswitch, 10_000);
