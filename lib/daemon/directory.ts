@@ -58,6 +58,11 @@ export class Directory<M> {
     return this.viewers.get(target)?.size ?? 0;
   }
 
+  /** The members told about `target`, itself excluded (status). */
+  viewersOf(target: M): M[] {
+    return [...(this.viewers.get(target) ?? [])].filter((v) => v !== target);
+  }
+
   /** `target`'s MACs changed: its viewers hear of it when the current batch is done. */
   changed(target: M): void {
     if (!this.viewers.has(target)) return;

@@ -27,6 +27,8 @@ export interface SwitchPortReport {
   relayed?: { toFrames: number; toBytes: number; fromFrames: number; fromBytes: number };
   /** Remote ports: members holding its directory entry (itself included). */
   knownBy?: number;
+  /** Remote ports: the names of the other members holding it. */
+  knownByNames?: string[];
 }
 
 /** What `vswitch status --json` prints: JSON-safe, self-contained. */
@@ -81,6 +83,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
       memberId: m.memberId,
       relayed: m.relayed,
       knownBy: m.knownBy,
+      knownByNames: m.knownByNames,
     };
   });
   return {
@@ -197,7 +200,8 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     rows.push(['MACs', p.macs.length === 0 ? 'none' : p.macs.map((m) => (m.vlan ? `${m.mac} vlan ${m.vlan}` : m.mac)).join(', ')]);
     if (p.relayed !== undefined) {
       const r = p.relayed;
-      rows.push(['end to end', `member ${p.memberId}, known by ${(p.knownBy ?? 1) - 1} member(s); relayed from it ${r.fromFrames} (${bytes(r.fromBytes)}), to it ${r.toFrames} (${bytes(r.toBytes)})`]);
+      const names = p.knownByNames !== undefined && p.knownByNames.length > 0 ? ` (${p.knownByNames.join(', ')})` : '';
+      rows.push(['end to end', `member ${p.memberId}, known by ${(p.knownBy ?? 1) - 1} member(s)${names}; relayed from it ${r.fromFrames} (${bytes(r.fromBytes)}), to it ${r.toFrames} (${bytes(r.toBytes)})`]);
     }
     out.push(`  ${p.id}  ${p.name}`);
     for (const [k, v] of rows) out.push(`      ${k.padEnd(15)} ${v}`);

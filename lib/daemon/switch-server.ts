@@ -108,6 +108,8 @@ export interface MemberStatus {
   relayed: { toFrames: number; toBytes: number; fromFrames: number; fromBytes: number };
   /** Members that hold this one's directory entry (itself included). */
   knownBy: number;
+  /** The names of the other members that hold it: who may talk to it end to end. */
+  knownByNames: string[];
 }
 
 /** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
@@ -416,6 +418,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         memberId: m.id,
         relayed: this.relayedFor(m.id),
         knownBy: this.directory.viewerCount(m),
+        knownByNames: this.directory.viewersOf(m).map((v) => v.name),
       });
     }
     return {

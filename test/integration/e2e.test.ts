@@ -100,7 +100,8 @@ test('the switch is blind: a TCP transfer of a known text between members leaves
   assert.match(human.out, /^ {2}ID\s+PEER\s+KEY\s+PATH\s+STATE\s+HANDSHAKE\s+TX\s+RX\s+AUTH FAIL\s+BAD SRC\s+MACS$/m, human.out);
   assert.match(human.out, /^ {2}\d+\s+h2\s+\S+\s+relayed\s+up\s/m, human.out);
   const swHuman = await execIn(sw, process.execPath, [bin('vswitch'), 'status', '--control', swCtl]);
-  assert.match(swHuman.out, /end to end\s+member \d+, known by 1 member\(s\); relayed from it \d+ \([\d.]+ MB\)/, swHuman.out);
+  assert.match(swHuman.out, /end to end\s+member \d+, known by 1 member\(s\) \(h2\); relayed from it \d+ \([\d.]+ MB\)/, swHuman.out);
+  assert.deepEqual(h1.knownByNames, ['h2'], 'the directory: h2 holds h1\'s entry');
   // ... and neither what the switch recorded nor what crossed the underlay holds the text.
   vswitch.kill('SIGTERM'); // the capture is written out on the way down
   await waitExit(vswitch, 10_000);
