@@ -173,6 +173,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly directory: Directory<Member<SocketLink>>;
   /** Member endpoints (hex of the address slot) -> member: the JavaScript side of the relay, for what the socket's table leaves. */
   private readonly byEndpoint = new Map<string, Member<SocketLink>>();
+  /** The key each routed member is under in byEndpoint: a roam moves it without a scan. */
+  private readonly endpointKeys = new Map<Member<SocketLink>, string>();
   private readonly goneBudget = new TokenBucket(GONE_REPLIES_PER_SECOND, GONE_REPLIES_PER_SECOND);
 
   constructor(opts: SwitchServerOptions = {}) {
@@ -313,15 +315,24 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   /** Program the relay route of `m` (joined, or roamed: on its socket only, off the others). */
   private route(m: Member<SocketLink>): void {
-    for (const [key, holder] of this.byEndpoint) if (holder === m) this.byEndpoint.delete(key);
-    this.byEndpoint.set(m.endpoint.toString('hex'), m);
+    this.forgetEndpoint(m);
+    const key = m.endpoint.toString('hex');
+    this.byEndpoint.set(key, m);
+    this.endpointKeys.set(m, key);
     for (const l of this.links) if (!l.socket.closed) l.socket.setRelayRoute(m.id, l === m.link ? m.endpoint : null);
   }
 
   private unroute(m: Member<SocketLink>): void {
-    const key = m.endpoint.toString('hex');
-    if (this.byEndpoint.get(key) === m) this.byEndpoint.delete(key);
+    this.forgetEndpoint(m);
     for (const l of this.links) if (!l.socket.closed) l.socket.setRelayRoute(m.id, null);
+  }
+
+  /** Drop the endpoint `m` was routed at (it roamed from there, or left). */
+  private forgetEndpoint(m: Member<SocketLink>): void {
+    const key = this.endpointKeys.get(m);
+    if (key === undefined) return;
+    this.endpointKeys.delete(m);
+    if (this.byEndpoint.get(key) === m) this.byEndpoint.delete(key);
   }
 
   /** A long control message from a joined member. */

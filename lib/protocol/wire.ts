@@ -163,8 +163,13 @@ export function decodeControl(buf: Uint8Array, off: number, len: number): Contro
 
 /** SESSION_UNKNOWN: the receiver index the switch did not know. */
 export function encodeSessionUnknown(index: number): Buffer {
-  const b = Buffer.alloc(SESSION_UNKNOWN_SIZE);
-  writePrefix(b, 0, MessageType.SESSION_UNKNOWN);
+  return indexHint(MessageType.SESSION_UNKNOWN, SESSION_UNKNOWN_SIZE, index);
+}
+
+/** An 8-byte unauthenticated hint: the prefix of `type`, then a receiver index. */
+function indexHint(type: number, size: number, index: number): Buffer {
+  const b = Buffer.alloc(size);
+  writePrefix(b, 0, type);
   writeU32(b, 4, index >>> 0);
   return b;
 }
@@ -176,10 +181,7 @@ export function decodeSessionUnknown(msg: Uint8Array): number | undefined {
 
 /** ENDPOINT_UNKNOWN, answering a PAIR_DATA datagram with receiver index `index` from an unknown address. */
 export function encodeEndpointUnknown(index: number): Buffer {
-  const b = Buffer.alloc(ENDPOINT_UNKNOWN_SIZE);
-  writePrefix(b, 0, MessageType.ENDPOINT_UNKNOWN);
-  writeU32(b, 4, index >>> 0);
-  return b;
+  return indexHint(MessageType.ENDPOINT_UNKNOWN, ENDPOINT_UNKNOWN_SIZE, index);
 }
 
 /** Whether `msg` is an ENDPOINT_UNKNOWN. */
