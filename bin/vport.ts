@@ -33,9 +33,11 @@ const parser = commonOptions(
     .option('mtu', { type: 'number', default: DEFAULT_TAP_MTU, describe: 'device MTU (default fits a 1500-byte IPv6 underlay)' })
     .option('mac', { type: 'string', describe: 'device MAC address (default: random)' })
     .option('max-pair-sessions', { type: 'number', default: MAX_PAIR_SESSIONS_DEFAULT, describe: 'end-to-end sessions with other ports held at once; the least recently used closes first' })
+    .option('direct', { type: 'boolean', default: true, describe: 'direct paths to other ports, through NAT when needed; --no-direct relays everything through the switch' })
     .option('port-name', { type: 'string', describe: "how the switch names this port where its allow file gives no name (default HOSTNAME/IFNAME)" })
     .example('$0 switch.example.net 9999 --key port.key --switch-key SWITCHPUB= --name etl0 --ip 10.99.0.2/24', 'join with an IPv4 address')
     .example('$0 2001:db8::1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.3/24 --ip fd00:99::3/64', 'an IPv6 switch, dual-stack LAN')
+    .example('$0 192.0.2.1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.5/24 --no-direct', 'never talk to other ports directly: the switch relays (sealed end to end)')
     .example('$0 --config /etc/etherlink/vport.json', 'everything from a file (docs/deploy.md)')
     .example('$0 192.0.2.1 9999 --insecure --name etl0 && ip addr add 10.99.0.4/24 dev etl0', 'plaintext lab; no --ip: address it yourself')
     .epilogue('Needs CAP_NET_ADMIN (root, or setcap/AmbientCapabilities). Once the device is configured it drops every capability (--drop-privileges). When the device goes down (ip link set DEV down) the switch withdraws its MACs at once. SIGINT/SIGTERM say goodbye to the switch and remove the device; SIGHUP re-resolves the switch name and re-reads --config (log-level applies at once; other changes are logged as needing a restart); SIGUSR1 prints the session and counters.'),
@@ -112,6 +114,7 @@ try {
     ...(argv['port-name'] !== undefined ? { name: argv['port-name'] } : {}),
     ...(argv['rekey-after'] !== undefined ? { rekeyAfterS: argv['rekey-after'] } : {}),
     maxPairSessions: argv['max-pair-sessions'],
+    direct: argv.direct,
     logger: log,
   });
 } catch (err) {

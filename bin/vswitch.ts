@@ -31,6 +31,8 @@ const parser = commonOptions(
     .option('mac-move-hold', { type: 'number', default: 3, describe: "seconds after its owner's last frame before another port may take a MAC (a refused claim is granted then)" })
     .option('port-timeout', { type: 'number', default: 30, describe: 'seconds without keepalives before a port is dropped' })
     .option('max-ports', { type: 'number', default: 1024, describe: 'ports that may join' })
+    .option('reflector-port', { type: 'number', default: 0, describe: 'UDP port of the reflector that tells ports how their NAT maps (0: any free port)' })
+    .option('reflector', { type: 'boolean', default: true, describe: '--no-reflector: none (ports report their NAT as unknown)' })
     .example('$0 --key /etc/etherlink/switch.key --allow /etc/etherlink/allow', `listen on UDP ${DEFAULT_SWITCH_PORT}, IPv4 and IPv6, admit the listed keys`)
     .example('$0 status', 'in another shell: the ports, keys, addresses, traffic and MACs of the running switch')
     .example('$0 --key switch.key --allow allow --metrics 127.0.0.1:9810', 'also serve Prometheus metrics')
@@ -56,6 +58,7 @@ try {
   parsePositive(argv['mac-move-hold'], 'mac-move-hold', { min: 0 });
   parsePositive(argv['port-timeout'], 'port-timeout', { min: 2, max: 65535 });
   parsePositive(argv['max-ports'], 'max-ports');
+  parsePositive(argv['reflector-port'], 'reflector-port', { min: 0, max: 65535 });
 } catch (err) {
   cliFail((err as Error).message, undefined);
 }
@@ -90,6 +93,7 @@ try {
     macMoveHoldS: argv['mac-move-hold'],
     portTimeoutS: Math.round(argv['port-timeout']),
     maxPorts: argv['max-ports'],
+    reflectorPort: argv.reflector ? argv['reflector-port'] : false,
     ...(argv['rekey-after'] !== undefined ? { keyLifetimeS: argv['rekey-after'] * 1.5 } : {}),
     logger: log,
   });

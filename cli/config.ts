@@ -363,6 +363,7 @@ export const SWITCH_FIELD_RULES: Readonly<Record<string, Partial<FieldSpec>>> = 
   'port-timeout': { min: 2, max: 65535 },
   'max-ports': { type: 'integer', min: 1 },
   'rekey-after': { min: 1 },
+  'reflector-port': { type: 'integer', min: 0, max: 65535 },
 };
 
 /** Value rules of the port's fields. 68..65535: lib/tap.ts MIN_MTU/MAX_MTU. */
@@ -379,7 +380,11 @@ export function flagsOnCommandLine(rawArgs: readonly string[]): Set<string> {
   for (const a of rawArgs) {
     if (a === '--') break;
     const m = /^--([^=]+)/.exec(a);
-    if (m) out.add(m[1]!);
+    if (m) {
+      out.add(m[1]!);
+      // --no-direct sets 'direct'.
+      if (m[1]!.startsWith('no-')) out.add(m[1]!.slice(3));
+    }
   }
   return out;
 }

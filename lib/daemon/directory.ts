@@ -48,6 +48,13 @@ export class Directory<M> {
     return true;
   }
 
+  /** Send `viewer` the whole entry of `target` again (it asked: PEER_QUERY). Nothing if it is not subscribed. */
+  resend(viewer: M, target: M): void {
+    if (!this.knows(viewer, target)) return;
+    this.initial.push([viewer, target]);
+    this.schedule();
+  }
+
   /** Whether `viewer` is told about `target`. */
   knows(viewer: M, target: M): boolean {
     return this.viewers.get(target)?.has(viewer) === true;

@@ -107,6 +107,8 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('bytes_total', 'Ethernet bytes through the switch: received (rx) and sent (tx, per egress copy).', [[{ direction: 'rx' }, r.totals.rxBytes], [{ direction: 'tx' }, r.totals.txBytes]])
     .counter('flooded_frames_total', 'Egress copies sent because the destination was unknown, broadcast or multicast.', r.totals.flooded)
     .counter('drops_total', 'Frames dropped by the switch, by reason (all ports, including ports that have left).', DROP_REASONS.map(([label, key]): Sample => [{ reason: label }, r.totals.drops[key]]))
+    .gauge('pairs_relayed', 'Pairs of members that reach each other only through this switch, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'relayed').length)
+    .gauge('pairs_direct', 'Pairs of members that reach each other directly, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'direct').length)
     .gauge('mac_table_entries', 'Entries in the MAC table.', r.macTable.length)
     .counter('mac_moves_total', 'MAC addresses that moved to another port.', r.macTableCounters.moves)
     .counter('mac_moves_refused_total', 'MAC moves refused because the owning port still used the address.', r.macTableCounters.moveDenied)
@@ -191,7 +193,25 @@ export function renderPortMetrics(r: PortStatusReport): string {
       [{ reason: 'malformed' }, r.pairs.malformed],
     ])
     .counter('pair_handshakes_total', 'Completed end-to-end handshakes (new sessions and rekeys).', r.pairs.handshakes)
-    .counter('peer_bytes_total', 'Ethernet bytes sent to (tx) and received from (rx) each peer end to end.', r.peers.flatMap((p): Sample[] => [[{ peer: p.name, direction: 'tx' }, p.txBytes], [{ peer: p.name, direction: 'rx' }, p.rxBytes]]));
+    .counter('peer_bytes_total', 'Ethernet bytes sent to (tx) and received from (rx) each peer end to end.', r.peers.flatMap((p): Sample[] => [[{ peer: p.name, direction: 'tx' }, p.txBytes], [{ peer: p.name, direction: 'rx' }, p.rxBytes]]))
+    .counter(
+      'peer_path_bytes_total',
+      'Ethernet bytes to (tx) and from (rx) each peer on its direct path and through the relay (a frame sent both ways while a direct path is in doubt counts on both).',
+      r.peers.flatMap((p): Sample[] => [
+        [{ peer: p.name, path: 'direct', direction: 'tx' }, p.txDirectBytes],
+        [{ peer: p.name, path: 'direct', direction: 'rx' }, p.rxDirectBytes],
+        [{ peer: p.name, path: 'relay', direction: 'tx' }, p.txRelayBytes],
+        [{ peer: p.name, path: 'relay', direction: 'rx' }, p.rxRelayBytes],
+      ]),
+    )
+    .gauge('peer_direct', '1 while frames to the peer take a direct path, 0 while the switch relays them.', r.peers.flatMap((p): Sample[] => (p.path === '-' ? [] : [[{ peer: p.name }, p.path === 'direct' ? 1 : 0]])))
+    .gauge('peer_rtt_seconds', "Round-trip time of each peer's direct path.", r.peers.flatMap((p): Sample[] => (p.rttMs !== undefined ? [[{ peer: p.name }, p.rttMs / 1000]] : [])))
+    .counter('path_changes_total', 'Path changes of all peers (direct <-> relayed, or another direct address).', r.pairs.pathChanges)
+    .counter('probes_total', 'Direct-path probes sent (tx), answered for peers (answered) and answers received (rx).', [
+      [{ direction: 'tx' }, r.pairs.probesSent],
+      [{ direction: 'answered' }, r.pairs.probesAnswered],
+      [{ direction: 'rx' }, r.pairs.pongsReceived],
+    ]);
   return x.text();
 }
 

@@ -2,7 +2,8 @@
 // PortSession (lib/protocol/port-session.ts) runs the protocol; frames cross in
 // windows both ways — device -> seal -> socket, socket -> open -> device.
 import { EventEmitter } from 'node:events';
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { BATCH_SIZE, MutableFrameBatch, type FrameBatch } from '../core/frames.js';
 import type { BatchReceiver, Port } from '../core/port.js';
@@ -11,16 +12,31 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { ADDR_SLOT } from '../io/native.js';
 import { TapDevice, type TapOptions, type TapStats } from '../io/tap.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
-import { addressEquals, encodeAddress, formatAddress } from '../io/address.js';
+import { addressEquals, decodeAddress, encodeAddress, formatAddress } from '../io/address.js';
 import { TxQueue } from '../io/tx-queue.js';
 import { encodeKey, generateKeyPair, keyFrom, publicKeyOf } from '../crypto/keys.js';
-import { DEFAULT_CIPHER, DEFAULT_SWITCH_PORT, DEFAULT_TAP_MTU, LongControl, NAME_MAX_BYTES, type TransportCipherName } from '../protocol/constants.js';
+import {
+  DEFAULT_CIPHER,
+  DEFAULT_SWITCH_PORT,
+  DEFAULT_TAP_MTU,
+  EndpointFlags,
+  LOCAL_ADDRESS_SCAN_MS,
+  LOCAL_ENDPOINTS_MAX,
+  LongControl,
+  MessageType,
+  NAME_MAX_BYTES,
+  NAT_CHECK_INTERVAL_MS,
+  NAT_CHECK_TIMEOUT_MS,
+  NAT_MAPPING_NAMES,
+  NatMapping,
+  type TransportCipherName,
+} from '../protocol/constants.js';
 
 /** How often the pair sessions run their timers (handshake retries, expiry, MAC claims). */
 const PAIR_POLL_INTERVAL_MS = 250;
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { PortSession, type PortSessionEvent, type PortSessionState } from '../protocol/port-session.js';
-import { isPairData, printable, truncateUtf8, type LongControlMessage } from '../protocol/wire.js';
+import { decodeReflectReply, encodeEndpoints, encodeReflectRequest, isPairData, printable, truncateUtf8, type LongControlMessage } from '../protocol/wire.js';
 import { PairSessions, type PairCounters, type PeerStatus } from '../protocol/pair-sessions.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 
@@ -48,13 +64,18 @@ export interface PortClientOptions {
   rekeyAfterS?: number;
   /** End-to-end sessions with other ports held at once (default 256); the least recently used closes first. */
   maxPairSessions?: number;
+  /** Direct paths to other ports, through NAT when needed (default true); false relays everything through the switch (--no-direct). */
+  direct?: boolean;
   logger?: Logger;
 }
 
 /** Counters of the client itself. */
 export interface PortClientCounters {
-  /** Datagrams from an address that is not the switch. */
+  /** Datagrams from an address that is not the switch, and not end-to-end data from a peer. */
   rxForeign: number;
+  /** Reflector answers taken, and ones that matched no request of ours. */
+  reflectReplies: number;
+  reflectUnmatched: number;
 }
 
 /** A PortClient at one instant: session, switch, RTT, device and counters. */
@@ -81,6 +102,14 @@ export interface PortClientStatus {
   peers: PeerStatus[];
   /** End-to-end counters over all peers. */
   pairs: PairCounters;
+  /** Whether direct paths are on (not --no-direct). */
+  direct: boolean;
+  /** This port's NAT mapping as measured against the switch and its reflector. */
+  nat: (typeof NAT_MAPPING_NAMES)[number];
+  /** This port's address as the switch sees it. */
+  publicAddress?: string;
+  /** The addresses this port reported for direct paths. */
+  localAddresses: string[];
 }
 
 /** The events of a PortClient. */
@@ -114,7 +143,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
   private readonly session: PortSession;
-  readonly counters: PortClientCounters = { rxForeign: 0 };
+  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0 };
   private readonly log: Logger;
   private readonly mode: 'insecure' | 'secure';
   private readonly cipher: TransportCipherName;
@@ -126,6 +155,16 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private readonly fromPeers: Uint16Array;
   private readonly pairs: PairSessions;
   private pairTimer: NodeJS.Timeout | null = null;
+  /** Our own addresses (slots) as last reported in ENDPOINTS, and their text. */
+  private localSlots: Buffer[] = [];
+  private localText = '';
+  private nextScanAt = 0;
+  /** Our address as the switch sees it (REFLECTED), and the reflector's address slot. */
+  private observedSelf: Buffer | null = null;
+  private readonly reflectorAddr = Buffer.alloc(ADDR_SLOT);
+  private reflectTxid = '';
+  private reflectTimer: NodeJS.Timeout | null = null;
+  private nextNatCheckAt = Infinity;
   private readonly viaSwitch = (batch: FrameBatch): void => this.session.transmit(batch);
   private receiver: BatchReceiver | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -181,9 +220,13 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         send: (datagram) => {
           if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
         },
+        sendTo: (datagram, addr) => {
+          if (!this.socket.closed) this.socket.sendTo(datagram, addr);
+        },
         event: (e) => {
           if (e.type === 'pair-up') this.log.info('pair session up', { peer: e.peer, session: e.session, path: 'relayed' });
-          else this.log.info('pair session closed', { peer: e.peer, reason: e.reason });
+          else if (e.type === 'pair-down') this.log.info('pair session closed', { peer: e.peer, reason: e.reason });
+          else this.log.info('path changed', { peer: e.peer, path: e.path, endpoint: e.endpoint, rttMs: e.rttMs, reason: e.reason });
         },
       },
       this.queue,
@@ -193,6 +236,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         cipher: id.cipher,
         ...(id.psk !== undefined ? { psk: id.psk } : {}),
         ...(opts.maxPairSessions !== undefined ? { maxSessions: opts.maxPairSessions } : {}),
+        direct: opts.direct !== false,
+        formatAddress: (a) => formatAddress(a),
         ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
       },
     );
@@ -224,7 +269,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     if (!tap.linkUp) client.setLinkUp(false);
     client.session.start(Date.now());
     client.schedule();
-    client.pairTimer = setInterval(() => client.pairs.poll(Date.now()), PAIR_POLL_INTERVAL_MS);
+    client.pairTimer = setInterval(() => client.tick(Date.now()), PAIR_POLL_INTERVAL_MS);
     client.pairTimer.unref();
     return client;
   }
@@ -252,11 +297,120 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.pairs.transmit(batch, Date.now(), this.viaSwitch);
   }
 
-  /** The directory and relayed pair handshakes, from the switch. */
+  /** The directory, relayed pair handshakes and introductions, from the switch. */
   private onLongControl(msg: LongControlMessage): void {
     const now = Date.now();
     if (msg.kind === LongControl.PEER) this.pairs.peer(msg, now);
     else if (msg.kind === LongControl.PAIR_RECV) this.pairs.relayed(msg.src, msg.publicKey, msg.message, now);
+    else if (msg.kind === LongControl.CANDIDATES) this.pairs.candidates(msg, now);
+    else if (msg.kind === LongControl.REFLECTED) this.reflected(msg.observed, msg.reflectorPort);
+  }
+
+  /** Pair timers, and now and then our own addresses and NAT. */
+  private tick(now: number): void {
+    this.pairs.poll(now);
+    if (now >= this.nextScanAt) {
+      this.nextScanAt = now + LOCAL_ADDRESS_SCAN_MS;
+      this.scanAddresses(false);
+    }
+    if (now >= this.nextNatCheckAt) this.checkNat();
+  }
+
+  /**
+   * Our own addresses for direct paths (a peer on the same LAN reaches us on
+   * them): every interface address but loopback, link-local and the device's
+   * own (probing over the overlay would loop), with our UDP port. Reported in
+   * ENDPOINTS when they change, or when `force`.
+   */
+  private scanAddresses(force: boolean): void {
+    const slots: Buffer[] = [];
+    const port = this.socket.port;
+    if (this.pairs.direct) {
+      for (const [name, addrs] of Object.entries(networkInterfaces())) {
+        if (name === this.tap.name || addrs === undefined) continue;
+        for (const a of addrs) {
+          if (a.internal || a.address.startsWith('fe80:') || a.address.includes('%')) continue;
+          if (slots.length >= LOCAL_ENDPOINTS_MAX) break;
+          slots.push(encodeAddress(a.address, port));
+        }
+      }
+    }
+    const text = slots.map((s) => formatAddress(s)).join(',');
+    if (!force && text === this.localText) return;
+    this.localSlots = slots;
+    this.localText = text;
+    this.sendEndpoints();
+  }
+
+  private sendEndpoints(): void {
+    const flags = this.pairs.direct ? 0 : EndpointFlags.NO_DIRECT;
+    this.session.sendLong(encodeEndpoints(flags, this.pairs.nat, this.localSlots));
+  }
+
+  /** REFLECTED: our address as the switch sees it; measure our NAT against its reflector. */
+  private reflected(observed: Buffer, reflectorPort: number): void {
+    const moved = this.observedSelf === null || !addressEquals(observed, 0, this.observedSelf, 0);
+    this.observedSelf = observed;
+    if (reflectorPort > 0) {
+      this.switchAddr.copy(this.reflectorAddr);
+      this.reflectorAddr.writeUInt16BE(reflectorPort, 16);
+    } else {
+      this.reflectorAddr.fill(0);
+    }
+    if (moved) this.checkNat();
+  }
+
+  /** One REFLECT_REQUEST from our socket to the reflector: the same public port as the switch saw means endpoint-independent mapping. */
+  private checkNat(): void {
+    this.nextNatCheckAt = Date.now() + NAT_CHECK_INTERVAL_MS;
+    if (this.observedSelf === null || this.socket.closed) return;
+    if (this.ownAddress(this.observedSelf)) {
+      this.setNat(NatMapping.NONE);
+      return;
+    }
+    if (this.reflectorAddr.readUInt16BE(16) === 0) {
+      this.setNat(NatMapping.UNKNOWN);
+      return;
+    }
+    const txid = randomBytes(8);
+    this.reflectTxid = txid.toString('hex');
+    this.socket.sendTo(encodeReflectRequest(txid), this.reflectorAddr);
+    if (this.reflectTimer !== null) clearTimeout(this.reflectTimer);
+    this.reflectTimer = setTimeout(() => {
+      this.reflectTimer = null;
+      if (this.reflectTxid === '') return;
+      this.reflectTxid = '';
+      this.setNat(NatMapping.UNKNOWN);
+    }, NAT_CHECK_TIMEOUT_MS);
+    this.reflectTimer.unref();
+  }
+
+  private onReflectReply(buf: Buffer, off: number, len: number): void {
+    const r = decodeReflectReply(buf, off, len);
+    if (r === null || r.txid !== this.reflectTxid || this.observedSelf === null) {
+      this.counters.reflectUnmatched++;
+      return;
+    }
+    this.counters.reflectReplies++;
+    this.reflectTxid = '';
+    if (this.reflectTimer !== null) clearTimeout(this.reflectTimer);
+    this.reflectTimer = null;
+    this.setNat(addressEquals(r.observed, 0, this.observedSelf, 0) ? NatMapping.ENDPOINT_INDEPENDENT : NatMapping.ENDPOINT_DEPENDENT);
+  }
+
+  private setNat(nat: NatMapping): void {
+    if (this.pairs.nat === nat) return;
+    this.pairs.setNat(nat);
+    this.log.info('NAT mapping measured', { nat: NAT_MAPPING_NAMES[nat], public: this.observedSelf !== null ? formatAddress(this.observedSelf) : undefined });
+    this.sendEndpoints();
+  }
+
+  /** Whether `slot` is one of our own addresses (no NAT between us and the switch). */
+  private ownAddress(slot: Buffer): boolean {
+    const { address, port } = decodeAddress(slot);
+    if (port !== this.socket.port) return false;
+    for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) if (a.address === address) return true;
+    return false;
   }
 
   /** Port: receive frames from the switch instead of writing them to the TAP. */
@@ -286,9 +440,13 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     let n = 0;
     let np = 0;
     for (let i = 0; i < batch.count; i++) {
-      if (!addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.counters.rxForeign++;
-      else if (isPairData(buf, offsets[i]!, lengths[i]!)) this.fromPeers[np++] = i;
-      else this.fromSwitch[n++] = i;
+      const off = offsets[i]!;
+      const len = lengths[i]!;
+      // End-to-end data is authenticated by its pair session wherever it comes from: relayed, or on a direct path.
+      if (isPairData(buf, off, len)) this.fromPeers[np++] = i;
+      else if (addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.fromSwitch[n++] = i;
+      else if (buf[off + 1] === MessageType.REFLECT_REPLY && addressEquals(addrs, i * ADDR_SLOT, this.reflectorAddr, 0)) this.onReflectReply(buf, off, len);
+      else this.counters.rxForeign++;
     }
     // A window of each kind at a time: the device batch holds one window's frames (BATCH_SIZE), never two.
     for (let from = 0; from < n; from += BATCH_SIZE) {
@@ -296,7 +454,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       this.deliver();
     }
     for (let from = 0; from < np; from += BATCH_SIZE) {
-      this.pairs.receive(batch, this.fromPeers, from, Math.min(np, from + BATCH_SIZE), now, this.rx);
+      this.pairs.receive(batch, addrs, this.fromPeers, from, Math.min(np, from + BATCH_SIZE), now, this.rx);
       this.deliver();
     }
     this.schedule();
@@ -315,8 +473,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private onEvent(e: PortSessionEvent): void {
     switch (e.type) {
       case 'joined':
-        // A new session with the switch: member ids and the directory start over.
-        this.pairs.reset('rejoined the switch');
+        // A new session with the switch: member ids start over; pair sessions and direct paths carry on.
+        this.pairs.rejoined(Date.now());
+        this.observedSelf = null;
+        this.scanAddresses(true);
         this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
         this.emit('joined', { session: e.session, switch: this.switchAddress });
         break;
@@ -391,6 +551,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       macs: this.pairs.ownMacs(),
       peers: this.pairs.status(Date.now()),
       pairs: { ...this.pairs.counters },
+      direct: this.pairs.direct,
+      nat: NAT_MAPPING_NAMES[this.pairs.nat as NatMapping],
+      ...(this.observedSelf !== null ? { publicAddress: formatAddress(this.observedSelf) } : {}),
+      localAddresses: this.localSlots.map((a) => formatAddress(a)),
     };
   }
 
@@ -422,6 +586,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     void this.stopCapture();
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.pairTimer !== null) clearInterval(this.pairTimer);
+    if (this.reflectTimer !== null) clearTimeout(this.reflectTimer);
     this.pairs.close();
     this.session.leave();
     this.queue.flush();

@@ -1,6 +1,6 @@
 // Status of a switch or a port: the reports the control socket serves (plain
 // JSON data), and their human forms: aligned tables, no colours.
-import type { SwitchServer } from './switch-server.js';
+import type { PairPathStatus, SwitchServer } from './switch-server.js';
 import type { PortClient, PortClientStatus } from './port-client.js';
 import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
 import type { UdpStats } from '../io/udp.js';
@@ -29,6 +29,10 @@ export interface SwitchPortReport {
   knownBy?: number;
   /** Remote ports: the names of the other members holding it. */
   knownByNames?: string[];
+  /** Remote ports: their NAT mapping as they measured it, --no-direct or not, and their own addresses. */
+  nat?: string;
+  direct?: boolean;
+  localAddresses?: string[];
 }
 
 /** What `vswitch status --json` prints: JSON-safe, self-contained. */
@@ -43,6 +47,10 @@ export interface SwitchStatusReport {
   publicKey: string;
   udpPorts: number[];
   ports: SwitchPortReport[];
+  /** Pairs of members with an end-to-end session, and whether they reach each other direct or through this switch. */
+  pairs: PairPathStatus[];
+  /** The reflector's UDP port (0: none). */
+  reflectorPort: number;
   macTable: MacStatus[];
   macTableCounters: SwitchSnapshot['macTableCounters'];
   totals: TrafficCounters;
@@ -84,6 +92,9 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
       relayed: m.relayed,
       knownBy: m.knownBy,
       knownByNames: m.knownByNames,
+      nat: m.nat,
+      direct: m.direct,
+      localAddresses: m.localAddresses,
     };
   });
   return {
@@ -95,6 +106,8 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     publicKey: s.publicKey,
     udpPorts: server.ports,
     ports,
+    pairs: s.pairs,
+    reflectorPort: s.reflectorPort,
     macTable: s.macTable,
     macTableCounters: s.macTableCounters,
     totals: s.totals,
@@ -203,8 +216,21 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
       const names = p.knownByNames !== undefined && p.knownByNames.length > 0 ? ` (${p.knownByNames.join(', ')})` : '';
       rows.push(['end to end', `member ${p.memberId}, known by ${(p.knownBy ?? 1) - 1} member(s)${names}; relayed from it ${r.fromFrames} (${bytes(r.fromBytes)}), to it ${r.toFrames} (${bytes(r.toBytes)})`]);
     }
+    if (p.nat !== undefined) {
+      rows.push(['direct paths', `${p.direct === false ? 'disabled (--no-direct)' : 'on'}, NAT ${p.nat}, own addresses ${p.localAddresses?.join(', ') || 'none'}`]);
+    }
     out.push(`  ${p.id}  ${p.name}`);
     for (const [k, v] of rows) out.push(`      ${k.padEnd(15)} ${v}`);
+  }
+  const pairs = r.pairs ?? [];
+  if (pairs.length > 0) {
+    const relayed = pairs.filter((x) => x.path === 'relayed').length;
+    out.push('', `PAIRS (${pairs.length}: ${pairs.length - relayed} direct, ${relayed} relayed through this switch)`);
+    const t = table(
+      ['A', 'B', 'PATH', 'WHY / ENDPOINT'],
+      pairs.map((x) => [x.a, x.b, x.path, x.reason ?? '']),
+    );
+    for (const line of t.split('\n')) out.push(`  ${line}`);
   }
   out.push('', ...macAndCounterLines(r));
   const cap = captureLine(r.capture);
@@ -280,22 +306,33 @@ function peerLines(s: PortClientStatus): string[] {
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   const out = [`  end to end: member ${s.memberId || '-'}, MACs ${s.macs.join(', ') || 'none'}; ${pc || 'all zero'}`];
+  out.push(
+    `  direct paths: ${s.direct ? 'on' : 'off (--no-direct)'}, NAT ${s.nat}${s.publicAddress !== undefined ? `, seen by the switch as ${s.publicAddress}` : ''}, own addresses ${s.localAddresses.join(', ') || 'none'}`,
+  );
   if (s.peers.length > 0) {
+    const now = Date.now();
     const rows = s.peers.map((p) => [
-      p.id,
+      p.id || '-',
       p.name,
       p.publicKey.slice(0, 12) + '…',
-      p.path,
-      p.state,
+      p.path === 'direct' ? `direct ${p.endpoint ?? ''}` : p.path,
+      p.rttMs !== undefined ? `${p.rttMs.toFixed(2)} ms` : '-',
+      p.pathSince !== undefined ? `${duration((now - Date.parse(p.pathSince)) / 1000)}` : '-',
+      p.stale === true ? `${p.state} (stale)` : p.state,
       p.lastHandshakeS !== undefined ? `${duration(p.lastHandshakeS)} ago` : '-',
-      `${p.txFrames} (${bytes(p.txBytes)})`,
-      `${p.rxFrames} (${bytes(p.rxBytes)})`,
+      `${bytes(p.txDirectBytes)} / ${bytes(p.txRelayBytes)}`,
+      `${bytes(p.rxDirectBytes)} / ${bytes(p.rxRelayBytes)}`,
       p.authFailed,
       p.srcNotOwned,
       p.macs,
     ]);
-    const t = table(['ID', 'PEER', 'KEY', 'PATH', 'STATE', 'HANDSHAKE', 'TX', 'RX', 'AUTH FAIL', 'BAD SRC', 'MACS'], rows);
+    const t = table(['ID', 'PEER', 'KEY', 'PATH', 'RTT', 'FOR', 'STATE', 'HANDSHAKE', 'TX DIRECT/RELAY', 'RX DIRECT/RELAY', 'AUTH FAIL', 'BAD SRC', 'MACS'], rows);
     for (const line of t.split('\n')) out.push(`  ${line}`);
+    for (const p of s.peers) {
+      if (p.path === 'relayed' && p.reason !== undefined) out.push(`  ${p.name}: relayed: ${p.reason}`);
+      const cands = p.candidates.map((c) => `${c.address} ${c.kind}${c.working ? ` ok${c.rttMs !== undefined ? ` ${c.rttMs.toFixed(2)} ms` : ''}` : ''}`);
+      if (cands.length > 0) out.push(`  ${p.name}: candidates ${cands.join(', ')}`);
+    }
   }
   return out;
 }

@@ -3,13 +3,15 @@
 // sessions (decrypt into each member's ingress batch) -> Switch (one pass per
 // member) -> the egress members' send (seal into the socket's queue) -> socket.
 import { EventEmitter } from 'node:events';
+import { createSocket, type Socket as DgramSocket } from 'node:dgram';
+import { isIPv4 } from 'node:net';
 import type { FrameBatch } from '../core/frames.js';
 import type { Port } from '../core/port.js';
 import { EtherlinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
-import { formatAddress } from '../io/address.js';
+import { encodeAddress, formatAddress } from '../io/address.js';
 import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
 import { TxQueue } from '../io/tx-queue.js';
 import { keyFrom, type AllowEntry } from '../crypto/keys.js';
@@ -18,8 +20,14 @@ import {
   DEFAULT_SWITCH_PORT,
   GONE_REPLIES_PER_SECOND,
   KEEPALIVE_INTERVAL_DEFAULT_S,
+  EndpointFlags,
   LongControl,
   MEMBER_ID_MAX,
+  NAT_MAPPING_NAMES,
+  NatMapping,
+  PathKind,
+  REFLECT_REPLIES_PER_SECOND,
+  RENDEZVOUS_PER_SECOND,
   MAX_PORTS_DEFAULT,
   PORT_TIMEOUT_DEFAULT_S,
   PORT_TIMEOUT_MIN_INTERVALS,
@@ -28,7 +36,19 @@ import {
 } from '../protocol/constants.js';
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { Member, RECEIVE_WINDOW, SwitchSessions, type Link, type SessionCounters } from '../protocol/switch-sessions.js';
-import { encodeEndpointUnknown, encodePairRecv, encodePeer, encodePeerGone, readReceiverIndex, readRoute, type LongControlMessage } from '../protocol/wire.js';
+import {
+  encodeCandidates,
+  encodeEndpointUnknown,
+  encodePairRecv,
+  encodePeer,
+  encodePeerGone,
+  encodeReflectReply,
+  encodeReflected,
+  isReflectRequest,
+  readReceiverIndex,
+  readRoute,
+  type LongControlMessage,
+} from '../protocol/wire.js';
 import { TokenBucket } from '../protocol/limits.js';
 import { Directory } from './directory.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
@@ -82,6 +102,14 @@ export interface SwitchServerOptions {
   maxPorts?: number;
   /** Session keys are refused after this many seconds (default 180; tests shorten it). */
   keyLifetimeS?: number;
+  /**
+   * UDP port of the reflector, a second socket that tells a port its address
+   * as seen there: a different public port than the switch saw means the
+   * port's NAT maps per destination ("symmetric"), and direct paths will
+   * likely need the relay. Default 0: any free port; false: no reflector
+   * (ports report their NAT as 'unknown').
+   */
+  reflectorPort?: number | false;
   logger?: Logger;
 }
 
@@ -110,6 +138,20 @@ export interface MemberStatus {
   knownBy: number;
   /** The names of the other members that hold it: who may talk to it end to end. */
   knownByNames: string[];
+  /** Its NAT mapping as it measured it, and whether it runs with --no-direct. */
+  nat: (typeof NAT_MAPPING_NAMES)[number];
+  direct: boolean;
+  /** The addresses it reported for direct paths (its LAN side). */
+  localAddresses: string[];
+}
+
+/** A pair of members and how they reach each other, as they report it. */
+export interface PairPathStatus {
+  a: string;
+  b: string;
+  path: 'direct' | 'relayed';
+  /** Why relayed (the reporting side's words), or the direct endpoint it uses. */
+  reason?: string;
 }
 
 /** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
@@ -118,6 +160,10 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
   cipher: TransportCipherName;
   publicKey: string;
   members: MemberStatus[];
+  /** Pairs with an end-to-end session, direct or relayed, as their members report (PATH_REPORT). */
+  pairs: PairPathStatus[];
+  /** The reflector's UDP port (0: none). */
+  reflectorPort: number;
   protocol: SessionCounters & {
     ports: number;
     pendingHandshakes: number;
@@ -129,6 +175,11 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
     pairDropped: number;
     /** PEER messages sent (directory entries and withdrawals). */
     directoryMessages: number;
+    /** Introductions (CANDIDATES pairs) sent, refused (no such member, rate), and reflector answers. */
+    rendezvous: number;
+    rendezvousRefused: number;
+    reflectReplies: number;
+    reflectDropped: number;
   };
   udp: UdpStats[];
 }
@@ -176,6 +227,20 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   /** The key each routed member is under in byEndpoint: a roam moves it without a scan. */
   private readonly endpointKeys = new Map<Member<SocketLink>, string>();
   private readonly goneBudget = new TokenBucket(GONE_REPLIES_PER_SECOND, GONE_REPLIES_PER_SECOND);
+  /** What members reported for direct paths: flags, NAT mapping, own addresses. */
+  private readonly endpoints = new Map<Member<SocketLink>, { flags: number; nat: number; addrs: Buffer[] }>();
+  /** Members introduced to each other (re-introduced when one of them roams). */
+  private readonly introduced = new Map<Member<SocketLink>, Set<Member<SocketLink>>>();
+  /** How each member reaches the members it has pair sessions with (PATH_REPORT), by member id. */
+  private readonly paths = new Map<Member<SocketLink>, Map<number, { path: number; reason: string }>>();
+  private readonly rendezvousBudget = new Map<Member<SocketLink>, TokenBucket>();
+  private rendezvousSent = 0;
+  private rendezvousRefused = 0;
+  private reflector: DgramSocket | null = null;
+  private reflectorBound = 0;
+  private reflectReplies = 0;
+  private reflectDropped = 0;
+  private readonly reflectBudget = new TokenBucket(REFLECT_REPLIES_PER_SECOND, REFLECT_REPLIES_PER_SECOND);
 
   constructor(opts: SwitchServerOptions = {}) {
     super();
@@ -210,7 +275,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
           if (!link.socket.closed) link.socket.sendTo(datagram, to);
         },
         longControl: (m, msg) => this.onLongControl(m, msg),
-        roamed: (m) => this.route(m),
+        roamed: (m) => {
+          this.route(m);
+          this.roamed(m);
+        },
         pairData: (link, datagram, from, now) => this.onUnroutedPair(link, datagram, from, now),
       },
       {
@@ -259,6 +327,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       this.directory.subscribe(b, a);
     };
     this.switch.start();
+    if (opts.reflectorPort !== false) this.startReflector(opts.listen?.[0]?.address ?? '::', opts.reflectorPort ?? 0);
     this.tickTimer = setInterval(() => this.sessions.tick(Date.now()), SWITCH_TICK_INTERVAL_MS);
     this.tickTimer.unref();
   }
@@ -271,6 +340,37 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   /** 'insecure' (plaintext, open) or 'secure'. */
   get mode(): 'insecure' | 'secure' {
     return this.sessions.open ? 'insecure' : 'secure';
+  }
+
+  /** The reflector's UDP port once bound (0: none, or not yet). */
+  get reflectorPort(): number {
+    return this.reflectorBound;
+  }
+
+  /** The reflector: answers REFLECT_REQUEST with the source address it saw, within a global budget. */
+  private startReflector(address: string, port: number): void {
+    const bindTo = address === '' ? '::' : address;
+    const sock = createSocket({ type: isIPv4(bindTo) ? 'udp4' : 'udp6' });
+    this.reflector = sock;
+    sock.on('error', (err) => {
+      this.log.warn('reflector off: ports will report their NAT as unknown', { error: err.message, port });
+      this.reflectorBound = 0;
+      if (this.reflector === sock) this.reflector = null;
+      sock.close();
+    });
+    sock.on('message', (msg, rinfo) => {
+      if (!isReflectRequest(msg) || !this.reflectBudget.take(Date.now())) {
+        this.reflectDropped++;
+        return;
+      }
+      this.reflectReplies++;
+      sock.send(encodeReflectReply(msg, encodeAddress(rinfo.address, rinfo.port)), rinfo.port, rinfo.address);
+    });
+    sock.bind(port, bindTo, () => {
+      this.reflectorBound = sock.address().port;
+      this.log.debug('reflector listening', { port: this.reflectorBound });
+    });
+    sock.unref();
   }
 
   /** The UDP ports bound, e.g. after listening on port 0. */
@@ -343,6 +443,30 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       this.switch.learnReported(h, msg.macs);
       return;
     }
+    if (msg.kind === LongControl.ENDPOINTS) {
+      this.endpoints.set(m, { flags: msg.flags, nat: msg.nat, addrs: msg.addrs });
+      return;
+    }
+    if (msg.kind === LongControl.RENDEZVOUS) {
+      this.rendezvous(m, msg.id);
+      return;
+    }
+    if (msg.kind === LongControl.PATH_REPORT) {
+      const d = this.sessions.byMemberId(msg.id);
+      if (d === undefined || !this.directory.knows(m, d)) return;
+      let r = this.paths.get(m);
+      if (r === undefined) this.paths.set(m, (r = new Map()));
+      r.set(msg.id, { path: msg.path, reason: msg.reason });
+      return;
+    }
+    if (msg.kind === LongControl.PEER_QUERY) {
+      // After a rejoin: the member with this key now, if any, and the other way round.
+      const d = this.sessions.byKeyHex(msg.publicKey.toString('hex'));
+      if (d === undefined || d === m || !d.pairs || !m.pairs || !this.handles.has(d) || !this.budgetOf(m).take(Date.now())) return;
+      if (!this.directory.subscribe(m, d)) this.directory.resend(m, d);
+      this.directory.subscribe(d, m);
+      return;
+    }
     if (msg.kind !== LongControl.PAIR_SEND) {
       this.sessions.counters.malformed++;
       return;
@@ -384,6 +508,53 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     dst.link.socket.sendTo(Buffer.from(datagram), dst.endpoint);
   }
 
+  private budgetOf(m: Member<SocketLink>): TokenBucket {
+    let b = this.rendezvousBudget.get(m);
+    if (b === undefined) this.rendezvousBudget.set(m, (b = new TokenBucket(RENDEZVOUS_PER_SECOND, RENDEZVOUS_PER_SECOND)));
+    return b;
+  }
+
+  /**
+   * RENDEZVOUS from `m` for member `id`: each hears the other's candidates
+   * now (its address as we see it, and the ones it reported), so both probe
+   * at the same moment. Only between members that know each other (a pair
+   * session was relayed between them), within a budget per member.
+   */
+  private rendezvous(m: Member<SocketLink>, id: number): void {
+    const d = this.sessions.byMemberId(id);
+    if (d === undefined || d === m || !this.directory.knows(m, d) || !this.handles.has(d) || !this.budgetOf(m).take(Date.now())) {
+      this.rendezvousRefused++;
+      return;
+    }
+    this.introduce(m, d);
+  }
+
+  private introduce(a: Member<SocketLink>, b: Member<SocketLink>): void {
+    this.rendezvousSent++;
+    this.sessions.sendLong(a, this.candidatesOf(b));
+    this.sessions.sendLong(b, this.candidatesOf(a));
+    for (const [x, y] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      let set = this.introduced.get(x);
+      if (set === undefined) this.introduced.set(x, (set = new Set()));
+      set.add(y);
+    }
+  }
+
+  private candidatesOf(m: Member<SocketLink>): Buffer {
+    const e = this.endpoints.get(m);
+    return encodeCandidates(m.id, e?.flags ?? 0, e?.nat ?? NatMapping.UNKNOWN, m.endpoint, e?.addrs ?? []);
+  }
+
+  /** `m` moved (NAT rebinding, new network): it hears its new address, and the members it was introduced to meet it again. */
+  private roamed(m: Member<SocketLink>): void {
+    if (!m.pairs) return;
+    this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
+    for (const other of this.introduced.get(m) ?? []) if (this.handles.has(other)) this.introduce(m, other);
+  }
+
   private info(m: Member<SocketLink>, id: number): PortEventInfo {
     return { name: m.name, id, address: formatAddress(m.endpoint), publicKey: m.publicKey };
   }
@@ -393,7 +564,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.handles.set(m, handle);
     this.route(m);
     // A member that runs pair sessions hears its own entry: its id, and later the MACs it may send from end to end.
-    if (m.pairs) this.directory.subscribe(m, m);
+    if (m.pairs) {
+      this.directory.subscribe(m, m);
+      this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
+    }
     const info = this.info(m, handle.id);
     this.log.info('port joined', { port: m.name, address: info.address, key: m.publicKey });
     this.emit('port-joined', info);
@@ -404,6 +578,11 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.unroute(m);
     // Every member that knew it hears at once: their pair sessions with it close.
     this.directory.remove(m);
+    this.endpoints.delete(m);
+    this.paths.delete(m);
+    this.rendezvousBudget.delete(m);
+    for (const other of this.introduced.get(m) ?? []) this.introduced.get(other)?.delete(m);
+    this.introduced.delete(m);
     this.handles.delete(m);
     if (handle !== undefined) this.switch.removePort(handle);
     const info = this.info(m, handle?.id ?? 0);
@@ -430,6 +609,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         relayed: this.relayedFor(m.id),
         knownBy: this.directory.viewerCount(m),
         knownByNames: this.directory.viewersOf(m).map((v) => v.name),
+        nat: NAT_MAPPING_NAMES[(this.endpoints.get(m)?.nat ?? 0) as NatMapping] ?? 'unknown',
+        direct: ((this.endpoints.get(m)?.flags ?? 0) & EndpointFlags.NO_DIRECT) === 0,
+        localAddresses: (this.endpoints.get(m)?.addrs ?? []).map((a) => formatAddress(a)),
       });
     }
     return {
@@ -438,6 +620,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       cipher: this.sessions.cipher,
       publicKey: this.publicKey,
       members,
+      pairs: this.pairPaths(),
+      reflectorPort: this.reflectorBound,
       protocol: {
         ...this.sessions.counters,
         ports: this.sessions.size,
@@ -446,9 +630,31 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         pairRelayedSlow: this.pairRelayedSlow,
         pairDropped: this.pairDropped,
         directoryMessages: this.directory.sent,
+        rendezvous: this.rendezvousSent,
+        rendezvousRefused: this.rendezvousRefused,
+        reflectReplies: this.reflectReplies,
+        reflectDropped: this.reflectDropped,
       },
       udp: this.sockets.map((s) => s.stats),
     };
+  }
+
+  /** Each pair once: relayed if either side says so (with its reason), else direct. */
+  private pairPaths(): PairPathStatus[] {
+    const seen = new Map<string, PairPathStatus>();
+    for (const [m, reports] of this.paths) {
+      for (const [id, r] of reports) {
+        const d = this.sessions.byMemberId(id);
+        if (d === undefined) continue;
+        const [a, b] = m.id < d.id ? [m, d] : [d, m];
+        const key = `${a.id}:${b.id}`;
+        const path = r.path === PathKind.DIRECT ? 'direct' : 'relayed';
+        const had = seen.get(key);
+        if (had !== undefined && (had.path === 'relayed' || path === 'direct')) continue;
+        seen.set(key, { a: a.name, b: b.name, path, ...(r.reason !== '' ? { reason: r.reason } : {}) });
+      }
+    }
+    return [...seen.values()].sort((x, y) => (x.a === y.a ? x.b.localeCompare(y.b) : x.a.localeCompare(y.a)));
   }
 
   /** Relayed traffic of member `id` over every socket. */
@@ -517,6 +723,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     for (const l of this.links) l.queue.flush();
     this.switch.stop();
     for (const s of this.sockets) s.close();
+    this.reflector?.close();
+    this.reflector = null;
   }
 }
 

@@ -45,6 +45,15 @@ export const MessageType = {
    * endpoint and its relay route.
    */
   ENDPOINT_UNKNOWN: 0x29,
+  /**
+   * Port -> the switch's reflector socket (another UDP port of the switch):
+   * prefix, 8-byte transaction id, zero padding to REFLECT_SIZE (as large as
+   * the answer: no amplification). Unauthenticated, like STUN: a wrong answer
+   * can only mislabel the port's NAT.
+   */
+  REFLECT_REQUEST: 0x2a,
+  /** Reflector -> port: prefix, the transaction id, the source address slot it saw (18 bytes), 2 zero bytes. */
+  REFLECT_REPLY: 0x2b,
   /** "I don't speak that version": layout fixed forever. */
   VERSION_UNSUPPORTED: 0xff,
 } as const;
@@ -118,6 +127,11 @@ export const PAIR_ROUTE_OFFSET = 2;
 /** Member ids the switch hands out: u16, never 0. */
 export const MEMBER_ID_MAX = 0xffff;
 
+/** REFLECT_REQUEST and REFLECT_REPLY: prefix, transaction id (8), address slot (16 + port 2), 2 zero bytes. */
+export const REFLECT_SIZE = 32;
+export const REFLECT_TXID_OFFSET = 4;
+export const REFLECT_ADDR_OFFSET = 12;
+
 /** ENDPOINT_UNKNOWN: the prefix, then the receiver index of the PAIR_DATA it answers (so only its sender can match it). */
 export const ENDPOINT_UNKNOWN_SIZE = 8;
 
@@ -179,7 +193,13 @@ export const PairControl = {
   LEAVE: 1,
   /** "That destination MAC is not behind me (any more)": the sender goes back through the switch at once. */
   NOT_HERE: 5,
+  /** Kind, u32 probe id: "answer this on the address it came from" — a direct path's hole punch and heartbeat. */
+  PROBE: 6,
+  /** Kind, the probe's id: sent to the address the probe came from; proves that path both ways. */
+  PROBE_REPLY: 7,
 } as const;
+/** PROBE and PROBE_REPLY: kind, id u32. */
+export const PROBE_SIZE = 5;
 
 /**
  * Kinds of CONTROL_DATA plaintext (byte 0), port <-> switch only. Port to
@@ -190,6 +210,18 @@ export const LongControl = {
   PAIR_SEND: 0x10,
   /** Port -> switch: count u8, then count x (MAC 6, VLAN u16): source MACs this port used on pair sessions lately. */
   MAC_CLAIM: 0x11,
+  /**
+   * Port -> switch: flags u8 (EndpointFlags), NAT mapping u8 (NatMapping),
+   * count u8, count x address slot (18: address 16, port 2): the port's own
+   * addresses (its LAN side) for direct paths.
+   */
+  ENDPOINTS: 0x12,
+  /** Port -> switch: member id u16: "introduce us" — both sides get CANDIDATES of the other, at once. */
+  RENDEZVOUS: 0x13,
+  /** Port -> switch: member id u16, path u8 (PathKind), reason length u8, reason (UTF-8): how this port reaches that member now. */
+  PATH_REPORT: 0x14,
+  /** Port -> switch: static public key (32): "which member id has this key now?" (after a rejoin): answered with PEER, or not at all. */
+  PEER_QUERY: 0x15,
   /** Switch -> port: src u16, static public key (32), then a handshake message from that member's port. */
   PAIR_RECV: 0x20,
   /**
@@ -198,7 +230,42 @@ export const LongControl = {
    * VLAN u16). A member's MACs may span several messages: the first has RESET.
    */
   PEER: 0x21,
+  /**
+   * Switch -> port: member id u16, flags u8 (EndpointFlags), NAT mapping u8,
+   * the member's address as the switch sees it (slot, 18), count u8, count x
+   * slot (18): its own addresses. Both ports of a RENDEZVOUS get one at once,
+   * and start probing.
+   */
+  CANDIDATES: 0x22,
+  /** Switch -> port: the port's own address as the switch sees it (slot, 18), the reflector's UDP port u16 (0: none). */
+  REFLECTED: 0x23,
 } as const;
+export const EndpointFlags = {
+  /** The port runs with --no-direct: it never sends or answers on direct paths. */
+  NO_DIRECT: 0x01,
+} as const;
+/** How a port's NAT maps one local socket to public ports (RFC 4787 terms), as measured against the switch and its reflector. */
+export const NatMapping = {
+  UNKNOWN: 0,
+  /** No NAT: the switch sees one of the port's own addresses. */
+  NONE: 1,
+  /** The same public port for every destination: hole punching works. */
+  ENDPOINT_INDEPENDENT: 2,
+  /** Another public port per destination ("symmetric"): only the far side's NAT can be punched through. */
+  ENDPOINT_DEPENDENT: 3,
+} as const;
+export type NatMapping = (typeof NatMapping)[keyof typeof NatMapping];
+export const NAT_MAPPING_NAMES = ['unknown', 'none', 'endpoint-independent', 'endpoint-dependent'] as const;
+export const PathKind = {
+  RELAYED: 0,
+  DIRECT: 1,
+} as const;
+/** One address in ENDPOINTS and CANDIDATES: IPv6 (or IPv4-mapped) address and port, as the first 18 bytes of an address slot. */
+export const ENDPOINT_RECORD_SIZE = 18;
+/** Own addresses a port reports, and the switch passes on. */
+export const LOCAL_ENDPOINTS_MAX = 8;
+/** Longest reason text of a PATH_REPORT. */
+export const PATH_REASON_MAX_BYTES = 96;
 export const PeerFlags = {
   /** This message starts the member's MAC list: forget the MACs known before. */
   RESET: 0x01,
@@ -381,6 +448,50 @@ export const MAC_CLAIM_INTERVAL_MS = 1_000;
 export const LOCAL_MACS_MAX = 4096;
 /** Pair datagrams without a route that the switch answers with PEER GONE, per second. */
 export const GONE_REPLIES_PER_SECOND = 20;
+
+// ---------------------------------------------------------------- direct paths (docs/PROTOCOL.md, "Direct paths")
+
+/**
+ * While frames flow on a pair, its direct path is probed this often (the
+ * heartbeat). A missed answer puts traffic on the relay as well within
+ * PATH_HEARTBEAT_MS + PATH_DOUBT_GRACE_MS: under the 1 s the no-blackout rule
+ * allows (Tailscale's magicsock heartbeats every 3 s).
+ */
+export const PATH_HEARTBEAT_MS = 500;
+/** A pong later than the heartbeat plus this (or plus 2 RTTs, whichever is more) puts the path in doubt: frames go both ways. */
+export const PATH_DOUBT_GRACE_MS = 200;
+/** A direct path with no pong for this long is dropped: relay only (magicsock trusts for 6.5 s). */
+export const PATH_TRUST_MS = 3_000;
+/** While relayed and active, every candidate is probed again this often: a path that answers again is taken back within seconds. */
+export const PATH_RETRY_MS = 5_000;
+/** While relayed and active, the switch is asked to introduce the pair again this often (mappings may have changed). */
+export const PATH_REDISCOVER_MS = 30_000;
+/** No frames on the pair for this long: heartbeats and retries stop (magicsock: 45 s). The next frame probes at once. */
+export const PATH_IDLE_MS = 45_000;
+/** RENDEZVOUS requests a port sends per peer at most this often (also on the first frame after idle). */
+export const RENDEZVOUS_MIN_INTERVAL_MS = 1_000;
+/** A candidate must be this much faster (RTT ratio) than the current direct path to replace it: hysteresis. */
+export const PATH_SWITCH_RTT_RATIO = 0.7;
+/** Weight of a new RTT sample in a candidate's smoothed RTT. */
+export const PATH_RTT_ALPHA = 0.25;
+/** Candidates remembered per peer (public, local and observed); the least useful is forgotten first. */
+export const PATH_CANDIDATES_MAX = 16;
+/** Probes outstanding per candidate (their ids and send times, for RTT). */
+export const PROBES_OUTSTANDING_MAX = 4;
+/** How often a port re-reads its own addresses (a change is reported: ENDPOINTS). */
+export const LOCAL_ADDRESS_SCAN_MS = 5_000;
+/** After a rejoin, a peer the new switch has not vouched for again (PEER_QUERY unanswered) is dropped after this long. */
+export const PEER_REJOIN_GRACE_MS = 30_000;
+/** PEER_QUERY is repeated this often until answered. */
+export const PEER_QUERY_RETRY_MS = 1_000;
+/** RENDEZVOUS and PEER_QUERY a switch serves per member per second (and burst). */
+export const RENDEZVOUS_PER_SECOND = 20;
+/** REFLECT_REPLY answers a switch's reflector sends per second in total (unauthenticated requests). */
+export const REFLECT_REPLIES_PER_SECOND = 200;
+/** A port re-measures its NAT mapping against the reflector this often, and after it roamed. */
+export const NAT_CHECK_INTERVAL_MS = 300_000;
+/** A reflector answer later than this counts as none (NAT mapping 'unknown' until the next check). */
+export const NAT_CHECK_TIMEOUT_MS = 2_000;
 
 // ================================================================ frames, underlay and MTU
 

@@ -16,6 +16,10 @@ import {
   MAC_CLAIM_INTERVAL_MS,
   MAX_PAIR_SESSIONS_DEFAULT,
   MessageType,
+  NatMapping,
+  PEER_QUERY_RETRY_MS,
+  PEER_REJOIN_GRACE_MS,
+  PathKind,
   NOT_HERE_PER_SECOND,
   PAIR_HANDSHAKE_ATTEMPTS,
   PAIR_HANDSHAKE_COOLDOWN_MS,
@@ -37,12 +41,18 @@ import { TokenBucket } from './limits.js';
 import { InitiatorHandshake, ResponderHandshake, isInitiation } from './noise.js';
 import { openQueued, queueOpen } from './receive.js';
 import { sealInto, sealOne, type DatagramQueue } from './send.js';
+import { PeerPaths, Route, type CandidateStatus, type PathContext } from './paths.js';
 import {
   PAIR_LEAVE_PAYLOAD,
   decodePairControl,
   encodeMacClaims,
   encodeNotHere,
   encodePairSend,
+  encodePathReport,
+  encodePeerQuery,
+  encodeProbe,
+  encodeRendezvous,
+  type CandidatesMessage,
   formatIndex,
   readReceiverIndex,
   type MacRecord,
@@ -58,6 +68,10 @@ export interface PairSessionsOptions {
   rekeyAfterMs?: number;
   rejectAfterMs?: number;
   random?: RandomBytes;
+  /** Direct paths to peers (default true); false is --no-direct: everything through the switch. */
+  direct?: boolean;
+  /** Address text of a slot (status and logs). */
+  formatAddress?: (addr: Buffer) => string;
 }
 
 /** What the pair sessions ask of the port. */
@@ -66,13 +80,16 @@ export interface PairSessionsHost {
   toSwitch(payload: Buffer): boolean;
   /** One PAIR_DATA datagram for the switch to relay (slow path: keepalives, notices). */
   send(datagram: Buffer): void;
+  /** One datagram straight to `addr` (an address slot): probes, and notices on a direct path. */
+  sendTo(datagram: Buffer, addr: Buffer): void;
   /** A pair session came up or went away (logs). */
   event(e: PairEvent): void;
 }
 
 export type PairEvent =
   | { type: 'pair-up'; peer: string; session: string; initiator: boolean }
-  | { type: 'pair-down'; peer: string; reason: string };
+  | { type: 'pair-down'; peer: string; reason: string }
+  | { type: 'path'; peer: string; path: 'direct' | 'relayed'; endpoint?: string; rttMs?: number; reason?: string };
 
 /** Counters over every peer (status, metrics). */
 export interface PairCounters {
@@ -107,6 +124,20 @@ export interface PairCounters {
   evicted: number;
   /** Peers the switch said left or were revoked. */
   peersGone: number;
+  /** Frames sealed onto a direct path, onto the relay, and onto both (a direct path in doubt). */
+  txDirect: number;
+  txRelayed: number;
+  txBoth: number;
+  /** Opened frames that came on a direct path. */
+  rxDirect: number;
+  probesSent: number;
+  probesAnswered: number;
+  pongsReceived: number;
+  /** Path changes (direct <-> relayed, or to another direct address). */
+  pathChanges: number;
+  /** Peers kept across a rejoin of the switch, and those dropped because the new switch did not vouch for them again. */
+  peersKeptAcrossRejoin: number;
+  peersLostAtRejoin: number;
 }
 
 /** One peer as `vport status` shows it. */
@@ -114,8 +145,23 @@ export interface PeerStatus {
   id: number;
   name: string;
   publicKey: string;
-  /** 'relayed' (through the switch) while a session is up; '-' otherwise. */
-  path: 'relayed' | '-';
+  /** 'direct' (to `endpoint`), 'relayed' (through the switch, `reason` says why) while a session is up; '-' otherwise. */
+  path: 'direct' | 'relayed' | '-';
+  /** The peer's address on the direct path. */
+  endpoint?: string;
+  /** Why frames are relayed. */
+  reason?: string;
+  /** When the current path was taken (ISO time). */
+  pathSince?: string;
+  /** The direct path's round-trip time. */
+  rttMs?: number;
+  txDirectBytes: number;
+  rxDirectBytes: number;
+  txRelayBytes: number;
+  rxRelayBytes: number;
+  candidates: CandidateStatus[];
+  /** Kept from before the switch restarted (or we rejoined): waiting for the new switch to vouch for it again. */
+  stale?: boolean;
   state: 'up' | 'handshaking' | 'idle';
   session: string;
   lastHandshakeS?: number;
@@ -160,8 +206,13 @@ class Peer {
   touched = false;
   /** Counted against maxSessions. */
   counted = false;
+  /** Kept across a rejoin: its id is from the old switch session, until a PEER of the new one names it. */
+  stale = false;
+  staleSince = 0;
+  queryAt = 0;
+  paths!: PeerPaths;
   constructor(
-    readonly id: number,
+    public id: number,
     readonly publicKey: Buffer,
     public name: string,
   ) {
@@ -199,6 +250,16 @@ export class PairSessions {
     txOversize: 0,
     evicted: 0,
     peersGone: 0,
+    txDirect: 0,
+    txRelayed: 0,
+    txBoth: 0,
+    rxDirect: 0,
+    probesSent: 0,
+    probesAnswered: 0,
+    pongsReceived: 0,
+    pathChanges: 0,
+    peersKeptAcrossRejoin: 0,
+    peersLostAtRejoin: 0,
   };
   /** This port's member id, once the switch said (PEER with SELF). */
   selfId = 0;
@@ -209,6 +270,10 @@ export class PairSessions {
    */
   checkOwnSource = true;
   private readonly peers = new Map<number, Peer>();
+  /** Peers kept across a rejoin, by public key (hex), until the new switch names them. */
+  private readonly stale = new Map<string, Peer>();
+  private readonly pathCtx: PathContext;
+  private rxAddrs: Buffer = Buffer.alloc(0);
   /** (vlan, mac) -> the peer the switch places it behind. */
   private readonly directory = new Map<number, Map<number, Peer>>();
   /** (vlan, mac) -> whether used on a pair session since the last claim: the MACs the switch placed behind us. */
@@ -228,7 +293,7 @@ export class PairSessions {
   private sessions = 0;
   private rxPeer: Peer | null = null;
   private rxNow = 0;
-  private readonly onControl = (kp: Keypair, buf: Buffer, off: number, len: number): void => this.pairControl(kp, buf, off, len);
+  private readonly onControl = (kp: Keypair, buf: Buffer, off: number, len: number, slot: number): void => this.pairControl(kp, buf, off, len, slot);
 
   constructor(
     private readonly host: PairSessionsHost,
@@ -245,6 +310,76 @@ export class PairSessions {
     this.maxSessions = opts.maxSessions ?? MAX_PAIR_SESSIONS_DEFAULT;
     this.rekeyAfterMs = opts.rekeyAfterMs ?? REKEY_AFTER_TIME_MS;
     this.rejectAfterMs = Math.max(opts.rejectAfterMs ?? REJECT_AFTER_TIME_MS, this.rekeyAfterMs);
+    this.pathCtx = { disabled: opts.direct === false, nat: NatMapping.UNKNOWN, format: opts.formatAddress ?? ((a) => a.toString('hex', 0, 18)) };
+  }
+
+  /** This port's NAT mapping (NatMapping), as the port measured it: explains relayed paths. */
+  setNat(nat: number): void {
+    this.pathCtx.nat = nat;
+  }
+
+  get nat(): number {
+    return this.pathCtx.nat;
+  }
+
+  /** Whether direct paths are on (not --no-direct). */
+  get direct(): boolean {
+    return !this.pathCtx.disabled;
+  }
+
+  private newPeer(id: number, publicKey: Buffer, name: string): Peer {
+    const p = new Peer(id, publicKey, name);
+    const now = this.rxNow;
+    p.paths = new PeerPaths(
+      {
+        probe: (addr, probeId) => {
+          const kp = p.current;
+          if (kp === null || kp.closed) return false;
+          this.counters.probesSent++;
+          this.host.sendTo(sealOne(kp, encodeProbe(PairControl.PROBE, probeId)), addr);
+          return true;
+        },
+        rendezvous: () => {
+          if (!p.stale) this.host.toSwitch(encodeRendezvous(p.id));
+        },
+        changed: () => this.pathChanged(p),
+      },
+      this.pathCtx,
+      now,
+    );
+    return p;
+  }
+
+  private pathChanged(p: Peer): void {
+    this.counters.pathChanges++;
+    const now = Date.now();
+    const direct = p.paths.isDirect;
+    const endpoint = p.paths.endpoint;
+    const reason = p.paths.reason(now);
+    const rtt = p.paths.rttMs;
+    this.host.event({
+      type: 'path',
+      peer: p.name,
+      path: direct ? 'direct' : 'relayed',
+      ...(direct && endpoint !== null ? { endpoint: this.pathCtx.format(endpoint) } : {}),
+      ...(rtt !== undefined ? { rttMs: rtt } : {}),
+      ...(reason !== undefined ? { reason } : {}),
+    });
+    if (!p.stale) this.host.toSwitch(encodePathReport(p.id, direct ? PathKind.DIRECT : PathKind.RELAYED, reason ?? (endpoint !== null ? this.pathCtx.format(endpoint) : '')));
+  }
+
+  /** CANDIDATES from the switch: where `msg.id` may be reached directly. */
+  candidates(msg: CandidatesMessage, now: number): void {
+    const p = this.peers.get(msg.id);
+    if (p === undefined) return;
+    p.paths.introduce(msg.flags, msg.nat, msg.observed, msg.local, now);
+  }
+
+  /** A slow-path datagram for `p`: on its direct path when there is one, else through the switch. */
+  private sendSlow(p: Peer, datagram: Buffer): void {
+    const e = p.paths.endpoint;
+    if (e !== null) this.host.sendTo(datagram, e);
+    else if (!p.stale) this.host.send(datagram);
   }
 
   /** Pair sessions up now. */
@@ -285,8 +420,9 @@ export class PairSessions {
       this.dropPeer(p, 'its member id now belongs to another key');
       p = undefined;
     }
+    if (p === undefined) p = this.reattach(msg.id, msg.publicKey);
     if (p === undefined) {
-      p = new Peer(msg.id, Buffer.from(msg.publicKey), msg.name);
+      p = this.newPeer(msg.id, Buffer.from(msg.publicKey), msg.name);
       this.peers.set(msg.id, p);
     }
     p.name = msg.name;
@@ -302,11 +438,51 @@ export class PairSessions {
     void now;
   }
 
-  /** The port's session with the switch is new (the switch restarted, or we rejoined): ids and MACs start over. */
+  /** Forget everything: ids, sessions, MACs. */
   reset(reason: string): void {
-    for (const p of [...this.peers.values()]) this.dropPeer(p, reason);
+    for (const p of [...this.peers.values(), ...this.stale.values()]) this.dropPeer(p, reason);
     this.own.clear();
     this.selfId = 0;
+  }
+
+  /**
+   * The port's session with the switch is new (the switch restarted, or we
+   * rejoined): member ids start over, but pair sessions are the ports' own and
+   * direct paths do not need the switch. Peers with a session are kept, under
+   * their key, until the new switch names them again (PEER_QUERY) or
+   * PEER_REJOIN_GRACE_MS passes; frames for them meanwhile go direct, or hop
+   * by hop through the switch. Our MACs stay ours until the switch says.
+   */
+  rejoined(now: number): void {
+    this.selfId = 0;
+    for (const p of [...this.peers.values()]) {
+      this.peers.delete(p.id);
+      if (!p.hasSession) {
+        this.dropPeer(p, 'rejoined the switch');
+        continue;
+      }
+      p.stale = true;
+      p.staleSince = now;
+      p.queryAt = now;
+      this.stale.set(p.publicKey.toString('hex'), p);
+    }
+  }
+
+  /** A stale peer the new switch names `id`: it is vouched for again. */
+  private reattach(id: number, publicKey: Buffer): Peer | undefined {
+    const key = publicKey.toString('hex');
+    const p = this.stale.get(key);
+    if (p === undefined) return undefined;
+    this.stale.delete(key);
+    p.stale = false;
+    p.id = id;
+    for (const kp of [p.current, p.previous, p.next]) if (kp !== null) kp.route = id;
+    this.peers.set(id, p);
+    this.counters.peersKeptAcrossRejoin++;
+    // Tell the new switch how we reach it.
+    this.pathChanged(p);
+    this.counters.pathChanges--;
+    return p;
   }
 
   // ------------------------------------------------------------------ handshakes (relayed by the switch)
@@ -322,8 +498,9 @@ export class PairSessions {
       this.dropPeer(p, 'its member id now belongs to another key');
       p = undefined;
     }
+    if (p === undefined) p = this.reattach(src, publicKey);
     if (p === undefined) {
-      p = new Peer(src, Buffer.from(publicKey), encodeKey(publicKey).slice(0, 8));
+      p = this.newPeer(src, Buffer.from(publicKey), encodeKey(publicKey).slice(0, 8));
       this.peers.set(src, p);
     }
     const type = message[1];
@@ -377,7 +554,7 @@ export class PairSessions {
     p.lastUsed = now;
     this.counters.handshakes++;
     // The first datagram under the new keys confirms them to the responder.
-    this.host.send(sealOne(kp, EMPTY));
+    this.sendSlow(p, sealOne(kp, EMPTY));
     if (!had) this.host.event({ type: 'pair-up', peer: p.name, session: formatIndex(kp.localIndex), initiator: true });
   }
 
@@ -478,8 +655,8 @@ export class PairSessions {
         if (lastOwn?.has(src) === true) lastOwn.set(src, true);
       }
       const kp = p.current;
-      if (kp === null || kp.closed) {
-        this.want(p, now);
+      if (kp === null || kp.closed || (p.stale && p.paths.endpoint === null)) {
+        if (!p.stale) this.want(p, now);
         this.counters.viaSwitchNoSession++;
         hop.push(off, len);
         continue;
@@ -513,7 +690,25 @@ export class PairSessions {
     const n = p.tx.count;
     let bytes = 0;
     for (let j = 0; j < n; j++) bytes += p.tx.lengths[j]!;
-    sealInto(kp, p.tx, this.out, this.switchAddr, this.counters);
+    const paths = p.paths;
+    paths.activity(now);
+    const route = paths.route(now);
+    const endpoint = paths.endpoint;
+    if (route === Route.RELAY || endpoint === null) {
+      sealInto(kp, p.tx, this.out, this.switchAddr, this.counters);
+      paths.txRelayBytes += bytes;
+      this.counters.txRelayed += n;
+    } else if (route === Route.DIRECT || p.stale) {
+      sealInto(kp, p.tx, this.out, endpoint, this.counters);
+      paths.txDirectBytes += bytes;
+      this.counters.txDirect += n;
+    } else {
+      // In doubt: both ways until a pong settles it; the peer's replay window drops the second copy.
+      sealInto(kp, p.tx, this.out, endpoint, this.counters, this.switchAddr);
+      paths.txDirectBytes += bytes;
+      paths.txRelayBytes += bytes;
+      this.counters.txBoth += n;
+    }
     p.txFrames += n;
     p.txBytes += bytes;
     this.counters.txPair += n;
@@ -526,12 +721,14 @@ export class PairSessions {
   }
 
   /**
-   * PAIR_DATA datagrams slots[from..to) of `batch` (from the switch). Frames
-   * that pass the checks are appended to `frames`.
+   * PAIR_DATA datagrams slots[from..to) of `batch`, relayed by the switch or
+   * straight from a peer; `addrs` holds each one's source address slot.
+   * Frames that pass the checks are appended to `frames`.
    */
-  receive(batch: FrameBatch, slots: Uint16Array, from: number, to: number, now: number, frames: MutableFrameBatch): void {
+  receive(batch: FrameBatch, addrs: Buffer, slots: Uint16Array, from: number, to: number, now: number, frames: MutableFrameBatch): void {
     const { buf, offsets, lengths } = batch;
     this.rxNow = now;
+    this.rxAddrs = addrs;
     const touchedKeys = this.touchedKeys;
     for (let k = from; k < to; k++) {
       const i = slots[k]!;
@@ -555,6 +752,7 @@ export class PairSessions {
       const rx = p.rx;
       const failedBefore = this.counters.authFailed;
       this.rxPeer = p;
+      const queued = kp.rxCount;
       const newest = openQueued(kp, buf, rx, this.counters, this.onControl);
       this.rxPeer = null;
       p.authFailed += this.counters.authFailed - failedBefore;
@@ -563,11 +761,43 @@ export class PairSessions {
         continue;
       }
       p.lastUsed = now;
+      this.pathsOf(p, kp, addrs, queued, now);
       if (kp === p.next) this.confirm(p, kp);
       this.accept(p, rx, frames);
       rx.clear();
     }
     touchedKeys.length = 0;
+  }
+
+  /** Which path each fresh, authentic datagram came on: bytes per path, and new sources become candidates. */
+  private pathsOf(p: Peer, kp: Keypair, addrs: Buffer, n: number, now: number): void {
+    const paths = p.paths;
+    const sw = this.switchAddr;
+    let relayed = 0, direct = 0, directFrames = 0, lastDirect = -1;
+    for (let j = 0; j < n; j++) {
+      if (kp.rxResults[j] !== 1) continue;
+      const at = kp.rxSlots[j]! * ADDR_SLOT_BYTES;
+      const len = kp.rxLengths[j]!;
+      let fromSwitch = true;
+      for (let k = 0; k < ADDR_KEY_BYTES; k++) {
+        if (addrs[at + k] !== sw[k]) {
+          fromSwitch = false;
+          break;
+        }
+      }
+      if (fromSwitch) relayed += len;
+      else {
+        direct += len;
+        directFrames++;
+        lastDirect = at;
+      }
+    }
+    if (relayed + direct === 0) return;
+    paths.activity(now);
+    paths.rxRelayBytes += relayed;
+    paths.rxDirectBytes += direct;
+    this.counters.rxDirect += directFrames;
+    if (lastDirect >= 0) paths.heard(addrs, lastDirect, now);
   }
 
   /** The checks of an opened window from `p`: source theirs, destination ours. */
@@ -616,16 +846,31 @@ export class PairSessions {
     const kp = p.current ?? p.previous;
     if (kp === null || !this.notHereBudget.take(this.rxNow)) return;
     this.counters.notHereSent++;
-    this.host.send(sealOne(kp, encodeNotHere(mac, vlan)));
+    this.sendSlow(p, sealOne(kp, encodeNotHere(mac, vlan)));
   }
 
-  /** A short control payload on a pair session. */
-  private pairControl(kp: Keypair, buf: Buffer, off: number, len: number): void {
+  /** A short control payload on a pair session, in receive slot `slot`. */
+  private pairControl(kp: Keypair, buf: Buffer, off: number, len: number, slot: number): void {
     const p = this.rxPeer;
     if (p === null) return;
     const c = decodePairControl(buf, off, len);
     if (c === null) {
       this.counters.malformed++;
+      return;
+    }
+    if (c.kind === PairControl.PROBE) {
+      if (this.pathCtx.disabled) return;
+      // Answer on the address it came from, with the newest keys we may send with.
+      const out = p.current !== null && !p.current.closed ? p.current : null;
+      if (out === null) return;
+      const at = slot * ADDR_SLOT_BYTES;
+      this.counters.probesAnswered++;
+      this.host.sendTo(sealOne(out, encodeProbe(PairControl.PROBE_REPLY, c.id)), Buffer.from(this.rxAddrs.subarray(at, at + ADDR_SLOT_BYTES)));
+      return;
+    }
+    if (c.kind === PairControl.PROBE_REPLY) {
+      this.counters.pongsReceived++;
+      p.paths.pong(this.rxAddrs, slot * ADDR_SLOT_BYTES, c.id, this.rxNow);
       return;
     }
     if (c.kind === PairControl.NOT_HERE) {
@@ -659,7 +904,17 @@ export class PairSessions {
 
   /** Retries, key expiry, idle sessions, MAC claims. Call about once a second. */
   poll(now: number): void {
+    for (const p of this.stale.values()) {
+      if (now - p.staleSince >= PEER_REJOIN_GRACE_MS) {
+        this.counters.peersLostAtRejoin++;
+        this.dropPeer(p, 'the switch did not vouch for it again after the rejoin');
+        continue;
+      }
+      p.paths.poll(now);
+      if (now >= p.queryAt && this.host.toSwitch(encodePeerQuery(p.publicKey))) p.queryAt = now + PEER_QUERY_RETRY_MS;
+    }
     for (const p of this.peers.values()) {
+      if (p.current !== null) p.paths.poll(now);
       if (p.handshake !== null && now >= p.nextRetryAt) {
         if (p.attempts >= PAIR_HANDSHAKE_ATTEMPTS) {
           this.indices.delete(p.handshake.senderIndex);
@@ -708,9 +963,9 @@ export class PairSessions {
 
   /** Say goodbye on every session (the port is leaving) and forget everything. */
   close(): void {
-    for (const p of this.peers.values()) {
+    for (const p of [...this.peers.values(), ...this.stale.values()]) {
       const kp = p.current;
-      if (kp !== null && !kp.closed) this.host.send(sealOne(kp, PAIR_LEAVE_PAYLOAD));
+      if (kp !== null && !kp.closed) this.sendSlow(p, sealOne(kp, PAIR_LEAVE_PAYLOAD));
     }
     this.reset('port closing');
   }
@@ -719,13 +974,28 @@ export class PairSessions {
 
   status(now: number): PeerStatus[] {
     const out: PeerStatus[] = [];
-    for (const p of this.peers.values()) {
+    for (const p of [...this.peers.values(), ...this.stale.values()]) {
       const kp = p.current;
+      const paths = p.paths;
+      const endpoint = paths.endpoint;
+      const direct = kp !== null && paths.isDirect && endpoint !== null;
+      const reason = kp !== null ? paths.reason(now) : undefined;
+      const rtt = paths.rttMs;
       out.push({
         id: p.id,
         name: p.name,
         publicKey: encodeKey(p.publicKey),
-        path: kp !== null ? 'relayed' : '-',
+        path: kp === null ? '-' : direct ? 'direct' : 'relayed',
+        ...(direct ? { endpoint: this.pathCtx.format(endpoint) } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+        ...(kp !== null ? { pathSince: new Date(paths.since).toISOString() } : {}),
+        ...(direct && rtt !== undefined ? { rttMs: rtt } : {}),
+        txDirectBytes: paths.txDirectBytes,
+        rxDirectBytes: paths.rxDirectBytes,
+        txRelayBytes: paths.txRelayBytes,
+        rxRelayBytes: paths.rxRelayBytes,
+        candidates: paths.candidates(now),
+        ...(p.stale ? { stale: true } : {}),
         state: kp !== null ? 'up' : p.handshake !== null || p.next !== null ? 'handshaking' : 'idle',
         session: kp !== null ? `${formatIndex(kp.localIndex)}/${formatIndex(kp.remoteIndex)}` : '-',
         ...(p.lastHandshakeAt > 0 ? { lastHandshakeS: Math.round((now - p.lastHandshakeAt) / 100) / 10 } : {}),
@@ -784,7 +1054,8 @@ export class PairSessions {
     this.closeSession(p, reason);
     this.clearMacs(p);
     this.responder.forget(p.publicKey);
-    this.peers.delete(p.id);
+    if (p.stale) this.stale.delete(p.publicKey.toString('hex'));
+    else if (this.peers.get(p.id) === p) this.peers.delete(p.id);
   }
 
   private clearMacs(p: Peer): void {
@@ -805,6 +1076,9 @@ export class PairSessions {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Bytes of an address slot (lib/io/native.ts ADDR_SLOT), and the ones that name the address and port. */
+const ADDR_SLOT_BYTES = 20;
+const ADDR_KEY_BYTES = 18;
 
 function setIn<V>(m: Map<number, Map<number, V>>, vlan: number, mac: number, v: V): void {
   let inner = m.get(vlan);

@@ -54,6 +54,8 @@ export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, 
     const off = kp.rxOffsets[j]!;
     // Replay is decided only for authentic datagrams, so forgeries cannot move the window.
     if (!kp.replay.checkAndUpdate(readCounter(buf, off))) {
+      // Marked, so a caller that walks the results after this sees only fresh datagrams as 1.
+      kp.rxResults[j] = 0;
       counters.replayed++;
       continue;
     }

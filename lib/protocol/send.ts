@@ -31,9 +31,10 @@ export interface SealCounters {
 
 /**
  * Seal every frame of `batch` for the holder of `kp` at `endpoint` into `q`,
- * in runs that fit the queue.
+ * in runs that fit the queue. With `also`, each datagram is sent to that
+ * address too (the same bytes: the receiver's replay window takes one).
  */
-export function sealInto(kp: Keypair, batch: FrameBatch, q: DatagramQueue, endpoint: Buffer, counters: SealCounters): void {
+export function sealInto(kp: Keypair, batch: FrameBatch, q: DatagramQueue, endpoint: Buffer, counters: SealCounters, also?: Buffer): void {
   const { offsets, lengths, count } = batch;
   const dst = q.batch.buf;
   const scratch = q.scratchOffsets;
@@ -41,7 +42,7 @@ export function sealInto(kp: Keypair, batch: FrameBatch, q: DatagramQueue, endpo
   while (i < count) {
     let n = 0;
     let pos = q.used;
-    const slots = q.slotsFree;
+    const slots = also === undefined ? q.slotsFree : q.slotsFree >> 1;
     while (i + n < count && n < slots) {
       const size = lengths[i + n]! + TRANSPORT_OVERHEAD;
       if (size > MAX_DATAGRAM_SIZE || pos + size > dst.length) break;
@@ -62,6 +63,7 @@ export function sealInto(kp: Keypair, batch: FrameBatch, q: DatagramQueue, endpo
     const whole = i === 0 && n === count;
     kp.send.sealBatch(batch.buf, whole ? offsets : offsets.subarray(i, i + n), whole ? lengths : lengths.subarray(i, i + n), n, dst, scratch);
     for (let k = 0; k < n; k++) q.commit(scratch[k]!, lengths[i + k]! + TRANSPORT_OVERHEAD, endpoint);
+    if (also !== undefined) for (let k = 0; k < n; k++) q.commit(scratch[k]!, lengths[i + k]! + TRANSPORT_OVERHEAD, also);
     i += n;
   }
 }

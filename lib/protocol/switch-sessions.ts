@@ -384,6 +384,12 @@ export class SwitchSessions<L extends Link = Link> {
     return touched;
   }
 
+  /** The joined member with this static key (hex), if any. */
+  byKeyHex(keyHex: string): Member<L> | undefined {
+    const m = this.members.get(keyHex);
+    return m !== undefined && m.joined ? m : undefined;
+  }
+
   /** The joined member with this id, if any. */
   byMemberId(id: number): Member<L> | undefined {
     const m = this.byId.get(id);

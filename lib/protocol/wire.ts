@@ -5,6 +5,13 @@
 import {
   CONTROL_MAX_SIZE,
   Control,
+  ENDPOINT_RECORD_SIZE,
+  LOCAL_ENDPOINTS_MAX,
+  PATH_REASON_MAX_BYTES,
+  PROBE_SIZE,
+  REFLECT_ADDR_OFFSET,
+  REFLECT_SIZE,
+  REFLECT_TXID_OFFSET,
   ENDPOINT_UNKNOWN_SIZE,
   EXTENSIONS_MAX_SIZE,
   ETHERNET_HEADER_SIZE,
@@ -337,7 +344,48 @@ export type LongControlMessage =
   | { kind: typeof LongControl.PAIR_SEND; dst: number; message: Buffer }
   | { kind: typeof LongControl.MAC_CLAIM; macs: MacRecord[] }
   | { kind: typeof LongControl.PAIR_RECV; src: number; publicKey: Buffer; message: Buffer }
-  | PeerMessage;
+  | PeerMessage
+  | EndpointsMessage
+  | { kind: typeof LongControl.RENDEZVOUS; id: number }
+  | PathReportMessage
+  | { kind: typeof LongControl.PEER_QUERY; publicKey: Buffer }
+  | CandidatesMessage
+  | ReflectedMessage;
+
+/** ENDPOINTS: a port's own addresses (address slots, 20 bytes each, port included). */
+export interface EndpointsMessage {
+  kind: typeof LongControl.ENDPOINTS;
+  flags: number;
+  nat: number;
+  addrs: Buffer[];
+}
+
+/** CANDIDATES: where member `id` may be reached directly. */
+export interface CandidatesMessage {
+  kind: typeof LongControl.CANDIDATES;
+  id: number;
+  flags: number;
+  nat: number;
+  /** Its address as the switch sees it (a slot). */
+  observed: Buffer;
+  /** Its own addresses (slots). */
+  local: Buffer[];
+}
+
+/** PATH_REPORT: how the reporting port reaches member `id`. */
+export interface PathReportMessage {
+  kind: typeof LongControl.PATH_REPORT;
+  id: number;
+  path: number;
+  reason: string;
+}
+
+/** REFLECTED: the port's address as the switch sees it, and where its reflector listens. */
+export interface ReflectedMessage {
+  kind: typeof LongControl.REFLECTED;
+  observed: Buffer;
+  reflectorPort: number;
+}
 
 /** PAIR_SEND: relay handshake `message` to member `dst`. */
 export function encodePairSend(dst: number, message: Uint8Array): Buffer {
@@ -405,6 +453,128 @@ export function encodePeerGone(id: number): Buffer {
   return b;
 }
 
+/** REFLECT_REQUEST with transaction id `txid` (8 bytes), padded to the size of its answer. */
+export function encodeReflectRequest(txid: Uint8Array): Buffer {
+  const b = Buffer.alloc(REFLECT_SIZE);
+  writePrefix(b, 0, MessageType.REFLECT_REQUEST);
+  b.set(txid.subarray(0, 8), REFLECT_TXID_OFFSET);
+  return b;
+}
+
+/** Whether `msg` is a well-formed REFLECT_REQUEST (its whole size, so a short one is not answered with more bytes). */
+export function isReflectRequest(msg: Uint8Array): boolean {
+  return msg.length === REFLECT_SIZE && hasPrefix(msg, 0, msg.length, MessageType.REFLECT_REQUEST);
+}
+
+/** The reflector's answer to `request`: its transaction id and the address slot it came from. */
+export function encodeReflectReply(request: Uint8Array, from: Buffer): Buffer {
+  const b = Buffer.alloc(REFLECT_SIZE);
+  writePrefix(b, 0, MessageType.REFLECT_REPLY);
+  b.set(request.subarray(REFLECT_TXID_OFFSET, REFLECT_TXID_OFFSET + 8), REFLECT_TXID_OFFSET);
+  from.copy(b, REFLECT_ADDR_OFFSET, 0, ENDPOINT_RECORD_SIZE);
+  return b;
+}
+
+/** A REFLECT_REPLY's transaction id (hex) and the address slot it reports, or null. */
+export function decodeReflectReply(msg: Uint8Array, off: number, len: number): { txid: string; observed: Buffer } | null {
+  if (len !== REFLECT_SIZE || !hasPrefix(msg, off, len, MessageType.REFLECT_REPLY)) return null;
+  const observed = Buffer.alloc(ENDPOINT_SLOT_BYTES);
+  observed.set(msg.subarray(off + REFLECT_ADDR_OFFSET, off + REFLECT_ADDR_OFFSET + ENDPOINT_RECORD_SIZE));
+  return { txid: Buffer.from(msg.subarray(off + REFLECT_TXID_OFFSET, off + REFLECT_TXID_OFFSET + 8)).toString('hex'), observed };
+}
+
+/** ENDPOINTS: at most LOCAL_ENDPOINTS_MAX of `addrs` (address slots) are sent. */
+export function encodeEndpoints(flags: number, nat: number, addrs: readonly Buffer[]): Buffer {
+  const list = addrs.slice(0, LOCAL_ENDPOINTS_MAX);
+  const b = Buffer.alloc(4 + list.length * ENDPOINT_RECORD_SIZE);
+  b[0] = LongControl.ENDPOINTS;
+  b[1] = flags;
+  b[2] = nat;
+  b[3] = list.length;
+  writeSlots(b, 4, list);
+  return b;
+}
+
+/** RENDEZVOUS: ask the switch to introduce this port and member `id` to each other. */
+export function encodeRendezvous(id: number): Buffer {
+  const b = Buffer.alloc(3);
+  b[0] = LongControl.RENDEZVOUS;
+  b.writeUInt16BE(id, 1);
+  return b;
+}
+
+/** PATH_REPORT: how this port reaches member `id` (the reason is cut to PATH_REASON_MAX_BYTES). */
+export function encodePathReport(id: number, path: number, reason: string): Buffer {
+  const r = truncateUtf8(printable(reason), PATH_REASON_MAX_BYTES);
+  const b = Buffer.alloc(5 + r.length);
+  b[0] = LongControl.PATH_REPORT;
+  b.writeUInt16BE(id, 1);
+  b[3] = path;
+  b[4] = r.length;
+  b.set(r, 5);
+  return b;
+}
+
+/** PEER_QUERY: which member has `publicKey` now. */
+export function encodePeerQuery(publicKey: Uint8Array): Buffer {
+  const b = Buffer.alloc(1 + KEY_SIZE);
+  b[0] = LongControl.PEER_QUERY;
+  b.set(publicKey, 1);
+  return b;
+}
+
+/** CANDIDATES for member `id`: its observed address slot and its own ones. */
+export function encodeCandidates(id: number, flags: number, nat: number, observed: Buffer, local: readonly Buffer[]): Buffer {
+  const list = local.slice(0, LOCAL_ENDPOINTS_MAX);
+  const b = Buffer.alloc(5 + ENDPOINT_RECORD_SIZE + 1 + list.length * ENDPOINT_RECORD_SIZE);
+  b[0] = LongControl.CANDIDATES;
+  b.writeUInt16BE(id, 1);
+  b[3] = flags;
+  b[4] = nat;
+  writeSlots(b, 5, [observed]);
+  b[5 + ENDPOINT_RECORD_SIZE] = list.length;
+  writeSlots(b, 6 + ENDPOINT_RECORD_SIZE, list);
+  return b;
+}
+
+/** REFLECTED: the port's address slot as the switch sees it, and the reflector's port (0: none). */
+export function encodeReflected(observed: Buffer, reflectorPort: number): Buffer {
+  const b = Buffer.alloc(1 + ENDPOINT_RECORD_SIZE + 2);
+  b[0] = LongControl.REFLECTED;
+  writeSlots(b, 1, [observed]);
+  b.writeUInt16BE(reflectorPort, 1 + ENDPOINT_RECORD_SIZE);
+  return b;
+}
+
+function writeSlots(b: Buffer, at: number, slots: readonly Buffer[]): void {
+  for (const s of slots) {
+    s.copy(b, at, 0, ENDPOINT_RECORD_SIZE);
+    at += ENDPOINT_RECORD_SIZE;
+  }
+}
+
+/** `n` address records at b[at] as 20-byte slots; null if one is not an address (port 0, or an unspecified address). */
+function readSlots(b: Buffer, at: number, n: number): Buffer[] | null {
+  const out: Buffer[] = [];
+  for (let k = 0; k < n; k++, at += ENDPOINT_RECORD_SIZE) {
+    const slot = Buffer.alloc(ENDPOINT_SLOT_BYTES);
+    b.copy(slot, 0, at, at + ENDPOINT_RECORD_SIZE);
+    if (!isUsableSlot(slot)) return null;
+    out.push(slot);
+  }
+  return out;
+}
+
+/** Bytes of an address slot (ADDR_SLOT in lib/io/native.ts; not imported: protocol code stays free of I/O modules). */
+const ENDPOINT_SLOT_BYTES = 20;
+
+/** A slot one can send to: a port, and an address that is not all zeros. */
+function isUsableSlot(slot: Buffer): boolean {
+  if (slot.readUInt16BE(16) === 0) return false;
+  for (let i = 0; i < 16; i++) if (slot[i] !== 0) return true;
+  return false;
+}
+
 /** A long control plaintext (from an authenticated CONTROL_DATA datagram), or null if malformed. */
 export function decodeLongControl(buf: Buffer, off: number, len: number): LongControlMessage | null {
   if (len < 1) return null;
@@ -423,6 +593,44 @@ export function decodeLongControl(buf: Buffer, off: number, len: number): LongCo
     const n = buf[off + 1]!;
     if (n > MACS_PER_MESSAGE || len !== 2 + n * MAC_RECORD_SIZE) return null;
     return { kind, macs: readMacRecords(buf, off + 2, n) };
+  }
+  if (kind === LongControl.ENDPOINTS && len >= 4) {
+    const n = buf[off + 3]!;
+    if (n > LOCAL_ENDPOINTS_MAX || len !== 4 + n * ENDPOINT_RECORD_SIZE) return null;
+    const addrs = readSlots(buf, off + 4, n);
+    return addrs === null ? null : { kind, flags: buf[off + 1]!, nat: buf[off + 2]!, addrs };
+  }
+  if ((kind === LongControl.RENDEZVOUS) && len === 3) {
+    const id = buf.readUInt16BE(off + 1);
+    return id === 0 ? null : { kind, id };
+  }
+  if (kind === LongControl.PATH_REPORT && len >= 5) {
+    const id = buf.readUInt16BE(off + 1);
+    const n = buf[off + 4]!;
+    if (id === 0 || n > PATH_REASON_MAX_BYTES || len !== 5 + n) return null;
+    let reason: string;
+    try {
+      reason = strictUtf8.decode(buf.subarray(off + 5, end));
+    } catch {
+      return null;
+    }
+    return { kind, id, path: buf[off + 3]!, reason: printable(reason) };
+  }
+  if (kind === LongControl.PEER_QUERY && len === 1 + KEY_SIZE) {
+    return { kind, publicKey: Buffer.from(buf.subarray(off + 1, end)) };
+  }
+  if (kind === LongControl.CANDIDATES && len >= 6 + ENDPOINT_RECORD_SIZE) {
+    const id = buf.readUInt16BE(off + 1);
+    const n = buf[off + 5 + ENDPOINT_RECORD_SIZE]!;
+    if (id === 0 || n > LOCAL_ENDPOINTS_MAX || len !== 6 + ENDPOINT_RECORD_SIZE + n * ENDPOINT_RECORD_SIZE) return null;
+    const observed = readSlots(buf, off + 5, 1);
+    const local = readSlots(buf, off + 6 + ENDPOINT_RECORD_SIZE, n);
+    if (observed === null || local === null) return null;
+    return { kind, id, flags: buf[off + 3]!, nat: buf[off + 4]!, observed: observed[0]!, local };
+  }
+  if (kind === LongControl.REFLECTED && len === 3 + ENDPOINT_RECORD_SIZE) {
+    const observed = readSlots(buf, off + 1, 1);
+    return observed === null ? null : { kind, observed: observed[0]!, reflectorPort: buf.readUInt16BE(off + 1 + ENDPOINT_RECORD_SIZE) };
   }
   if (kind === LongControl.PEER && len >= 4) {
     const id = buf.readUInt16BE(off + 1);
@@ -458,10 +666,25 @@ export function encodeNotHere(mac: number, vlan: number): Buffer {
 
 export const PAIR_LEAVE_PAYLOAD: Buffer = Buffer.from([PairControl.LEAVE]);
 
+/** PROBE or PROBE_REPLY with `id`. */
+export function encodeProbe(kind: typeof PairControl.PROBE | typeof PairControl.PROBE_REPLY, id: number): Buffer {
+  const b = Buffer.alloc(PROBE_SIZE);
+  b[0] = kind;
+  b.writeUInt32BE(id >>> 0, 1);
+  return b;
+}
+
+/** A short pair control payload. */
+export type PairControlMessage =
+  | { kind: typeof PairControl.LEAVE }
+  | ({ kind: typeof PairControl.NOT_HERE } & MacRecord)
+  | { kind: typeof PairControl.PROBE | typeof PairControl.PROBE_REPLY; id: number };
+
 /** A short pair control payload, or null. */
-export function decodePairControl(buf: Buffer, off: number, len: number): { kind: typeof PairControl.LEAVE } | ({ kind: typeof PairControl.NOT_HERE } & MacRecord) | null {
+export function decodePairControl(buf: Buffer, off: number, len: number): PairControlMessage | null {
   const kind = buf[off];
   if (kind === PairControl.LEAVE && len === 1) return { kind };
+  if ((kind === PairControl.PROBE || kind === PairControl.PROBE_REPLY) && len === PROBE_SIZE) return { kind, id: buf.readUInt32BE(off + 1) };
   if (kind === PairControl.NOT_HERE && len === NOT_HERE_SIZE) return { kind, ...readMacRecords(buf, off + 1, 1)[0]! };
   return null;
 }

@@ -36,6 +36,7 @@ test('a switch report: per-port samples by name and direction; duplicate names s
       { id: 2, name: 'dup', address: '10.0.0.2:1', linkUp: false, counters: counters(6), macs: [] },
       { id: 3, name: 'dup', address: '10.0.0.3:1', linkUp: true, counters: counters(7), macs: [] },
     ],
+    pairs: [], reflectorPort: 0,
     macTable: [], macTableCounters: { learned: 0, moves: 0, moveDenied: 0, staticConflicts: 0, tableFull: 0, portLimit: 0, aged: 0 },
     totals: counters(18), protocol: { handshakes: 3, unlisted: 2 }, udp: [],
   };

@@ -29,7 +29,8 @@ import { Keypair } from '../../lib/protocol/keypair.js';
 import { InitiatorHandshake } from '../../lib/protocol/noise.js';
 import { PairSessions, type PairEvent, type PairSessionsOptions, type PeerStatus } from '../../lib/protocol/pair-sessions.js';
 import { sealOne } from '../../lib/protocol/send.js';
-import { decodeLongControl, encodePairRecv, encodePeer, encodePeerGone, isPairData, readRoute, type MacRecord } from '../../lib/protocol/wire.js';
+import { decodeLongControl, encodePairRecv, encodePeer, encodePeerGone, isPairData, readRoute, type LongControlMessage, type MacRecord } from '../../lib/protocol/wire.js';
+import { ADDR_SLOT } from '../../lib/io/native.js';
 import { prng } from '../helpers/session-harness.js';
 
 /** Unix ms: the handshake timestamps derive from it. */
@@ -63,6 +64,8 @@ interface Node {
   events: PairEvent[];
   /** MAC_CLAIM records the port sent. */
   claims: MacRecord[];
+  /** RENDEZVOUS, PATH_REPORT and PEER_QUERY the port sent. */
+  longControl: LongControlMessage[];
 }
 
 /** Deterministic randomness for the session indices and cookie secrets. */
@@ -111,7 +114,7 @@ class FakeSwitch {
       this.wire.push({ from: id, data });
     });
     const queue = new TxQueue(socket);
-    const node: Node = { id, keys, mac, sessions: undefined as unknown as PairSessions, queue, delivered: [], viaSwitch: [], events: [], claims: [] };
+    const node: Node = { id, keys, mac, sessions: undefined as unknown as PairSessions, queue, delivered: [], viaSwitch: [], events: [], claims: [], longControl: [] };
     node.sessions = new PairSessions(
       {
         toSwitch: (payload) => {
@@ -119,10 +122,12 @@ class FakeSwitch {
           assert.ok(msg !== null, 'the port sends only well-formed long control');
           if (msg.kind === LongControl.PAIR_SEND) this.control.push({ src: id, dst: msg.dst, message: msg.message });
           else if (msg.kind === LongControl.MAC_CLAIM) node.claims.push(...msg.macs);
+          else if (msg.kind === LongControl.RENDEZVOUS || msg.kind === LongControl.PATH_REPORT || msg.kind === LongControl.PEER_QUERY) node.longControl.push(msg);
           else assert.fail(`a port sent kind ${msg.kind}`);
           return true;
         },
         send: (datagram) => this.wire.push({ from: id, data: Buffer.from(datagram) }),
+        sendTo: (datagram) => assert.fail(`no direct paths here: a datagram of ${datagram.length} bytes went to a peer`),
         event: (e) => node.events.push(e),
       },
       queue,
@@ -167,7 +172,9 @@ class FakeSwitch {
       const batch = buffersToBatch(part.map((d) => Buffer.from(d.data)));
       const slots = new Uint16Array(part.length).map((_, k) => k);
       const frames = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
-      node.sessions.receive(batch, slots, 0, part.length, this.now, frames);
+      const addrs = Buffer.alloc(part.length * ADDR_SLOT);
+      for (let k = 0; k < part.length; k++) this.address.copy(addrs, k * ADDR_SLOT);
+      node.sessions.receive(batch, addrs, slots, 0, part.length, this.now, frames);
       node.delivered.push(...batchToBuffers(frames));
     }
   }
