@@ -1,6 +1,10 @@
-// Section "overlay": host 1 -> host 2 through a switch namespace, EtherLink
-// (vswitch + two vports) against the kernel (a bridge joining one VXLAN tunnel
-// per host), on the same veth underlay in the same run.
+// Section "overlay": host 1 -> host 2, EtherLink (vswitch + two vports)
+// against the kernel, on the same veth underlay in the same run, in two
+// topologies. "relay": the hosts reach only the switch namespace, so EtherLink
+// relays through the vswitch and the kernel baseline is a bridge joining one
+// VXLAN tunnel per host there. "direct": the switch namespace also routes
+// between the hosts, so the vports take a direct path and the baseline is one
+// VXLAN tunnel from host to host.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +77,8 @@ export interface OverlayResult {
   config: { runs: number; tcpSeconds: number; udpSeconds: number; udpPayload: number; pingCount: number; pingIntervalS: number };
   kernel: CaseResult;
   modes: CaseResult[];
+  /** The direct topology: kernel VXLAN host to host, and EtherLink encrypted on its direct path. */
+  direct?: { kernel: CaseResult; modes: CaseResult[] } | { error: string };
   /** The latency floor of one userspace hop here (bench/wakeup.ts), or the error. */
   wakeup?: WakeupResult | { error: string };
 }
@@ -191,8 +197,38 @@ async function stop(children: readonly ChildProcess[]): Promise<void> {
   for (const c of children) await waitExit(c, STOP_TIMEOUT_MS).catch(() => undefined);
 }
 
-/** vswitch in the switch namespace, a vport per host; resolves once host 1 can ping host 2. */
-async function startEtherlink(mode: EtherlinkMode, sw: Netns, hosts: readonly StarHost[], dir: string, children: ChildProcess[]): Promise<Measured[]> {
+/** The direct topology's baseline: one VXLAN tunnel from host to host, routed by the switch namespace. */
+function buildDirectVxlan(hosts: readonly StarHost[]): void {
+  const [a, b] = hosts as [StarHost, StarHost];
+  for (const [i, h, other] of [
+    [1, a, b],
+    [2, b, a],
+  ] as const) {
+    h.ns.ip('link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', h.underlay, 'remote', other.underlay, 'dstport', String(VXLAN_PORT));
+    h.ns.ip('link', 'set', 'vx0', 'mtu', String(VXLAN_MTU), 'up');
+    h.ns.ip('addr', 'add', `${vxlanIp(i)}/24`, 'dev', 'vx0');
+  }
+}
+
+/** The switch namespace routes between the hosts: they reach each other, not only the switch. */
+function routeBetweenHosts(sw: Netns, hosts: readonly StarHost[]): void {
+  sw.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  for (const h of hosts) h.ns.ip('route', 'add', 'default', 'via', h.switchAddress);
+}
+
+/** Until vport `p` logs that its path to `peer` is direct (the direct topology measures nothing else). */
+async function waitDirect(p: ChildProcess, peer: string, from: Netns, to: string): Promise<void> {
+  const re = new RegExp(`path changed peer=${peer} path=direct`);
+  const deadline = Date.now() + 15_000;
+  while (!re.test(collect(p).err() + collect(p).out())) {
+    if (Date.now() > deadline) throw new Error(`vport never logged a direct path to ${peer}`);
+    from.exec('ping', ['-c', '1', '-W', '1', to], { allowFail: true });
+    await pause(200);
+  }
+}
+
+/** vswitch in the switch namespace, a vport per host; resolves once host 1 can ping host 2 (and, `direct`, both vports took the direct path). */
+async function startEtherlink(mode: EtherlinkMode, sw: Netns, hosts: readonly StarHost[], dir: string, children: ChildProcess[], direct = false): Promise<Measured[]> {
   const args = await mode.setup({ dir, hosts: hosts.length });
   const vswitch = sw.spawn(process.execPath, [cli('vswitch'), String(config.switchPort), '--log-level', 'warn', ...args.switch]);
   children.push(vswitch);
@@ -205,7 +241,7 @@ async function startEtherlink(mode: EtherlinkMode, sw: Netns, hosts: readonly St
     const i = k + 1;
     const p = h.ns.spawn(process.execPath, [
       cli('vport'), h.switchAddress, String(config.switchPort),
-      '--name', 'etl0', '--ip', `${etlIp(i)}/24`, '--port-name', `h${i}`, '--log-level', 'warn', ...args.port(i),
+      '--name', 'etl0', '--ip', `${etlIp(i)}/24`, '--port-name', `h${i}`, '--log-level', direct ? 'info' : 'warn', ...args.port(i),
     ]);
     children.push(p);
     await waitForOutput(p, /vport etl0 joined/, 15_000).catch((e: Error) => {
@@ -215,7 +251,52 @@ async function startEtherlink(mode: EtherlinkMode, sw: Netns, hosts: readonly St
     procs.push({ role: `vport h${i}`, pid: p.pid! });
   }
   await waitReachable(hosts[0]!.ns, etlIp(2));
+  if (direct) {
+    const [p1, p2] = children.slice(-2) as [ChildProcess, ChildProcess];
+    await waitDirect(p1, 'h2', hosts[0]!.ns, etlIp(2));
+    await waitDirect(p2, 'h1', hosts[1]!.ns, etlIp(1));
+  }
   return procs;
+}
+
+/** The direct topology: kernel VXLAN host to host, then EtherLink encrypted, in a star whose centre routes. */
+async function runDirect(tag: string, dir: string): Promise<{ kernel: CaseResult; modes: CaseResult[] }> {
+  const { sw, hosts } = buildStar(`d${tag}`, HOSTS);
+  const [h1, h2] = hosts as [StarHost, StarHost];
+  try {
+    routeBetweenHosts(sw, hosts);
+    console.log(`\n== overlay, direct: host 1 -> host 2, the switch namespace routes between them; ${config.runs} run(s) per figure, median`);
+    let kernel: CaseResult;
+    const kdesc = `one VXLAN tunnel host to host, MTU ${VXLAN_MTU}`;
+    try {
+      buildDirectVxlan(hosts);
+      await waitReachable(h1.ns, vxlanIp(2));
+      kernel = { name: 'kernel VXLAN', describe: kdesc, ok: true, mtu: VXLAN_MTU, ...(await measureCase('kernel VXLAN direct', h1.ns, h2.ns, vxlanIp(2), [])) };
+    } catch (err) {
+      kernel = { name: 'kernel VXLAN', describe: kdesc, ok: false, error: (err as Error).message };
+      console.log(`  kernel VXLAN direct FAILED: ${(err as Error).message}`);
+    }
+    const results: CaseResult[] = [];
+    for (const mode of selectModes(['encrypted'])) {
+      const children: ChildProcess[] = [];
+      const mdir = mkdtempSync(join(dir, `direct-${mode.name}-`));
+      try {
+        const procs = await startEtherlink(mode, sw, hosts, mdir, children, true);
+        const mtu = Number(h1.ns.ip('-j', 'link', 'show', 'etl0').stdout.match(/"mtu":(\d+)/)?.[1] ?? NaN);
+        console.log(`  EtherLink ${mode.name} direct: both vports logged a direct path; etl0 MTU ${mtu}`);
+        results.push({ name: mode.name, describe: `${mode.describe}, direct path`, ok: true, mtu, ...(await measureCase(`${mode.name} direct`, h1.ns, h2.ns, etlIp(2), procs)) });
+      } catch (err) {
+        const out = children.map((c) => collect(c).err().trim()).filter(Boolean).join('\n').slice(-1000);
+        results.push({ name: mode.name, describe: mode.describe, ok: false, error: `${(err as Error).message}\n${out}` });
+        console.log(`  EtherLink ${mode.name} direct FAILED: ${(err as Error).message}`);
+      } finally {
+        await stop(children);
+      }
+    }
+    return { kernel, modes: results };
+  } finally {
+    for (const ns of [sw, ...hosts.map((h) => h.ns)]) ns.delete();
+  }
 }
 
 export async function runOverlay(tag: string): Promise<OverlayResult> {
@@ -255,6 +336,12 @@ export async function runOverlay(tag: string): Promise<OverlayResult> {
         await stop(children);
       }
     }
+    let direct: OverlayResult['direct'];
+    try {
+      direct = await runDirect(tag, dir);
+    } catch (err) {
+      direct = { error: (err as Error).message };
+    }
     let wakeup: WakeupResult | { error: string };
     try {
       wakeup = await runWakeup();
@@ -265,6 +352,7 @@ export async function runOverlay(tag: string): Promise<OverlayResult> {
       config: { runs: config.runs, tcpSeconds: config.tcpSeconds, udpSeconds: config.udpSeconds, udpPayload: config.udpPayload, pingCount: config.pingCount, pingIntervalS: config.pingIntervalS },
       kernel,
       modes: results,
+      direct,
       wakeup,
     };
   } finally {
@@ -273,11 +361,34 @@ export async function runOverlay(tag: string): Promise<OverlayResult> {
   }
 }
 
-/** Markdown: one column per case, and each EtherLink mode's ratio to kernel VXLAN. */
+/** Markdown: the relay topology, then the direct one, each with its targets. */
 export function overlayTable(r: OverlayResult): string {
-  const k = r.kernel.ok ? r.kernel.median : undefined;
-  const modes = r.modes;
-  const head = ['figure (host 1 -> host 2)', `kernel VXLAN (MTU ${r.kernel.ok ? r.kernel.mtu : '?'})`];
+  const parts = [`relay topology (the hosts reach only the switch namespace)\n\n${topologyTable(r, r.kernel, r.modes)}`];
+  const d = r.direct;
+  if (d !== undefined) {
+    if ('error' in d) parts.push(`direct topology FAILED: ${d.error}`);
+    else parts.push(`direct topology (the switch namespace routes between the hosts; kernel VXLAN host to host)\n\n${topologyTable(r, d.kernel, d.modes)}${directTargets(d.kernel, d.modes)}`);
+  }
+  return parts.join('\n\n');
+}
+
+/** Issue 11's targets for the direct topology. */
+function directTargets(kernel: CaseResult, modes: readonly CaseResult[]): string {
+  const enc = modes.find((m) => m.name === 'encrypted');
+  if (!kernel.ok || enc === undefined || !enc.ok) return '';
+  const check = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+  const tcp = ratio(enc.median.tcp1Gbps, kernel.median.tcp1Gbps);
+  const ping = ratio(enc.median.pingAvgMs, kernel.median.pingAvgMs);
+  return (
+    `\ndirect targets: encrypted TCP 1 stream / kernel ${fmt(tcp, 3)} (>= 0.5: ${check(tcp !== undefined && tcp >= 0.5)}); ` +
+    `ping avg / kernel ${fmt(ping, 2)}x (<= 2: ${check(ping !== undefined && ping <= 2)}); vswitch CPU-s per GB ${fmt(enc.median.processes['vswitch']?.cpuSPerGB, 3)} (the data bypasses it)`
+  );
+}
+
+/** Markdown: one column per case, and each EtherLink mode's ratio to kernel VXLAN. */
+function topologyTable(r: OverlayResult, kernel: CaseResult, modes: readonly CaseResult[]): string {
+  const k = kernel.ok ? kernel.median : undefined;
+  const head = ['figure (host 1 -> host 2)', `kernel VXLAN (MTU ${kernel.ok ? kernel.mtu : '?'})`];
   for (const m of modes) head.push(`EtherLink ${m.name}${m.ok ? ` (MTU ${m.mtu})` : ''}`, `${m.name} / kernel`);
   const rows: string[][] = [];
   type Pick = (f: Figures) => number | undefined;
@@ -315,8 +426,8 @@ export function overlayTable(r: OverlayResult): string {
     const r4 = ratio(enc.median.tcp4Gbps, plain.median.tcp4Gbps);
     notes.push(`\nencrypted / plaintext, same run: TCP 1 stream ${fmt(r1, 3)}, TCP 4 streams ${fmt(r4, 3)} (target >= 0.85)`);
   }
-  if (enc?.ok && r.kernel.ok) {
-    const k = r.kernel.median;
+  if (enc?.ok && kernel.ok && modes === r.modes) {
+    const k = kernel.median;
     const e = enc.median;
     const all = roles.reduce((sum, x) => sum + (e.processes[x]?.cpuSPerGB ?? 0), 0);
     const check = (ok: boolean): string => (ok ? 'met' : 'MISSED');
@@ -330,7 +441,7 @@ export function overlayTable(r: OverlayResult): string {
         `ping avg / kernel ${fmt(ping, 2)}x (<= 4: ${check(ping !== undefined && ping <= 4)})`,
     );
   }
-  if (r.wakeup !== undefined) {
+  if (r.wakeup !== undefined && modes === r.modes) {
     const w = r.wakeup;
     notes.push(
       'error' in w
@@ -338,7 +449,7 @@ export function overlayTable(r: OverlayResult): string {
         : `\nwake-up floor (bench/wakeup.ts): two Node processes, UDP ping-pong on loopback every 10 ms: RTT min ${fmt(w.minUs / 1000, 3)} ms, median ${fmt(w.medianUs / 1000, 3)} ms, avg ${fmt(w.avgUs / 1000, 3)} ms — 2 process wake-ups; an EtherLink ping crosses 6, kernel VXLAN none`,
     );
   }
-  if (!r.kernel.ok) notes.push(`\nkernel VXLAN failed: ${r.kernel.error}`);
+  if (!kernel.ok) notes.push(`\nkernel VXLAN failed: ${kernel.error}`);
   return markdownTable(head, rows) + notes.join('');
 }
 

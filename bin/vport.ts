@@ -33,7 +33,7 @@ const parser = commonOptions(
     .option('mtu', { type: 'number', default: DEFAULT_TAP_MTU, describe: 'device MTU (default fits a 1500-byte IPv6 underlay)' })
     .option('mac', { type: 'string', describe: 'device MAC address (default: random)' })
     .option('max-pair-sessions', { type: 'number', default: MAX_PAIR_SESSIONS_DEFAULT, describe: 'end-to-end sessions with other ports held at once; the least recently used closes first' })
-    .option('direct', { type: 'boolean', default: true, describe: 'direct paths to other ports, through NAT when needed; --no-direct relays everything through the switch' })
+    .option('no-direct', { type: 'boolean', default: false, describe: 'never talk to other ports directly: the switch relays everything (still sealed end to end). Default: direct paths, through NAT when needed' })
     .option('port-name', { type: 'string', describe: "how the switch names this port where its allow file gives no name (default HOSTNAME/IFNAME)" })
     .example('$0 switch.example.net 9999 --key port.key --switch-key SWITCHPUB= --name etl0 --ip 10.99.0.2/24', 'join with an IPv4 address')
     .example('$0 2001:db8::1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.3/24 --ip fd00:99::3/64', 'an IPv6 switch, dual-stack LAN')
@@ -114,7 +114,7 @@ try {
     ...(argv['port-name'] !== undefined ? { name: argv['port-name'] } : {}),
     ...(argv['rekey-after'] !== undefined ? { rekeyAfterS: argv['rekey-after'] } : {}),
     maxPairSessions: argv['max-pair-sessions'],
-    direct: argv.direct,
+    direct: !argv['no-direct'],
     logger: log,
   });
 } catch (err) {

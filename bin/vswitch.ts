@@ -32,7 +32,7 @@ const parser = commonOptions(
     .option('port-timeout', { type: 'number', default: 30, describe: 'seconds without keepalives before a port is dropped' })
     .option('max-ports', { type: 'number', default: 1024, describe: 'ports that may join' })
     .option('reflector-port', { type: 'number', default: 0, describe: 'UDP port of the reflector that tells ports how their NAT maps (0: any free port)' })
-    .option('reflector', { type: 'boolean', default: true, describe: '--no-reflector: none (ports report their NAT as unknown)' })
+    .option('no-reflector', { type: 'boolean', default: false, describe: 'no reflector: ports cannot tell how their NAT maps (they report it as unknown)' })
     .example('$0 --key /etc/etherlink/switch.key --allow /etc/etherlink/allow', `listen on UDP ${DEFAULT_SWITCH_PORT}, IPv4 and IPv6, admit the listed keys`)
     .example('$0 status', 'in another shell: the ports, keys, addresses, traffic and MACs of the running switch')
     .example('$0 --key switch.key --allow allow --metrics 127.0.0.1:9810', 'also serve Prometheus metrics')
@@ -93,7 +93,7 @@ try {
     macMoveHoldS: argv['mac-move-hold'],
     portTimeoutS: Math.round(argv['port-timeout']),
     maxPorts: argv['max-ports'],
-    reflectorPort: argv.reflector ? argv['reflector-port'] : false,
+    reflectorPort: argv['no-reflector'] ? false : argv['reflector-port'],
     ...(argv['rekey-after'] !== undefined ? { keyLifetimeS: argv['rekey-after'] * 1.5 } : {}),
     logger: log,
   });

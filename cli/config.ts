@@ -380,11 +380,7 @@ export function flagsOnCommandLine(rawArgs: readonly string[]): Set<string> {
   for (const a of rawArgs) {
     if (a === '--') break;
     const m = /^--([^=]+)/.exec(a);
-    if (m) {
-      out.add(m[1]!);
-      // --no-direct sets 'direct'.
-      if (m[1]!.startsWith('no-')) out.add(m[1]!.slice(3));
-    }
+    if (m) out.add(m[1]!);
   }
   return out;
 }

@@ -17,6 +17,7 @@ export {
   type SwitchServerEvents,
   type SwitchServerSnapshot,
   type MemberStatus,
+  type PairPathStatus,
   type ListenAddress,
   type PortEventInfo,
 } from './daemon/switch-server.js';
@@ -45,6 +46,7 @@ export {
 export { TRANSPORT_CIPHERS, DEFAULT_CIPHER, DEFAULT_TAP_MTU, PROTOCOL_VERSION, type TransportCipherName } from './protocol/constants.js';
 export type { PortSessionState } from './protocol/port-session.js';
 export type { PairCounters, PeerStatus } from './protocol/pair-sessions.js';
+export type { CandidateKind, CandidateStatus } from './protocol/paths.js';
 export type { SessionCounters } from './protocol/switch-sessions.js';
 
 // ---------------------------------------------------------------- devices, sockets and frames

@@ -444,7 +444,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       return;
     }
     if (msg.kind === LongControl.ENDPOINTS) {
+      const before = this.endpoints.get(m);
       this.endpoints.set(m, { flags: msg.flags, nat: msg.nat, addrs: msg.addrs });
+      // Its addresses changed (a new network): the members it was introduced to meet it again.
+      if (before !== undefined && !sameEndpoints(before, msg)) for (const other of this.introduced.get(m) ?? []) if (this.handles.has(other)) this.introduce(m, other);
       return;
     }
     if (msg.kind === LongControl.RENDEZVOUS) {
@@ -726,6 +729,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.reflector?.close();
     this.reflector = null;
   }
+}
+
+function sameEndpoints(a: { flags: number; nat: number; addrs: Buffer[] }, b: { flags: number; nat: number; addrs: Buffer[] }): boolean {
+  return a.flags === b.flags && a.nat === b.nat && a.addrs.length === b.addrs.length && a.addrs.every((x, i) => x.equals(b.addrs[i]!));
 }
 
 /** Key, membership and cipher from the options, checked. */

@@ -31,6 +31,7 @@ import {
   PeerFlags,
   REJECT_AFTER_TIME_MS,
   REKEY_AFTER_TIME_MS,
+  TRANSPORT_OVERHEAD,
   handshakePrologue,
   type TransportCipherName,
 } from './constants.js';
@@ -211,6 +212,10 @@ class Peer {
   staleSince = 0;
   queryAt = 0;
   paths!: PeerPaths;
+  /** What the switch last heard of this pair's path (PATH_REPORT), to report only changes. */
+  reported = '';
+  /** Reattached after a rejoin: its next PEER adds MACs instead of replacing them (the new switch may not have relearned them yet). */
+  mergeNext = false;
   constructor(
     public id: number,
     readonly publicKey: Buffer,
@@ -290,6 +295,8 @@ export class PairSessions {
   private readonly touchedPeers: Peer[] = [];
   private readonly touchedKeys: IndexEntry[] = [];
   private nextClaimAt = 0;
+  /** After a rejoin: the next PEER SELF adds to our MACs instead of replacing them. */
+  private ownMerge = false;
   private sessions = 0;
   private rxPeer: Peer | null = null;
   private rxNow = 0;
@@ -327,9 +334,8 @@ export class PairSessions {
     return !this.pathCtx.disabled;
   }
 
-  private newPeer(id: number, publicKey: Buffer, name: string): Peer {
+  private newPeer(id: number, publicKey: Buffer, name: string, now: number): Peer {
     const p = new Peer(id, publicKey, name);
-    const now = this.rxNow;
     p.paths = new PeerPaths(
       {
         probe: (addr, probeId) => {
@@ -365,7 +371,17 @@ export class PairSessions {
       ...(rtt !== undefined ? { rttMs: rtt } : {}),
       ...(reason !== undefined ? { reason } : {}),
     });
-    if (!p.stale) this.host.toSwitch(encodePathReport(p.id, direct ? PathKind.DIRECT : PathKind.RELAYED, reason ?? (endpoint !== null ? this.pathCtx.format(endpoint) : '')));
+    this.reportPath(p, Date.now());
+  }
+
+  /** Tell the switch how we reach `p` if that changed since the last report (its status shows which pairs it relays, and why). */
+  private reportPath(p: Peer, now: number): void {
+    if (p.stale || p.current === null) return;
+    const direct = p.paths.isDirect && p.paths.endpoint !== null;
+    const text = direct ? this.pathCtx.format(p.paths.endpoint!) : (p.paths.reason(now) ?? '');
+    const key = `${direct ? 1 : 0}${text}`;
+    if (key === p.reported) return;
+    if (this.host.toSwitch(encodePathReport(p.id, direct ? PathKind.DIRECT : PathKind.RELAYED, text))) p.reported = key;
   }
 
   /** CANDIDATES from the switch: where `msg.id` may be reached directly. */
@@ -401,7 +417,11 @@ export class PairSessions {
     }
     if (msg.flags & PeerFlags.SELF) {
       this.selfId = msg.id;
-      if (msg.flags & PeerFlags.RESET) {
+      if (msg.flags & PeerFlags.RESET && this.ownMerge) {
+        // The first word of a new switch: it may not have relearned our MACs yet (our claims are on the way).
+        this.ownMerge = false;
+        for (const r of msg.macs) if (this.own.get(r.vlan)?.has(r.mac) !== true) setIn(this.own, r.vlan, r.mac, false);
+      } else if (msg.flags & PeerFlags.RESET) {
         // Keep the 'used' marks of MACs that stay ours.
         const old = this.own;
         const kept = new Map<number, Map<number, boolean>>();
@@ -422,11 +442,12 @@ export class PairSessions {
     }
     if (p === undefined) p = this.reattach(msg.id, msg.publicKey);
     if (p === undefined) {
-      p = this.newPeer(msg.id, Buffer.from(msg.publicKey), msg.name);
+      p = this.newPeer(msg.id, Buffer.from(msg.publicKey), msg.name, now);
       this.peers.set(msg.id, p);
     }
     p.name = msg.name;
-    if (msg.flags & PeerFlags.RESET) this.clearMacs(p);
+    if (msg.flags & PeerFlags.RESET && !p.mergeNext) this.clearMacs(p);
+    p.mergeNext = false;
     for (const r of msg.macs) {
       const macs = this.directory.get(r.vlan);
       const before = macs?.get(r.mac);
@@ -435,13 +456,13 @@ export class PairSessions {
       setIn(this.directory, r.vlan, r.mac, p);
       p.macs.push(r);
     }
-    void now;
   }
 
   /** Forget everything: ids, sessions, MACs. */
   reset(reason: string): void {
     for (const p of [...this.peers.values(), ...this.stale.values()]) this.dropPeer(p, reason);
     this.own.clear();
+    this.ownMerge = false;
     this.selfId = 0;
   }
 
@@ -455,6 +476,10 @@ export class PairSessions {
    */
   rejoined(now: number): void {
     this.selfId = 0;
+    // Claim every MAC of ours at once: the new switch learns them and tells our peers.
+    this.ownMerge = true;
+    for (const macs of this.own.values()) for (const mac of macs.keys()) macs.set(mac, true);
+    this.nextClaimAt = 0;
     for (const p of [...this.peers.values()]) {
       this.peers.delete(p.id);
       if (!p.hasSession) {
@@ -475,13 +500,13 @@ export class PairSessions {
     if (p === undefined) return undefined;
     this.stale.delete(key);
     p.stale = false;
+    p.reported = '';
+    p.mergeNext = true;
     p.id = id;
     for (const kp of [p.current, p.previous, p.next]) if (kp !== null) kp.route = id;
     this.peers.set(id, p);
     this.counters.peersKeptAcrossRejoin++;
-    // Tell the new switch how we reach it.
-    this.pathChanged(p);
-    this.counters.pathChanges--;
+    // The new switch hears how we reach it on the next poll (reported was cleared).
     return p;
   }
 
@@ -500,7 +525,7 @@ export class PairSessions {
     }
     if (p === undefined) p = this.reattach(src, publicKey);
     if (p === undefined) {
-      p = this.newPeer(src, Buffer.from(publicKey), encodeKey(publicKey).slice(0, 8));
+      p = this.newPeer(src, Buffer.from(publicKey), encodeKey(publicKey).slice(0, 8), now);
       this.peers.set(src, p);
     }
     const type = message[1];
@@ -773,11 +798,14 @@ export class PairSessions {
   private pathsOf(p: Peer, kp: Keypair, addrs: Buffer, n: number, now: number): void {
     const paths = p.paths;
     const sw = this.switchAddr;
-    let relayed = 0, direct = 0, directFrames = 0, lastDirect = -1;
+    let relayed = 0, direct = 0, directFrames = 0, frames = 0, lastDirect = -1;
     for (let j = 0; j < n; j++) {
       if (kp.rxResults[j] !== 1) continue;
       const at = kp.rxSlots[j]! * ADDR_SLOT_BYTES;
-      const len = kp.rxLengths[j]!;
+      // Frame bytes, as on the send side; probes and keepalives count as neither traffic nor bytes.
+      const len = kp.rxLengths[j]! - TRANSPORT_OVERHEAD;
+      const frame = len >= ETHERNET.HEADER_LEN;
+      if (frame) frames++;
       let fromSwitch = true;
       for (let k = 0; k < ADDR_KEY_BYTES; k++) {
         if (addrs[at + k] !== sw[k]) {
@@ -785,15 +813,18 @@ export class PairSessions {
           break;
         }
       }
-      if (fromSwitch) relayed += len;
-      else {
-        direct += len;
-        directFrames++;
+      if (fromSwitch) {
+        if (frame) relayed += len;
+      } else {
         lastDirect = at;
+        if (frame) {
+          direct += len;
+          directFrames++;
+        }
       }
     }
-    if (relayed + direct === 0) return;
-    paths.activity(now);
+    // Only frames keep a pair active: heartbeats answering heartbeats would keep each other alive forever.
+    if (frames > 0) paths.activity(now);
     paths.rxRelayBytes += relayed;
     paths.rxDirectBytes += direct;
     this.counters.rxDirect += directFrames;
@@ -914,7 +945,10 @@ export class PairSessions {
       if (now >= p.queryAt && this.host.toSwitch(encodePeerQuery(p.publicKey))) p.queryAt = now + PEER_QUERY_RETRY_MS;
     }
     for (const p of this.peers.values()) {
-      if (p.current !== null) p.paths.poll(now);
+      if (p.current !== null) {
+        p.paths.poll(now);
+        this.reportPath(p, now);
+      }
       if (p.handshake !== null && now >= p.nextRetryAt) {
         if (p.attempts >= PAIR_HANDSHAKE_ATTEMPTS) {
           this.indices.delete(p.handshake.senderIndex);

@@ -97,8 +97,10 @@ test('the switch is blind: a TCP transfer of a known text between members leaves
   assert.ok(p1.pairs.txPair > 1000, `h1 sealed end to end: ${JSON.stringify(p1.pairs)}`);
   // For humans: h1's peer table has h2 up on the relayed path, and the switch names what it relayed.
   const human = await execIn(hosts[0]!.ns, process.execPath, [bin('vport'), 'status', '--control', ctl[0]!]);
-  assert.match(human.out, /^ {2}ID\s+PEER\s+KEY\s+PATH\s+STATE\s+HANDSHAKE\s+TX\s+RX\s+AUTH FAIL\s+BAD SRC\s+MACS$/m, human.out);
-  assert.match(human.out, /^ {2}\d+\s+h2\s+\S+\s+relayed\s+up\s/m, human.out);
+  assert.match(human.out, /^ {2}ID\s+PEER\s+KEY\s+PATH\s+RTT\s+FOR\s+STATE\s+HANDSHAKE\s+TX DIRECT\/RELAY\s+RX DIRECT\/RELAY\s+AUTH FAIL\s+BAD SRC\s+MACS$/m, human.out);
+  assert.match(human.out, /^ {2}\d+\s+h2\s+\S+\s+relayed\s+-\s+[\d.]+s\s+up\s/m, human.out);
+  // The hosts of this star reach only the switch: the probes of h2's address go unanswered, and status says so.
+  assert.match(human.out, /^ {2}h2: relayed: probes unanswered since \d\d:\d\d:\d\dZ$/m, human.out);
   const swHuman = await execIn(sw, process.execPath, [bin('vswitch'), 'status', '--control', swCtl]);
   assert.match(swHuman.out, /end to end\s+member \d+, known by 1 member\(s\) \(h2\); relayed from it \d+ \([\d.]+ MB\)/, swHuman.out);
   assert.deepEqual(h1.knownByNames, ['h2'], 'the directory: h2 holds h1\'s entry');

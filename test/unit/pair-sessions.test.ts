@@ -10,13 +10,16 @@ import assert from 'node:assert/strict';
 import { BATCH_SIZE, MutableFrameBatch, batchToBuffers, buffersToBatch } from '../../lib/core/frames.js';
 import { BROADCAST_MAC, buildFrame } from '../../lib/core/ethernet.js';
 import { generateKeyPair, type KeyPair } from '../../lib/crypto/keys.js';
-import { encodeAddress } from '../../lib/io/address.js';
+import { encodeAddress, formatAddress } from '../../lib/io/address.js';
 import { TxQueue } from '../../lib/io/tx-queue.js';
 import { MemorySocket } from '../../lib/io/memory-socket.js';
 import {
   DEFAULT_CIPHER,
   LongControl,
   MessageType,
+  NatMapping,
+  PEER_REJOIN_GRACE_MS,
+  PathKind,
   PAIR_HANDSHAKE_ATTEMPTS,
   PAIR_HANDSHAKE_COOLDOWN_MS,
   PAIR_HANDSHAKE_RETRY_MS,
@@ -29,7 +32,7 @@ import { Keypair } from '../../lib/protocol/keypair.js';
 import { InitiatorHandshake } from '../../lib/protocol/noise.js';
 import { PairSessions, type PairEvent, type PairSessionsOptions, type PeerStatus } from '../../lib/protocol/pair-sessions.js';
 import { sealOne } from '../../lib/protocol/send.js';
-import { decodeLongControl, encodePairRecv, encodePeer, encodePeerGone, isPairData, readRoute, type LongControlMessage, type MacRecord } from '../../lib/protocol/wire.js';
+import { decodeLongControl, encodeCandidates, encodePairRecv, encodePeer, encodePeerGone, isPairData, readRoute, type LongControlMessage, type MacRecord } from '../../lib/protocol/wire.js';
 import { ADDR_SLOT } from '../../lib/io/native.js';
 import { prng } from '../helpers/session-harness.js';
 
@@ -48,6 +51,10 @@ const MAC = {
 interface Datagram {
   from: number;
   data: Buffer;
+  /** A direct datagram: the address slot it was sent to (absent: to the switch, relayed by the route). */
+  to?: Buffer;
+  /** The source address the receiver sees (default: the sender's own, or the switch's when relayed). */
+  src?: Buffer;
 }
 
 /** One port as the fake switch knows it. */
@@ -66,6 +73,8 @@ interface Node {
   claims: MacRecord[];
   /** RENDEZVOUS, PATH_REPORT and PEER_QUERY the port sent. */
   longControl: LongControlMessage[];
+  /** Its own underlay address (direct datagrams come from here). */
+  address: Buffer;
 }
 
 /** Deterministic randomness for the session indices and cookie secrets. */
@@ -98,6 +107,8 @@ const PUMP_MAX_ROUNDS = 100;
  */
 class FakeSwitch {
   now = T0;
+  /** Ports may reach each other directly (the tests of direct paths); otherwise any direct send fails the test. */
+  allowDirect = false;
   readonly address = encodeAddress('10.0.0.1', 9999);
   readonly nodes = new Map<number, Node>();
   /** Relayed handshake messages not delivered yet. */
@@ -110,11 +121,15 @@ class FakeSwitch {
   add(id: number, mac: number, opts: Partial<PairSessionsOptions> = {}): Node {
     const keys = generateKeyPair();
     const socket = new MemorySocket((data, dst) => {
+      if (this.allowDirect && !dst.equals(this.address)) {
+        this.wire.push({ from: id, data, to: Buffer.from(dst) });
+        return;
+      }
       assert.deepEqual(dst, this.address, 'sealed frames go to the switch, which relays them');
       this.wire.push({ from: id, data });
     });
     const queue = new TxQueue(socket);
-    const node: Node = { id, keys, mac, sessions: undefined as unknown as PairSessions, queue, delivered: [], viaSwitch: [], events: [], claims: [], longControl: [] };
+    const node: Node = { id, keys, mac, sessions: undefined as unknown as PairSessions, queue, delivered: [], viaSwitch: [], events: [], claims: [], longControl: [], address: encodeAddress(`192.0.2.${id}`, 5000 + id) };
     node.sessions = new PairSessions(
       {
         toSwitch: (payload) => {
@@ -127,12 +142,15 @@ class FakeSwitch {
           return true;
         },
         send: (datagram) => this.wire.push({ from: id, data: Buffer.from(datagram) }),
-        sendTo: (datagram) => assert.fail(`no direct paths here: a datagram of ${datagram.length} bytes went to a peer`),
+        sendTo: (datagram, addr) => {
+          if (!this.allowDirect) assert.fail(`no direct paths here: a datagram of ${datagram.length} bytes went to a peer`);
+          this.wire.push({ from: id, data: Buffer.from(datagram), to: Buffer.from(addr) });
+        },
         event: (e) => node.events.push(e),
       },
       queue,
       Buffer.from(this.address),
-      { privateKey: keys.privateKey, random: seeded(id), ...opts },
+      { privateKey: keys.privateKey, random: seeded(id), formatAddress: (a) => formatAddress(a), ...opts },
     );
     for (const m of peerMessages(id, keys.publicKey, `p${id}`, [{ mac, vlan: 0 }], true)) node.sessions.peer(m, this.now);
     this.nodes.set(id, node);
@@ -159,11 +177,13 @@ class FakeSwitch {
 
   /** Deliver datagrams in order, consecutive ones for the same member in one batch, each batch in a fresh slab (opened in place). */
   deliver(list: readonly Datagram[]): void {
+    // Direct datagrams go to the node at their address (none: lost), relayed ones to the member their route names.
+    const dstOf = (d: Datagram): number => (d.to === undefined ? readRoute(d.data, 0) : ([...this.nodes.values()].find((x) => x.address.equals(d.to!))?.id ?? -1));
     let i = 0;
     while (i < list.length) {
-      const dst = readRoute(list[i]!.data, 0);
+      const dst = dstOf(list[i]!);
       let n = 1;
-      while (i + n < list.length && n < BATCH_SIZE && readRoute(list[i + n]!.data, 0) === dst) n++;
+      while (i + n < list.length && n < BATCH_SIZE && dstOf(list[i + n]!) === dst) n++;
       const part = list.slice(i, i + n);
       i += n;
       for (const d of part) assert.ok(isPairData(d.data, 0, d.data.length), 'only PAIR_DATA crosses between ports');
@@ -173,7 +193,10 @@ class FakeSwitch {
       const slots = new Uint16Array(part.length).map((_, k) => k);
       const frames = new MutableFrameBatch(Buffer.alloc(0), BATCH_SIZE);
       const addrs = Buffer.alloc(part.length * ADDR_SLOT);
-      for (let k = 0; k < part.length; k++) this.address.copy(addrs, k * ADDR_SLOT);
+      for (let k = 0; k < part.length; k++) {
+        const d = part[k]!;
+        (d.src ?? (d.to === undefined ? this.address : this.nodes.get(d.from)!.address)).copy(addrs, k * ADDR_SLOT);
+      }
       node.sessions.receive(batch, addrs, slots, 0, part.length, this.now, frames);
       node.delivered.push(...batchToBuffers(frames));
     }
@@ -624,4 +647,133 @@ test('repeated group-addressed frames on a pair session all count as dstGroup', 
   assert.deepEqual(b.delivered, []);
   assert.equal(b.sessions.counters.dstGroup, 3);
   assert.equal(b.sessions.counters.dstNotHere, 0);
+});
+
+// ---------------------------------------------------------------- direct paths
+
+/** CANDIDATES as the switch sends them: `target`'s own address as the only candidate, decoded as the port would. */
+function candidatesOf(target: Node, flags = 0) {
+  const m = encodeCandidates(target.id, flags, NatMapping.ENDPOINT_INDEPENDENT, target.address, []);
+  const d = decodeLongControl(m, 0, m.length);
+  assert.ok(d !== null && d.kind === LongControl.CANDIDATES);
+  return d;
+}
+
+/** A pair session, then the switch introduces A and B (both probe), and the wire settles. */
+function directUp(opts: Partial<PairSessionsOptions> = {}, optsB: Partial<PairSessionsOptions> = opts) {
+  const sw = new FakeSwitch();
+  sw.allowDirect = true;
+  const a = sw.add(1, MAC.a, opts);
+  const b = sw.add(2, MAC.b, optsB);
+  sw.introduce(a, b);
+  sw.introduce(b, a);
+  sw.send(a, [frame(MAC.a, MAC.b, 0)]);
+  sw.pump();
+  sw.now += 10;
+  sw.send(a, [frame(MAC.a, MAC.b, 1)]);
+  sw.pump();
+  assert.ok(a.longControl.some((m) => m.kind === LongControl.RENDEZVOUS && m.id === 2), 'traffic asked the switch for an introduction');
+  a.sessions.candidates(candidatesOf(b), sw.now);
+  b.sessions.candidates(candidatesOf(a), sw.now);
+  sw.pump();
+  return { sw, a, b };
+}
+
+test('direct: after an introduction both ports probe, the answers make the path direct, and frames go to the peer, not the switch', () => {
+  const { sw, a, b } = directUp();
+  const pa = peerOf(a, 2)!;
+  assert.equal(pa.path, 'direct', JSON.stringify(pa));
+  assert.equal(pa.endpoint, formatAddress(b.address));
+  assert.equal(peerOf(b, 1)!.path, 'direct');
+  assert.ok(a.events.some((e) => e.type === 'path' && e.path === 'direct'), 'the change is an event (logged)');
+  assert.ok(a.longControl.some((m) => m.kind === LongControl.PATH_REPORT && m.id === 2 && m.path === PathKind.DIRECT), 'and reported to the switch');
+  const before = b.delivered.length;
+  sw.send(a, [frame(MAC.a, MAC.b, 2), frame(MAC.a, MAC.b, 3)]);
+  const wire = sw.take();
+  assert.equal(wire.length, 2);
+  for (const d of wire) assert.ok(d.to?.equals(b.address), 'sealed to the peer itself');
+  sw.deliver(wire);
+  assert.equal(b.delivered.length - before, 2);
+  assert.equal(b.sessions.counters.rxDirect, b.delivered.length - before + (b.sessions.counters.rxDirect - 2));
+  assert.ok(peerOf(b, 1)!.rxDirectBytes >= 2 * 100);
+});
+
+test('direct: a forged datagram from another address, and an authentic one replayed from there, create no candidate and move no path', () => {
+  const { sw, a, b } = directUp();
+  const attacker = encodeAddress('203.0.113.66', 6666);
+  // A forgery: B's session header with garbage ciphertext, from the attacker's address.
+  sw.send(a, [frame(MAC.a, MAC.b, 10)]);
+  const [real] = sw.take();
+  const forged = Buffer.from(real!.data);
+  forged.fill(0x5a, 16);
+  const failed = b.sessions.counters.authFailed;
+  sw.deliver([{ from: 1, data: forged, to: b.address, src: attacker }]);
+  assert.equal(b.sessions.counters.authFailed, failed + 1);
+  // The authentic datagram arrives, then a copy of it from the attacker: the replay window drops the copy.
+  sw.deliver([real!]);
+  const replayed = b.sessions.counters.replayed;
+  sw.deliver([{ ...real!, src: attacker }]);
+  assert.equal(b.sessions.counters.replayed, replayed + 1);
+  const pb = peerOf(b, 1)!;
+  assert.equal(pb.endpoint, formatAddress(a.address), 'the path is where it was');
+  assert.ok(!pb.candidates.some((c) => c.address === formatAddress(attacker)), `no candidate at the attacker: ${JSON.stringify(pb.candidates)}`);
+});
+
+test('direct: a redirected fresh datagram makes its source a candidate that is probed, but the path moves only if that address answers on the session', () => {
+  const { sw, a, b } = directUp();
+  const elsewhere = encodeAddress('203.0.113.77', 7777);
+  sw.send(a, [frame(MAC.a, MAC.b, 20)]);
+  const [d] = sw.take();
+  sw.deliver([{ ...d!, src: elsewhere }]);
+  const pb = peerOf(b, 1)!;
+  assert.ok(pb.candidates.some((c) => c.address === formatAddress(elsewhere) && c.kind === 'observed' && !c.working), JSON.stringify(pb.candidates));
+  assert.equal(pb.endpoint, formatAddress(a.address));
+  // B probed it: that probe goes to the redirect address, where nobody answers.
+  const probes = sw.take().filter((x) => x.to?.equals(elsewhere));
+  assert.equal(probes.length, 1);
+  assert.equal(peerOf(b, 1)!.endpoint, formatAddress(a.address));
+});
+
+test('direct: --no-direct on one side: it neither probes nor answers; the pair stays relayed and both say why', () => {
+  const { sw, a, b } = directUp({}, { direct: false });
+  const pa = peerOf(a, 2)!;
+  const pb = peerOf(b, 1)!;
+  assert.equal(pa.path, 'relayed');
+  assert.equal(pb.path, 'relayed');
+  assert.equal(pb.reason, 'direct disabled (--no-direct)');
+  assert.match(pa.reason ?? '', /probes unanswered/);
+  assert.equal(b.sessions.counters.probesSent, 0);
+  assert.equal(b.sessions.counters.probesAnswered, 0);
+  assert.ok(a.sessions.counters.probesSent > 0);
+  sw.send(a, [frame(MAC.a, MAC.b, 30)]);
+  for (const d of sw.take()) assert.equal(d.to, undefined, 'relayed');
+});
+
+test('direct: a rejoin of the switch keeps the pair session and its direct path; the new switch names the peer again', () => {
+  const { sw, a, b } = directUp();
+  a.sessions.rejoined(sw.now);
+  const pa = peerOf(a, 2)!;
+  assert.equal(pa.stale, true);
+  assert.equal(pa.path, 'direct');
+  const before = b.delivered.length;
+  sw.send(a, [frame(MAC.a, MAC.b, 40)]);
+  sw.pump();
+  assert.equal(b.delivered.length, before + 1, 'frames still flow on the direct path');
+  a.sessions.poll(sw.now);
+  assert.ok(a.longControl.some((m) => m.kind === LongControl.PEER_QUERY && m.publicKey.equals(b.keys.publicKey)), 'the port asks the new switch who has the key');
+  // The new switch gives B another id: the pair carries on under it.
+  for (const m of peerMessages(7, b.keys.publicKey, 'p2', [{ mac: MAC.b, vlan: 0 }])) a.sessions.peer(m, sw.now);
+  const again = a.sessions.status(sw.now).find((p) => p.name === 'p2')!;
+  assert.equal(again.id, 7);
+  assert.equal(again.stale, undefined);
+  assert.equal(again.state, 'up');
+  assert.equal(a.sessions.counters.peersKeptAcrossRejoin, 1);
+});
+
+test('direct: a peer the new switch never vouches for again is dropped after the grace time', () => {
+  const { sw, a } = directUp();
+  a.sessions.rejoined(sw.now);
+  a.sessions.poll(sw.now + PEER_REJOIN_GRACE_MS + 1);
+  assert.equal(a.sessions.status(sw.now).length, 0);
+  assert.equal(a.sessions.counters.peersLostAtRejoin, 1);
 });
