@@ -94,6 +94,7 @@ export class PeerPaths {
   /** When the last direct path was lost, and where it went. */
   private lostAt = 0;
   private lostAddr = '';
+  private lostIdle = false;
   /** The path as last reported: direct or not, and since when. */
   private direct = false;
   private sinceAt: number;
@@ -142,7 +143,7 @@ export class PeerPaths {
     const age = now - b.lastPongAt;
     if (age <= this.doubtAfter(b)) return Route.DIRECT;
     if (age <= PATH_TRUST_MS) return Route.BOTH;
-    this.lose(now);
+    this.lose(now, true);
     return Route.RELAY;
   }
 
@@ -217,8 +218,8 @@ export class PeerPaths {
   poll(now: number): void {
     if (this.ctx.disabled || this.peerFlags & EndpointFlags.NO_DIRECT) return;
     if (now - this.lastActive > PATH_IDLE_MS) {
-      // Idle: nothing is sent; a path that was direct stays so until its trust runs out.
-      if (this.best !== null && now - this.best.lastPongAt > PATH_TRUST_MS) this.lose(now);
+      // Idle: nothing is sent; a path that was direct stays so until its trust runs out, then quietly goes.
+      if (this.best !== null && now - this.best.lastPongAt > PATH_TRUST_MS) this.lose(now, false);
       return;
     }
     const b = this.best;
@@ -247,6 +248,7 @@ export class PeerPaths {
     if (this.peerFlags & EndpointFlags.NO_DIRECT) return 'the peer has direct paths disabled (--no-direct)';
     if (!this.introduced && this.list.length === 0) return 'not introduced yet (the switch passes candidates on the first traffic)';
     if (this.list.length === 0) return 'the peer reported no addresses';
+    if (this.lostAt > 0 && this.lostIdle) return `idle since ${clock(this.lastActive)}: the next frame probes ${this.lostAddr} again`;
     if (this.lostAt > 0) return `direct path ${this.lostAddr} stopped answering: probes unanswered since ${clock(this.lostAt)}`;
     let first = Infinity;
     for (const c of this.list) if (c.firstProbeAt > 0 && c.firstProbeAt < first) first = c.firstProbeAt;
@@ -320,14 +322,17 @@ export class PeerPaths {
     }
   }
 
-  private lose(now: number): void {
+  /** The direct path is dropped: it stopped answering while frames flow (`active`), or its trust ran out while idle. */
+  private lose(now: number, active: boolean): void {
     const b = this.best;
     if (b === null) return;
     this.best = null;
     this.lostAt = b.lastPongAt;
     this.lostAddr = this.ctx.format(b.addr);
+    this.lostIdle = !active;
     this.changedIfNeeded(now);
-    // Perhaps the peer moved: ask where it is now, and try everything again soon.
+    // Idle: nothing more (the next frame wakes the pair). Active: perhaps the peer moved; ask where it is now, and try everything again soon.
+    if (!active) return;
     this.nextRetryAt = now;
     this.askRendezvous(now);
   }

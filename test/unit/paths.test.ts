@@ -216,3 +216,27 @@ test('idle: heartbeats stop after PATH_IDLE_MS; the first frame after probes eve
   t.answer(PUBLIC);
   assert.equal(t.paths.route(t.now), Route.DIRECT);
 });
+
+test('idle: a path whose trust runs out while idle goes quietly — no probes, no introduction, no flapping — and says so', () => {
+  const t = setup();
+  t.paths.activity(t.now);
+  t.paths.introduce(0, 0, PUBLIC, [], t.now);
+  t.answer(PUBLIC);
+  const start = t.now;
+  const probes = t.probes.length;
+  const rendezvous = t.rendezvous;
+  const changes = t.changes;
+  for (let i = 0; i < 240; i++) {
+    t.advance(250);
+    const n = t.probes.length;
+    t.paths.poll(t.now);
+    // The peer answers every heartbeat; they stop once the pair is idle.
+    if (t.probes.length > n) t.answer(PUBLIC, 0);
+    assert.ok(t.now - start < PATH_IDLE_MS + 1000 || t.probes.length === n, 'no probe while idle');
+  }
+  assert.equal(t.paths.route(t.now), Route.RELAY);
+  assert.equal(t.changes, changes + 1, 'one change: direct -> relayed, once');
+  assert.ok(t.probes.length - probes <= Math.ceil(PATH_IDLE_MS / PATH_HEARTBEAT_MS) + 1, `heartbeats only while active (${t.probes.length - probes})`);
+  assert.equal(t.rendezvous, rendezvous, 'no introduction asked while idle');
+  assert.match(t.paths.reason(t.now) ?? '', /^idle since \d\d:\d\d:\d\dZ: the next frame probes 198\.51\.100\.12:40000 again$/);
+});
