@@ -197,6 +197,16 @@ async function stop(children: readonly ChildProcess[]): Promise<void> {
   for (const c of children) await waitExit(c, STOP_TIMEOUT_MS).catch(() => undefined);
 }
 
+/**
+ * Remove the kernel baseline before EtherLink is measured on the same
+ * namespaces: its tunnel would otherwise be a path the vports could take
+ * (a host's vx0 address is one of its addresses).
+ */
+function removeVxlan(sw: Netns, hosts: readonly StarHost[]): void {
+  for (const h of hosts) h.ns.ip('link', 'del', 'vx0');
+  for (const dev of ['br0', ...hosts.map((_, k) => `vx${k + 1}`)]) sw.exec('ip', ['link', 'del', dev], { allowFail: true });
+}
+
 /** The direct topology's baseline: one VXLAN tunnel from host to host, routed by the switch namespace. */
 function buildDirectVxlan(hosts: readonly StarHost[]): void {
   const [a, b] = hosts as [StarHost, StarHost];
@@ -276,6 +286,7 @@ async function runDirect(tag: string, dir: string): Promise<{ kernel: CaseResult
       kernel = { name: 'kernel VXLAN', describe: kdesc, ok: false, error: (err as Error).message };
       console.log(`  kernel VXLAN direct FAILED: ${(err as Error).message}`);
     }
+    for (const h of hosts) h.ns.exec('ip', ['link', 'del', 'vx0'], { allowFail: true });
     const results: CaseResult[] = [];
     for (const mode of selectModes(['encrypted'])) {
       const children: ChildProcess[] = [];
@@ -317,6 +328,7 @@ export async function runOverlay(tag: string): Promise<OverlayResult> {
       kernel = { name: 'kernel VXLAN', describe: kdesc, ok: false, error: (err as Error).message };
       console.log(`  kernel VXLAN FAILED: ${(err as Error).message}`);
     }
+    removeVxlan(sw, hosts);
 
     const results: CaseResult[] = [];
     for (const mode of modes) {

@@ -32,8 +32,10 @@ async function main(): Promise<number> {
   const tag = runTag();
   const tmp = mkdtempSync(join(tmpdir(), 'etherlink-demo-'));
   try {
-    step(`underlay: a switch namespace and ${HOSTS} hosts, each on its own veth (MTU 1500)`);
+    step(`underlay: a switch namespace and ${HOSTS} hosts, each on its own veth (MTU 1500); the switch namespace also routes between the hosts, as the internet would`);
     const { sw, hosts } = buildStar(tag, HOSTS);
+    sw.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    for (const h of hosts) h.ns.ip('route', 'add', 'default', 'via', h.switchAddress);
     for (const [i, h] of hosts.entries()) console.log(`  host h${i + 1}: namespace ${h.ns.name}, underlay ${h.underlay} -> switch ${h.switchAddress}:${SWITCH_PORT}`);
 
     step('keys: one X25519 key pair for the switch and one per host; the switch admits the hosts\' public keys');
@@ -78,7 +80,7 @@ async function main(): Promise<number> {
       console.log(`  h${i + 1}: etl0 ${overlayIp(i + 1)}/24 joined`);
     }
 
-    step('ping between every pair of hosts, through the switch');
+    step('ping between every pair of hosts: the first frames through the switch, then end to end, on a direct path where the hosts reach each other');
     let failures = 0;
     for (let a = 1; a <= HOSTS; a++) {
       for (let b = 1; b <= HOSTS; b++) {
@@ -92,6 +94,12 @@ async function main(): Promise<number> {
         if (code !== 0) failures++;
       }
     }
+
+    step(`h1's peers: how it reaches each (vport status --control ${join(tmp, 'vport-h1.sock')})`);
+    const peers = hosts[0]!.ns.spawn(process.execPath, [cli('vport'), 'status', '--control', join(tmp, 'vport-h1.sock')]);
+    const peersCode = await waitExit(peers, 10_000);
+    console.log((collect(peers).out() + collect(peers).err()).trimEnd());
+    if (peersCode !== 0) failures++;
 
     step(`transfer ${TRANSFER_BYTES / 1024 / 1024} MB from h1 to h${HOSTS} over TCP across the virtual LAN`);
     const file = join(tmp, 'payload.bin');

@@ -3,6 +3,7 @@
 // windows both ways — device -> seal -> socket, socket -> open -> device.
 import { EventEmitter } from 'node:events';
 import { hostname, networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { BATCH_SIZE, MutableFrameBatch, type FrameBatch } from '../core/frames.js';
@@ -19,6 +20,12 @@ import {
   DEFAULT_CIPHER,
   DEFAULT_SWITCH_PORT,
   DEFAULT_TAP_MTU,
+  ETHERNET_HEADER_SIZE,
+  IPV4_HEADER_SIZE,
+  IPV6_HEADER_SIZE,
+  TRANSPORT_OVERHEAD,
+  UDP_HEADER_SIZE,
+  VLAN_TAG_SIZE,
   EndpointFlags,
   LOCAL_ADDRESS_SCAN_MS,
   LOCAL_ENDPOINTS_MAX,
@@ -238,6 +245,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         ...(opts.maxPairSessions !== undefined ? { maxSessions: opts.maxPairSessions } : {}),
         direct: opts.direct !== false,
         formatAddress: (a) => formatAddress(a),
+        probeSize: tap.mtu + ETHERNET_HEADER_SIZE + VLAN_TAG_SIZE,
         ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
       },
     );
@@ -319,17 +327,23 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   /**
    * Our own addresses for direct paths (a peer on the same LAN reaches us on
    * them): every interface address but loopback, link-local and the device's
-   * own (probing over the overlay would loop), with our UDP port. Reported in
-   * ENDPOINTS when they change, or when `force`.
+   * own (probing over the overlay would loop), with our UDP port. Not those of
+   * an interface whose MTU cannot carry our largest datagram whole (a tunnel:
+   * another VPN, a VXLAN): frames would be fragmented or lost there. Reported
+   * in ENDPOINTS when they change, or when `force`.
    */
   private scanAddresses(force: boolean): void {
     const slots: Buffer[] = [];
     const port = this.socket.port;
+    // The largest datagram: a full frame with a VLAN tag, sealed, in UDP.
+    const datagram = this.tap.mtu + ETHERNET_HEADER_SIZE + VLAN_TAG_SIZE + TRANSPORT_OVERHEAD + UDP_HEADER_SIZE;
     if (this.pairs.direct) {
       for (const [name, addrs] of Object.entries(networkInterfaces())) {
         if (name === this.tap.name || addrs === undefined) continue;
+        const mtu = interfaceMtu(name);
         for (const a of addrs) {
           if (a.internal || a.address.startsWith('fe80:') || a.address.includes('%')) continue;
+          if (mtu !== undefined && mtu < datagram + (a.family === 'IPv4' ? IPV4_HEADER_SIZE : IPV6_HEADER_SIZE)) continue;
           if (slots.length >= LOCAL_ENDPOINTS_MAX) break;
           slots.push(encodeAddress(a.address, port));
         }
@@ -592,6 +606,16 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.queue.flush();
     this.tap.close();
     this.socket.close();
+  }
+}
+
+/** An interface's MTU from sysfs (this network namespace's), or undefined if it cannot be read. */
+function interfaceMtu(name: string): number | undefined {
+  try {
+    const n = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -193,13 +193,19 @@ export const PairControl = {
   LEAVE: 1,
   /** "That destination MAC is not behind me (any more)": the sender goes back through the switch at once. */
   NOT_HERE: 5,
-  /** Kind, u32 probe id: "answer this on the address it came from" — a direct path's hole punch and heartbeat. */
+  /**
+   * "Answer this on the address it came from": a direct path's hole punch and
+   * heartbeat. Not a short control message but a frame-sized one (wire.ts
+   * encodeProbeFrame), so a path that cannot carry full frames never answers.
+   */
   PROBE: 6,
-  /** Kind, the probe's id: sent to the address the probe came from; proves that path both ways. */
+  /** The probe's answer, as large, sent to the address the probe came from: proves that path both ways. */
   PROBE_REPLY: 7,
 } as const;
-/** PROBE and PROBE_REPLY: kind, id u32. */
-export const PROBE_SIZE = 5;
+/** EtherType of a probe frame (IEEE 802 local experimental 1): never written to a device. */
+export const PROBE_ETHERTYPE = 0x88b5;
+/** A probe frame: zero MACs (12), EtherType (2), kind (1), id (4). Padded up to the largest frame. */
+export const PROBE_FRAME_MIN_SIZE = 19;
 
 /**
  * Kinds of CONTROL_DATA plaintext (byte 0), port <-> switch only. Port to

@@ -12,6 +12,9 @@ import { ETHERNET, formatMac, isMulticast, readMac, readVlanId } from '../core/e
 import { encodeKey } from '../crypto/keys.js';
 import {
   DEFAULT_CIPHER,
+  DEFAULT_TAP_MTU,
+  ETHERNET_HEADER_SIZE,
+  VLAN_TAG_SIZE,
   LOCAL_MACS_MAX,
   MAC_CLAIM_INTERVAL_MS,
   MAX_PAIR_SESSIONS_DEFAULT,
@@ -51,7 +54,8 @@ import {
   encodePairSend,
   encodePathReport,
   encodePeerQuery,
-  encodeProbe,
+  encodeProbeFrame,
+  isProbeFrame,
   encodeRendezvous,
   type CandidatesMessage,
   formatIndex,
@@ -73,6 +77,8 @@ export interface PairSessionsOptions {
   direct?: boolean;
   /** Address text of a slot (status and logs). */
   formatAddress?: (addr: Buffer) => string;
+  /** Plaintext bytes of a probe: the largest frame this port seals (device MTU + 14 + a VLAN tag), so only a path that carries such frames is chosen. */
+  probeSize?: number;
 }
 
 /** What the pair sessions ask of the port. */
@@ -278,6 +284,7 @@ export class PairSessions {
   /** Peers kept across a rejoin, by public key (hex), until the new switch names them. */
   private readonly stale = new Map<string, Peer>();
   private readonly pathCtx: PathContext;
+  private readonly probeSize: number;
   private rxAddrs: Buffer = Buffer.alloc(0);
   /** (vlan, mac) -> the peer the switch places it behind. */
   private readonly directory = new Map<number, Map<number, Peer>>();
@@ -317,6 +324,7 @@ export class PairSessions {
     this.maxSessions = opts.maxSessions ?? MAX_PAIR_SESSIONS_DEFAULT;
     this.rekeyAfterMs = opts.rekeyAfterMs ?? REKEY_AFTER_TIME_MS;
     this.rejectAfterMs = Math.max(opts.rejectAfterMs ?? REJECT_AFTER_TIME_MS, this.rekeyAfterMs);
+    this.probeSize = opts.probeSize ?? DEFAULT_TAP_MTU + ETHERNET_HEADER_SIZE + VLAN_TAG_SIZE;
     this.pathCtx = { disabled: opts.direct === false, nat: NatMapping.UNKNOWN, format: opts.formatAddress ?? ((a) => a.toString('hex', 0, 18)) };
   }
 
@@ -342,7 +350,7 @@ export class PairSessions {
           const kp = p.current;
           if (kp === null || kp.closed) return false;
           this.counters.probesSent++;
-          this.host.sendTo(sealOne(kp, encodeProbe(PairControl.PROBE, probeId)), addr);
+          this.host.sendTo(sealOne(kp, encodeProbeFrame(PairControl.PROBE, probeId, this.probeSize)), addr);
           return true;
         },
         rendezvous: () => {
@@ -778,7 +786,7 @@ export class PairSessions {
       const failedBefore = this.counters.authFailed;
       this.rxPeer = p;
       const queued = kp.rxCount;
-      const newest = openQueued(kp, buf, rx, this.counters, this.onControl);
+      const newest = openQueued(kp, buf, rx, this.counters, this.onControl, undefined, true);
       this.rxPeer = null;
       p.authFailed += this.counters.authFailed - failedBefore;
       if (newest < 0) {
@@ -786,7 +794,7 @@ export class PairSessions {
         continue;
       }
       p.lastUsed = now;
-      this.pathsOf(p, kp, addrs, queued, now);
+      this.pathsOf(p, kp, buf, addrs, queued, now);
       if (kp === p.next) this.confirm(p, kp);
       this.accept(p, rx, frames);
       rx.clear();
@@ -795,7 +803,7 @@ export class PairSessions {
   }
 
   /** Which path each fresh, authentic datagram came on: bytes per path, and new sources become candidates. */
-  private pathsOf(p: Peer, kp: Keypair, addrs: Buffer, n: number, now: number): void {
+  private pathsOf(p: Peer, kp: Keypair, buf: Buffer, addrs: Buffer, n: number, now: number): void {
     const paths = p.paths;
     const sw = this.switchAddr;
     let relayed = 0, direct = 0, directFrames = 0, frames = 0, lastDirect = -1;
@@ -804,7 +812,8 @@ export class PairSessions {
       const at = kp.rxSlots[j]! * ADDR_SLOT_BYTES;
       // Frame bytes, as on the send side; probes and keepalives count as neither traffic nor bytes.
       const len = kp.rxLengths[j]! - TRANSPORT_OVERHEAD;
-      const frame = len >= ETHERNET.HEADER_LEN;
+      const plain = kp.rxPlainOffsets[j]!;
+      const frame = len >= ETHERNET.HEADER_LEN && !(buf[plain] === 0 && isProbeFrame(buf, plain, len));
       if (frame) frames++;
       let fromSwitch = true;
       for (let k = 0; k < ADDR_KEY_BYTES; k++) {
@@ -896,7 +905,7 @@ export class PairSessions {
       if (out === null) return;
       const at = slot * ADDR_SLOT_BYTES;
       this.counters.probesAnswered++;
-      this.host.sendTo(sealOne(out, encodeProbe(PairControl.PROBE_REPLY, c.id)), Buffer.from(this.rxAddrs.subarray(at, at + ADDR_SLOT_BYTES)));
+      this.host.sendTo(sealOne(out, encodeProbeFrame(PairControl.PROBE_REPLY, c.id, this.probeSize)), Buffer.from(this.rxAddrs.subarray(at, at + ADDR_SLOT_BYTES)));
       return;
     }
     if (c.kind === PairControl.PROBE_REPLY) {

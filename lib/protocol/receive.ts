@@ -6,7 +6,7 @@
 import type { MutableFrameBatch } from '../core/frames.js';
 import { ETHERNET_HEADER_SIZE, MessageType, TRANSPORT_HEADER_SIZE, TRANSPORT_OVERHEAD } from './constants.js';
 import type { Keypair } from './keypair.js';
-import { readCounter } from './wire.js';
+import { isProbeFrame, readCounter } from './wire.js';
 
 export interface OpenCounters {
   /** Did not authenticate: forged, corrupted, or for other keys. */
@@ -39,7 +39,16 @@ export function queueOpen(kp: Keypair, buf: Buffer, off: number, len: number, sl
  * ignored); bare keepalives only count as heard. Returns the
  * receive slot of the newest authentic, fresh datagram, or -1 if none was.
  */
-export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, counters: OpenCounters, control: ControlHandler, longControl?: ControlHandler): number {
+export function openQueued(
+  kp: Keypair,
+  buf: Buffer,
+  frames: MutableFrameBatch,
+  counters: OpenCounters,
+  control: ControlHandler,
+  longControl?: ControlHandler,
+  /** Pair sessions: frame-sized probes (wire.ts isProbeFrame) go to `control`, not to `frames`. */
+  probeFrames = false,
+): number {
   const n = kp.rxCount;
   kp.rxCount = 0;
   if (n === 0) return -1;
@@ -68,7 +77,11 @@ export function openQueued(kp: Keypair, buf: Buffer, frames: MutableFrameBatch, 
       if (longControl !== undefined && len > 0) longControl(kp, buf, plain, len, slot);
       continue;
     }
-    if (len >= ETHERNET_HEADER_SIZE) frames.push(plain, len);
+    if (len >= ETHERNET_HEADER_SIZE) {
+      // One byte decides for nearly every frame (a probe's destination MAC is all zeros).
+      if (probeFrames && buf[plain] === 0 && isProbeFrame(buf, plain, len)) control(kp, buf, plain, len, slot);
+      else frames.push(plain, len);
+    }
     else if (len > 0) control(kp, buf, plain, len, slot);
   }
   return newest;

@@ -8,7 +8,8 @@ import {
   ENDPOINT_RECORD_SIZE,
   LOCAL_ENDPOINTS_MAX,
   PATH_REASON_MAX_BYTES,
-  PROBE_SIZE,
+  PROBE_ETHERTYPE,
+  PROBE_FRAME_MIN_SIZE,
   REFLECT_ADDR_OFFSET,
   REFLECT_SIZE,
   REFLECT_TXID_OFFSET,
@@ -666,12 +667,28 @@ export function encodeNotHere(mac: number, vlan: number): Buffer {
 
 export const PAIR_LEAVE_PAYLOAD: Buffer = Buffer.from([PairControl.LEAVE]);
 
-/** PROBE or PROBE_REPLY with `id`. */
-export function encodeProbe(kind: typeof PairControl.PROBE | typeof PairControl.PROBE_REPLY, id: number): Buffer {
-  const b = Buffer.alloc(PROBE_SIZE);
-  b[0] = kind;
-  b.writeUInt32BE(id >>> 0, 1);
+/**
+ * A probe padded to the size of the largest frame: the plaintext of a frame
+ * from and to 00:00:00:00:00:00 with EtherType PROBE_ETHERTYPE, then the kind
+ * (PROBE or PROBE_REPLY), the id (u32) and zeros. A path that cannot carry
+ * full-size datagrams (a smaller MTU, a tunnel) then never answers, so it is
+ * never chosen; a 5-byte probe would pass where the frames cannot.
+ */
+export function encodeProbeFrame(kind: typeof PairControl.PROBE | typeof PairControl.PROBE_REPLY, id: number, size: number): Buffer {
+  const b = Buffer.alloc(Math.max(size, PROBE_FRAME_MIN_SIZE));
+  b.writeUInt16BE(PROBE_ETHERTYPE, 12);
+  b[14] = kind;
+  b.writeUInt32BE(id >>> 0, 15);
   return b;
+}
+
+/** Whether buf[off..+len) is a probe frame (zero MACs, PROBE_ETHERTYPE, a probe kind). Allocation-free. */
+export function isProbeFrame(buf: Uint8Array, off: number, len: number): boolean {
+  if (len < PROBE_FRAME_MIN_SIZE) return false;
+  for (let i = 0; i < 12; i++) if (buf[off + i] !== 0) return false;
+  if (buf[off + 12] !== PROBE_ETHERTYPE >> 8 || buf[off + 13] !== (PROBE_ETHERTYPE & 0xff)) return false;
+  const kind = buf[off + 14];
+  return kind === PairControl.PROBE || kind === PairControl.PROBE_REPLY;
 }
 
 /** A short pair control payload. */
@@ -684,7 +701,7 @@ export type PairControlMessage =
 export function decodePairControl(buf: Buffer, off: number, len: number): PairControlMessage | null {
   const kind = buf[off];
   if (kind === PairControl.LEAVE && len === 1) return { kind };
-  if ((kind === PairControl.PROBE || kind === PairControl.PROBE_REPLY) && len === PROBE_SIZE) return { kind, id: buf.readUInt32BE(off + 1) };
+  if (isProbeFrame(buf, off, len)) return { kind: buf[off + 14] as typeof PairControl.PROBE, id: buf.readUInt32BE(off + 15) };
   if (kind === PairControl.NOT_HERE && len === NOT_HERE_SIZE) return { kind, ...readMacRecords(buf, off + 1, 1)[0]! };
   return null;
 }
