@@ -95,6 +95,8 @@ export class PeerPaths {
   private lostAt = 0;
   private lostAddr = '';
   private lostIdle = false;
+  /** The peer's address as the switch last reported it. */
+  private latestPublic: Buffer | null = null;
   /** The path as last reported: direct or not, and since when. */
   private direct = false;
   private sinceAt: number;
@@ -171,6 +173,7 @@ export class PeerPaths {
       if (c.kind === 'public' && c !== this.best && !sameAddress(c.addr, observed)) this.list.splice(i, 1);
     }
     this.add(observed, 'public', now);
+    this.latestPublic = observed;
     for (const a of local) this.add(a, 'local', now);
     for (const c of this.list) this.probe(c, now);
     this.nextRetryAt = now + PATH_RETRY_MS;
@@ -315,6 +318,8 @@ export class PeerPaths {
     }
     if (b === null || now - b.lastPongAt > this.doubtAfter(b) || c.rttMs < b.rttMs * PATH_SWITCH_RTT_RATIO) {
       this.best = c;
+      // A public address the switch no longer reports (the peer's NAT mapping moved) is gone once we left it.
+      if (b !== null && b.kind === 'public' && this.latestPublic !== null && !sameAddress(b.addr, this.latestPublic)) this.list.splice(this.list.indexOf(b), 1);
       this.lostAt = 0;
       // Moving from one direct path to another is a change too.
       if (this.direct) this.report(now);

@@ -11,7 +11,11 @@ import { isProbeFrame, readCounter } from './wire.js';
 export interface OpenCounters {
   /** Did not authenticate: forged, corrupted, or for other keys. */
   authFailed: number;
-  /** Authentic but seen before, or too old for the window. */
+  /**
+   * Seen before, or too old for the window. A counter the window obviously
+   * refuses is counted here before the AEAD runs (it is not worth opening), so
+   * a forgery that reuses a seen counter counts here too, not as authFailed.
+   */
   replayed: number;
 }
 

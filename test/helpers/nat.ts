@@ -1,12 +1,15 @@
 // The NAT lab: an "internet" (a Linux bridge) with the switch on it, routers
 // doing nftables masquerade in front of LANs of hosts, and what the NAT tests
-// measure and break with: mapping checks, UDP blocks between routers, link
-// counters, TCP streams that time their own stalls, and vswitch/vport started
-// behind the NATs with their status read as JSON. Never sends beyond this machine.
+// measure and break with: mapping checks, UDP blocks between routers, a router
+// that restarts on another port range, port forwards, an attacker's address,
+// captures and raw UDP senders, link counters, TCP streams that time their own
+// stalls, and vswitch/vport started behind the NATs with their status read as
+// JSON. Never sends beyond this machine.
 //
 //   sw ──eth0 198.51.100.1 (the switch's underlay: its counters are the test's)
 //    │
-//   internet: bridge br0, reflectors on 198.51.100.2:3478 and .3:3479
+//   internet: bridge br0, reflectors on 198.51.100.2:3478 and .3:3479,
+//    │        an attacker's address 198.51.100.66
 //    │                          │
 //   r1 wan 198.51.100.11      r2 wan 198.51.100.12      (masquerade [random])
 //   r1 lan 10.1.0.1/24        r2 lan 10.2.0.1/24        (a bridge)
@@ -16,7 +19,7 @@
 // Hosts are numbered across routers from 1 in the order given; host i runs
 // vport hI with overlay address 10.99.0.i and the test keys of host i.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { collect, ensureTools, Netns, run, waitExit, waitFor, waitForOutput } from './netns.js';
@@ -32,6 +35,11 @@ export const REFLECTORS: readonly { address: string; port: number }[] = [
   { address: '198.51.100.2', port: 3478 },
   { address: '198.51.100.3', port: 3479 },
 ];
+/**
+ * An address of the internet's own (on its bridge) that belongs to no router
+ * and no switch: where the security tests' attacker sends from.
+ */
+export const ATTACKER_ADDRESS = '198.51.100.66';
 /** Router k's public (WAN) address. */
 export const wanAddress = (k: number): string => `198.51.100.${10 + k}`;
 /** Host j (from 1) on router k's LAN; the router is .1. */
@@ -97,6 +105,14 @@ export interface NatRouter {
   wanInput: 'drop' | 'accept';
   hosts: NatHost[];
   udpTimeoutS?: number;
+  /** The public ports its masquerade maps to since remap() (else: the source port when free). */
+  portRange?: PortRange;
+}
+
+/** UDP ports from..to, inclusive. */
+export interface PortRange {
+  from: number;
+  to: number;
 }
 
 export interface LinkCounters {
@@ -129,6 +145,21 @@ export interface NatLab {
   unblock(a: NatRouter, b: NatRouter): void;
   /** Packets the blocks dropped so far. */
   blockedDrops(): number;
+  /**
+   * The router restarts its NAT on another port range, as a home router that
+   * rebooted: its masquerade now maps to `ports` (still endpoint-independent:
+   * a socket keeps one public port for every destination, as long as its own
+   * port is outside the range) and its conntrack table is flushed, so every
+   * socket behind it appears from a new public port at its next datagram.
+   * Returns how many UDP flows it had.
+   */
+  remap(router: NatRouter, ports: PortRange): number;
+  /**
+   * A port forward, as users set one up for a VPN: UDP to the router's public
+   * address on `port` goes to `host` on the same port, from anyone (new flows;
+   * established ones keep their NAT).
+   */
+  forward(router: NatRouter, host: NatHost, port: number): void;
   /** Measure `router`'s mapping from one socket on `host` (default its first) to both reflectors. */
   checkMapping(router: NatRouter, host?: NatHost): Promise<MappingReport>;
   /** Counters of the switch's underlay interface. */
@@ -226,6 +257,28 @@ table inet etl_filter {
 `;
 }
 
+/** The masquerade statement of `mode`, mapping to `ports` (nft: `masquerade to :20000-30000 random`). */
+function masquerade(mode: NatMode, ports: PortRange): string {
+  return mode.replace('masquerade', `masquerade to :${ports.from}-${ports.to}`);
+}
+
+/**
+ * UDP to the WAN on `port` goes to the host (a new flow is DNATed in
+ * prerouting, and let through the forward chain, whose policy drops); what
+ * the host sends back leaves through the masquerade as before.
+ */
+function forwardRules(host: NatHost, port: number): string {
+  return `
+table ip etl_forward {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname "wan" udp dport ${port} dnat to ${host.lan}:${port}
+  }
+}
+add rule inet etl_filter forward iifname "wan" oifname "lan" ct status dnat accept
+`;
+}
+
 /** Drops UDP between the address pairs in the set, in the internet's bridge (bridged frames, so the bridge family). */
 const BLOCK_RULES = `
 table bridge etl_block {
@@ -241,7 +294,7 @@ table bridge etl_block {
 
 /** Build the lab (synchronously, well under a second or two); cleanup() removes all of it. */
 export function buildNatLab(tag: string, specs: readonly RouterSpec[]): NatLab {
-  ensureTools({ nft: 'nftables', ping: 'iputils-ping', sysctl: 'procps' });
+  ensureTools({ nft: 'nftables', ping: 'iputils-ping', sysctl: 'procps', conntrack: 'conntrack', tcpdump: 'tcpdump' });
   const totalHosts = specs.reduce((n, s) => n + (s.hosts ?? 1), 0);
   if (totalHosts > MAX_LAN_HOSTS) throw new Error(`a NAT lab has at most ${MAX_LAN_HOSTS} hosts (the test keys), asked for ${totalHosts}`);
   if (specs.length > 50) throw new Error('at most 50 routers');
@@ -281,7 +334,7 @@ export function buildNatLab(tag: string, specs: readonly RouterSpec[]): NatLab {
   ipBatch([
     'link add br0 type bridge',
     'link set br0 up',
-    ...REFLECTORS.map((r) => `addr add ${r.address}/24 dev br0`),
+    ...[...REFLECTORS.map((r) => r.address), ATTACKER_ADDRESS].map((a) => `addr add ${a}/24 dev br0`),
     'link set sw master br0',
     'link set sw up',
     ...routers.flatMap((r) => [`link set r${r.index} master br0`, `link set r${r.index} up`]),
@@ -342,6 +395,25 @@ export function buildNatLab(tag: string, specs: readonly RouterSpec[]): NatLab {
     blockedDrops() {
       const out = internet.exec('nft', ['list', 'chain', 'bridge', 'etl_block', 'forward'], { timeoutMs: CMD_TIMEOUT_MS }).stdout;
       return Number(/counter packets (\d+)/.exec(out)?.[1] ?? NaN);
+    },
+    remap(router, ports) {
+      // One nft transaction, then the flush: from here on every new flow takes a port in the range.
+      nft(
+        router.ns,
+        [
+          'flush chain ip etl_nat postrouting',
+          // nft maps ports only after a match on a protocol that has them; the rest (ICMP) as before.
+          `add rule ip etl_nat postrouting oifname "wan" meta l4proto { tcp, udp } ${masquerade(router.mode, ports)}`,
+          `add rule ip etl_nat postrouting oifname "wan" ${router.mode}`,
+        ].join('\n') + '\n',
+      );
+      router.portRange = ports;
+      const flows = lab.conntrackEntries(router).length;
+      router.ns.exec('conntrack', ['-F'], { timeoutMs: CMD_TIMEOUT_MS });
+      return flows;
+    },
+    forward(router, host, port) {
+      nft(router.ns, forwardRules(host, port));
     },
     async checkMapping(router, host = router.hosts[0]) {
       if (host === undefined) throw new Error(`${router.name} has no hosts`);
@@ -467,6 +539,144 @@ export async function punch(a: NatHost, b: NatHost, timeoutMs = PROBE_TIMEOUT_MS
   };
   const [aFrom, bFrom] = await Promise.all([one(a, b), one(b, a)]);
   return { port, ...(aFrom !== undefined ? { aFrom } : {}), ...(bFrom !== undefined ? { bFrom } : {}) };
+}
+
+// ---------------------------------------------------------------------------
+// Raw UDP: what a misbehaving party on the internet sends, and what an
+// observer there captures. Every sender sends a bounded list and stops.
+
+let scratch: string | undefined;
+let scratchSeq = 0;
+
+/** This process's directory for control sockets, captures and datagram lists; removed at exit. */
+function scratchDir(): string {
+  if (scratch === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'etl-nat-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    scratch = dir;
+  }
+  return scratch;
+}
+
+const scratchFile = (name: string): string => join(scratchDir(), `${++scratchSeq}-${name}`);
+
+/**
+ * Send the datagrams in a file (JSON: hex strings) from one socket bound to
+ * `bind`, `burst` at a time with `gapMs` between bursts, then listen `listenMs`
+ * more; print what came back to that socket.
+ */
+const UDP_SENDER = `
+const { file, bind, to, port, burst, gapMs, listenMs } = JSON.parse(process.argv[1]);
+const datagrams = JSON.parse(require('node:fs').readFileSync(file, 'utf8')).map((h) => Buffer.from(h, 'hex'));
+const s = require('node:dgram').createSocket('udp4');
+const replies = [];
+let sent = 0, errors = 0;
+s.on('message', (m, r) => replies.push({ from: r.address + ':' + r.port, hex: m.toString('hex'), at: Date.now() }));
+s.on('error', (e) => { console.error(e.message); process.exit(1); });
+const sendOne = (d) => new Promise((resolve) => s.send(d, port, to, (err) => { if (err) errors++; else sent++; resolve(); }));
+s.bind(0, bind, async () => {
+  const startedAt = Date.now();
+  for (let i = 0; i < datagrams.length; i++) {
+    await sendOne(datagrams[i]);
+    if ((i + 1) % burst === 0) await new Promise((r) => setTimeout(r, gapMs));
+  }
+  const sentAt = Date.now();
+  setTimeout(() => { console.log(JSON.stringify({ local: s.address().address + ':' + s.address().port, sent, errors, startedAt, sentAt, replies })); process.exit(0); }, listenMs);
+});
+`;
+
+export interface UdpSendResult {
+  /** The sending socket's ip:port. */
+  local: string;
+  sent: number;
+  errors: number;
+  startedAt: number;
+  sentAt: number;
+  /** Every datagram that came back to the sending socket. */
+  replies: { from: string; data: Buffer; at: number }[];
+}
+
+/**
+ * Send `datagrams` from one UDP socket in `ns` (bound to `opts.bind`, default
+ * any address) to `to`:`port`, paced, and collect what comes back to that
+ * socket until `listenMs` after the last one.
+ */
+export async function sendUdp(ns: Netns, to: string, port: number, datagrams: readonly Buffer[], opts: { bind?: string; burst?: number; gapMs?: number; listenMs?: number } = {}): Promise<UdpSendResult> {
+  const file = scratchFile('datagrams.json');
+  writeFileSync(file, JSON.stringify(datagrams.map((d) => d.toString('hex'))));
+  const args = { file, bind: opts.bind ?? '0.0.0.0', to, port, burst: opts.burst ?? 20, gapMs: opts.gapMs ?? 10, listenMs: opts.listenMs ?? 500 };
+  const budgetMs = START_TIMEOUT_MS + args.listenMs + Math.ceil(datagrams.length / args.burst) * (args.gapMs + 5);
+  const r = await execIn(ns, process.execPath, ['-e', UDP_SENDER, JSON.stringify(args)], budgetMs);
+  if (r.status !== 0) throw new Error(`UDP sender in ${ns.name} to ${to}:${port} exited ${r.status}: ${r.err.trim()}`);
+  const res = JSON.parse(r.out.trim().split('\n').pop() ?? '{}') as Omit<UdpSendResult, 'replies'> & { replies: { from: string; hex: string; at: number }[] };
+  return { ...res, replies: res.replies.map((x) => ({ from: x.from, data: Buffer.from(x.hex, 'hex'), at: x.at })) };
+}
+
+/** One UDP datagram of a capture. */
+export interface CapturedDatagram {
+  /** Capture time, ms since the epoch. */
+  at: number;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  payload: Buffer;
+}
+
+export interface UdpCapture {
+  /** Stop tcpdump and read what it wrote: the IPv4 UDP datagrams, in order. */
+  stop(): Promise<CapturedDatagram[]>;
+}
+
+/** tcpdump -w on `ifname` in `ns` with a capture `filter` (tcpdump's words); resolves once it captures. */
+export async function startUdpCapture(ns: Netns, ifname: string, filter: readonly string[]): Promise<UdpCapture> {
+  const file = scratchFile(`${ifname}.pcap`);
+  // -Z root: tcpdump opens the file after dropping to its own user, which may not write here.
+  const child = ns.spawn('tcpdump', ['-i', ifname, '-nn', '-U', '-s', '0', '-B', '4096', '-Z', 'root', '-w', file, ...filter]);
+  await waitForOutput(child, new RegExp(`listening on ${ifname}`), START_TIMEOUT_MS);
+  return {
+    async stop() {
+      child.kill('SIGINT');
+      await waitExit(child, 5_000);
+      return readPcapUdp(readFileSync(file));
+    },
+  };
+}
+
+/** The IPv4 UDP datagrams of a classic pcap file of Ethernet frames (what tcpdump -w writes on a veth). */
+export function readPcapUdp(buf: Buffer): CapturedDatagram[] {
+  if (buf.length < 24) return [];
+  const magic = buf.readUInt32LE(0);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  if (!le && buf.readUInt32BE(0) !== 0xa1b2c3d4 && buf.readUInt32BE(0) !== 0xa1b23c4d) throw new Error(`not a pcap file (magic ${magic.toString(16)})`);
+  const nanos = (le ? magic : buf.readUInt32BE(0)) === 0xa1b23c4d;
+  const u32 = (at: number): number => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+  const linkType = u32(20);
+  if (linkType !== 1) throw new Error(`pcap link type ${linkType}, not Ethernet`);
+  const out: CapturedDatagram[] = [];
+  for (let at = 24; at + 16 <= buf.length; ) {
+    const sec = u32(at);
+    const frac = u32(at + 4);
+    const caplen = u32(at + 8);
+    const frame = buf.subarray(at + 16, at + 16 + caplen);
+    at += 16 + caplen;
+    if (frame.length < 14 + 20 + 8 || frame.readUInt16BE(12) !== 0x0800) continue;
+    const ip = 14;
+    const ihl = (frame[ip]! & 0x0f) * 4;
+    if (frame[ip + 9] !== 17) continue;
+    const udp = ip + ihl;
+    const udpLen = frame.readUInt16BE(udp + 4);
+    const ipText = (o: number): string => `${frame[o]}.${frame[o + 1]}.${frame[o + 2]}.${frame[o + 3]}`;
+    out.push({
+      at: sec * 1000 + (nanos ? frac / 1e6 : frac / 1e3),
+      src: ipText(ip + 12),
+      dst: ipText(ip + 16),
+      sport: frame.readUInt16BE(udp),
+      dport: frame.readUInt16BE(udp + 2),
+      payload: Buffer.from(frame.subarray(udp + 8, Math.min(frame.length, udp + udpLen))),
+    });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -636,16 +846,10 @@ export class NatDaemon {
   }
 }
 
-let controlDir: string | undefined;
 let controlSeq = 0;
 
 function controlPath(prog: string): string {
-  if (controlDir === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), 'etl-nat-ctl-'));
-    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
-    controlDir = dir;
-  }
-  return join(controlDir, `${prog}-${++controlSeq}.sock`);
+  return join(scratchDir(), `${prog}-${++controlSeq}.sock`);
 }
 
 function argValue(args: readonly string[], flag: string): string | undefined {
@@ -713,6 +917,8 @@ export interface NatPeerReport {
   rxDirectBytes: number;
   txRelayBytes: number;
   rxRelayBytes: number;
+  /** Datagrams under this peer's session keys that did not authenticate. */
+  authFailed: number;
   candidates: { address: string; kind: 'public' | 'local' | 'observed'; rttMs?: number; working: boolean }[];
 }
 
@@ -795,7 +1001,7 @@ export async function diagnose(lab: NatLab, daemons: readonly NatDaemon[]): Prom
     );
     parts.push(`=== ${d.name} status\n${status}\n=== ${d.name} log (tail)\n${tail(d.output(), 40)}`);
   }
-  for (const r of lab.routers) parts.push(`=== ${r.name} (${r.mode}) conntrack udp\n${lab.conntrack(r)}`);
+  for (const r of lab.routers) parts.push(`=== ${r.name} (${r.mode}${r.portRange ? ` to :${r.portRange.from}-${r.portRange.to}` : ''}) conntrack udp\n${lab.conntrack(r)}`);
   parts.push(`=== block drops: ${lab.blockedDrops()}`);
   return parts.join('\n');
 }

@@ -4,23 +4,28 @@
 // EtherLink, so a wrong emulation fails loudly), then the scenarios.
 import { test, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { cleanup, collect, requireRoot, runTag, waitExit, waitFor } from '../helpers/netns.js';
-import { count, waitForCount } from '../helpers/lan.js';
+import { cleanup, collect, requireRoot, runTag, waitExit, waitFor, type Netns } from '../helpers/netns.js';
+import { count, SWITCH_PORT, waitForCount } from '../helpers/lan.js';
 import {
+  ATTACKER_ADDRESS,
   buildNatLab,
   counterDelta,
   hostOf,
   JOINED,
   linkCounters,
+  peerReport,
   ping,
   pingReplies,
   portReport,
   punch,
   restartNatSwitch,
+  sendUdp,
   startNatPort,
   startNatSwitch,
   startStream,
+  startUdpCapture,
   switchReport,
   SWITCH_ADDRESS,
   waitForPath,
@@ -28,7 +33,9 @@ import {
   type NatDaemon,
   type NatHost,
   type NatLab,
+  type NatPeerReport,
   type NatRouter,
+  type NatSwitchReport,
   type RouterSpec,
 } from '../helpers/nat.js';
 
@@ -445,5 +452,292 @@ test('fast-expiring NAT mappings (conntrack UDP 5 s, --port-timeout 9): after an
     // The keepalives held the switch's mappings open: nobody timed out or rejoined.
     assert.doesNotMatch(l.sw.output(), /port left/, 'a port timed out at the switch while idle');
     assert.deepEqual(l.ports.map((p) => count(p.output(), JOINED)), joined, 'a port rejoined during the idle minute');
+  });
+});
+
+// ---------------------------------------------------------------------------
+// A NAT that rebinds, and the trust boundaries direct paths opened: datagrams
+// from anywhere reach a port now, and the reflector answers anyone.
+
+/** The port part of "ip:port". */
+const portOf = (endpoint: string | undefined): number => Number(/:(\d+)$/.exec(endpoint ?? '')?.[1] ?? NaN);
+/** Member `name`'s address as the switch sees it (its public side). */
+const publicOf = (s: NatSwitchReport, name: string): string | undefined => s.ports.find((p) => p.name === name)?.address;
+/** Where r1's masquerade maps after the rebinding: below the kernel's ephemeral ports (32768-60999), which the vports' sockets use. */
+const REMAP_PORTS = { from: 20_000, to: 30_000 };
+/** When a daemon logged `re` last (its lines start with an ISO time), in ms since the epoch; NaN if never. */
+function loggedAt(output: string, re: RegExp): number {
+  const line = output.split('\n').filter((l) => re.test(l)).pop();
+  return Date.parse(line?.split(' ')[0] ?? '');
+}
+
+test("a NAT rebinding: r1 restarts its NAT on other ports mid-ping; the ping loses under 2 s, and h1 <-> h2 is direct again within 5 s at h1's new public port", { timeout: 90_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await natLan(t, 'm', [{ mode: 'masquerade' }, { mode: 'masquerade' }]);
+  const [r1, r2] = l.lab.routers as [NatRouter, NatRouter];
+  const [h1, h2] = l.lab.hosts as [NatHost, NatHost];
+  const [p1, p2] = l.ports as [NatDaemon, NatDaemon];
+  await expectMapping(l.lab, [r1, r2], 'endpoint-independent', t);
+  await withDiagnosis(l.lab, l.all, async () => {
+    await firstContact(h1, p1, h2);
+    const before1 = await waitForPath(p1, 'h2', 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
+    const before2 = await waitForPath(p2, 'h1', 'direct', 5_000, () => ping(h2, h1.overlay));
+    const oldPublic = publicOf(await switchReport(l.sw), 'h1');
+    assert.equal(before2.endpoint, oldPublic, `h2 reaches h1 where the switch sees it: ${JSON.stringify(before2)}`);
+    assert.ok(portOf(oldPublic) > REMAP_PORTS.to, `h1's public port ${oldPublic} is not outside the range it will move to`);
+
+    // 140 pings 50 ms apart (7 s): 1 s before the rebinding, 6 s after.
+    const COUNT = 140;
+    const INTERVAL_MS = 50;
+    const pinger = h1.ns.spawn('ping', ['-D', '-i', String(INTERVAL_MS / 1000), '-c', String(COUNT), '-W', '1', h2.overlay]);
+    await waitFor('20 pings answered before the rebinding', () => pingReplies(collect(pinger).out()).length >= 20, 5_000, 20);
+    const remapAt = Date.now();
+    const flushed = l.lab.remap(r1, REMAP_PORTS);
+    const remapMs = Date.now() - remapAt;
+
+    let now: NatPeerReport | undefined;
+    await waitFor(
+      'h2 to reach h1 directly at another address',
+      async () => {
+        now = await peerReport(p2, 'h1');
+        return now?.path === 'direct' && now.state === 'up' && now.endpoint !== before2.endpoint;
+      },
+      15_000,
+      100,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${JSON.stringify(now)}`);
+    });
+    const after1 = await waitForPath(p1, 'h2', 'direct', 5_000);
+    await waitExit(pinger, 20_000);
+    const out = collect(pinger).out();
+    const s = await switchReport(l.sw);
+    const newPublic = publicOf(s, 'h1');
+    const self = await portReport(p1);
+    const m1 = await l.lab.checkMapping(r1);
+
+    const replies = pingReplies(out);
+    const answered = new Set(replies.map((r) => r.seq)).size;
+    const lost = COUNT - answered;
+    let longestGapMs = 0;
+    let gapFrom = 0;
+    for (let i = 1; i < replies.length; i++) {
+      const gap = replies[i]!.at - replies[i - 1]!.at;
+      if (gap > longestGapMs) [longestGapMs, gapFrom] = [gap, replies[i - 1]!.at];
+    }
+    const dups = count(out, /DUP!/);
+    const directAgainMs = Date.parse(now!.pathSince ?? '') - remapAt;
+    const roamedMs = loggedAt(l.sw.output(), /port roamed port=h1 /) - remapAt;
+    const h1Relayed = count(p1.output(), pathChanged('h2', 'relayed'));
+    const h2Relayed = count(p2.output(), pathChanged('h1', 'relayed'));
+    t.diagnostic(
+      `rebinding (nft + conntrack -F of ${flushed} flows) took ${remapMs} ms; h1 ${oldPublic} -> ${newPublic}; the switch roamed h1 ${roamedMs} ms after it; ` +
+        `h2 direct to ${now!.endpoint} ${directAgainMs} ms after it (rtt ${now!.rttMs} ms); ping: ${answered}/${COUNT} answered, ${lost} lost (${lost * INTERVAL_MS} ms worth), ` +
+        `longest gap ${Math.round(longestGapMs)} ms from ${Math.round(gapFrom - remapAt)} ms after the rebinding, ${dups} DUP!; ` +
+        `h1 -> h2 path since ${before1.pathSince} -> ${after1.pathSince}, relayed meanwhile: h1 ${h1Relayed > 0}, h2 ${h2Relayed > 0}; r1 maps a new socket as ${JSON.stringify(m1.observed)}; ` +
+        `h2's candidates for h1 ${JSON.stringify(now!.candidates)}`,
+    );
+    assert.ok(flushed > 0, `the flush removed no flow from r1's conntrack`);
+    assert.equal(hostOf(newPublic), r1.wan, `the switch sees h1 behind r1: ${newPublic}`);
+    assert.ok(portOf(newPublic) >= REMAP_PORTS.from && portOf(newPublic) <= REMAP_PORTS.to, `h1's public port did not move into ${REMAP_PORTS.from}-${REMAP_PORTS.to}: ${oldPublic} -> ${newPublic}`);
+    assert.equal(m1.mapping, 'endpoint-independent', `r1 after the rebinding: ${JSON.stringify(m1)}`);
+    assert.equal(now!.endpoint, newPublic, `h2 reaches h1 at its new public address: ${JSON.stringify(now)}`);
+    assert.equal(self.publicAddress, newPublic, 'h1 was not told its new public address (REFLECTED after the roam)');
+    assert.equal(after1.endpoint, before1.endpoint, `h1 reaches h2 where it did: ${JSON.stringify(after1)}`);
+    assert.ok(directAgainMs <= 5_000, `h2 went direct to h1's new address ${directAgainMs} ms after the rebinding`);
+    assert.ok(lost * INTERVAL_MS <= 2_000, `the ping lost ${lost} of ${COUNT} (${lost * INTERVAL_MS} ms worth; longest gap ${Math.round(longestGapMs)} ms)`);
+    assert.equal(dups, 0, 'a ping was answered twice: a datagram sent both ways while in doubt was delivered twice');
+  });
+});
+
+/** A PAIR_DATA datagram (docs/PROTOCOL.md): prefix 0x02 0x27, destination member id, receiver index, counter (u64, big-endian), then `body` random bytes of ciphertext and tag. */
+function pairData(dst: Buffer, index: Buffer, counter: bigint | Buffer, body: number): Buffer {
+  const c = Buffer.alloc(8);
+  if (Buffer.isBuffer(counter)) counter.copy(c);
+  else c.writeBigUInt64BE(counter);
+  return Buffer.concat([Buffer.from([0x02, 0x27]), dst, index, c, randomBytes(body)]);
+}
+
+/** `list` in random order (Fisher-Yates). */
+function shuffled<T>(list: T[]): T[] {
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [list[i], list[j]] = [list[j]!, list[i]!];
+  }
+  return list;
+}
+
+/** The AEAD tag that ends every transport datagram. */
+const TAG_BYTES = 16;
+/** A PROBE's plaintext: kind 6, u32 id. */
+const PROBE_PLAINTEXT_BYTES = 5;
+
+test("an attacker on the internet at h2's forwarded port: forgeries fail authentication, replays of captured datagrams are counted as replays; no candidate at its address, h2's path stays, nothing arrives twice", { timeout: 90_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await natLan(t, 'x', [{ mode: 'masquerade' }, { mode: 'masquerade' }]);
+  const [r1, r2] = l.lab.routers as [NatRouter, NatRouter];
+  const [h1, h2] = l.lab.hosts as [NatHost, NatHost];
+  const [p1, p2] = l.ports as [NatDaemon, NatDaemon];
+  await expectMapping(l.lab, [r1, r2], 'endpoint-independent', t);
+  await withDiagnosis(l.lab, l.all, async () => {
+    await firstContact(h1, p1, h2);
+    await waitForPath(p1, 'h2', 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
+    const before = await waitForPath(p2, 'h1', 'direct', 5_000, () => ping(h2, h1.overlay));
+    // Behind r2 alone nothing unsolicited reaches h2; with its port forwarded, as users do for a VPN, anyone does.
+    const h2Port = portOf((await portReport(p2)).localAddresses.find((a) => hostOf(a) === h2.lan));
+    assert.equal(publicOf(await switchReport(l.sw), 'h2'), `${r2.wan}:${h2Port}`, "r2 maps h2's socket to its own port (the forward uses that port)");
+    l.lab.forward(r2, h2, h2Port);
+
+    // An observer on the internet's link to r2 records h1's direct datagrams to h2 while h1 pings h2.
+    const COUNT = 60;
+    const pinger = h1.ns.spawn('ping', ['-D', '-i', '0.1', '-c', String(COUNT), '-W', '1', h2.overlay]);
+    const capture = await startUdpCapture(l.lab.internet, `r${r2.index}`, ['udp', 'and', 'src', 'host', r1.wan, 'and', 'dst', 'host', r2.wan]);
+    const repliesAtCapture = pingReplies(collect(pinger).out()).length;
+    await waitFor('10 pings answered during the capture', () => pingReplies(collect(pinger).out()).length >= repliesAtCapture + 10, 5_000, 20);
+    const captured = (await capture.stop()).filter((d) => d.dport === h2Port && d.payload.length >= 32 && d.payload[0] === 0x02 && d.payload[1] === 0x27);
+    assert.ok(captured.length >= 10, `the capture holds ${captured.length} PAIR_DATA datagrams from h1 to h2`);
+    // The session's receiver index (h2's) and the highest counter seen: forgeries use both.
+    const dst = captured[0]!.payload.subarray(2, 4);
+    const index = captured[0]!.payload.subarray(4, 8);
+    const highest = captured.filter((d) => d.payload.subarray(4, 8).equals(index)).reduce((m, d) => (d.payload.readBigUInt64BE(8) > m ? d.payload.readBigUInt64BE(8) : m), 0n);
+
+    const randomIndex = Array.from({ length: 200 }, () => pairData(dst, randomBytes(4), randomBytes(8), randomInt(TAG_BYTES, 160)));
+    // Fresh counters with the real index: past the replay check, into the AEAD, which refuses them.
+    const copiedIndex = Array.from({ length: 200 }, (_, i) => pairData(dst, index, highest + 100_000n + BigInt(i), randomInt(TAG_BYTES, 160)));
+    const probeLike = Array.from({ length: 100 }, (_, i) => pairData(dst, index, highest + 200_000n + BigInt(i), PROBE_PLAINTEXT_BYTES + TAG_BYTES));
+    // Not PAIR_DATA (handshake initiation, transport data, reflect reply) from an address that is not the switch.
+    const foreign = Array.from({ length: 50 }, (_, i) => Buffer.concat([Buffer.from([0x02, [0x21, 0x24, 0x2b][i % 3]!, 0, 0]), randomBytes(60)]));
+    const forged = shuffled([...randomIndex, ...copiedIndex, ...probeLike, ...foreign]);
+    // Authentic datagrams h2 already took, each twice, from the attacker's own address.
+    const replays = [...captured, ...captured].map((d) => d.payload);
+
+    const c0 = await portReport(p2);
+    const peer0 = c0.peers.find((p) => p.name === 'h1')!;
+    const attack = await sendUdp(l.lab.internet, r2.wan, h2Port, [...forged, ...replays], { bind: ATTACKER_ADDRESS, burst: 25, gapMs: 10, listenMs: 500 });
+    const want = { unknownIndex: randomIndex.length, authFailed: copiedIndex.length + probeLike.length, replayed: replays.length, rxForeign: foreign.length };
+    let c1 = c0;
+    const delta = (): Record<keyof typeof want, number> => ({
+      unknownIndex: c1.pairs.unknownIndex - c0.pairs.unknownIndex,
+      authFailed: c1.pairs.authFailed - c0.pairs.authFailed,
+      replayed: c1.pairs.replayed - c0.pairs.replayed,
+      rxForeign: (c1.counters['rxForeign'] ?? 0) - (c0.counters['rxForeign'] ?? 0),
+    });
+    await waitFor(
+      'h2 to count the attack',
+      async () => {
+        c1 = await portReport(p2);
+        const d = delta();
+        return (Object.keys(want) as (keyof typeof want)[]).every((k) => d[k] >= want[k]);
+      },
+      5_000,
+      200,
+    ).catch(() => {}); // the assertions below say which count falls short
+    await waitExit(pinger, 15_000);
+    const out = collect(pinger).out();
+    c1 = await portReport(p2);
+    const d = delta();
+    const after = c1.peers.find((p) => p.name === 'h1')!;
+    const atAttacker = c1.peers.flatMap((p) => p.candidates.filter((c) => hostOf(c.address) === ATTACKER_ADDRESS).map((c) => `${p.name}: ${JSON.stringify(c)}`));
+    const h2ToAttacker = l.lab.conntrackEntries(r2).filter((e) => e.original.src === h2.lan && e.original.dst === ATTACKER_ADDRESS);
+    const forwarded = l.lab.conntrackEntries(r2).filter((e) => e.original.src === ATTACKER_ADDRESS);
+    const answered = new Set(pingReplies(out).map((r) => r.seq)).size;
+    t.diagnostic(
+      `captured ${captured.length} datagrams (index ${index.toString('hex')}, counters up to ${highest}); sent ${attack.sent}/${forged.length + replays.length} from ${attack.local} in ${attack.sentAt - attack.startedAt} ms, ${attack.replies.length} answers; ` +
+        `h2 counted ${JSON.stringify(d)} (want at least ${JSON.stringify(want)}), h1's peer entry authFailed +${after.authFailed - peer0.authFailed}; ` +
+        `r2's flows from the attacker: ${forwarded.length}; ping ${answered}/${COUNT}, ${count(out, /DUP!/)} DUP!`,
+    );
+    assert.ok(attack.errors === 0 && attack.sent === forged.length + replays.length, `the attacker sent ${attack.sent} of ${forged.length + replays.length} (${attack.errors} errors)`);
+    for (const k of Object.keys(want) as (keyof typeof want)[]) assert.ok(d[k] >= want[k], `h2 counted ${d[k]} ${k} of the attack, want at least ${want[k]}: ${JSON.stringify(d)}`);
+    assert.ok(after.authFailed - peer0.authFailed >= want.authFailed, `h2 did not put the forgeries on h1's session: authFailed +${after.authFailed - peer0.authFailed}`);
+    assert.deepEqual(atAttacker, [], "a candidate at the attacker's address");
+    assert.equal(after.path, 'direct', `h2's path for h1 after the attack: ${JSON.stringify(after)}`);
+    assert.equal(after.endpoint, before.endpoint, "h2's path for h1 moved");
+    assert.equal(after.pathSince, before.pathSince, "h2's path for h1 changed and came back");
+    assert.equal(c1.pairs.pathChanges, c0.pairs.pathChanges, 'h2 counted a path change during the attack');
+    assert.deepEqual(attack.replies.map((r) => `${r.from} ${r.data.length} B`), [], 'h2 answered the attacker');
+    assert.deepEqual(h2ToAttacker, [], 'h2 sent to the attacker on its own (a probe?)');
+    assert.equal(count(out, /DUP!/), 0, `a ping was answered twice (a replay delivered):\n${out}`);
+    assert.ok(answered >= COUNT - 1, `the ping lost ${COUNT - answered} of ${COUNT} during the attack`);
+  });
+});
+
+/** UDP datagrams the kernel dropped in `ns` for full receive buffers (IPv4 and IPv6 counters). */
+function udpReceiveBufferDrops(ns: Netns): number {
+  const snmp = ns.exec('cat', ['/proc/net/snmp']).stdout.split('\n').filter((line) => line.startsWith('Udp: '));
+  const [head, values] = snmp.map((line) => line.trim().split(/\s+/));
+  const v4 = Number(values?.[head?.indexOf('RcvbufErrors') ?? -1] ?? 0);
+  const v6 = Number(/^Udp6RcvbufErrors\s+(\d+)/m.exec(ns.exec('cat', ['/proc/net/snmp6'], { allowFail: true }).stdout)?.[1] ?? 0);
+  return v4 + v6;
+}
+
+test('the reflector does not amplify: malformed requests get nothing; a 32-byte REFLECT_REQUEST gets one 32-byte answer naming its source; a burst gets at most the budget', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await natLan(t, 'f', [{ mode: 'masquerade' }]);
+  const [r1] = l.lab.routers as [NatRouter];
+  const [h1] = l.lab.hosts as [NatHost];
+  const [p1] = l.ports as [NatDaemon];
+  await withDiagnosis(l.lab, l.all, async () => {
+    const s0 = await switchReport(l.sw);
+    const port = s0.reflectorPort;
+    assert.ok(Number.isInteger(port) && port > 0 && port !== SWITCH_PORT, `vswitch status --json: reflectorPort ${port}`);
+    // The port measured its NAT against it (and is done with it).
+    await waitFor("h1's NAT measured against the reflector", async () => (await portReport(p1)).nat === 'endpoint-independent', 5_000, 100);
+
+    const request = (txid: Buffer): Buffer => Buffer.concat([Buffer.from([0x02, 0x2a, 0, 0]), txid, Buffer.alloc(20)]);
+    const txid = randomBytes(8);
+    const good = request(txid);
+    const withByte = (at: number, byte: number): Buffer => Buffer.from(good.map((b, i) => (i === at ? byte : b)));
+    const malformed: [string, Buffer][] = [
+      ['12 bytes', good.subarray(0, 12)],
+      ['1 byte', good.subarray(0, 1)],
+      ['31 bytes', good.subarray(0, 31)],
+      ['33 bytes', Buffer.concat([good, Buffer.alloc(1)])],
+      ['64 bytes', Buffer.concat([good, good])],
+      ['1400 bytes', Buffer.concat([good, Buffer.alloc(1400 - 32)])],
+      ['32 bytes typed REFLECT_REPLY', withByte(1, 0x2b)],
+      ['32 bytes of version 1', withByte(0, 0x01)],
+      ['32 bytes, reserved byte set', withByte(2, 0x01)],
+    ];
+    const p0 = s0.protocol;
+    const bad = await sendUdp(l.lab.internet, SWITCH_ADDRESS, port, malformed.map(([, b]) => b), { bind: ATTACKER_ADDRESS, listenMs: 1_000 });
+    assert.deepEqual(bad.replies.map((r) => `${r.data.length} B: ${r.data.toString('hex')}`), [], `the reflector answered malformed requests (${malformed.map(([n]) => n).join(', ')})`);
+
+    const one = await sendUdp(l.lab.internet, SWITCH_ADDRESS, port, [good], { bind: ATTACKER_ADDRESS, listenMs: 1_000 });
+    assert.equal(one.replies.length, 1, `answers to one request: ${JSON.stringify(one.replies.map((r) => r.data.toString('hex')))}`);
+    const reply = one.replies[0]!;
+    // Prefix 0x02 0x2b, the request's transaction id, its source as an address slot (::ffff:a.b.c.d, port), 2 zero bytes.
+    const slot = (ip: string, p: number): Buffer => Buffer.concat([Buffer.alloc(10), Buffer.from([0xff, 0xff, ...ip.split('.').map(Number)]), Buffer.from([p >> 8, p & 0xff])]);
+    const answerFor = (id: Buffer, from: string): string => Buffer.concat([Buffer.from([0x02, 0x2b, 0, 0]), id, slot(hostOf(from)!, portOf(from)), Buffer.alloc(2)]).toString('hex');
+    assert.equal(reply.from, `${SWITCH_ADDRESS}:${port}`, 'the answer comes from the reflector port');
+    assert.equal(reply.data.length, 32);
+    assert.equal(reply.data.toString('hex'), answerFor(txid, one.local), `the answer to ${one.local}`);
+
+    // From behind r1: the answer names r1's public mapping of that socket (masquerade keeps its port).
+    const txid1 = randomBytes(8);
+    const behind = await sendUdp(h1.ns, SWITCH_ADDRESS, port, [request(txid1)], { listenMs: 1_000 });
+    assert.equal(behind.replies.length, 1, `answers to h1's request: ${behind.replies.length}`);
+    assert.equal(behind.replies[0]!.data.toString('hex'), answerFor(txid1, `${r1.wan}:${portOf(behind.local)}`), `the answer to ${behind.local} behind r1`);
+
+    // A burst from one address: the budget (REFLECT_REPLIES_PER_SECOND, 200, in total) bounds what goes back.
+    const BURST = 300;
+    const rcvbuf0 = udpReceiveBufferDrops(l.lab.sw);
+    const burst = await sendUdp(l.lab.internet, SWITCH_ADDRESS, port, Array.from({ length: BURST }, () => request(randomBytes(8))), { bind: ATTACKER_ADDRESS, burst: BURST, gapMs: 0, listenMs: 1_000 });
+    // Every answer was granted between the first send and the last answer's arrival: the bucket's 200 and what it refilled meanwhile.
+    const grantedWithinMs = Math.max(burst.sentAt, ...burst.replies.map((r) => r.at)) - burst.startedAt;
+    const budget = 200 + Math.ceil((200 * grantedWithinMs) / 1000) + 1;
+    const p1c = (await switchReport(l.sw)).protocol;
+    const replies = (p1c['reflectReplies'] ?? 0) - (p0['reflectReplies'] ?? 0);
+    const dropped = (p1c['reflectDropped'] ?? 0) - (p0['reflectDropped'] ?? 0);
+    // What the switch's socket buffers overflowed with never reached the reflector's counters.
+    const overflowed = udpReceiveBufferDrops(l.lab.sw) - rcvbuf0;
+    t.diagnostic(
+      `reflector on ${port}; ${malformed.length} malformed: ${bad.replies.length} answers; one request from ${one.local}: ${one.replies.length} answer of ${reply.data.length} B; ` +
+        `a burst of ${BURST} sent in ${burst.sentAt - burst.startedAt} ms: ${burst.replies.length} answers within ${grantedWithinMs} ms (budget ${budget}); switch counted ${replies} replies, ${dropped} dropped; ${overflowed} overflowed the switch's socket buffers`,
+    );
+    assert.ok(burst.replies.length <= budget, `a burst of ${BURST} got ${burst.replies.length} answers, over the budget ${budget}`);
+    assert.ok(burst.replies.length > 0, 'the burst got no answer at all: the budget is not what is measured');
+    assert.ok(burst.replies.every((r) => r.data.length === 32), 'an answer of another size than 32 bytes');
+    assert.equal(replies, 2 + burst.replies.length, `the switch counted ${replies} reflector answers`);
+    assert.ok(dropped >= malformed.length, `the switch counted ${dropped} dropped reflector requests, ${malformed.length} were malformed`);
+    assert.ok(dropped + burst.replies.length <= malformed.length + BURST, `the switch counted ${dropped} dropped and ${burst.replies.length} answered of ${malformed.length + BURST}`);
   });
 });

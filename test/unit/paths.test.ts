@@ -240,3 +240,18 @@ test('idle: a path whose trust runs out while idle goes quietly — no probes, n
   assert.equal(t.rendezvous, rendezvous, 'no introduction asked while idle');
   assert.match(t.paths.reason(t.now) ?? '', /^idle since \d\d:\d\d:\d\dZ: the next frame probes 198\.51\.100\.12:40000 again$/);
 });
+
+test('the peer moved: once its new public address answers, the old one is forgotten (it shows no longer as working)', () => {
+  const t = setup();
+  t.paths.activity(t.now);
+  t.paths.introduce(0, 0, PUBLIC, [], t.now);
+  t.answer(PUBLIC);
+  const moved = encodeAddress('198.51.100.12', 20444);
+  t.advance(100);
+  t.paths.introduce(0, 0, moved, [], t.now);
+  assert.equal(t.paths.candidates(t.now).length, 2, 'the current path stays while the new address is unproven');
+  t.advance(PATH_HEARTBEAT_MS * 2);
+  t.answer(moved);
+  assert.equal(formatAddress(t.paths.endpoint!), formatAddress(moved));
+  assert.deepEqual(t.paths.candidates(t.now).map((c) => c.address), [formatAddress(moved)]);
+});
