@@ -244,7 +244,6 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         ...(id.psk !== undefined ? { psk: id.psk } : {}),
         ...(opts.maxPairSessions !== undefined ? { maxSessions: opts.maxPairSessions } : {}),
         direct: opts.direct !== false,
-        formatAddress: (a) => formatAddress(a),
         probeSize: tap.mtu + ETHERNET_HEADER_SIZE + VLAN_TAG_SIZE,
         ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
       },

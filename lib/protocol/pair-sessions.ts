@@ -45,6 +45,8 @@ import { TokenBucket } from './limits.js';
 import { InitiatorHandshake, ResponderHandshake, isInitiation } from './noise.js';
 import { openQueued, queueOpen } from './receive.js';
 import { sealInto, sealOne, type DatagramQueue } from './send.js';
+import { addressEquals, formatAddress } from '../io/address.js';
+import { ADDR_SLOT } from '../io/native.js';
 import { PeerPaths, Route, type CandidateStatus, type PathContext } from './paths.js';
 import {
   PAIR_LEAVE_PAYLOAD,
@@ -75,8 +77,6 @@ export interface PairSessionsOptions {
   random?: RandomBytes;
   /** Direct paths to peers (default true); false is --no-direct: everything through the switch. */
   direct?: boolean;
-  /** Address text of a slot (status and logs). */
-  formatAddress?: (addr: Buffer) => string;
   /** Plaintext bytes of a probe: the largest frame this port seals (device MTU + 14 + a VLAN tag), so only a path that carries such frames is chosen. */
   probeSize?: number;
 }
@@ -325,7 +325,7 @@ export class PairSessions {
     this.rekeyAfterMs = opts.rekeyAfterMs ?? REKEY_AFTER_TIME_MS;
     this.rejectAfterMs = Math.max(opts.rejectAfterMs ?? REJECT_AFTER_TIME_MS, this.rekeyAfterMs);
     this.probeSize = opts.probeSize ?? DEFAULT_TAP_MTU + ETHERNET_HEADER_SIZE + VLAN_TAG_SIZE;
-    this.pathCtx = { disabled: opts.direct === false, nat: NatMapping.UNKNOWN, format: opts.formatAddress ?? ((a) => a.toString('hex', 0, 18)) };
+    this.pathCtx = { disabled: opts.direct === false, nat: NatMapping.UNKNOWN };
   }
 
   /** This port's NAT mapping (NatMapping), as the port measured it: explains relayed paths. */
@@ -375,7 +375,7 @@ export class PairSessions {
       type: 'path',
       peer: p.name,
       path: direct ? 'direct' : 'relayed',
-      ...(direct && endpoint !== null ? { endpoint: this.pathCtx.format(endpoint) } : {}),
+      ...(direct && endpoint !== null ? { endpoint: formatAddress(endpoint) } : {}),
       ...(rtt !== undefined ? { rttMs: rtt } : {}),
       ...(reason !== undefined ? { reason } : {}),
     });
@@ -386,7 +386,7 @@ export class PairSessions {
   private reportPath(p: Peer, now: number): void {
     if (p.stale || p.current === null) return;
     const direct = p.paths.isDirect && p.paths.endpoint !== null;
-    const text = direct ? this.pathCtx.format(p.paths.endpoint!) : (p.paths.reason(now) ?? '');
+    const text = direct ? formatAddress(p.paths.endpoint!) : (p.paths.reason(now) ?? '');
     const key = `${direct ? 1 : 0}${text}`;
     if (key === p.reported) return;
     if (this.host.toSwitch(encodePathReport(p.id, direct ? PathKind.DIRECT : PathKind.RELAYED, text))) p.reported = key;
@@ -809,20 +809,13 @@ export class PairSessions {
     let relayed = 0, direct = 0, directFrames = 0, frames = 0, lastDirect = -1;
     for (let j = 0; j < n; j++) {
       if (kp.rxResults[j] !== 1) continue;
-      const at = kp.rxSlots[j]! * ADDR_SLOT_BYTES;
+      const at = kp.rxSlots[j]! * ADDR_SLOT;
       // Frame bytes, as on the send side; probes and keepalives count as neither traffic nor bytes.
       const len = kp.rxLengths[j]! - TRANSPORT_OVERHEAD;
       const plain = kp.rxPlainOffsets[j]!;
       const frame = len >= ETHERNET.HEADER_LEN && !(buf[plain] === 0 && isProbeFrame(buf, plain, len));
       if (frame) frames++;
-      let fromSwitch = true;
-      for (let k = 0; k < ADDR_KEY_BYTES; k++) {
-        if (addrs[at + k] !== sw[k]) {
-          fromSwitch = false;
-          break;
-        }
-      }
-      if (fromSwitch) {
+      if (addressEquals(addrs, at, sw, 0)) {
         if (frame) relayed += len;
       } else {
         lastDirect = at;
@@ -903,14 +896,14 @@ export class PairSessions {
       // Answer on the address it came from, with the newest keys we may send with.
       const out = p.current !== null && !p.current.closed ? p.current : null;
       if (out === null) return;
-      const at = slot * ADDR_SLOT_BYTES;
+      const at = slot * ADDR_SLOT;
       this.counters.probesAnswered++;
-      this.host.sendTo(sealOne(out, encodeProbeFrame(PairControl.PROBE_REPLY, c.id, this.probeSize)), Buffer.from(this.rxAddrs.subarray(at, at + ADDR_SLOT_BYTES)));
+      this.host.sendTo(sealOne(out, encodeProbeFrame(PairControl.PROBE_REPLY, c.id, this.probeSize)), Buffer.from(this.rxAddrs.subarray(at, at + ADDR_SLOT)));
       return;
     }
     if (c.kind === PairControl.PROBE_REPLY) {
       this.counters.pongsReceived++;
-      p.paths.pong(this.rxAddrs, slot * ADDR_SLOT_BYTES, c.id, this.rxNow);
+      p.paths.pong(this.rxAddrs, slot * ADDR_SLOT, c.id, this.rxNow);
       return;
     }
     if (c.kind === PairControl.NOT_HERE) {
@@ -1029,7 +1022,7 @@ export class PairSessions {
         name: p.name,
         publicKey: encodeKey(p.publicKey),
         path: kp === null ? '-' : direct ? 'direct' : 'relayed',
-        ...(direct ? { endpoint: this.pathCtx.format(endpoint) } : {}),
+        ...(direct ? { endpoint: formatAddress(endpoint) } : {}),
         ...(reason !== undefined ? { reason } : {}),
         ...(kp !== null ? { pathSince: new Date(paths.since).toISOString() } : {}),
         ...(direct && rtt !== undefined ? { rttMs: rtt } : {}),
@@ -1119,9 +1112,6 @@ export class PairSessions {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** Bytes of an address slot (lib/io/native.ts ADDR_SLOT), and the ones that name the address and port. */
-const ADDR_SLOT_BYTES = 20;
-const ADDR_KEY_BYTES = 18;
 
 function setIn<V>(m: Map<number, Map<number, V>>, vlan: number, mac: number, v: V): void {
   let inner = m.get(vlan);

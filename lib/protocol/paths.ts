@@ -21,6 +21,8 @@ import {
   PROBES_OUTSTANDING_MAX,
   RENDEZVOUS_MIN_INTERVAL_MS,
 } from './constants.js';
+import { addressEquals, formatAddress } from '../io/address.js';
+import { ADDR_SLOT } from '../io/native.js';
 
 /** Where a candidate came from: the switch's view of the peer, the peer's own report, or the source of its authenticated datagrams. */
 export type CandidateKind = 'public' | 'local' | 'observed';
@@ -45,8 +47,6 @@ export interface PathContext {
   disabled: boolean;
   /** This port's NAT mapping (NatMapping), as measured against the switch. */
   nat: number;
-  /** Address text of a slot (status only). */
-  format(addr: Buffer): string;
 }
 
 /** One candidate as status shows it. */
@@ -170,7 +170,7 @@ export class PeerPaths {
     // A new public address replaces the old one (the peer's NAT mapping changed), unless the old one still works.
     for (let i = this.list.length - 1; i >= 0; i--) {
       const c = this.list[i]!;
-      if (c.kind === 'public' && c !== this.best && !sameAddress(c.addr, observed)) this.list.splice(i, 1);
+      if (c.kind === 'public' && c !== this.best && !addressEquals(c.addr, 0, observed, 0)) this.list.splice(i, 1);
     }
     this.add(observed, 'public', now);
     this.latestPublic = observed;
@@ -188,13 +188,13 @@ export class PeerPaths {
   heard(addrs: Buffer, at: number, now: number): void {
     if (this.ctx.disabled) return;
     const b = this.best;
-    if (b !== null && sameAt(b.addr, addrs, at)) {
+    if (b !== null && addressEquals(b.addr, 0, addrs, at)) {
       b.heardAt = now;
       return;
     }
     let c = this.find(addrs, at);
     if (c === undefined) {
-      c = this.add(Buffer.from(addrs.subarray(at, at + SLOT)), 'observed', now);
+      c = this.add(Buffer.from(addrs.subarray(at, at + ADDR_SLOT)), 'observed', now);
       if (c === undefined) return;
     }
     c.heardAt = now;
@@ -225,12 +225,11 @@ export class PeerPaths {
       if (this.best !== null && now - this.best.lastPongAt > PATH_TRUST_MS) this.lose(now, false);
       return;
     }
+    // route() drops a path silent for PATH_TRUST_MS; what is left is heartbeated.
+    const route = this.route(now);
     const b = this.best;
-    if (b !== null) {
-      this.route(now);
-      if (this.best !== null && now - b.lastProbeAt >= PATH_HEARTBEAT_MS) this.probe(b, now);
-    }
-    if (this.best === null || this.route(now) === Route.BOTH) {
+    if (b !== null && now - b.lastProbeAt >= PATH_HEARTBEAT_MS) this.probe(b, now);
+    if (route !== Route.DIRECT) {
       if (now >= this.nextRetryAt) {
         this.nextRetryAt = now + PATH_RETRY_MS;
         for (const c of this.list) if (c !== this.best) this.probe(c, now);
@@ -267,7 +266,7 @@ export class PeerPaths {
 
   candidates(now: number): CandidateStatus[] {
     return this.list.map((c) => ({
-      address: this.ctx.format(c.addr),
+      address: formatAddress(c.addr),
       kind: c.kind,
       ...(Number.isNaN(c.rttMs) ? {} : { rttMs: round(c.rttMs) }),
       working: c.working(now),
@@ -319,7 +318,7 @@ export class PeerPaths {
     if (b === null || now - b.lastPongAt > this.doubtAfter(b) || c.rttMs < b.rttMs * PATH_SWITCH_RTT_RATIO) {
       this.best = c;
       // A public address the switch no longer reports (the peer's NAT mapping moved) is gone once we left it.
-      if (b !== null && b.kind === 'public' && this.latestPublic !== null && !sameAddress(b.addr, this.latestPublic)) this.list.splice(this.list.indexOf(b), 1);
+      if (b !== null && b.kind === 'public' && this.latestPublic !== null && !addressEquals(b.addr, 0, this.latestPublic, 0)) this.list.splice(this.list.indexOf(b), 1);
       this.lostAt = 0;
       // Moving from one direct path to another is a change too.
       if (this.direct) this.report(now);
@@ -333,7 +332,7 @@ export class PeerPaths {
     if (b === null) return;
     this.best = null;
     this.lostAt = b.lastPongAt;
-    this.lostAddr = this.ctx.format(b.addr);
+    this.lostAddr = formatAddress(b.addr);
     this.lostIdle = !active;
     this.changedIfNeeded(now);
     // Idle: nothing more (the next frame wakes the pair). Active: perhaps the peer moved; ask where it is now, and try everything again soon.
@@ -355,7 +354,7 @@ export class PeerPaths {
   }
 
   private find(addrs: Buffer, at: number): Candidate | undefined {
-    for (const c of this.list) if (sameAt(c.addr, addrs, at)) return c;
+    for (const c of this.list) if (addressEquals(c.addr, 0, addrs, at)) return c;
     return undefined;
   }
 
@@ -377,23 +376,10 @@ export class PeerPaths {
       if (worst < 0) return undefined;
       this.list.splice(worst, 1);
     }
-    const c = new Candidate(Buffer.from(addr.subarray(0, SLOT)), kind, now);
+    const c = new Candidate(Buffer.from(addr.subarray(0, ADDR_SLOT)), kind, now);
     this.list.push(c);
     return c;
   }
-}
-
-/** Bytes of an address slot (lib/io/native.ts ADDR_SLOT), and the ones that name the address and port. */
-const SLOT = 20;
-const SLOT_KEY = 18;
-
-function sameAt(a: Buffer, b: Buffer, at: number): boolean {
-  for (let i = 0; i < SLOT_KEY; i++) if (a[i] !== b[at + i]) return false;
-  return true;
-}
-
-function sameAddress(a: Buffer, b: Buffer): boolean {
-  return sameAt(a, b, 0);
 }
 
 function round(ms: number): number {

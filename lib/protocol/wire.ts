@@ -40,6 +40,7 @@ import {
   VersionUnsupportedOffset,
 } from './constants.js';
 import { EtherlinkError } from '../core/errors.js';
+import { ADDR_SLOT } from '../io/native.js';
 import { KEY_SIZE } from '../crypto/constants.js';
 
 const TWO_32 = 0x1_0000_0000;
@@ -479,7 +480,7 @@ export function encodeReflectReply(request: Uint8Array, from: Buffer): Buffer {
 /** A REFLECT_REPLY's transaction id (hex) and the address slot it reports, or null. */
 export function decodeReflectReply(msg: Uint8Array, off: number, len: number): { txid: string; observed: Buffer } | null {
   if (len !== REFLECT_SIZE || !hasPrefix(msg, off, len, MessageType.REFLECT_REPLY)) return null;
-  const observed = Buffer.alloc(ENDPOINT_SLOT_BYTES);
+  const observed = Buffer.alloc(ADDR_SLOT);
   observed.set(msg.subarray(off + REFLECT_ADDR_OFFSET, off + REFLECT_ADDR_OFFSET + ENDPOINT_RECORD_SIZE));
   return { txid: Buffer.from(msg.subarray(off + REFLECT_TXID_OFFSET, off + REFLECT_TXID_OFFSET + 8)).toString('hex'), observed };
 }
@@ -558,7 +559,7 @@ function writeSlots(b: Buffer, at: number, slots: readonly Buffer[]): void {
 function readSlots(b: Buffer, at: number, n: number): Buffer[] | null {
   const out: Buffer[] = [];
   for (let k = 0; k < n; k++, at += ENDPOINT_RECORD_SIZE) {
-    const slot = Buffer.alloc(ENDPOINT_SLOT_BYTES);
+    const slot = Buffer.alloc(ADDR_SLOT);
     b.copy(slot, 0, at, at + ENDPOINT_RECORD_SIZE);
     if (!isUsableSlot(slot)) return null;
     out.push(slot);
@@ -566,8 +567,6 @@ function readSlots(b: Buffer, at: number, n: number): Buffer[] | null {
   return out;
 }
 
-/** Bytes of an address slot (ADDR_SLOT in lib/io/native.ts; not imported: protocol code stays free of I/O modules). */
-const ENDPOINT_SLOT_BYTES = 20;
 
 /** A slot one can send to: a port, and an address that is not all zeros. */
 function isUsableSlot(slot: Buffer): boolean {

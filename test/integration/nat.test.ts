@@ -153,6 +153,14 @@ async function expectMapping(lab: NatLab, routers: readonly NatRouter[], want: '
 }
 
 /** Ping until the pair session carries traffic both ways (first contact). */
+/** First contact h1 -> h2, then both sides on a direct path: each one's view of the other. */
+async function goDirect(h1: NatHost, p1: NatDaemon, h2: NatHost, p2: NatDaemon): Promise<[NatPeerReport, NatPeerReport]> {
+  await firstContact(h1, p1, h2);
+  const d1 = await waitForPath(p1, h2.name, 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
+  const d2 = await waitForPath(p2, h1.name, 'direct', 5_000, () => ping(h2, h1.overlay));
+  return [d1, d2];
+}
+
 async function firstContact(from: NatHost, port: NatDaemon, to: NatHost): Promise<void> {
   let last: unknown;
   await waitFor(
@@ -200,9 +208,7 @@ test('endpoint-independent NAT on both sides: after first contact a 20 MB transf
   const [p1, p2] = l.ports as [NatDaemon, NatDaemon];
   await expectMapping(l.lab, [r1, r2], 'endpoint-independent', t);
   await withDiagnosis(l.lab, l.all, async () => {
-    await firstContact(h1, p1, h2);
-    const d1 = await waitForPath(p1, 'h2', 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
-    const d2 = await waitForPath(p2, 'h1', 'direct', 5_000, () => ping(h2, h1.overlay));
+    const [d1, d2] = await goDirect(h1, p1, h2, p2);
     assert.equal(hostOf(d1.endpoint), r2.wan, `h1 reaches h2 at r2's public address: ${JSON.stringify(d1)}`);
     assert.equal(hostOf(d2.endpoint), r1.wan, `h2 reaches h1 at r1's public address: ${JSON.stringify(d2)}`);
     assert.ok(d1.candidates.some((c) => hostOf(c.address) === r2.wan && c.working), `a working candidate at r2's address: ${JSON.stringify(d1.candidates)}`);
@@ -285,9 +291,7 @@ test('two hosts behind one router go direct over their LAN addresses, not the ro
   const [p1, p2] = l.ports as [NatDaemon, NatDaemon];
   await expectMapping(l.lab, [r1], 'endpoint-independent', t);
   await withDiagnosis(l.lab, l.all, async () => {
-    await firstContact(h1, p1, h2);
-    const d1 = await waitForPath(p1, 'h2', 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
-    const d2 = await waitForPath(p2, 'h1', 'direct', 5_000, () => ping(h2, h1.overlay));
+    const [d1, d2] = await goDirect(h1, p1, h2, p2);
     t.diagnostic(`h1 -> h2 at ${d1.endpoint}, h2 -> h1 at ${d2.endpoint}; h1's candidates for h2 ${JSON.stringify(d1.candidates)}`);
     assert.equal(hostOf(d1.endpoint), h2.lan, `h1 reaches h2 on its LAN address: ${JSON.stringify(d1)}`);
     assert.equal(hostOf(d2.endpoint), h1.lan, `h2 reaches h1 on its LAN address: ${JSON.stringify(d2)}`);
@@ -479,9 +483,7 @@ test("a NAT rebinding: r1 restarts its NAT on other ports mid-ping; the ping los
   const [p1, p2] = l.ports as [NatDaemon, NatDaemon];
   await expectMapping(l.lab, [r1, r2], 'endpoint-independent', t);
   await withDiagnosis(l.lab, l.all, async () => {
-    await firstContact(h1, p1, h2);
-    const before1 = await waitForPath(p1, 'h2', 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
-    const before2 = await waitForPath(p2, 'h1', 'direct', 5_000, () => ping(h2, h1.overlay));
+    const [before1, before2] = await goDirect(h1, p1, h2, p2);
     const oldPublic = publicOf(await switchReport(l.sw), 'h1');
     assert.equal(before2.endpoint, oldPublic, `h2 reaches h1 where the switch sees it: ${JSON.stringify(before2)}`);
     assert.ok(portOf(oldPublic) > REMAP_PORTS.to, `h1's public port ${oldPublic} is not outside the range it will move to`);
@@ -579,9 +581,7 @@ test("an attacker on the internet at h2's forwarded port: forgeries fail authent
   const [p1, p2] = l.ports as [NatDaemon, NatDaemon];
   await expectMapping(l.lab, [r1, r2], 'endpoint-independent', t);
   await withDiagnosis(l.lab, l.all, async () => {
-    await firstContact(h1, p1, h2);
-    await waitForPath(p1, 'h2', 'direct', DIRECT_WITHIN_MS, () => ping(h1, h2.overlay));
-    const before = await waitForPath(p2, 'h1', 'direct', 5_000, () => ping(h2, h1.overlay));
+    const [, before] = await goDirect(h1, p1, h2, p2);
     // Behind r2 alone nothing unsolicited reaches h2; with its port forwarded, as users do for a VPN, anyone does.
     const h2Port = portOf((await portReport(p2)).localAddresses.find((a) => hostOf(a) === h2.lan));
     assert.equal(publicOf(await switchReport(l.sw), 'h2'), `${r2.wan}:${h2Port}`, "r2 maps h2's socket to its own port (the forward uses that port)");

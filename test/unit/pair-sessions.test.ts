@@ -150,7 +150,7 @@ class FakeSwitch {
       },
       queue,
       Buffer.from(this.address),
-      { privateKey: keys.privateKey, random: seeded(id), formatAddress: (a) => formatAddress(a), ...opts },
+      { privateKey: keys.privateKey, random: seeded(id), ...opts },
     );
     for (const m of peerMessages(id, keys.publicKey, `p${id}`, [{ mac, vlan: 0 }], true)) node.sessions.peer(m, this.now);
     this.nodes.set(id, node);

@@ -30,7 +30,7 @@ function setup(ctx: Partial<PathContext> = {}) {
   let rendezvous = 0;
   let changes = 0;
   let now = 1_000_000;
-  const c: PathContext = { disabled: false, nat: NatMapping.ENDPOINT_INDEPENDENT, format: (a) => formatAddress(a), ...ctx };
+  const c: PathContext = { disabled: false, nat: NatMapping.ENDPOINT_INDEPENDENT, ...ctx };
   const paths = new PeerPaths(
     {
       probe: (addr, id) => {
