@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// vport: create a TAP device on this host and join it to a vswitch over UDP.
+// vport: create a TAP device on this host and join it to a vswitch over UDP (or TCP, or WebSocket where UDP is blocked).
 // Thin: options -> a PortClient -> the shared daemon runner.
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { PortClient, type PortClientOptions } from '../lib/daemon/port-client.js';
@@ -22,11 +23,14 @@ if (process.argv[2] === 'status') await runStatusCommand('vport', hideBin(proces
 const parser = commonOptions(
   yargs(hideBin(process.argv))
     .scriptName('vport')
-    .usage('$0 HOST PORT\n\nCreate a TAP device and join it to the vswitch at HOST:PORT.')
+    .usage('$0 HOST PORT\n$0 wss://HOST/PATH\n\nCreate a TAP device and join it to the vswitch at HOST:PORT (UDP; TCP on the same port where UDP is blocked), or at its WebSocket URL.')
     .command('$0 [host] [port]', false)
     .command('status', 'show the session, switch, RTT and counters of a running vport (vport status --help)')
-    .positional('host', { type: 'string', describe: 'switch host name, IPv4 or IPv6 address' })
-    .positional('port', { type: 'string', describe: 'switch UDP port' })
+    .positional('host', { type: 'string', describe: 'switch host name, IPv4 or IPv6 address, or its ws:// / wss:// URL' })
+    .positional('port', { type: 'string', describe: 'switch UDP (and TCP) port; not with a URL' })
+    .option('transport', { type: 'string', choices: ['auto', 'udp', 'tcp', 'ws'], default: 'auto', describe: 'how to reach the switch: auto tries UDP, then TCP on the same port, then --ws, and returns to UDP once it works again' })
+    .option('ws', { type: 'string', describe: "the switch's WebSocket URL (ws://HOST:PORT/etherlink or wss://...), tried after TCP; HTTPS_PROXY/HTTP_PROXY and NO_PROXY are honoured" })
+    .option('ca', { type: 'string', describe: 'PEM file of extra CA certificates to trust for wss:// (a private CA); the system CAs stay trusted' })
     .option('switch-key', { type: 'string', describe: "the switch's public key (etherlink pubkey on the switch): a switch that can't prove it is refused" })
     .option('name', { type: 'string', default: 'etl%d', describe: 'interface name, or a pattern with %d' })
     .option('ip', { type: 'string', array: true, describe: 'address in CIDR form (repeatable; IPv4 and IPv6)' })
@@ -38,6 +42,8 @@ const parser = commonOptions(
     .example('$0 switch.example.net 9999 --key port.key --switch-key SWITCHPUB= --name etl0 --ip 10.99.0.2/24', 'join with an IPv4 address')
     .example('$0 2001:db8::1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.3/24 --ip fd00:99::3/64', 'an IPv6 switch, dual-stack LAN')
     .example('$0 192.0.2.1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.5/24 --no-direct', 'never talk to other ports directly: the switch relays (sealed end to end)')
+    .example('$0 vpn.example.net 9999 --ws wss://vpn.example.net/etherlink --key port.key --switch-key SWITCHPUB= --ip 10.99.0.6/24', 'UDP, falling back to TCP and then to a WebSocket behind an HTTPS proxy where UDP is blocked')
+    .example('$0 wss://vpn.example.net/etherlink --key port.key --switch-key SWITCHPUB= --ip 10.99.0.7/24', 'WebSocket only (port 443 through any web proxy)')
     .example('$0 --config /etc/etherlink/vport.json', 'everything from a file (docs/deploy.md)')
     .example('$0 192.0.2.1 9999 --insecure --name etl0 && ip addr add 10.99.0.4/24 dev etl0', 'plaintext lab; no --ip: address it yourself')
     .epilogue('Needs CAP_NET_ADMIN (root, or setcap/AmbientCapabilities). Once the device is configured it drops every capability (--drop-privileges). When the device goes down (ip link set DEV down) the switch withdraws its MACs at once. SIGINT/SIGTERM say goodbye to the switch and remove the device; SIGHUP re-resolves the switch name and re-reads --config (log-level applies at once; other changes are logged as needing a restart); SIGUSR1 prints the session and counters.'),
@@ -46,16 +52,42 @@ const parser = commonOptions(
 );
 const cfg = await parseWithConfig(parser, hideBin(process.argv), PORT_FIELD_RULES);
 const argv = cfg.argv;
-if (argv.host === undefined || argv.port === undefined) {
-  cliFail(`Not enough non-option arguments: got ${argv.host === undefined ? 0 : 1}, need at least 2 (HOST PORT, or "host" and "port" in --config FILE)`, undefined);
+const isUrl = argv.host !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(argv.host);
+if (argv.host === undefined || (argv.port === undefined && !isUrl)) {
+  cliFail(`Not enough non-option arguments: got ${argv.host === undefined ? 0 : 1}, need at least 2 (HOST PORT, a wss:// URL, or "host" and "port" in --config FILE)`, undefined);
 }
+if (isUrl && argv.port !== undefined) cliFail(`a URL switch address (${argv.host}) takes no PORT: put the port in the URL (wss://HOST:PORT/PATH)`, undefined);
 const { log, capture, metricsAt } = commonSettings('vport', argv);
 
-let port: number;
+let port = 0;
+let ca: Buffer | undefined;
 const tap = { name: argv.name, mtu: argv.mtu, addresses: argv.ip ?? [], ...(argv.mac !== undefined ? { mac: argv.mac } : {}) };
 try {
-  port = parsePortNumber(argv.port, 'PORT');
-  if (port === 0) throw new UsageError('PORT must be the switch port, 1..65535');
+  if (!isUrl) {
+    port = parsePortNumber(argv.port!, 'PORT');
+    if (port === 0) throw new UsageError('PORT must be the switch port, 1..65535');
+  }
+  const transport = argv.transport as string;
+  if (isUrl && (transport === 'udp' || transport === 'tcp')) throw new UsageError(`--transport ${transport} needs HOST PORT, not a URL: give the switch's host and UDP port, or use --transport ws`);
+  if (transport === 'ws' && !isUrl && argv.ws === undefined) throw new UsageError("--transport ws needs the switch's WebSocket URL: add --ws wss://HOST/etherlink, or give the URL instead of HOST PORT");
+  for (const [name, url] of [['--ws', argv.ws], ['HOST', isUrl ? argv.host : undefined]] as const) {
+    if (url === undefined) continue;
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new UsageError(`${name} '${url}' is not a URL: use ws://HOST:PORT/etherlink or wss://HOST/etherlink`);
+    }
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new UsageError(`${name} '${url}' must start with ws:// or wss://`);
+  }
+  if (argv.ca !== undefined) {
+    try {
+      ca = readFileSync(argv.ca);
+    } catch (err) {
+      throw new UsageError(`--ca ${argv.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: give a readable PEM file of CA certificates`);
+    }
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${argv.ca} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+  }
   // Each device flag checked alone, so the message names the flag.
   flag('--name', () => validateTapOptions({ name: tap.name }));
   for (const ip of tap.addresses) flag('--ip', () => parseCidr(ip));
@@ -109,7 +141,10 @@ try {
   client = await PortClient.start({
     ...identity,
     host: argv.host,
-    port,
+    ...(isUrl ? {} : { port }),
+    transport: argv.transport as PortClientOptions['transport'] & string,
+    ...(argv.ws !== undefined ? { ws: argv.ws } : {}),
+    ...(ca !== undefined ? { ca } : {}),
     tap,
     ...(argv['port-name'] !== undefined ? { name: argv['port-name'] } : {}),
     ...(argv['rekey-after'] !== undefined ? { rekeyAfterS: argv['rekey-after'] } : {}),

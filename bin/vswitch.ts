@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // vswitch: the virtual Ethernet switch. Thin: options -> a SwitchServer -> the shared daemon runner.
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { SwitchServer, DEFAULT_SWITCH_PORT, type ListenAddress, type SwitchServerOptions } from '../lib/daemon/switch-server.js';
@@ -33,6 +34,11 @@ const parser = commonOptions(
     .option('max-ports', { type: 'number', default: 1024, describe: 'ports that may join' })
     .option('reflector-port', { type: 'number', default: 0, describe: 'UDP port of the reflector that tells ports how their NAT maps (0: any free port)' })
     .option('no-reflector', { type: 'boolean', default: false, describe: 'no reflector: ports cannot tell how their NAT maps (they report it as unknown)' })
+    .option('no-tcp', { type: 'boolean', default: false, describe: 'do not accept ports over TCP (by default each listen address takes TCP on its UDP port number too, for ports whose UDP is blocked)' })
+    .option('ws', { type: 'string', describe: 'ADDR:PORT to accept ports over WebSocket (HTTP Upgrade on --ws-path): behind an HTTPS reverse proxy (nginx, Caddy), or with --tls-cert/--tls-key as wss:// itself' })
+    .option('ws-path', { type: 'string', default: '/etherlink', describe: 'the path the WebSocket listener serves' })
+    .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: the --ws listener speaks TLS (wss://) itself' })
+    .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
     .example('$0 --key /etc/etherlink/switch.key --allow /etc/etherlink/allow', `listen on UDP ${DEFAULT_SWITCH_PORT}, IPv4 and IPv6, admit the listed keys`)
     .example('$0 status', 'in another shell: the ports, keys, addresses, traffic and MACs of the running switch')
     .example('$0 --key switch.key --allow allow --metrics 127.0.0.1:9810', 'also serve Prometheus metrics')
@@ -41,6 +47,8 @@ const parser = commonOptions(
     .example('$0 4789 --key switch.key --allow allow --port-timeout 60', 'another port, keep silent ports for a minute')
     .example('$0 --key switch.key --allow allow --pcap /var/log/etherlink/sw.pcapng --pcap-max-mb 50 --pcap-files 4', 'also capture the LAN: at most 4 files of 50 MB')
     .example('$0 --listen 192.0.2.1:9999 --listen [2001:db8::1]:9999 --key switch.key --allow allow', 'listen on two addresses')
+    .example('$0 --key switch.key --allow allow --ws 127.0.0.1:8080', 'also take WebSocket ports from a reverse proxy on this host (README: "When UDP is blocked")')
+    .example('$0 --key switch.key --allow allow --ws [::]:443 --tls-cert fullchain.pem --tls-key privkey.pem', 'serve wss:// on 443 without a proxy')
     .epilogue('Signals: SIGINT/SIGTERM tell every port goodbye and exit; SIGHUP reloads the allow file (removed keys are disconnected) and re-reads --config (log-level and allow apply at once; other changes are logged as needing a restart); SIGUSR1 prints the ports, MAC table and counters.'),
   'vswitch',
   'every port',
@@ -50,6 +58,7 @@ const argv = cfg.argv;
 const { log, capture, metricsAt } = commonSettings('vswitch', argv);
 
 let listen: ListenAddress[];
+let ws: SwitchServerOptions['ws'];
 try {
   listen = argv.listen?.length ? argv.listen.map(parseListen) : [{ address: '::', port: argv.port !== undefined ? parsePortNumber(argv.port, 'PORT') : DEFAULT_SWITCH_PORT }];
   parsePositive(argv['mac-age'], 'mac-age', { min: 1 });
@@ -59,6 +68,16 @@ try {
   parsePositive(argv['port-timeout'], 'port-timeout', { min: 2, max: 65535 });
   parsePositive(argv['max-ports'], 'max-ports');
   parsePositive(argv['reflector-port'], 'reflector-port', { min: 0, max: 65535 });
+  if ((argv['tls-cert'] === undefined) !== (argv['tls-key'] === undefined)) {
+    throw new Error(`--${argv['tls-cert'] === undefined ? 'tls-key' : 'tls-cert'} needs --${argv['tls-cert'] === undefined ? 'tls-cert' : 'tls-key'} too: TLS takes a certificate and its key`);
+  }
+  if (argv.ws === undefined && argv['tls-cert'] !== undefined) throw new Error('--tls-cert and --tls-key are for the WebSocket listener: add --ws ADDR:PORT');
+  if (!argv['ws-path'].startsWith('/')) throw new Error(`--ws-path '${argv['ws-path']}' must start with /`);
+  if (argv.ws !== undefined) {
+    const at = parseListen(argv.ws);
+    ws = { ...at, path: argv['ws-path'] };
+    if (argv['tls-cert'] !== undefined) ws = { ...ws, tlsCert: readPem(argv['tls-cert'], '--tls-cert'), tlsKey: readPem(argv['tls-key']!, '--tls-key') };
+  }
 } catch (err) {
   cliFail((err as Error).message, undefined);
 }
@@ -94,6 +113,8 @@ try {
     portTimeoutS: Math.round(argv['port-timeout']),
     maxPorts: argv['max-ports'],
     reflectorPort: argv['no-reflector'] ? false : argv['reflector-port'],
+    tcp: !argv['no-tcp'],
+    ...(ws !== undefined ? { ws } : {}),
     ...(argv['rekey-after'] !== undefined ? { keyLifetimeS: argv['rekey-after'] * 1.5 } : {}),
     logger: log,
   });
@@ -104,9 +125,20 @@ try {
   }
   fatal('vswitch', err);
 }
+try {
+  await server.listening;
+} catch (err) {
+  server.close();
+  if (errorCode(err) === 'EADDRINUSE') {
+    fatal('vswitch', new EtherlinkError('EADDRINUSE', `${(err as Error).message}: a TCP port the switch needs is taken (its UDP port number, or --ws): free it, or give --no-tcp / another --ws port`, { cause: err }));
+  }
+  fatal('vswitch', err);
+}
 log.info('switch identity', { publicKey: server.publicKey, mode: server.mode, ...(identity.allow ? { admitted: identity.allow.length } : {}), psk: identity.psk ? 'yes' : 'no', cipher: identity.cipher ?? 'none' });
 log.info('listening', {
   udp: listen.map((l, i) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${server.ports[i]}`).join(','),
+  tcp: argv['no-tcp'] ? 'off' : server.snapshot().tcpPorts.join(','),
+  ...(ws !== undefined ? { ws: server.snapshot().ws } : {}),
   portTimeout: `${argv['port-timeout']}s`,
   macAge: `${argv['mac-age']}s`,
 });
@@ -146,3 +178,15 @@ await runDaemon({
   readyLine: `vswitch ready on UDP ${server.ports.join(',')}`,
   stopping: () => ['telling ports goodbye', { ports: server.memberCount }],
 });
+
+/** A PEM file for a flag, or a usage error that names it. */
+function readPem(file: string, flag: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: give a readable PEM file`);
+  }
+  if (!pem.includes('-----BEGIN ')) throw new Error(`${flag} ${file} is not PEM (no -----BEGIN line)`);
+  return pem;
+}

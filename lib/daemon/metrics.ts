@@ -136,6 +136,20 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
       [{ reason: 'wrong_endpoint' }, n('wrongEndpoint')],
       [{ reason: 'bad_version' }, n('badVersion')],
     ])
+    .gauge('port_transport', 'Constant 1 per remote port, labelled with how it reaches the switch now (udp, tcp, ws).', r.ports.flatMap((p, i): Sample[] => (p.transport !== undefined ? [[{ port: names[i]!, transport: p.transport }, 1]] : [])))
+    .gauge('streams_open', 'Stream connections (TCP, WebSocket) open now.', r.streams['open'] ?? 0)
+    .counter('streams_total', 'Stream connections by outcome: accepted, refused (over the limits), closed for no handshake in time, idle, or malformed.', [
+      [{ outcome: 'accepted' }, r.streams['accepted'] ?? 0],
+      [{ outcome: 'refused' }, r.streams['refused'] ?? 0],
+      [{ outcome: 'auth_timeout' }, r.streams['authTimeouts'] ?? 0],
+      [{ outcome: 'idle_timeout' }, r.streams['idleTimeouts'] ?? 0],
+      [{ outcome: 'malformed' }, r.streams['malformed'] ?? 0],
+      [{ outcome: 'ws_rejected' }, r.streams['wsRejected'] ?? 0],
+    ])
+    .counter('stream_datagrams_dropped_total', 'Datagrams dropped on streams: too long to take, or the send queue full (head-of-line bound).', [
+      [{ reason: 'skipped' }, r.streams['skipped'] ?? 0],
+      [{ reason: 'send_queue_full' }, r.streams['txDropped'] ?? 0],
+    ])
     .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxDatagrams)], [{ direction: 'tx' }, sum((u) => u.txDatagrams)]])
     .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxBytes)], [{ direction: 'tx' }, sum((u) => u.txBytes)]])
     .counter('udp_errors_total', 'Underlay socket errors and drops, by kind.', [
@@ -160,6 +174,13 @@ export function renderPortMetrics(r: PortStatusReport): string {
     .counter('frames_total', 'Frames read from the device towards the switch (rx) and written to it from the switch (tx).', [[{ direction: 'rx' }, r.tap.rxFrames], [{ direction: 'tx' }, r.tap.txFrames]])
     .counter('bytes_total', 'Ethernet bytes read from the device (rx) and written to it (tx).', [[{ direction: 'rx' }, r.tap.rxBytes], [{ direction: 'tx' }, r.tap.txBytes]])
     .counter('device_drops_total', 'Frames for the device dropped because its write queue was full.', r.tap.txDropped)
+    .gauge('transport', '1 for the transport datagrams to the switch go over now (udp, tcp or ws), 0 for the others.', (['udp', 'tcp', 'ws'] as const).map((t): Sample => [{ transport: t }, r.transport.current === t ? 1 : 0]))
+    .counter('transport_changes_total', 'Moves between transports to the switch (UDP, TCP, WebSocket).', r.transport.switches)
+    .counter('stream_datagrams_total', 'Datagrams over the stream to the switch: received (rx), sent (tx), dropped (the send queue was full).', [
+      [{ direction: 'rx' }, r.transport.streamStats?.rxDatagrams ?? 0],
+      [{ direction: 'tx' }, r.transport.streamStats?.txDatagrams ?? 0],
+      [{ direction: 'dropped' }, r.transport.streamStats?.txDropped ?? 0],
+    ])
     .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, r.udp.rxDatagrams], [{ direction: 'tx' }, r.udp.txDatagrams]])
     .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, r.udp.rxBytes], [{ direction: 'tx' }, r.udp.txBytes]])
     .counter('handshakes_total', 'Completed handshakes (joins and rekeys).', n('handshakes'))

@@ -15,6 +15,10 @@ import { TapDevice, type TapOptions, type TapStats } from '../io/tap.js';
 import { UdpSocket, type UdpStats } from '../io/udp.js';
 import { addressEquals, decodeAddress, encodeAddress, formatAddress } from '../io/address.js';
 import { TxQueue } from '../io/tx-queue.js';
+import { StreamLink, type StreamStats } from '../io/stream.js';
+import { connectTcp, connectWebSocket } from '../io/stream-connect.js';
+import { SwitchRoute } from './switch-route.js';
+import { TransportPolicy, TRANSPORT_MODES, type StreamKind, type TransportKind, type TransportMode, type TransportStatus } from '../protocol/transport.js';
 import { encodeKey, generateKeyPair, keyFrom, publicKeyOf } from '../crypto/keys.js';
 import {
   DEFAULT_CIPHER,
@@ -36,6 +40,8 @@ import {
   NAT_CHECK_TIMEOUT_MS,
   NAT_MAPPING_NAMES,
   NatMapping,
+  STREAM_CONNECT_TIMEOUT_MS,
+  TRANSPORT_QUIET_MS,
   type TransportCipherName,
 } from '../protocol/constants.js';
 
@@ -49,10 +55,24 @@ import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOption
 
 /** Options of PortClient.start. */
 export interface PortClientOptions {
-  /** Switch host name or address (IPv4, IPv6 literal or DNS name). */
+  /**
+   * Switch host name or address (IPv4, IPv6 literal or DNS name), reached over
+   * UDP and TCP on `port`; or a ws:// or wss:// URL of the switch's WebSocket
+   * (then only that: `port` is not used).
+   */
   host: string;
-  /** Switch UDP port (default 9999). */
+  /** Switch UDP (and TCP) port (default 9999). */
   port?: number;
+  /**
+   * How to reach the switch: 'auto' (the default) tries UDP, then TCP on the
+   * same port, then the WebSocket (`ws`), and moves back to UDP once it works
+   * again; 'udp', 'tcp' or 'ws' use that one only.
+   */
+  transport?: TransportMode;
+  /** The switch's WebSocket URL (ws:// or wss://), tried after TCP in 'auto'. */
+  ws?: string;
+  /** Extra CA certificates (PEM) trusted for wss:// (a private CA); the system's stay trusted. */
+  ca?: string | Buffer;
   /** TAP options; mtu defaults to DEFAULT_TAP_MTU (1402). */
   tap?: TapOptions;
   /** This port's private key: 32 bytes or base64 text. Required unless `insecure` (then a throw-away key is made). */
@@ -83,6 +103,20 @@ export interface PortClientCounters {
   /** Reflector answers taken, and ones that matched no request of ours. */
   reflectReplies: number;
   reflectUnmatched: number;
+  /** Streams opened to the switch, and attempts that failed. */
+  streamsOpened: number;
+  streamFailures: number;
+  /** Datagrams for the switch with no way to it yet (a ws:// switch before its stream is up). */
+  txNoTransport: number;
+}
+
+/** The transport to the switch, as status shows it. */
+export interface PortTransportStatus extends Omit<TransportStatus, 'since'> {
+  /** When the current transport began (ISO time). */
+  since: string;
+  /** The open stream's remote end and counters. */
+  streamRemote?: string;
+  streamStats?: StreamStats;
 }
 
 /** A PortClient at one instant: session, switch, RTT, device and counters. */
@@ -117,6 +151,8 @@ export interface PortClientStatus {
   publicAddress?: string;
   /** The addresses this port reported for direct paths. */
   localAddresses: string[];
+  /** How datagrams to the switch travel (UDP, TCP, WebSocket), and why. */
+  transport: PortTransportStatus;
 }
 
 /** The events of a PortClient. */
@@ -150,7 +186,14 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
   private readonly session: PortSession;
-  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0 };
+  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0, streamsOpened: 0, streamFailures: 0, txNoTransport: 0 };
+  private readonly route: SwitchRoute;
+  private readonly transport: TransportPolicy;
+  /** Bumped whenever a stream is opened or dropped: a late connect or close of an older one is ignored. */
+  private streamGen = 0;
+  /** The open stream (the route sends over it while it is the transport; it may linger after). */
+  private stream: StreamLink | null = null;
+  private readonly wsUrl: URL | null;
   private readonly log: Logger;
   private readonly mode: 'insecure' | 'secure';
   private readonly cipher: TransportCipherName;
@@ -187,6 +230,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     address: string,
     tap: TapDevice,
     socket: UdpSocket,
+    target: SwitchTarget,
   ) {
     super();
     this.log = opts.logger ?? silentLogger;
@@ -195,15 +239,17 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.cipher = id.cipher;
     this.tap = tap;
     this.socket = socket;
-    this.switchPort = opts.port ?? DEFAULT_SWITCH_PORT;
-    this.queue = new TxQueue(socket);
+    this.switchPort = target.port;
+    this.wsUrl = target.ws;
+    encodeAddress(address, this.switchPort, this.switchAddr, 0);
+    this.route = new SwitchRoute(socket, this.switchAddr, target.udp);
+    this.queue = new TxQueue(this.route);
     this.fromSwitch = new Uint16Array(socket.capacity);
     this.fromPeers = new Uint16Array(socket.capacity);
-    encodeAddress(address, this.switchPort, this.switchAddr, 0);
     this.session = new PortSession(
       {
         send: (datagram) => {
-          if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
+          if (!this.socket.closed) this.route.sendTo(datagram, this.switchAddr);
         },
         event: (e) => this.onEvent(e),
         debug: (msg) => this.log.debug(msg, { switch: this.switchAddress }),
@@ -225,7 +271,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       {
         toSwitch: (payload) => this.session.sendLong(payload),
         send: (datagram) => {
-          if (!this.socket.closed) this.socket.sendTo(datagram, this.switchAddr);
+          if (!this.socket.closed) this.route.sendTo(datagram, this.switchAddr);
         },
         sendTo: (datagram, addr) => {
           if (!this.socket.closed) this.socket.sendTo(datagram, addr);
@@ -255,12 +301,90 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     // The device going down (admin or carrier) withdraws this port's MACs at the switch, as a bridge port's would.
     tap.on('link', (state) => this.setLinkUp(state.up));
     socket.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
+    this.transport = new TransportPolicy(
+      {
+        connect: (kind) => this.openStream(kind),
+        closeStream: (reason) => this.dropStream(reason),
+        probeUdp: (seq) => {
+          const probe = this.session.udpProbe(seq);
+          if (probe !== null && !this.socket.closed) this.socket.sendTo(probe, this.switchAddr);
+        },
+        switched: (from, to, reason) => this.switched(from, to, reason),
+      },
+      { mode: target.mode, udp: target.udp, tcp: target.udp, ws: target.ws !== null },
+    );
+  }
+
+  /** Open a stream of `kind` to the switch (the policy asked); report how it went. */
+  private openStream(kind: StreamKind): void {
+    const gen = ++this.streamGen;
+    const host = this.opts.host;
+    const opening =
+      kind === 'tcp'
+        ? connectTcp(decodeAddress(this.switchAddr).address, this.switchPort, STREAM_CONNECT_TIMEOUT_MS)
+        : connectWebSocket(this.wsUrl!, { timeoutMs: STREAM_CONNECT_TIMEOUT_MS, ...(this.opts.ca !== undefined ? { ca: this.opts.ca } : {}) });
+    this.log.debug('opening a stream to the switch', { kind, switch: kind === 'tcp' ? this.switchAddress : this.wsUrl!.href });
+    opening.then(
+      (carrier) => {
+        if (gen !== this.streamGen || this.closed) {
+          carrier.destroy('not wanted any more');
+          return;
+        }
+        const link = new StreamLink(carrier, Buffer.from(this.switchAddr));
+        link.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
+        link.onClose((reason) => {
+          if (this.route.stream === link) this.route.stream = null;
+          if (this.stream === link) this.stream = null;
+          if (gen !== this.streamGen || this.closed) return;
+          this.log.warn('stream to the switch closed', { kind, reason });
+          this.transport.streamDown(kind, reason, Date.now());
+          this.afterTransport();
+        });
+        this.counters.streamsOpened++;
+        this.stream = link;
+        this.route.stream = link;
+        this.transport.streamUp(kind, Date.now());
+        this.afterTransport();
+      },
+      (err: Error) => {
+        if (gen !== this.streamGen || this.closed) return;
+        this.counters.streamFailures++;
+        this.log.info('stream to the switch failed', { kind, host, error: err.message });
+        this.transport.streamDown(kind, err.message, Date.now());
+        this.afterTransport();
+      },
+    );
+  }
+
+  private dropStream(reason: string): void {
+    this.streamGen++;
+    const link = this.stream;
+    this.stream = null;
+    this.route.stream = null;
+    link?.end(reason);
+  }
+
+  /** Datagrams to the switch now go over `to`: make ourselves heard there (this moves our endpoint at the switch). */
+  private switched(from: TransportKind, to: TransportKind, reason: string): void {
+    if (to === 'udp') this.route.stream = null;
+    this.log.info('transport changed', { from, to, reason });
+    const now = Date.now();
+    // An --insecure session is pinned to where it started: it hands shakes again on the new transport.
+    if (this.mode === 'insecure' && this.session.isJoined) this.session.rehandshake(now);
+    else this.session.kick(now);
+    this.schedule();
+  }
+
+  private afterTransport(): void {
+    this.transport.tick(Date.now(), { joined: this.session.isJoined, missedPings: this.session.missedPings(Date.now()) });
+    this.schedule();
   }
 
   /** Resolve the switch, create the TAP, bind a UDP socket and start joining. */
   static async start(opts: PortClientOptions): Promise<PortClient> {
     const id = identity(opts);
-    const address = await resolveHost(opts.host);
+    const target = switchTarget(opts);
+    const address = await resolveHost(target.host);
     const tap = TapDevice.open({ mtu: DEFAULT_TAP_MTU, offload: true, ...opts.tap });
     let socket: UdpSocket;
     try {
@@ -269,7 +393,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       tap.close();
       throw err;
     }
-    const client = new PortClient(opts, id, address, tap, socket);
+    const client = new PortClient(opts, id, address, tap, socket, target);
     // Everything written to the device arrived authenticated, unless the cipher is 'none'.
     tap.trustChecksums(id.cipher !== 'none');
     client.log.info('joining switch', { switch: client.switchAddress, device: tap.name, mac: tap.mac, mtu: tap.mtu, mode: client.mode });
@@ -278,6 +402,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     client.schedule();
     client.pairTimer = setInterval(() => client.tick(Date.now()), PAIR_POLL_INTERVAL_MS);
     client.pairTimer.unref();
+    client.tick(Date.now());
     return client;
   }
 
@@ -316,6 +441,12 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   /** Pair timers, and now and then our own addresses and NAT. */
   private tick(now: number): void {
     this.pairs.poll(now);
+    this.transport.tick(now, { joined: this.session.isJoined, missedPings: this.session.missedPings(now) });
+    // Frames went to the switch and nothing came back for a while: ask now, so a broken transport shows within seconds.
+    const heard = this.session.lastHeardAt;
+    if (this.route.lastToSwitchAt > heard + TRANSPORT_QUIET_MS && now - heard > TRANSPORT_QUIET_MS) this.session.pingSoon(now);
+    this.counters.txNoTransport = this.route.dropped;
+    this.schedule();
     if (now >= this.nextScanAt) {
       this.nextScanAt = now + LOCAL_ADDRESS_SCAN_MS;
       this.scanAddresses(false);
@@ -496,6 +627,9 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       case 'rekeyed':
         this.log.debug('rekeyed', { switch: this.switchAddress, session: e.session });
         break;
+      case 'probe-ack':
+        this.transport.probeAck(e.seq, Date.now());
+        break;
       case 'problem':
         this.log.error(e.message, { switch: this.switchAddress });
         this.emit('problem', e.message);
@@ -515,12 +649,13 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   reresolve(): void {
     if (this.resolving || this.closed) return;
     this.resolving = true;
-    resolveHost(this.opts.host)
+    resolveHost(switchTarget(this.opts).host)
       .then((address) => {
         const next = encodeAddress(address, this.switchPort);
         if (!addressEquals(next, 0, this.switchAddr, 0)) {
           this.log.info('switch address changed', { from: this.switchAddress, to: formatAddress(next) });
           next.copy(this.switchAddr);
+          this.stream?.setPeer(this.switchAddr);
         }
       })
       .catch((err: Error) => this.log.warn(err.message))
@@ -568,7 +703,24 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       nat: NAT_MAPPING_NAMES[this.pairs.nat as NatMapping],
       ...(this.observedSelf !== null ? { publicAddress: formatAddress(this.observedSelf) } : {}),
       localAddresses: this.localSlots.map((a) => formatAddress(a)),
+      transport: this.transportStatus(),
     };
+  }
+
+  /** The transport to the switch now, for status. */
+  transportStatus(): PortTransportStatus {
+    const t = this.transport.status(Date.now());
+    const link = this.stream;
+    return {
+      ...t,
+      since: new Date(t.since).toISOString(),
+      ...(link !== null ? { streamRemote: link.carrier.remote, streamStats: { ...link.stats } } : {}),
+    };
+  }
+
+  /** What datagrams to the switch go over now. */
+  get transportKind(): TransportKind {
+    return this.transport.kind;
   }
 
   /**
@@ -603,9 +755,46 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.pairs.close();
     this.session.leave();
     this.queue.flush();
+    this.dropStream('port closing');
     this.tap.close();
     this.socket.close();
   }
+}
+
+/** Where the switch is, and by which transports (from PortClientOptions). */
+interface SwitchTarget {
+  /** The name or address to resolve. */
+  host: string;
+  port: number;
+  udp: boolean;
+  ws: URL | null;
+  mode: TransportMode;
+}
+
+/** The switch address and transports from the options, checked: errors say which option to fix. */
+function switchTarget(opts: PortClientOptions): SwitchTarget {
+  const mode = opts.transport ?? 'auto';
+  if (!TRANSPORT_MODES.includes(mode)) {
+    throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `transport '${String(mode)}' is not one of ${TRANSPORT_MODES.join(', ')}`);
+  }
+  const parseWs = (text: string, what: string): URL => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new EtherlinkError('ERR_INVALID_URL', `${what} '${text}' is not a URL: use ws://HOST[:PORT]/PATH or wss://HOST[:PORT]/PATH`);
+    }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new EtherlinkError('ERR_INVALID_URL', `${what} '${text}' must start with ws:// or wss://`);
+    return url;
+  };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(opts.host)) {
+    const url = parseWs(opts.host, 'switch address');
+    if (mode === 'udp' || mode === 'tcp') throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `transport '${mode}' needs HOST PORT, not the WebSocket URL ${opts.host} (use transport 'ws' or 'auto')`);
+    return { host: url.hostname, port: Number(url.port || (url.protocol === 'wss:' ? 443 : 80)), udp: false, ws: url, mode };
+  }
+  const ws = opts.ws !== undefined ? parseWs(opts.ws, 'ws') : null;
+  if (mode === 'ws' && ws === null) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', "transport 'ws' needs the switch's WebSocket URL: give ws (--ws wss://HOST/etherlink), or a ws:// switch address");
+  return { host: opts.host, port: opts.port ?? DEFAULT_SWITCH_PORT, udp: true, ws, mode };
 }
 
 /** An interface's MTU from sysfs (this network namespace's), or undefined if it cannot be read. */

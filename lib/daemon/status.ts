@@ -33,6 +33,8 @@ export interface SwitchPortReport {
   nat?: string;
   direct?: boolean;
   localAddresses?: string[];
+  /** Remote ports: how they reach the switch now ('udp', 'tcp', 'ws'). */
+  transport?: 'udp' | 'tcp' | 'ws';
 }
 
 /** What `vswitch status --json` prints: JSON-safe, self-contained. */
@@ -46,6 +48,11 @@ export interface SwitchStatusReport {
   /** The switch's public key: what ports give as --switch-key. */
   publicKey: string;
   udpPorts: number[];
+  /** TCP ports listened on, and the WebSocket listener's URL. */
+  tcpPorts: number[];
+  ws?: string;
+  /** Stream connections: open, accepted, refused, timed out, malformed. */
+  streams: Record<string, number>;
   ports: SwitchPortReport[];
   /** Pairs of members with an end-to-end session, and whether they reach each other direct or through this switch. */
   pairs: PairPathStatus[];
@@ -95,6 +102,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
       nat: m.nat,
       direct: m.direct,
       localAddresses: m.localAddresses,
+      transport: m.transport,
     };
   });
   return {
@@ -105,6 +113,9 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     cipher: s.cipher,
     publicKey: s.publicKey,
     udpPorts: server.ports,
+    tcpPorts: s.tcpPorts,
+    ...(s.ws !== undefined ? { ws: s.ws } : {}),
+    streams: { ...s.streams },
     ports,
     pairs: s.pairs,
     reflectorPort: s.reflectorPort,
@@ -202,7 +213,7 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     const c = p.counters;
     const rows: [string, string][] = [];
     if (p.publicKey !== undefined) rows.push(['public key', p.publicKey]);
-    rows.push(['address', p.address]);
+    rows.push(['address', p.transport !== undefined && p.transport !== 'udp' ? `${p.address} over ${p.transport === 'ws' ? 'WebSocket' : 'TCP'}` : p.address]);
     if (!p.linkUp) rows.push(['link', 'down: its MACs are withdrawn']);
     if (p.joinedAt !== undefined) rows.push(['joined', `${p.joinedAt} (${duration((now - Date.parse(p.joinedAt)) / 1000)} ago)`]);
     if (p.lastSeenS !== undefined) rows.push(['last seen', `${duration(p.lastSeenS)} ago`]);
@@ -293,10 +304,20 @@ export function formatPortStatus(s: PortClientStatus): string {
     `device ${s.device}: ${s.state} (${s.mode === 'secure' ? s.cipher : 'insecure, plaintext'})${s.linkUp ? '' : ', link down'}, switch ${s.switch}, session ${s.session}, rtt ${s.rttMs === undefined ? '-' : s.rttMs.toFixed(2) + ' ms'}${s.lastHandshakeS !== undefined ? `, last handshake ${s.lastHandshakeS}s ago` : ''}`,
     `  public key ${s.publicKey}`,
     `  tap: rx ${s.tap.rxFrames} frames (${bytes(s.tap.rxBytes)}), tx ${s.tap.txFrames} frames (${bytes(s.tap.txBytes)}), dropped ${s.tap.txDropped}`,
+    `  transport: ${s.transport.current} since ${s.transport.since}: ${s.transport.reason}${transportExtra(s.transport)}`,
     `  udp: rx ${s.udp.rxDatagrams} datagrams, tx ${s.udp.txDatagrams}, errors ${s.udp.rxErrors + s.udp.txErrors}`,
     `  counters: ${extra || 'all zero'}`,
     ...peerLines(s),
   ].join('\n');
+}
+
+/** The stream behind a port's transport line: where, its counters, and how stable UDP looks from it. */
+function transportExtra(t: PortClientStatus['transport']): string {
+  const parts: string[] = [];
+  if (t.stream !== undefined) parts.push(`${t.stream.kind} stream ${t.stream.state}${t.streamRemote !== undefined ? ` to ${t.streamRemote}` : ''}`);
+  if (t.streamStats !== undefined) parts.push(`stream rx ${t.streamStats.rxDatagrams}, tx ${t.streamStats.txDatagrams}, dropped ${t.streamStats.txDropped}`);
+  if (t.udpStableMs !== undefined) parts.push(`UDP answering for ${duration(t.udpStableMs / 1000)}`);
+  return parts.length > 0 ? ` (${parts.join('; ')})` : '';
 }
 
 /** The end-to-end part of a port's status: its member id and MACs, a row per peer, the pair counters. */

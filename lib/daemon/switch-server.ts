@@ -10,8 +10,11 @@ import type { Port } from '../core/port.js';
 import { EtherlinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
-import { UdpSocket, type UdpStats } from '../io/udp.js';
-import { encodeAddress, formatAddress } from '../io/address.js';
+import { UdpSocket, type DatagramSocket, type UdpStats } from '../io/udp.js';
+import { decodeAddress, encodeAddress, formatAddress } from '../io/address.js';
+import { StreamLink, type StreamCarrier } from '../io/stream.js';
+import { listenTcp, listenWebSocket, type ListenerCounters, type StreamOrigin, type WebSocketListenOptions } from './stream-listener.js';
+import type { Server as NetServer } from 'node:net';
 import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
 import { TxQueue } from '../io/tx-queue.js';
 import { keyFrom, type AllowEntry } from '../crypto/keys.js';
@@ -32,6 +35,11 @@ import {
   PORT_TIMEOUT_DEFAULT_S,
   PORT_TIMEOUT_MIN_INTERVALS,
   SWITCH_TICK_INTERVAL_MS,
+  STREAM_AUTH_TIMEOUT_MS,
+  STREAM_CONNECTIONS_MAX,
+  STREAM_CONNECTIONS_PER_ADDRESS,
+  STREAM_DATAGRAM_MAX,
+  STREAM_UNBOUND_DATAGRAM_MAX,
   type TransportCipherName,
 } from '../protocol/constants.js';
 import { insecureSwitchKey } from '../protocol/noise.js';
@@ -110,7 +118,32 @@ export interface SwitchServerOptions {
    * (ports report their NAT as 'unknown').
    */
   reflectorPort?: number | false;
+  /** Also accept ports over TCP, on each listen address and the same port number (default true). */
+  tcp?: boolean;
+  /** Also accept ports over WebSocket (HTTP Upgrade on a path), optionally with TLS: for a reverse proxy on 443, or wss:// directly. */
+  ws?: WebSocketListenOptions;
   logger?: Logger;
+}
+
+export type { WebSocketListenOptions };
+
+/** The stream listeners' counters, in status. */
+export interface StreamCounters {
+  /** Streams open now, accepted in all, and refused (over STREAM_CONNECTIONS_MAX, or per address). */
+  open: number;
+  accepted: number;
+  refused: number;
+  /** Closed for not carrying a handshake within STREAM_AUTH_TIMEOUT_MS, or idle past the port timeout. */
+  authTimeouts: number;
+  idleTimeouts: number;
+  /** Closed because the bytes were not length-prefixed datagrams. */
+  malformed: number;
+  /** Datagrams skipped for being too long (before a handshake: over STREAM_UNBOUND_DATAGRAM_MAX). */
+  skipped: number;
+  /** Datagrams not sent to a stream: its send queue was full (head-of-line bound). */
+  txDropped: number;
+  /** HTTP requests that were no WebSocket upgrade to our path. */
+  wsRejected: number;
 }
 
 /** Default keepalive for a port timeout: three keepalives fit in one timeout. */
@@ -132,6 +165,8 @@ export interface MemberStatus {
   linkUp: boolean;
   /** The member id end-to-end datagrams are routed by. */
   memberId: number;
+  /** How it reaches the switch now: 'udp', 'tcp' or 'ws'. */
+  transport: 'udp' | 'tcp' | 'ws';
   /** End-to-end traffic the switch relayed (unopened) for this member: to it and from it. */
   relayed: { toFrames: number; toBytes: number; fromFrames: number; fromBytes: number };
   /** Members that hold this one's directory entry (itself included). */
@@ -164,6 +199,10 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
   pairs: PairPathStatus[];
   /** The reflector's UDP port (0: none). */
   reflectorPort: number;
+  /** TCP ports listened on (the UDP ports' numbers), and the WebSocket listener ('ws://ADDR:PORT/PATH' or 'wss://...'). */
+  tcpPorts: number[];
+  ws?: string;
+  streams: StreamCounters;
   protocol: SessionCounters & {
     ports: number;
     pendingHandshakes: number;
@@ -199,11 +238,21 @@ export interface SwitchServerEvents {
   'port-left': [info: PortEventInfo & { reason: string }];
 }
 
-/** One bound socket and the queue its members' datagrams go through. */
+/** One UDP socket or one stream connection, and the queue its members' datagrams go through. */
 interface SocketLink extends Link {
-  readonly socket: UdpSocket;
+  /** Unique per link: endpoint keys are per link (a TCP and a UDP peer may share address and port). */
+  readonly id: number;
+  readonly kind: 'udp' | 'tcp' | 'ws';
+  readonly socket: DatagramSocket;
   readonly queue: TxQueue;
-  /** The socket's relay counters: 4 doubles per member id. */
+  /** The UDP socket (its relay table), or null for a stream. */
+  readonly udp: UdpSocket | null;
+  readonly stream: StreamLink | null;
+  /** A stream: a member's handshake has come over it (its datagram limit is raised, its auth timer stops). */
+  bound: boolean;
+  /** A stream: where it came from (a per-address count; the forwarded client of a local proxy). */
+  origin?: StreamOrigin;
+  /** The socket's relay counters: 4 doubles per member id (UDP only). */
   relayCounters: Float64Array;
 }
 
@@ -241,6 +290,18 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private reflectReplies = 0;
   private reflectDropped = 0;
   private readonly reflectBudget = new TokenBucket(REFLECT_REPLIES_PER_SECOND, REFLECT_REPLIES_PER_SECOND);
+  private nextLinkId = 1;
+  /** Open stream links, and how many per origin address. */
+  private readonly streamLinks = new Set<SocketLink>();
+  private readonly perAddress = new Map<string, number>();
+  private readonly streamCounters: StreamCounters = { open: 0, accepted: 0, refused: 0, authTimeouts: 0, idleTimeouts: 0, malformed: 0, skipped: 0, txDropped: 0, wsRejected: 0 };
+  private readonly listenerCounters: ListenerCounters = { wsRejected: 0 };
+  private readonly streamServers: { close(): void }[] = [];
+  private readonly tcpBound: number[] = [];
+  private wsBound = '';
+  private readonly portTimeoutMs: number;
+  /** Resolves once the stream listeners are bound (rejects with the bind error). */
+  readonly listening: Promise<void>;
 
   constructor(opts: SwitchServerOptions = {}) {
     super();
@@ -248,6 +309,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.capture = new CaptureSlot(this.log);
     const portTimeoutS = opts.portTimeoutS ?? PORT_TIMEOUT_DEFAULT_S;
     const keepaliveS = opts.keepaliveS ?? keepaliveFor(portTimeoutS);
+    this.portTimeoutMs = portTimeoutS * 1000;
     if (portTimeoutS < keepaliveS * PORT_TIMEOUT_MIN_INTERVALS) {
       throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `port timeout ${portTimeoutS} s must be at least ${PORT_TIMEOUT_MIN_INTERVALS} keepalive intervals (${keepaliveS} s)`);
     }
@@ -299,7 +361,16 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         throw err;
       }
       // 4 doubles per possible member id: 2 MiB of address space, touched only where members are.
-      const link: SocketLink = { socket, queue: new TxQueue(socket), relayCounters: new Float64Array((MEMBER_ID_MAX + 1) * RELAY_COUNTERS_PER_MEMBER) };
+      const link: SocketLink = {
+        id: this.nextLinkId++,
+        kind: 'udp',
+        socket,
+        udp: socket,
+        stream: null,
+        bound: true,
+        queue: new TxQueue(socket),
+        relayCounters: new Float64Array((MEMBER_ID_MAX + 1) * RELAY_COUNTERS_PER_MEMBER),
+      };
       socket.setRelayCounters(link.relayCounters);
       this.sockets.push(socket);
       this.links.push(link);
@@ -328,8 +399,101 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     };
     this.switch.start();
     if (opts.reflectorPort !== false) this.startReflector(opts.listen?.[0]?.address ?? '::', opts.reflectorPort ?? 0);
-    this.tickTimer = setInterval(() => this.sessions.tick(Date.now()), SWITCH_TICK_INTERVAL_MS);
+    this.tickTimer = setInterval(() => {
+      const now = Date.now();
+      this.sessions.tick(now);
+      this.tickStreams(now);
+    }, SWITCH_TICK_INTERVAL_MS);
     this.tickTimer.unref();
+    this.listening = this.listenStreams(opts);
+    // A caller that never awaits listening still sees a bind failure in the log, not as an unhandled rejection.
+    this.listening.catch((err: Error) => this.log.error(`stream listener failed: ${err.message}`));
+  }
+
+  /** TCP on every UDP listen address and port number, and the WebSocket listener, as configured. */
+  private async listenStreams(opts: SwitchServerOptions): Promise<void> {
+    const accept = (kind: 'tcp' | 'ws') => (carrier: StreamCarrier, origin: StreamOrigin) => this.acceptStream(kind, carrier, origin);
+    if (opts.tcp !== false) {
+      const listen = opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }];
+      for (let i = 0; i < listen.length; i++) {
+        const server: NetServer = await listenTcp(listen[i]!.address, this.sockets[i]!.port, accept('tcp'));
+        if (this.closed) {
+          server.close();
+          return;
+        }
+        this.streamServers.push(server);
+        this.tcpBound.push(this.sockets[i]!.port);
+      }
+    }
+    if (opts.ws !== undefined) {
+      const server = await listenWebSocket(opts.ws, accept('ws'), this.listenerCounters);
+      if (this.closed) {
+        server.close();
+        return;
+      }
+      this.streamServers.push(server);
+      const a = server.address();
+      const port = typeof a === 'object' && a !== null ? a.port : opts.ws.port;
+      const host = opts.ws.address.includes(':') ? `[${opts.ws.address}]` : opts.ws.address;
+      this.wsBound = `${opts.ws.tlsCert !== undefined ? 'wss' : 'ws'}://${host}:${port}${opts.ws.path ?? '/etherlink'}`;
+      this.log.info('WebSocket listening', { url: this.wsBound });
+    }
+  }
+
+  /** A new stream: within the limits it becomes a link, whose datagrams go the way a socket's do. */
+  private acceptStream(kind: 'tcp' | 'ws', carrier: StreamCarrier, origin: StreamOrigin): boolean {
+    const count = this.perAddress.get(origin.address) ?? 0;
+    // Behind a local proxy every client shares its address: the per-address bound applies to the forwarded one.
+    if (this.closed || this.streamLinks.size >= STREAM_CONNECTIONS_MAX || count >= STREAM_CONNECTIONS_PER_ADDRESS) {
+      this.streamCounters.refused++;
+      return false;
+    }
+    let peer: Buffer;
+    try {
+      peer = encodeAddress(origin.address, origin.port);
+    } catch {
+      this.streamCounters.refused++;
+      return false;
+    }
+    const stream = new StreamLink(carrier, peer, { maxDatagram: STREAM_UNBOUND_DATAGRAM_MAX });
+    const link: SocketLink = { id: this.nextLinkId++, kind, socket: stream, udp: null, stream, bound: false, origin, queue: new TxQueue(stream), relayCounters: new Float64Array(0) };
+    this.perAddress.set(origin.address, count + 1);
+    this.streamLinks.add(link);
+    this.streamCounters.accepted++;
+    stream.onDatagrams((batch, addrs) => this.onDatagrams(link, batch, addrs));
+    stream.onClose((reason) => {
+      this.streamLinks.delete(link);
+      const n = (this.perAddress.get(origin.address) ?? 1) - 1;
+      if (n <= 0) this.perAddress.delete(origin.address);
+      else this.perAddress.set(origin.address, n);
+      this.streamCounters.skipped += stream.stats.rxSkipped;
+      this.streamCounters.txDropped += stream.stats.txDropped;
+      if (reason.startsWith('a zero length') || reason.startsWith('not an')) this.streamCounters.malformed++;
+      this.log.debug('stream closed', { kind, remote: carrier.remote, reason });
+    });
+    this.log.debug('stream accepted', { kind, remote: carrier.remote });
+    return true;
+  }
+
+  /** Streams without a handshake in time, or idle past the port timeout, are closed. */
+  private tickStreams(now: number): void {
+    for (const link of this.streamLinks) {
+      const st = link.stream!;
+      if (!link.bound && now - st.openedAt > STREAM_AUTH_TIMEOUT_MS) {
+        this.streamCounters.authTimeouts++;
+        st.close(`no handshake within ${STREAM_AUTH_TIMEOUT_MS / 1000} s`);
+      } else if (link.bound && now - st.lastReceiveAt > this.portTimeoutMs) {
+        this.streamCounters.idleTimeouts++;
+        st.close(`idle for ${this.portTimeoutMs / 1000} s`);
+      }
+    }
+  }
+
+  /** A member's authenticated traffic or handshake came over `link`: a stream there is trusted with full-size datagrams. */
+  private bind(link: SocketLink): void {
+    if (link.bound || link.stream === null) return;
+    link.bound = true;
+    link.stream.decoder.max = STREAM_DATAGRAM_MAX;
   }
 
   /** This switch's public key (base64): what ports give as their switch key. */
@@ -416,15 +580,16 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   /** Program the relay route of `m` (joined, or roamed: on its socket only, off the others). */
   private route(m: Member<SocketLink>): void {
     this.forgetEndpoint(m);
-    const key = m.endpoint.toString('hex');
+    this.bind(m.link);
+    const key = endpointKey(m.link, m.endpoint);
     this.byEndpoint.set(key, m);
     this.endpointKeys.set(m, key);
-    for (const l of this.links) if (!l.socket.closed) l.socket.setRelayRoute(m.id, l === m.link ? m.endpoint : null);
+    for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, l === m.link ? m.endpoint : null);
   }
 
   private unroute(m: Member<SocketLink>): void {
     this.forgetEndpoint(m);
-    for (const l of this.links) if (!l.socket.closed) l.socket.setRelayRoute(m.id, null);
+    for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, null);
   }
 
   /** Drop the endpoint `m` was routed at (it roamed from there, or left). */
@@ -493,7 +658,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
    * that is no member is dropped.
    */
   private onUnroutedPair(link: SocketLink, datagram: Buffer, from: Buffer, now: number): void {
-    const src = this.byEndpoint.get(from.toString('hex'));
+    const src = this.byEndpoint.get(endpointKey(link, from));
     if (src === undefined) {
       this.pairDropped++;
       // Perhaps a member whose NAT mapping changed: its ping from the new address moves it (roaming).
@@ -508,7 +673,12 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     if (dst.link.socket.closed) return;
     this.pairRelayedSlow++;
-    dst.link.socket.sendTo(Buffer.from(datagram), dst.endpoint);
+    // Through the destination's queue: one write (or sendmmsg) per receive batch, not one per datagram.
+    const q = dst.link.queue;
+    q.ensure(datagram.length);
+    const at = q.used;
+    datagram.copy(q.batch.buf, at);
+    q.commit(at, datagram.length, dst.endpoint);
   }
 
   private budgetOf(m: Member<SocketLink>): TokenBucket {
@@ -548,13 +718,27 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   private candidatesOf(m: Member<SocketLink>): Buffer {
     const e = this.endpoints.get(m);
-    return encodeCandidates(m.id, e?.flags ?? 0, e?.nat ?? NatMapping.UNKNOWN, m.endpoint, e?.addrs ?? []);
+    return encodeCandidates(m.id, e?.flags ?? 0, e?.nat ?? NatMapping.UNKNOWN, this.publicCandidate(m, e?.addrs ?? []), e?.addrs ?? []);
+  }
+
+  /**
+   * Where others may try to reach `m` over UDP: the address we see. For a
+   * member on a stream that is a TCP port, so its UDP port is guessed as the
+   * one of its own socket (what a NAT that keeps ports, and no NAT, give).
+   */
+  private publicCandidate(m: Member<SocketLink>, own: readonly Buffer[]): Buffer {
+    if (m.link.stream === null || own.length === 0) return m.endpoint;
+    const slot = Buffer.from(m.endpoint);
+    slot.writeUInt16BE(own[0]!.readUInt16BE(16), 16);
+    return slot;
   }
 
   /** `m` moved (NAT rebinding, new network): it hears its new address, and the members it was introduced to meet it again. */
   private roamed(m: Member<SocketLink>): void {
+    this.log.info('port transport', { port: m.name, transport: m.link.kind, address: formatAddress(m.endpoint) });
     if (!m.pairs) return;
-    this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
+    // Over a stream the address we see is not the port's UDP mapping: its NAT is not measured against it.
+    if (m.link.stream === null) this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
     for (const other of this.introduced.get(m) ?? []) if (this.handles.has(other)) this.introduce(m, other);
   }
 
@@ -569,10 +753,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     // A member that runs pair sessions hears its own entry: its id, and later the MACs it may send from end to end.
     if (m.pairs) {
       this.directory.subscribe(m, m);
-      this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
+      if (m.link.stream === null) this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
     }
     const info = this.info(m, handle.id);
-    this.log.info('port joined', { port: m.name, address: info.address, key: m.publicKey });
+    this.log.info('port joined', { port: m.name, address: info.address, transport: m.link.kind, key: m.publicKey });
     this.emit('port-joined', info);
   }
 
@@ -609,6 +793,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         rekeys: m.rekeys,
         linkUp: m.linkUp,
         memberId: m.id,
+        transport: m.link.kind,
         relayed: this.relayedFor(m.id),
         knownBy: this.directory.viewerCount(m),
         knownByNames: this.directory.viewersOf(m).map((v) => v.name),
@@ -625,6 +810,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       members,
       pairs: this.pairPaths(),
       reflectorPort: this.reflectorBound,
+      tcpPorts: [...this.tcpBound],
+      ...(this.wsBound !== '' ? { ws: this.wsBound } : {}),
+      streams: this.streamStatus(),
       protocol: {
         ...this.sessions.counters,
         ports: this.sessions.size,
@@ -640,6 +828,15 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       },
       udp: this.sockets.map((s) => s.stats),
     };
+  }
+
+  private streamStatus(): StreamCounters {
+    const c = { ...this.streamCounters, open: this.streamLinks.size, wsRejected: this.listenerCounters.wsRejected };
+    for (const l of this.streamLinks) {
+      c.skipped += l.stream!.stats.rxSkipped;
+      c.txDropped += l.stream!.stats.txDropped;
+    }
+    return c;
   }
 
   /** Each pair once: relayed if either side says so (with its reason), else direct. */
@@ -726,9 +923,19 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     for (const l of this.links) l.queue.flush();
     this.switch.stop();
     for (const s of this.sockets) s.close();
+    for (const srv of this.streamServers) srv.close();
+    for (const l of this.streamLinks) {
+      l.queue.flush();
+      l.stream!.end('switch shutting down');
+    }
     this.reflector?.close();
     this.reflector = null;
   }
+}
+
+/** The byEndpoint key of a peer slot on a link. */
+function endpointKey(link: SocketLink, slot: Buffer): string {
+  return `${link.id}/${slot.toString('hex', 0, 18)}`;
 }
 
 function sameEndpoints(a: { flags: number; nat: number; addrs: Buffer[] }, b: { flags: number; nat: number; addrs: Buffer[] }): boolean {

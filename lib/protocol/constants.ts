@@ -54,6 +54,17 @@ export const MessageType = {
   REFLECT_REQUEST: 0x2a,
   /** Reflector -> port: prefix, the transaction id, the source address slot it saw (18 bytes), 2 zero bytes. */
   REFLECT_REPLY: 0x2b,
+  /**
+   * Port -> switch over UDP while the port's session runs over a stream (TCP,
+   * WebSocket): prefix, the switch's receiver index of the port's current
+   * keys u32, sequence u32, zero padding to UDP_PROBE_SIZE. "Would UDP work
+   * again?" Unauthenticated, but answered only for a live index, within a
+   * budget, and with an authenticated PROBE_ACK (control inside transport
+   * data) no larger than the probe, sent back to where the probe came from.
+   * It moves nothing: the member's endpoint stays on the stream until the
+   * port sends its traffic over UDP again.
+   */
+  UDP_PROBE: 0x2c,
   /** "I don't speak that version": layout fixed forever. */
   VERSION_UNSUPPORTED: 0xff,
 } as const;
@@ -129,6 +140,8 @@ export const MEMBER_ID_MAX = 0xffff;
 
 /** REFLECT_REQUEST and REFLECT_REPLY: prefix, transaction id (8), address slot (16 + port 2), 2 zero bytes. */
 export const REFLECT_SIZE = 32;
+/** UDP_PROBE: prefix (4), receiver index (4), sequence (4), padding: larger than its sealed PROBE_ACK answer (16 + 5 + 16). */
+export const UDP_PROBE_SIZE = 64;
 export const REFLECT_TXID_OFFSET = 4;
 export const REFLECT_ADDR_OFFSET = 12;
 
@@ -177,7 +190,11 @@ export const Control = {
   PONG: 3,
   /** Switch -> port after key confirmation: keepalive interval (u16 s) and port timeout (u16 s). */
   PARAMS: 4,
+  /** Switch -> port, over UDP to where a UDP_PROBE came from: kind, the probe's sequence u32. */
+  PROBE_ACK: 5,
 } as const;
+/** PROBE_ACK: kind, sequence u32. */
+export const PROBE_ACK_SIZE = 5;
 export const CONTROL_MAX_SIZE = 13;
 /** PING and PONG: kind, sequence u32, flags u8. */
 export const PING_SIZE = 6;
@@ -498,6 +515,60 @@ export const REFLECT_REPLIES_PER_SECOND = 200;
 export const NAT_CHECK_INTERVAL_MS = 300_000;
 /** A reflector answer later than this counts as none (NAT mapping 'unknown' until the next check). */
 export const NAT_CHECK_TIMEOUT_MS = 2_000;
+
+// ---------------------------------------------------------------- stream transports (docs/PROTOCOL.md, "Streams")
+
+/**
+ * An unanswered ping is repeated this often (instead of waiting a keepalive
+ * interval): three in a row unanswered is how a port on UDP learns, within
+ * seconds, that UDP stopped working.
+ */
+export const PING_RETRY_MS = 1_000;
+/** Pings unanswered in a row after which the transport in use counts as broken. */
+export const TRANSPORT_MISSED_PINGS = 3;
+/** Frames went to the switch but nothing came back for this long: ping now rather than at the next keepalive. */
+export const TRANSPORT_QUIET_MS = 1_000;
+/** No handshake answer over UDP for this long: try a stream (the first attempt and two retries have gone out by then). */
+export const UDP_HANDSHAKE_FALLBACK_MS = 3_000;
+/** A stream that does not connect (TCP, TLS, HTTP upgrade, proxy) in this long has failed; the next kind is tried. */
+export const STREAM_CONNECT_TIMEOUT_MS = 5_000;
+/** Reconnecting a stream that failed or closed: first delay, doubling up to the maximum. */
+export const STREAM_RETRY_INITIAL_MS = 500;
+export const STREAM_RETRY_MAX_MS = 10_000;
+/** While on a stream, UDP is probed this often (UDP_PROBE). */
+export const UDP_PROBE_INTERVAL_MS = 2_000;
+/** A probe unanswered for this long counts as lost and starts the count of stable UDP over. */
+export const UDP_PROBE_TIMEOUT_MS = 1_500;
+/** UDP must have answered every probe for this long (and at least UDP_STABLE_PROBES of them) before traffic moves back to it: hysteresis. */
+export const UDP_STABLE_MS = 10_000;
+export const UDP_STABLE_PROBES = 4;
+/** After moving back to UDP the stream stays open this long, for what is still in flight on it, then closes. */
+export const STREAM_LINGER_MS = 5_000;
+/** PROBE_ACK answers a switch sends per second in total (the probes are unauthenticated; each needs a live index). */
+export const UDP_PROBE_ACKS_PER_SECOND = 200;
+/** Length prefix of a datagram on a stream: u16 big-endian. */
+export const STREAM_LENGTH_SIZE = 2;
+/** The largest datagram a stream carries (what UDP could carry over IPv4); a longer length prefix ends the connection. */
+export const STREAM_DATAGRAM_MAX = 65507;
+/**
+ * Bytes a stream may have queued for sending (in the process, not yet taken by
+ * the kernel) before further datagrams are dropped and counted: a stream is
+ * one ordered queue, and a frame held behind a backlog only adds delay (the
+ * inner TCP retransmits what is dropped). 256 KiB is ~2 ms at 1 Gbit/s.
+ */
+export const STREAM_SEND_QUEUE_BYTES = 256 * 1024;
+/** Before a stream has carried a handshake, a switch takes datagrams up to this size from it (an initiation is 148 bytes and a name); longer ones are skipped unbuffered. */
+export const STREAM_UNBOUND_DATAGRAM_MAX = 1024;
+/** A switch closes a stream that has not carried a completed handshake within this long (slowloris, idle junk). */
+export const STREAM_AUTH_TIMEOUT_MS = 10_000;
+/** Streams a switch holds at once, and from one address (plain TCP; WebSocket behind a proxy all share its address). */
+export const STREAM_CONNECTIONS_MAX = 4096;
+export const STREAM_CONNECTIONS_PER_ADDRESS = 64;
+/** Largest WebSocket message a switch or port accepts; one carries many length-prefixed datagrams. */
+export const WS_MESSAGE_MAX = 2 * 1024 * 1024;
+/** The WebSocket path a switch serves by default, and the subprotocol both sides name. */
+export const WS_DEFAULT_PATH = '/etherlink';
+export const WS_SUBPROTOCOL = 'etherlink.v2';
 
 // ================================================================ frames, underlay and MTU
 

@@ -18,6 +18,7 @@ import {
   LINK_STATE_RETRY_MS,
   MessageType,
   PINGS_OUTSTANDING_MAX,
+  PING_RETRY_MS,
   PingFlags,
   PROTOCOL_VERSION,
   REJECT_AFTER_TIME_MS,
@@ -44,6 +45,7 @@ import {
   decodeVersionUnsupported,
   encodeExtensions,
   encodePing,
+  encodeUdpProbe,
   formatIndex,
   isTransport,
   readReceiverIndex,
@@ -74,6 +76,8 @@ export type PortSessionEvent =
   | { type: 'rekeyed'; session: string }
   | { type: 'switch-dead'; silentMs: number }
   | { type: 'left-by-switch' }
+  /** The switch answered UDP_PROBE `seq` (authenticated, over UDP): UDP works both ways. */
+  | { type: 'probe-ack'; seq: number }
   /** Something the user must fix; the session keeps retrying on its backoff. */
   | { type: 'problem'; reason: 'incompatible-version' | 'refused' | 'bad-response' | 'no-answer'; message: string };
 
@@ -136,6 +140,9 @@ export class PortSession {
   private sessionLost = false;
   private keepaliveMs = KEEPALIVE_INTERVAL_DEFAULT_S * 1000;
   private pingSeq = 0;
+  /** Pings sent since the last PONG, and when the latest went out. */
+  private unanswered = 0;
+  private lastPingAt = 0;
   private readonly pingSentAt = new Map<number, number>();
   private rttMs: number | undefined;
   private linkUp = true;
@@ -309,6 +316,57 @@ export class PortSession {
     return Number.isFinite(t) ? t : undefined;
   }
 
+  /**
+   * Pings in a row the switch has not answered: the latest one counts once it
+   * has had PING_RETRY_MS to come back. 0 when not joined.
+   */
+  missedPings(now: number): number {
+    if (!this.isJoined || this.unanswered === 0) return 0;
+    return now - this.lastPingAt >= PING_RETRY_MS ? this.unanswered : this.unanswered - 1;
+  }
+
+  /** When the switch was last heard from (an authenticated datagram; the handshake response counts). */
+  get lastHeardAt(): number {
+    return this.lastHeard;
+  }
+
+  /**
+   * The way to the switch changed (another transport): joined, ping now (the
+   * authenticated ping moves this port's endpoint at the switch); handshaking,
+   * send the initiation now instead of at the end of the backoff.
+   */
+  kick(now: number): void {
+    if (this.state === 'idle') return;
+    // Pings lost on the old way say nothing about the new one.
+    this.unanswered = 0;
+    if (this.isJoined) {
+      this.ping(now);
+      return;
+    }
+    this.attempt = 0;
+    this.initiate(now);
+  }
+
+  /** Ping now unless one is already waiting for its answer (frames went out and nothing came back). */
+  pingSoon(now: number): void {
+    if (this.isJoined && this.unanswered === 0) this.ping(now);
+  }
+
+  /** A UDP_PROBE with sequence `seq` for the current session, or null when not joined. */
+  udpProbe(seq: number): Buffer | null {
+    const kp = this.current;
+    if (kp === null || this.state !== 'joined') return null;
+    return encodeUdpProbe(kp.remoteIndex, seq);
+  }
+
+  /** Start a new handshake now (an --insecure session cannot move to another transport: the switch pins it to its endpoint). */
+  rehandshake(now: number): void {
+    if (this.state === 'idle') return;
+    this.unanswered = 0;
+    this.attempt = 0;
+    this.initiate(now);
+  }
+
   /** Say goodbye (if joined) and stop. */
   leave(): void {
     if (this.current !== null) this.sendControl(LEAVE_PAYLOAD);
@@ -347,6 +405,11 @@ export class PortSession {
         this.sendControl(encodePing(Control.PONG, c.seq));
         return;
       case Control.PONG: {
+        if (this.unanswered > 0) {
+          this.unanswered = 0;
+          // Answered: back from retrying every PING_RETRY_MS to the keepalive interval.
+          if (this.linkAcked) this.nextPingAt = this.lastPingAt + this.keepaliveMs;
+        }
         const sent = this.pingSentAt.get(c.seq);
         if (sent !== undefined) {
           this.rttMs = Math.round((this.monotonic() - sent) * 1000) / 1000;
@@ -361,6 +424,9 @@ export class PortSession {
       case Control.PARAMS:
         if (c.keepaliveS >= KEEPALIVE_INTERVAL_MIN_S && c.keepaliveS <= KEEPALIVE_INTERVAL_MAX_S) this.keepaliveMs = c.keepaliveS * 1000;
         this.nextPingAt = Math.min(this.nextPingAt, this.rxNow + this.keepaliveMs);
+        return;
+      case Control.PROBE_ACK:
+        this.host.event({ type: 'probe-ack', seq: c.seq });
         return;
       case Control.LEAVE:
         this.host.event({ type: 'left-by-switch' });
@@ -516,7 +582,10 @@ export class PortSession {
     if (this.pingSentAt.size > PINGS_OUTSTANDING_MAX) this.pingSentAt.delete(this.pingSentAt.keys().next().value!);
     if (!this.linkAcked && this.linkPingSeq === 0) this.linkPingSeq = seq;
     this.sendControl(encodePing(Control.PING, seq, this.linkUp ? 0 : PingFlags.LINK_DOWN));
-    this.nextPingAt = now + (this.linkAcked ? this.keepaliveMs : LINK_STATE_RETRY_MS);
+    this.unanswered++;
+    this.lastPingAt = now;
+    // Until a PONG comes, ping again soon: missed pings are how a broken transport shows (missedPings).
+    this.nextPingAt = now + (this.linkAcked ? Math.min(PING_RETRY_MS, this.keepaliveMs) : LINK_STATE_RETRY_MS);
   }
 
   private sendControl(payload: Buffer): void {
@@ -526,6 +595,7 @@ export class PortSession {
 
   private beginRejoin(now: number): void {
     this.state = 'handshaking';
+    this.unanswered = 0;
     this.attempt = 0;
     this.dropHandshake();
     this.nextPingAt = Infinity;

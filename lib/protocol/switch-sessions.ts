@@ -25,6 +25,7 @@ import {
   REPLY_BUDGET_BURST,
   REPLY_BUDGET_PER_SECOND,
   RefusedReason,
+  UDP_PROBE_ACKS_PER_SECOND,
   UNDER_LOAD_HANDSHAKES_PER_S,
   handshakePrologue,
   type TransportCipherName,
@@ -40,7 +41,9 @@ import {
   LEAVE_PAYLOAD,
   decodeControl,
   decodeExtensions,
+  decodeUdpProbe,
   encodeHandshakeRefused,
+  encodeProbeAck,
   encodeParams,
   encodePing,
   encodeSessionUnknown,
@@ -122,6 +125,9 @@ export interface SessionCounters {
   wrongEndpoint: number;
   /** PAIR_DATA the socket's relay table did not forward (unknown source or destination): handled or dropped in JS. */
   pairUnrouted: number;
+  /** UDP_PROBE answered (a port on a stream checking whether UDP works again), and dropped (unknown index, over budget, malformed). */
+  udpProbeAcks: number;
+  udpProbesDropped: number;
   txOversize: number;
   roams: number;
   leaves: number;
@@ -214,6 +220,8 @@ export class SwitchSessions<L extends Link = Link> {
     noSession: 0,
     wrongEndpoint: 0,
     pairUnrouted: 0,
+    udpProbeAcks: 0,
+    udpProbesDropped: 0,
     txOversize: 0,
     roams: 0,
     leaves: 0,
@@ -240,6 +248,7 @@ export class SwitchSessions<L extends Link = Link> {
   private readonly versionBudget = new TokenBucket(REPLY_BUDGET_PER_SECOND, REPLY_BUDGET_BURST);
   private readonly refusalBudget = new TokenBucket(REPLY_BUDGET_PER_SECOND, REPLY_BUDGET_BURST);
   private readonly logBudget = new TokenBucket(LOG_BUDGET_PER_SECOND, LOG_BUDGET_PER_SECOND);
+  private readonly probeBudget = new TokenBucket(UDP_PROBE_ACKS_PER_SECOND, UDP_PROBE_ACKS_PER_SECOND);
   private readonly rejectAfterMs: number;
   private readonly log: Logger;
   private handshakesThisSecond = 0;
@@ -352,7 +361,7 @@ export class SwitchSessions<L extends Link = Link> {
           if (this.replyBudget.take(now)) this.host.send(link, encodeSessionUnknown(index), addrs.subarray(i * ADDR_SLOT, (i + 1) * ADDR_SLOT));
           continue;
         }
-        if (this.pinned && !addressEquals(e.member.endpoint, 0, addrs, i * ADDR_SLOT)) {
+        if (this.pinned && (e.member.link !== link || !addressEquals(e.member.endpoint, 0, addrs, i * ADDR_SLOT))) {
           this.counters.wrongEndpoint++;
           continue;
         }
@@ -459,8 +468,8 @@ export class SwitchSessions<L extends Link = Link> {
   private heard(m: Member<L>, kp: Keypair, slot: number): void {
     m.lastSeen = this.rxNow;
     if (!kp.confirmed) this.confirm(m, kp);
-    // Roaming: only an authenticated datagram moves the endpoint.
-    if (!addressEquals(m.endpoint, 0, this.rxAddrs, slot * ADDR_SLOT)) {
+    // Roaming: only an authenticated datagram moves the endpoint (to another address, or another transport).
+    if (!addressEquals(m.endpoint, 0, this.rxAddrs, slot * ADDR_SLOT) || (this.rxLink !== null && m.link !== this.rxLink)) {
       const from = formatAddress(m.endpoint);
       this.rxAddrs.copy(m.endpoint, 0, slot * ADDR_SLOT, (slot + 1) * ADDR_SLOT);
       if (this.rxLink !== null) m.link = this.rxLink;
@@ -521,7 +530,28 @@ export class SwitchSessions<L extends Link = Link> {
       this.initiation(link, message, from, now);
       return;
     }
+    if (buf[off + 1] === MessageType.UDP_PROBE) {
+      this.udpProbe(link, buf, off, len, from, now);
+      return;
+    }
     this.counters.malformed++;
+  }
+
+  /**
+   * UDP_PROBE from a port whose session runs over a stream: answered with an
+   * authenticated PROBE_ACK to where it came from, on the link it came by.
+   * Nothing moves: the member's endpoint changes only when its traffic does.
+   */
+  private udpProbe(link: L, buf: Buffer, off: number, len: number, from: Buffer, now: number): void {
+    const p = decodeUdpProbe(buf, off, len);
+    const e = p === null ? undefined : this.indices.get(p.index);
+    const kp = e?.kp;
+    if (p === null || e === undefined || kp === undefined || !kp.confirmed || kp.closed || !e.member.joined || !this.probeBudget.take(now)) {
+      this.counters.udpProbesDropped++;
+      return;
+    }
+    this.counters.udpProbeAcks++;
+    this.host.send(link, sealOne(kp, encodeProbeAck(p.seq)), Buffer.from(from));
   }
 
   private initiation(link: L, message: Buffer, from: Buffer, now: number): void {
@@ -598,8 +628,10 @@ export class SwitchSessions<L extends Link = Link> {
     }
     m.pairs = ext?.pairs === true;
     // The initiation proved the key (its timestamp decrypts only with it): reply where it came from.
+    const moved = m.link !== link || !addressEquals(from, 0, m.endpoint, 0);
     from.copy(m.endpoint);
     m.link = link;
+    if (moved && m.joined) this.host.roamed?.(m);
     const kp = new Keypair(accepted.keys, now, this.cipher);
     this.indices.set(localIndex, { member: m, kp });
     if (m.next === null) m.unconfirmedSince = now;

@@ -12,6 +12,8 @@ import {
   PROBE_FRAME_MIN_SIZE,
   REFLECT_ADDR_OFFSET,
   REFLECT_SIZE,
+  PROBE_ACK_SIZE,
+  UDP_PROBE_SIZE,
   REFLECT_TXID_OFFSET,
   ENDPOINT_UNKNOWN_SIZE,
   EXTENSIONS_MAX_SIZE,
@@ -153,7 +155,8 @@ export const LEAVE_PAYLOAD: Buffer = Buffer.from([Control.LEAVE]);
 export type ControlMessage =
   | PingMessage
   | { kind: typeof Control.PARAMS; keepaliveS: number; portTimeoutS: number }
-  | { kind: typeof Control.LEAVE };
+  | { kind: typeof Control.LEAVE }
+  | { kind: typeof Control.PROBE_ACK; seq: number };
 
 export function decodeControl(buf: Uint8Array, off: number, len: number): ControlMessage | null {
   if (len < 1 || len > CONTROL_MAX_SIZE) return null;
@@ -165,7 +168,31 @@ export function decodeControl(buf: Uint8Array, off: number, len: number): Contro
     return { kind, keepaliveS: (buf[off + 1]! << 8) | buf[off + 2]!, portTimeoutS: (buf[off + 3]! << 8) | buf[off + 4]! };
   }
   if (kind === Control.LEAVE && len === 1) return { kind };
+  if (kind === Control.PROBE_ACK && len === PROBE_ACK_SIZE) return { kind, seq: readU32(buf, off + 1) };
   return null;
+}
+
+/** PROBE_ACK: the answer to UDP_PROBE `seq` (sealed by the switch, sent over UDP). */
+export function encodeProbeAck(seq: number): Buffer {
+  const b = Buffer.alloc(PROBE_ACK_SIZE);
+  b[0] = Control.PROBE_ACK;
+  writeU32(b, 1, seq >>> 0);
+  return b;
+}
+
+/** UDP_PROBE for the switch's receiver index `index`, sequence `seq`, padded to UDP_PROBE_SIZE. */
+export function encodeUdpProbe(index: number, seq: number): Buffer {
+  const b = Buffer.alloc(UDP_PROBE_SIZE);
+  writePrefix(b, 0, MessageType.UDP_PROBE);
+  writeU32(b, 4, index >>> 0);
+  writeU32(b, 8, seq >>> 0);
+  return b;
+}
+
+/** A UDP_PROBE's receiver index and sequence, or null if buf[off .. +len) is not exactly one. */
+export function decodeUdpProbe(buf: Uint8Array, off: number, len: number): { index: number; seq: number } | null {
+  if (len !== UDP_PROBE_SIZE || !hasPrefix(buf, off, len, MessageType.UDP_PROBE)) return null;
+  return { index: readU32(buf, off + 4), seq: readU32(buf, off + 8) };
 }
 
 // ---------------------------------------------------------------- unauthenticated hints

@@ -162,6 +162,15 @@ export interface NatLab {
   forward(router: NatRouter, host: NatHost, port: number): void;
   /** Measure `router`'s mapping from one socket on `host` (default its first) to both reflectors. */
   checkMapping(router: NatRouter, host?: NatHost): Promise<MappingReport>;
+  /**
+   * The host's router drops every UDP packet from it (a firewall that blocks
+   * UDP: hotel Wi-Fi, a corporate network); TCP and ICMP still pass. With
+   * `tcp`, TCP from it to the switch is dropped too (only a proxy gets out).
+   */
+  blockUdp(host: NatHost, opts?: { tcpToSwitch?: boolean }): void;
+  unblockUdp(host: NatHost): void;
+  /** Packets from `host` those rules dropped so far. */
+  udpBlockedDrops(host: NatHost): number;
   /** Counters of the switch's underlay interface. */
   switchCounters(): LinkCounters;
   /** The router's conntrack UDP entries as text, for failure reports. */
@@ -414,6 +423,17 @@ export function buildNatLab(tag: string, specs: readonly RouterSpec[]): NatLab {
     },
     forward(router, host, port) {
       nft(router.ns, forwardRules(host, port));
+    },
+    blockUdp(host, opts = {}) {
+      const tcp = opts.tcpToSwitch === true ? `\n    iifname "lan" ip saddr ${host.lan} ip daddr ${SWITCH_ADDRESS} meta l4proto tcp counter drop` : '';
+      nft(host.router.ns, `table inet etl_udp_${host.index}\ndelete table inet etl_udp_${host.index}\ntable inet etl_udp_${host.index} {\n  chain forward {\n    type filter hook forward priority -10; policy accept;\n    iifname "lan" ip saddr ${host.lan} meta l4proto udp counter drop${tcp}\n  }\n}\n`);
+    },
+    unblockUdp(host) {
+      nft(host.router.ns, `table inet etl_udp_${host.index}\ndelete table inet etl_udp_${host.index}\n`);
+    },
+    udpBlockedDrops(host) {
+      const r = host.router.ns.exec('nft', ['list', 'table', 'inet', `etl_udp_${host.index}`], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+      return [...r.stdout.matchAll(/counter packets (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
     },
     async checkMapping(router, host = router.hosts[0]) {
       if (host === undefined) throw new Error(`${router.name} has no hosts`);

@@ -30,7 +30,7 @@ test('HELP and label values are escaped; counters must end in _total; a family i
 test('a switch report: per-port samples by name and direction; duplicate names stay distinct', () => {
   const counters = (rx: number) => ({ rxFrames: rx, rxBytes: rx * 100, txFrames: 1, txBytes: 100, flooded: 0, txErrors: 0, drops: { runt: 1, oversize: 0, badSource: 0, samePort: 0, reentrant: 0 } });
   const r: SwitchStatusReport = {
-    kind: 'vswitch', time: new Date().toISOString(), pid: 1, mode: 'secure', cipher: 'chacha20-poly1305', publicKey: 'S=', udpPorts: [9999],
+    kind: 'vswitch', time: new Date().toISOString(), pid: 1, mode: 'secure', cipher: 'chacha20-poly1305', publicKey: 'S=', udpPorts: [9999], tcpPorts: [9999], streams: { open: 1, accepted: 2, refused: 3 },
     ports: [
       { id: 1, name: 'a"b', address: '10.0.0.1:1', publicKey: 'K=', linkUp: true, counters: counters(5), macs: [] },
       { id: 2, name: 'dup', address: '10.0.0.2:1', linkUp: false, counters: counters(6), macs: [] },

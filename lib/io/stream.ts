@@ -1,0 +1,365 @@
+// Datagrams over a stream (TCP, TLS, WebSocket): each one is a u16 big-endian
+// length and that many bytes (docs/PROTOCOL.md, "Streams"). A StreamLink is a
+// DatagramSocket like a UdpSocket, so the protocol above cannot tell them
+// apart: received datagrams come as zero-copy batches, sends are bounded and
+// drop rather than queue (a stream is one ordered queue: a backlog only adds
+// delay, and the inner TCP retransmits what is lost).
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { FrameBatch } from '../core/frames.js';
+import { ADDR_SLOT } from './native.js';
+import type { DatagramSocket } from './udp.js';
+import { STREAM_DATAGRAM_MAX, STREAM_LENGTH_SIZE, STREAM_SEND_QUEUE_BYTES } from '../protocol/constants.js';
+
+/** Datagrams handed over per receive callback at most. */
+export const STREAM_BATCH = 256;
+
+/** Counters of one stream link. */
+export interface StreamStats {
+  rxDatagrams: number;
+  rxBytes: number;
+  txDatagrams: number;
+  txBytes: number;
+  /** Not sent: the send queue was full (STREAM_SEND_QUEUE_BYTES), or the stream closed. */
+  txDropped: number;
+  /** Longer than the link takes now (before a handshake: STREAM_UNBOUND_DATAGRAM_MAX): skipped, unread. */
+  rxSkipped: number;
+}
+
+/** Reusable receive batch over whichever buffer the datagrams are in. */
+class StreamBatch implements FrameBatch {
+  count = 0;
+  buf: Buffer = Buffer.alloc(0);
+  readonly offsets = new Uint32Array(STREAM_BATCH);
+  readonly lengths = new Uint32Array(STREAM_BATCH);
+}
+
+/**
+ * Splits a byte stream into datagrams. Whole datagrams inside a chunk are
+ * handed over as views of it; one cut across chunks is assembled in a buffer
+ * kept for the next (at most the largest datagram allowed). A zero length
+ * ends the stream (push returns an error); a datagram longer than `max` is
+ * skipped without being buffered and counted.
+ */
+export class StreamDecoder {
+  private readonly batch = new StreamBatch();
+  private readonly one = new StreamBatch();
+  /** A datagram cut across chunks: its bytes so far. */
+  private assembly: Buffer = Buffer.alloc(0);
+  private want = 0;
+  private have = 0;
+  /** Bytes of an oversize datagram still to skip. */
+  private skip = 0;
+  /** A length prefix cut after its first byte: that byte + 1, or 0. */
+  private half = 0;
+  /** Longest datagram taken (the switch raises it once the stream carried a handshake). */
+  max: number;
+  skipped = 0;
+
+  constructor(
+    private readonly deliver: (batch: FrameBatch) => void,
+    max = STREAM_DATAGRAM_MAX,
+  ) {
+    this.max = max;
+  }
+
+  /** Bytes held for an incomplete datagram. */
+  get partialBytes(): number {
+    return this.have + (this.half > 0 ? 1 : 0);
+  }
+
+  /** Take one chunk; returns an error message when the stream is not datagrams (it must be closed). */
+  push(chunk: Buffer): string | null {
+    const b = this.batch;
+    b.buf = chunk;
+    b.count = 0;
+    let off = 0;
+    const end = chunk.length;
+    while (off < end) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, end - off);
+        this.skip -= n;
+        off += n;
+        continue;
+      }
+      if (this.want > 0) {
+        const n = Math.min(this.want - this.have, end - off);
+        chunk.copy(this.assembly, this.have, off, off + n);
+        this.have += n;
+        off += n;
+        if (this.have === this.want) {
+          const one = this.one;
+          one.buf = this.assembly;
+          one.offsets[0] = 0;
+          one.lengths[0] = this.want;
+          one.count = 1;
+          this.want = this.have = 0;
+          this.deliver(one);
+        }
+        continue;
+      }
+      let len: number;
+      if (this.half > 0) {
+        len = ((this.half - 1) << 8) | chunk[off]!;
+        this.half = 0;
+        off += 1;
+      } else if (end - off < STREAM_LENGTH_SIZE) {
+        this.half = chunk[off]! + 1;
+        off += 1;
+        break;
+      } else {
+        len = (chunk[off]! << 8) | chunk[off + 1]!;
+        off += STREAM_LENGTH_SIZE;
+      }
+      if (len === 0) return 'a zero length prefix: not an EtherLink stream';
+      if (len > this.max) {
+        this.skipped++;
+        this.skip = len;
+        continue;
+      }
+      if (end - off >= len) {
+        if (b.count === STREAM_BATCH) {
+          this.deliver(b);
+          b.count = 0;
+        }
+        b.offsets[b.count] = off;
+        b.lengths[b.count] = len;
+        b.count++;
+        off += len;
+        continue;
+      }
+      // Cut across chunks: deliver what came before it first, so order holds.
+      if (b.count > 0) {
+        this.deliver(b);
+        b.count = 0;
+      }
+      if (this.assembly.length < len) this.assembly = Buffer.allocUnsafeSlow(Math.max(len, Math.min(this.max, 2048)));
+      this.want = len;
+      const n = end - off;
+      chunk.copy(this.assembly, 0, off, end);
+      this.have = n;
+      off = end;
+    }
+    if (b.count > 0) this.deliver(b);
+    b.count = 0;
+    return null;
+  }
+}
+
+/** What carries the bytes: a TCP or TLS socket, or a WebSocket (one message per write). */
+export interface StreamCarrier {
+  /** 'tcp' or 'ws', for status and metrics. */
+  readonly kind: 'tcp' | 'ws';
+  write(chunk: Buffer): void;
+  /** Bytes written but not yet taken by the kernel. */
+  readonly queuedBytes: number;
+  /** Where the other end is, as text (for logs). */
+  readonly remote: string;
+  onData(fn: (chunk: Buffer) => void): void;
+  onClose(fn: (reason: string) => void): void;
+  /** End the stream now; onClose follows. */
+  destroy(reason: string): void;
+  /** End it after what is written has gone out (a goodbye); onClose follows. */
+  end(reason: string): void;
+}
+
+/** A TCP (or TLS) socket as a carrier. Nagle is off: datagrams go out as they are written. */
+export function socketCarrier(sock: Socket): StreamCarrier {
+  sock.setNoDelay(true);
+  let closeReason = '';
+  return {
+    kind: 'tcp',
+    write: (chunk) => void sock.write(chunk),
+    get queuedBytes() {
+      return sock.writableLength;
+    },
+    remote: `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? 0}`,
+    onData: (fn) => void sock.on('data', fn),
+    onClose: (fn) => {
+      sock.on('error', (err: NodeJS.ErrnoException) => (closeReason ||= err.code ?? err.message));
+      sock.on('close', () => fn(closeReason || 'closed by the other end'));
+    },
+    destroy: (reason) => {
+      closeReason ||= reason;
+      sock.destroy();
+    },
+    end: (reason) => {
+      closeReason ||= reason;
+      sock.end();
+      // A peer that never closes its side cannot hold the socket open.
+      setTimeout(() => sock.destroy(), 2000).unref();
+    },
+  };
+}
+
+/** A WebSocket as a carrier: binary messages, each a run of length-prefixed datagrams. */
+export function webSocketCarrier(ws: WebSocket, remote: string): StreamCarrier {
+  let closeReason = '';
+  return {
+    kind: 'ws',
+    write: (chunk) => ws.send(chunk, { binary: true }),
+    get queuedBytes() {
+      return ws.bufferedAmount;
+    },
+    remote,
+    onData: (fn) =>
+      void ws.on('message', (data, isBinary) => {
+        // A text message is not ours; an empty chunk ends nothing, so it is passed on as a zero length (an error).
+        if (!isBinary || !Buffer.isBuffer(data)) fn(Buffer.alloc(STREAM_LENGTH_SIZE));
+        else fn(data);
+      }),
+    onClose: (fn) => {
+      ws.on('error', (err: NodeJS.ErrnoException) => (closeReason ||= err.code ?? err.message));
+      ws.on('close', (code, why) => fn(closeReason || `closed by the other end (${code}${why.length > 0 ? ` ${why.toString()}` : ''})`));
+    },
+    destroy: (reason) => {
+      closeReason ||= reason;
+      ws.terminate();
+    },
+    end: (reason) => {
+      closeReason ||= reason;
+      ws.close(1000, reason.slice(0, 120));
+      setTimeout(() => ws.terminate(), 2000).unref();
+    },
+  };
+}
+
+/**
+ * Datagrams over a carrier, as a DatagramSocket: sends ignore the address (a
+ * stream has one other end); received ones are reported from `peer`, the
+ * 20-byte address slot the owner chose for it.
+ */
+export class StreamLink implements DatagramSocket {
+  readonly stats: StreamStats = { rxDatagrams: 0, rxBytes: 0, txDatagrams: 0, txBytes: 0, txDropped: 0, rxSkipped: 0 };
+  readonly decoder: StreamDecoder;
+  private readonly addrs = Buffer.alloc(STREAM_BATCH * ADDR_SLOT);
+  private receiver: ((batch: FrameBatch, addrs: Buffer) => void) | null = null;
+  private closeHandler: ((reason: string) => void) | null = null;
+  private isClosed = false;
+  /** Why it closed, once it has. */
+  closeReason = '';
+  readonly openedAt = Date.now();
+  lastReceiveAt = this.openedAt;
+
+  constructor(
+    readonly carrier: StreamCarrier,
+    /** The address slot its datagrams are reported from. */
+    readonly peer: Buffer,
+    opts: { maxDatagram?: number } = {},
+  ) {
+    for (let i = 0; i < STREAM_BATCH; i++) peer.copy(this.addrs, i * ADDR_SLOT, 0, ADDR_SLOT);
+    this.decoder = new StreamDecoder((batch) => {
+      this.stats.rxDatagrams += batch.count;
+      for (let i = 0; i < batch.count; i++) this.stats.rxBytes += batch.lengths[i]!;
+      this.receiver?.(batch, this.addrs);
+    }, opts.maxDatagram);
+    carrier.onData((chunk) => {
+      if (this.isClosed) return;
+      this.lastReceiveAt = Date.now();
+      const err = this.decoder.push(chunk);
+      this.stats.rxSkipped = this.decoder.skipped;
+      if (err !== null) this.close(err);
+    });
+    carrier.onClose((reason) => this.closed_(reason));
+  }
+
+  get kind(): 'tcp' | 'ws' {
+    return this.carrier.kind;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** The peer slot may change (the switch's address re-resolved): received datagrams are reported from the new one. */
+  setPeer(slot: Buffer): void {
+    slot.copy(this.peer, 0, 0, ADDR_SLOT);
+    for (let i = 0; i < STREAM_BATCH; i++) slot.copy(this.addrs, i * ADDR_SLOT, 0, ADDR_SLOT);
+  }
+
+  onDatagrams(fn: ((batch: FrameBatch, addrs: Buffer) => void) | null): void {
+    this.receiver = fn;
+  }
+
+  /** Called once when the stream has closed, with why. */
+  onClose(fn: (reason: string) => void): void {
+    this.closeHandler = fn;
+  }
+
+  /** Send datagrams i of `batch` (the addresses are the stream's one other end); returns how many were taken. */
+  send(batch: FrameBatch, _addrs: Buffer): number {
+    return this.sendRange(batch, 0, batch.count);
+  }
+
+  /** Datagrams [from, to) of `batch`, in one write. */
+  sendRange(batch: FrameBatch, from: number, to: number): number {
+    if (to <= from) return 0;
+    if (this.isClosed) {
+      this.stats.txDropped += to - from;
+      return 0;
+    }
+    const { buf, offsets, lengths } = batch;
+    const room = STREAM_SEND_QUEUE_BYTES - this.carrier.queuedBytes;
+    let total = 0;
+    let n = from;
+    for (; n < to; n++) {
+      const size = STREAM_LENGTH_SIZE + lengths[n]!;
+      if (total + size > room) break;
+      total += size;
+    }
+    this.stats.txDropped += to - n;
+    if (n === from) return 0;
+    const out = Buffer.allocUnsafe(total);
+    let at = 0;
+    for (let i = from; i < n; i++) {
+      const len = lengths[i]!;
+      out[at] = len >>> 8;
+      out[at + 1] = len & 0xff;
+      buf.copy(out, at + STREAM_LENGTH_SIZE, offsets[i]!, offsets[i]! + len);
+      at += STREAM_LENGTH_SIZE + len;
+      this.stats.txBytes += len;
+    }
+    this.stats.txDatagrams += n - from;
+    this.carrier.write(out);
+    return n - from;
+  }
+
+  /** One datagram (control messages). */
+  sendTo(datagram: Buffer, _addr?: Buffer, _addrOffset?: number): number {
+    if (this.isClosed || this.carrier.queuedBytes + STREAM_LENGTH_SIZE + datagram.length > STREAM_SEND_QUEUE_BYTES) {
+      this.stats.txDropped++;
+      return 0;
+    }
+    const out = Buffer.allocUnsafe(STREAM_LENGTH_SIZE + datagram.length);
+    out.writeUInt16BE(datagram.length, 0);
+    datagram.copy(out, STREAM_LENGTH_SIZE);
+    this.stats.txDatagrams++;
+    this.stats.txBytes += datagram.length;
+    this.carrier.write(out);
+    return 1;
+  }
+
+  /** End the stream now (idempotent); what is queued is lost. */
+  close(reason = 'closed'): void {
+    if (this.isClosed) return;
+    this.carrier.destroy(reason);
+    this.closed_(reason);
+  }
+
+  /** End it once what is queued has gone out (a LEAVE). No more is received. */
+  end(reason = 'closed'): void {
+    if (this.isClosed) return;
+    this.carrier.end(reason);
+    this.closed_(reason);
+  }
+
+  private closed_(reason: string): void {
+    if (this.isClosed && this.closeReason !== '') return;
+    this.isClosed = true;
+    this.closeReason = reason;
+    this.receiver = null;
+    const h = this.closeHandler;
+    this.closeHandler = null;
+    h?.(reason);
+  }
+}
