@@ -50,6 +50,8 @@ export interface SessionView {
   joined: boolean;
   /** Pings in a row the switch has not answered (PortSession.missedPings). */
   missedPings: number;
+  /** When the switch was last heard from, over any transport (PortSession.lastHeardAt; default 0). */
+  lastHeardAt?: number;
 }
 
 /** The transport at one instant, for status. */
@@ -93,6 +95,8 @@ export class TransportPolicy {
   private started = false;
   /** Since when the session has not been joined (0: it is joined). */
   private unjoinedSince = 0;
+  /** When the last stream went away: only what is heard after it came over UDP. */
+  private streamGoneAt = 0;
 
   constructor(
     private readonly host: TransportHost,
@@ -152,7 +156,7 @@ export class TransportPolicy {
   private tickUdp(now: number, s: SessionView): void {
     if (this.stream !== null && this.current === 'udp' && now >= this.lingerUntil) {
       this.lingerUntil = Infinity;
-      this.dropStream('back on UDP');
+      this.dropStream('back on UDP', now);
     }
     if (this.candidates.length === 1) return;
     const unanswered = now - Math.max(this.targetSince, this.unjoinedSince);
@@ -166,8 +170,8 @@ export class TransportPolicy {
   private tickStream(now: number, s: SessionView, kind: StreamKind): void {
     const st = this.stream;
     if (st === null) {
-      // Waiting out a stream's backoff, the session came back over UDP: UDP works, stay.
-      if (s.joined && this.current === 'udp' && this.candidates[0] === 'udp') {
+      // Waiting out a stream's backoff, the switch was heard since the stream went: that came over UDP, which works: stay.
+      if (s.joined && (s.lastHeardAt ?? 0) > this.streamGoneAt && this.current === 'udp' && this.candidates[0] === 'udp') {
         this.index = 0;
         this.targetSince = now;
         this.pendingReason = '';
@@ -245,6 +249,7 @@ export class TransportPolicy {
     if (st === null || st.kind !== kind) return;
     const wasJoined = st.joinedOnIt;
     this.stream = null;
+    this.streamGoneAt = now;
     if (this.current === kind) this.use(now, 'udp', `udp: the ${kind} stream closed (${reason})`);
     if (this.target !== kind) return;
     if (wasJoined) {
@@ -262,7 +267,7 @@ export class TransportPolicy {
 
   private streamFailed(now: number, reason: string): void {
     const kind = this.stream?.kind;
-    this.dropStream(reason);
+    this.dropStream(reason, now);
     if (this.current !== 'udp') this.use(now, 'udp', `udp: ${reason}`);
     if (kind !== undefined) this.backoff(kind, now);
     this.fail(now, reason);
@@ -297,18 +302,28 @@ export class TransportPolicy {
   /** Open the target stream when its backoff allows. */
   private want(now: number): void {
     const kind = this.target as StreamKind;
-    if (this.stream !== null && this.stream.kind === kind) return;
+    if (this.stream !== null && this.stream.kind === kind) {
+      // Still open (lingering after a return to UDP): take it again at once.
+      if (this.stream.state === 'up' && this.current !== kind) {
+        this.lingerUntil = Infinity;
+        this.stream.since = now;
+        this.use(now, kind, this.pendingReason || `${kind}: back on the open stream`);
+        this.pendingReason = '';
+      }
+      return;
+    }
     if (now < (this.nextAttemptAt.get(kind) ?? 0)) return;
-    if (this.stream !== null) this.dropStream(`trying ${kind}`);
+    if (this.stream !== null) this.dropStream(`trying ${kind}`, now);
     if (this.pendingReason === '') this.pendingReason = `${kind}: --transport ${this.opts.mode}`;
     this.stream = { kind, state: 'connecting', since: now, joinedOnIt: false };
     this.lingerUntil = Infinity;
     this.host.connect(kind);
   }
 
-  private dropStream(reason: string): void {
+  private dropStream(reason: string, now: number): void {
     if (this.stream === null) return;
     this.stream = null;
+    this.streamGoneAt = now;
     this.host.closeStream(reason);
   }
 
