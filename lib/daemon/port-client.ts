@@ -41,6 +41,10 @@ import {
   NAT_MAPPING_NAMES,
   NatMapping,
   STREAM_CONNECT_TIMEOUT_MS,
+  STREAM_DRAIN_POLL_MS,
+  STREAM_PAUSE_BYTES,
+  STREAM_PORT_QUEUE_BYTES,
+  STREAM_RESUME_BYTES,
   TRANSPORT_QUIET_MS,
   type TransportCipherName,
 } from '../protocol/constants.js';
@@ -108,6 +112,8 @@ export interface PortClientCounters {
   streamFailures: number;
   /** Datagrams for the switch with no way to it yet (a ws:// switch before its stream is up). */
   txNoTransport: number;
+  /** Times the device was not read for a while because the stream to the switch had a backlog. */
+  streamPauses: number;
 }
 
 /** The transport to the switch, as status shows it. */
@@ -186,7 +192,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
   private readonly session: PortSession;
-  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0, streamsOpened: 0, streamFailures: 0, txNoTransport: 0 };
+  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0, streamsOpened: 0, streamFailures: 0, txNoTransport: 0, streamPauses: 0 };
   private readonly route: SwitchRoute;
   private readonly transport: TransportPolicy;
   /** Bumped whenever a stream is opened or dropped: a late connect or close of an older one is ignored. */
@@ -297,6 +303,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     tap.setReceiver((batch) => {
       this.capture.writer?.write(batch, SENT_BY_HOST);
       this.transmit(batch);
+      // After the send queue's flush (a microtask queued by transmit): is the stream backed up?
+      if (this.route.stream !== null) queueMicrotask(this.checkBackpressure);
     });
     // The device going down (admin or carrier) withdraws this port's MACs at the switch, as a bridge port's would.
     tap.on('link', (state) => this.setLinkUp(state.up));
@@ -315,6 +323,28 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     );
   }
 
+  /** The device is not read while the stream to the switch has a backlog (STREAM_PAUSE_BYTES). */
+  private drainTimer: NodeJS.Timeout | null = null;
+  /** Times the device was paused for the stream's backlog. */
+  private pauses = 0;
+  private readonly checkBackpressure = (): void => {
+    const link = this.route.stream;
+    if (link === null || this.drainTimer !== null || this.closed || link.carrier.queuedBytes <= STREAM_PAUSE_BYTES) return;
+    this.pauses++;
+    this.tap.pause();
+    const poll = (): void => {
+      const l = this.route.stream;
+      if (this.closed) return;
+      if (l === null || l.closed || l.carrier.queuedBytes <= STREAM_RESUME_BYTES) {
+        this.drainTimer = null;
+        this.tap.resume();
+        return;
+      }
+      this.drainTimer = setTimeout(poll, STREAM_DRAIN_POLL_MS);
+    };
+    this.drainTimer = setTimeout(poll, STREAM_DRAIN_POLL_MS);
+  };
+
   /** Open a stream of `kind` to the switch (the policy asked); report how it went. */
   private openStream(kind: StreamKind): void {
     const gen = ++this.streamGen;
@@ -330,7 +360,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
           carrier.destroy('not wanted any more');
           return;
         }
-        const link = new StreamLink(carrier, Buffer.from(this.switchAddr));
+        const link = new StreamLink(carrier, Buffer.from(this.switchAddr), { maxQueueBytes: STREAM_PORT_QUEUE_BYTES });
         link.onDatagrams((batch, addrs) => this.onDatagrams(batch, addrs));
         link.onClose((reason) => {
           if (this.route.stream === link) this.route.stream = null;
@@ -376,7 +406,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   }
 
   private afterTransport(): void {
-    this.transport.tick(Date.now(), { joined: this.session.isJoined, missedPings: this.session.missedPings(Date.now()) });
+    this.transport.tick(Date.now(), { joined: this.session.isJoined, missedPings: this.session.missedPings(Date.now()), lastHeardAt: this.session.lastHeardAt });
     this.schedule();
   }
 
@@ -441,11 +471,12 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   /** Pair timers, and now and then our own addresses and NAT. */
   private tick(now: number): void {
     this.pairs.poll(now);
-    this.transport.tick(now, { joined: this.session.isJoined, missedPings: this.session.missedPings(now) });
+    this.transport.tick(now, { joined: this.session.isJoined, missedPings: this.session.missedPings(now), lastHeardAt: this.session.lastHeardAt });
     // Frames went to the switch and nothing came back for a while: ask now, so a broken transport shows within seconds.
     const heard = this.session.lastHeardAt;
     if (this.route.lastToSwitchAt > heard + TRANSPORT_QUIET_MS && now - heard > TRANSPORT_QUIET_MS) this.session.pingSoon(now);
     this.counters.txNoTransport = this.route.dropped;
+    this.counters.streamPauses = this.pauses;
     this.schedule();
     if (now >= this.nextScanAt) {
       this.nextScanAt = now + LOCAL_ADDRESS_SCAN_MS;
@@ -752,6 +783,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.pairTimer !== null) clearInterval(this.pairTimer);
     if (this.reflectTimer !== null) clearTimeout(this.reflectTimer);
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.pairs.close();
     this.session.leave();
     this.queue.flush();

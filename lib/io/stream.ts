@@ -240,13 +240,16 @@ export class StreamLink implements DatagramSocket {
   closeReason = '';
   readonly openedAt = Date.now();
   lastReceiveAt = this.openedAt;
+  /** Bytes that may wait for the kernel before datagrams are dropped. */
+  readonly maxQueueBytes: number;
 
   constructor(
     readonly carrier: StreamCarrier,
     /** The address slot its datagrams are reported from. */
     readonly peer: Buffer,
-    opts: { maxDatagram?: number } = {},
+    opts: { maxDatagram?: number; maxQueueBytes?: number } = {},
   ) {
+    this.maxQueueBytes = opts.maxQueueBytes ?? STREAM_SEND_QUEUE_BYTES;
     for (let i = 0; i < STREAM_BATCH; i++) peer.copy(this.addrs, i * ADDR_SLOT, 0, ADDR_SLOT);
     this.decoder = new StreamDecoder((batch) => {
       this.stats.rxDatagrams += batch.count;
@@ -299,7 +302,7 @@ export class StreamLink implements DatagramSocket {
       return 0;
     }
     const { buf, offsets, lengths } = batch;
-    const room = STREAM_SEND_QUEUE_BYTES - this.carrier.queuedBytes;
+    const room = this.maxQueueBytes - this.carrier.queuedBytes;
     let total = 0;
     let n = from;
     for (; n < to; n++) {
@@ -326,7 +329,7 @@ export class StreamLink implements DatagramSocket {
 
   /** One datagram (control messages). */
   sendTo(datagram: Buffer, _addr?: Buffer, _addrOffset?: number): number {
-    if (this.isClosed || this.carrier.queuedBytes + STREAM_LENGTH_SIZE + datagram.length > STREAM_SEND_QUEUE_BYTES) {
+    if (this.isClosed || this.carrier.queuedBytes + STREAM_LENGTH_SIZE + datagram.length > this.maxQueueBytes) {
       this.stats.txDropped++;
       return 0;
     }

@@ -544,6 +544,20 @@ export const UDP_STABLE_MS = 10_000;
 export const UDP_STABLE_PROBES = 4;
 /** After moving back to UDP the stream stays open this long, for what is still in flight on it, then closes. */
 export const STREAM_LINGER_MS = 5_000;
+/**
+ * A port stops reading its device while its stream to the switch has more
+ * than this queued (in the process), and reads again below the low mark: the
+ * inner TCP then meets a full device queue at home — local congestion, which
+ * it handles gently — instead of a drop further on. A device read can hold
+ * megabytes of TSO super-frames, so this backpressure, not the drop bound,
+ * is what paces a fast sender.
+ */
+export const STREAM_PAUSE_BYTES = 64 * 1024;
+/** A port's own bound on its stream's queue: one device read (up to 64 super-frames) must fit, since it pauses the device above STREAM_PAUSE_BYTES. */
+export const STREAM_PORT_QUEUE_BYTES = 4 * 1024 * 1024;
+export const STREAM_RESUME_BYTES = 16 * 1024;
+/** How often a paused port looks whether its stream has drained. */
+export const STREAM_DRAIN_POLL_MS = 1;
 /** PROBE_ACK answers a switch sends per second in total (the probes are unauthenticated; each needs a live index). */
 export const UDP_PROBE_ACKS_PER_SECOND = 200;
 /** Length prefix of a datagram on a stream: u16 big-endian. */
