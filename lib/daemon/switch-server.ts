@@ -122,6 +122,8 @@ export interface SwitchServerOptions {
   tcp?: boolean;
   /** Also accept ports over WebSocket (HTTP Upgrade on a path), optionally with TLS: for a reverse proxy on 443, or wss:// directly. */
   ws?: WebSocketListenOptions;
+  /** A stream must carry a handshake within this many ms or it is closed (default STREAM_AUTH_TIMEOUT_MS, 10 s; tests shorten it). */
+  streamAuthTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -252,6 +254,8 @@ interface SocketLink extends Link {
   bound: boolean;
   /** A stream: where it came from (a per-address count; the forwarded client of a local proxy). */
   origin?: StreamOrigin;
+  /** A stream: the member on it (a stream has one other end), for the relay without a lookup by address. */
+  member?: Member<SocketLink> | undefined;
   /** The socket's relay counters: 4 doubles per member id (UDP only). */
   relayCounters: Float64Array;
 }
@@ -300,6 +304,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly tcpBound: number[] = [];
   private wsBound = '';
   private readonly portTimeoutMs: number;
+  private readonly streamAuthTimeoutMs: number;
   /** Resolves once the stream listeners are bound (rejects with the bind error). */
   readonly listening: Promise<void>;
 
@@ -310,6 +315,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const portTimeoutS = opts.portTimeoutS ?? PORT_TIMEOUT_DEFAULT_S;
     const keepaliveS = opts.keepaliveS ?? keepaliveFor(portTimeoutS);
     this.portTimeoutMs = portTimeoutS * 1000;
+    this.streamAuthTimeoutMs = opts.streamAuthTimeoutMs ?? STREAM_AUTH_TIMEOUT_MS;
     if (portTimeoutS < keepaliveS * PORT_TIMEOUT_MIN_INTERVALS) {
       throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `port timeout ${portTimeoutS} s must be at least ${PORT_TIMEOUT_MIN_INTERVALS} keepalive intervals (${keepaliveS} s)`);
     }
@@ -479,9 +485,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private tickStreams(now: number): void {
     for (const link of this.streamLinks) {
       const st = link.stream!;
-      if (!link.bound && now - st.openedAt > STREAM_AUTH_TIMEOUT_MS) {
+      if (!link.bound && now - st.openedAt > this.streamAuthTimeoutMs) {
         this.streamCounters.authTimeouts++;
-        st.close(`no handshake within ${STREAM_AUTH_TIMEOUT_MS / 1000} s`);
+        st.close(`no handshake within ${this.streamAuthTimeoutMs / 1000} s`);
       } else if (link.bound && now - st.lastReceiveAt > this.portTimeoutMs) {
         this.streamCounters.idleTimeouts++;
         st.close(`idle for ${this.portTimeoutMs / 1000} s`);
@@ -581,6 +587,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private route(m: Member<SocketLink>): void {
     this.forgetEndpoint(m);
     this.bind(m.link);
+    if (m.link.stream !== null) m.link.member = m;
     const key = endpointKey(m.link, m.endpoint);
     this.byEndpoint.set(key, m);
     this.endpointKeys.set(m, key);
@@ -589,6 +596,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   private unroute(m: Member<SocketLink>): void {
     this.forgetEndpoint(m);
+    if (m.link.member === m) m.link.member = undefined;
     for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, null);
   }
 
@@ -658,7 +666,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
    * that is no member is dropped.
    */
   private onUnroutedPair(link: SocketLink, datagram: Buffer, from: Buffer, now: number): void {
-    const src = this.byEndpoint.get(endpointKey(link, from));
+    const src = link.stream !== null ? (link.member !== undefined && link.member.link === link ? link.member : undefined) : this.byEndpoint.get(endpointKey(link, from));
     if (src === undefined) {
       this.pairDropped++;
       // Perhaps a member whose NAT mapping changed: its ping from the new address moves it (roaming).
