@@ -60,6 +60,14 @@ export const MODES: readonly EtherlinkMode[] = [
     setup: (ctx) => keyedMode(ctx, ['--cipher', 'aes-256-gcm']),
   },
   {
+    name: 'encrypted-tcp',
+    describe: 'protocol 2 as encrypted, the ports reaching the switch over TCP (--transport tcp), as where UDP is blocked',
+    setup: (ctx) => {
+      const m = keyedMode(ctx, []);
+      return { switch: m.switch, port: (i) => [...m.port(i), '--transport', 'tcp'] };
+    },
+  },
+  {
     name: 'plaintext',
     describe: 'protocol 1, no encryption (--insecure on both ends)',
     setup: () => ({ switch: ['--insecure'], port: () => ['--insecure'] }),

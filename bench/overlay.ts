@@ -438,6 +438,14 @@ function topologyTable(r: OverlayResult, kernel: CaseResult, modes: readonly Cas
     const r4 = ratio(enc.median.tcp4Gbps, plain.median.tcp4Gbps);
     notes.push(`\nencrypted / plaintext, same run: TCP 1 stream ${fmt(r1, 3)}, TCP 4 streams ${fmt(r4, 3)} (target >= 0.85)`);
   }
+  // The stream transport's targets (issue 12): TCP-in-TCP against the UDP transport of the same run.
+  const overTcp = modes.find((m) => m.name === 'encrypted-tcp' && m.ok);
+  if (enc?.ok && overTcp?.ok) {
+    notes.push(
+      `\nover TCP / over UDP (encrypted), same run: TCP 1 stream ${fmt(ratio(overTcp.median.tcp1Gbps, enc.median.tcp1Gbps), 3)}, TCP 4 streams ${fmt(ratio(overTcp.median.tcp4Gbps, enc.median.tcp4Gbps), 3)} (target >= 0.5); ` +
+        `ping avg ${fmt(ratio(overTcp.median.pingAvgMs, enc.median.pingAvgMs), 2)}x (target <= 2x)`,
+    );
+  }
   if (enc?.ok && kernel.ok && modes === r.modes) {
     const k = kernel.median;
     const e = enc.median;
