@@ -20,8 +20,12 @@ export {
   type PairPathStatus,
   type ListenAddress,
   type PortEventInfo,
+  type StreamCounters,
 } from './daemon/switch-server.js';
-export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus, type PortClientEvents, type PortClientCounters } from './daemon/port-client.js';
+export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus, type PortClientEvents, type PortClientCounters, type PortTransportStatus } from './daemon/port-client.js';
+export { TransportPolicy, TRANSPORT_MODES, type TransportKind, type TransportMode, type TransportStatus, type StreamKind, type TransportHost, type TransportPolicyOptions, type SessionView } from './protocol/transport.js';
+export { StreamLink, StreamDecoder, type StreamCarrier, type StreamStats } from './io/stream.js';
+export type { StreamOrigin, WebSocketListenOptions as StreamWebSocketListenOptions } from './daemon/stream-listener.js';
 export { switchStatusReport, portStatusReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './daemon/status.js';
 
 // ---------------------------------------------------------------- keys and membership

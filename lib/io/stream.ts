@@ -150,12 +150,15 @@ export class StreamDecoder {
 export interface StreamCarrier {
   /** 'tcp' or 'ws', for status and metrics. */
   readonly kind: 'tcp' | 'ws';
+  /** Send these bytes (a WebSocket: as one binary message). */
   write(chunk: Buffer): void;
   /** Bytes written but not yet taken by the kernel. */
   readonly queuedBytes: number;
   /** Where the other end is, as text (for logs). */
   readonly remote: string;
+  /** Bytes received, in order. */
   onData(fn: (chunk: Buffer) => void): void;
+  /** Called once when the stream has ended, with why. */
   onClose(fn: (reason: string) => void): void;
   /** End the stream now; onClose follows. */
   destroy(reason: string): void;
@@ -280,6 +283,7 @@ export class StreamLink implements DatagramSocket {
     for (let i = 0; i < STREAM_BATCH; i++) slot.copy(this.addrs, i * ADDR_SLOT, 0, ADDR_SLOT);
   }
 
+  /** Install (or with null, detach) the receive handler: datagram i of each batch came from addrs[i * ADDR_SLOT ..], the peer slot. */
   onDatagrams(fn: ((batch: FrameBatch, addrs: Buffer) => void) | null): void {
     this.receiver = fn;
   }

@@ -22,6 +22,7 @@ export type TransportKind = 'udp' | 'tcp' | 'ws';
 export type StreamKind = Exclude<TransportKind, 'udp'>;
 /** `--transport`: auto (UDP first, then the streams, and back), or one kind only. */
 export type TransportMode = 'auto' | TransportKind;
+/** The values of `--transport`. */
 export const TRANSPORT_MODES: readonly TransportMode[] = ['auto', 'udp', 'tcp', 'ws'];
 
 /** What the policy asks of the client. */
@@ -36,6 +37,7 @@ export interface TransportHost {
   switched(from: TransportKind, to: TransportKind, reason: string): void;
 }
 
+/** What the policy may use: the mode, and which transports the switch has an address for. */
 export interface TransportPolicyOptions {
   mode: TransportMode;
   /** Whether the switch has a UDP address (HOST PORT); a ws:// address alone has none. */
@@ -124,6 +126,7 @@ export class TransportPolicy {
     return this.candidates[this.index]!;
   }
 
+  /** The transport, its reason and the stream now. */
   status(now: number): TransportStatus {
     return {
       mode: this.opts.mode,
