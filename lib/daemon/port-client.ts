@@ -329,13 +329,13 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private pauses = 0;
   private readonly checkBackpressure = (): void => {
     const link = this.route.stream;
-    if (link === null || this.drainTimer !== null || this.closed || link.carrier.queuedBytes <= STREAM_PAUSE_BYTES) return;
+    if (link === null || this.drainTimer !== null || this.closed || link.queuedBytes <= STREAM_PAUSE_BYTES) return;
     this.pauses++;
     this.tap.pause();
     const poll = (): void => {
       const l = this.route.stream;
       if (this.closed) return;
-      if (l === null || l.closed || l.carrier.queuedBytes <= STREAM_RESUME_BYTES) {
+      if (l === null || l.closed || l.queuedBytes <= STREAM_RESUME_BYTES) {
         this.drainTimer = null;
         this.tap.resume();
         return;

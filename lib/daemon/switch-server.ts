@@ -12,7 +12,8 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
 import { UdpSocket, type DatagramSocket, type UdpStats } from '../io/udp.js';
 import { decodeAddress, encodeAddress, formatAddress } from '../io/address.js';
-import { StreamLink, type StreamCarrier } from '../io/stream.js';
+import { STREAM_BATCH, StreamLink, type StreamCarrier } from '../io/stream.js';
+import { MutableFrameBatch } from '../core/frames.js';
 import { listenTcp, listenWebSocket, type ListenerCounters, type StreamOrigin, type WebSocketListenOptions } from './stream-listener.js';
 import type { Server as NetServer } from 'node:net';
 import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
@@ -39,6 +40,7 @@ import {
   STREAM_CONNECTIONS_MAX,
   STREAM_CONNECTIONS_PER_ADDRESS,
   STREAM_DATAGRAM_MAX,
+  STREAM_LENGTH_SIZE,
   STREAM_UNBOUND_DATAGRAM_MAX,
   type TransportCipherName,
 } from '../protocol/constants.js';
@@ -52,6 +54,7 @@ import {
   encodePeerGone,
   encodeReflectReply,
   encodeReflected,
+  isPairData,
   isReflectRequest,
   readReceiverIndex,
   readRoute,
@@ -210,8 +213,10 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
     pendingHandshakes: number;
     /** Pair handshake messages relayed between members. */
     pairHandshakesRelayed: number;
-    /** PAIR_DATA relayed in JavaScript (a destination on another socket). */
+    /** PAIR_DATA relayed in JavaScript (a destination on another socket, or a stream to or from UDP). */
     pairRelayedSlow: number;
+    /** PAIR_DATA relayed from one stream to another, framed as it came. */
+    pairRelayedStream: number;
     /** PAIR_DATA dropped: from no member, or for a member that is gone. */
     pairDropped: number;
     /** PEER messages sent (directory entries and withdrawals). */
@@ -272,6 +277,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private closed = false;
   private relayedHandshakes = 0;
   private pairRelayedSlow = 0;
+  private pairRelayedStream = 0;
   private pairDropped = 0;
   private readonly capture: CaptureSlot;
   private readonly directory: Directory<Member<SocketLink>>;
@@ -568,13 +574,63 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   }
 
   /** One receive batch of one socket, in windows: decrypt into members, then one Switch pass per member. */
-  private onDatagrams(link: SocketLink, batch: FrameBatch, addrs: Buffer): void {
+  private onDatagrams(link: SocketLink, input: FrameBatch, addrs: Buffer): void {
     const now = Date.now();
+    const m = link.member;
+    // From a member's stream, end-to-end data for members on streams is passed on framed, as it came; the rest goes on below.
+    const batch = m !== undefined && m.link === link && m.pairs ? this.relayFramed(m, input) : input;
     const count = batch.count;
     for (let from = 0; from < count; from += RECEIVE_WINDOW) {
       const touched = this.sessions.receive(link, batch, addrs, from, Math.min(count, from + RECEIVE_WINDOW), now);
       for (let i = 0; i < touched.length; i++) touched[i]!.deliver();
     }
+  }
+
+  /** What relayFramed leaves for the sessions: views into the same buffer. */
+  private readonly rest = new MutableFrameBatch(Buffer.alloc(0), STREAM_BATCH);
+
+  /**
+   * The stream relay: runs of PAIR_DATA from `src` (on a stream) to one member
+   * on a stream, back to back in the received buffer, go out as one write of
+   * the framed bytes (no copy, no per-datagram work but a look at the route).
+   * Returns the datagrams left (other kinds, or destinations elsewhere).
+   */
+  private relayFramed(src: Member<SocketLink>, batch: FrameBatch): FrameBatch {
+    const { buf, offsets, lengths, count } = batch;
+    const rest = this.rest;
+    rest.buf = buf;
+    rest.count = 0;
+    const counters = this.links[0]?.relayCounters;
+    for (let i = 0; i < count; ) {
+      const off = offsets[i]!;
+      const len = lengths[i]!;
+      const dst = isPairData(buf, off, len) ? this.sessions.byMemberId(readRoute(buf, off)) : undefined;
+      const out = dst !== undefined && dst !== src && dst.pairs ? dst.link.stream : null;
+      if (out === null || !this.handles.has(dst!)) {
+        rest.push(off, len);
+        i++;
+        continue;
+      }
+      const id = dst!.id;
+      let end = off + len;
+      let bytes = len;
+      let j = i + 1;
+      while (j < count && offsets[j] === end + STREAM_LENGTH_SIZE && isPairData(buf, offsets[j]!, lengths[j]!) && readRoute(buf, offsets[j]!) === id) {
+        end = offsets[j]! + lengths[j]!;
+        bytes += lengths[j]!;
+        j++;
+      }
+      const sent = out.writeFramed(buf, off - STREAM_LENGTH_SIZE, end, j - i, bytes);
+      this.pairRelayedStream += j - i;
+      if (counters !== undefined && sent > 0) {
+        counters[src.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.fromDatagrams]! += sent;
+        counters[src.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.fromBytes]! += bytes;
+        counters[id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.toDatagrams]! += sent;
+        counters[id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.toBytes]! += bytes;
+      }
+      i = j;
+    }
+    return rest;
   }
 
   /** The member behind a switch port, if it is one (not a local port). */
@@ -681,7 +737,20 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     if (dst.link.socket.closed) return;
     this.pairRelayedSlow++;
-    // Through the destination's queue: one write (or sendmmsg) per receive batch, not one per datagram.
+    // Counted per member as the socket's relay table counts what it forwards.
+    const counters = this.links[0]?.relayCounters;
+    if (counters !== undefined) {
+      counters[src.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.fromDatagrams]! += 1;
+      counters[src.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.fromBytes]! += datagram.length;
+      counters[dst.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.toDatagrams]! += 1;
+      counters[dst.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.toBytes]! += datagram.length;
+    }
+    // A stream gathers what it sends into one write per callback itself: one copy.
+    if (dst.link.stream !== null) {
+      dst.link.stream.append(datagram, 0, datagram.length);
+      return;
+    }
+    // Through the destination's queue: one sendmmsg per receive batch, not one per datagram.
     const q = dst.link.queue;
     q.ensure(datagram.length);
     const at = q.used;
@@ -827,6 +896,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         pendingHandshakes: this.sessions.pendingHandshakes,
         pairHandshakesRelayed: this.relayedHandshakes,
         pairRelayedSlow: this.pairRelayedSlow,
+        pairRelayedStream: this.pairRelayedStream,
         pairDropped: this.pairDropped,
         directoryMessages: this.directory.sent,
         rendezvous: this.rendezvousSent,

@@ -13,6 +13,10 @@ import { STREAM_DATAGRAM_MAX, STREAM_LENGTH_SIZE, STREAM_SEND_QUEUE_BYTES } from
 
 /** Datagrams handed over per receive callback at most. */
 export const STREAM_BATCH = 256;
+/** Outgoing datagrams are gathered in buffers of this size, one write each, reused once written. */
+const OUT_CHUNK = 256 * 1024;
+/** Spare outgoing buffers kept per link. */
+const OUT_POOL = 4;
 
 /** Counters of one stream link. */
 export interface StreamStats {
@@ -35,7 +39,10 @@ class StreamBatch implements FrameBatch {
 }
 
 /**
- * Splits a byte stream into datagrams. Whole datagrams inside a chunk are
+ * Splits a byte stream into datagrams. Each one handed over is preceded in
+ * its buffer by its length prefix (buf[offset - 2 .. offset)), so a run of
+ * them can be passed on framed as it came (StreamLink.writeFramed).
+ * Whole datagrams inside a chunk are
  * handed over as views of it; one cut across chunks is assembled in a buffer
  * kept for the next (at most the largest datagram allowed). A zero length
  * ends the stream (push returns an error); a datagram longer than `max` is
@@ -84,13 +91,13 @@ export class StreamDecoder {
       }
       if (this.want > 0) {
         const n = Math.min(this.want - this.have, end - off);
-        chunk.copy(this.assembly, this.have, off, off + n);
+        chunk.copy(this.assembly, STREAM_LENGTH_SIZE + this.have, off, off + n);
         this.have += n;
         off += n;
         if (this.have === this.want) {
           const one = this.one;
           one.buf = this.assembly;
-          one.offsets[0] = 0;
+          one.offsets[0] = STREAM_LENGTH_SIZE;
           one.lengths[0] = this.want;
           one.count = 1;
           this.want = this.have = 0;
@@ -133,10 +140,13 @@ export class StreamDecoder {
         this.deliver(b);
         b.count = 0;
       }
-      if (this.assembly.length < len) this.assembly = Buffer.allocUnsafeSlow(Math.max(len, Math.min(this.max, 2048)));
+      // The assembly keeps the prefix too: every datagram handed over has its length in the 2 bytes before it.
+      if (this.assembly.length < STREAM_LENGTH_SIZE + len) this.assembly = Buffer.allocUnsafeSlow(STREAM_LENGTH_SIZE + Math.max(len, Math.min(this.max, 2048)));
+      this.assembly[0] = len >>> 8;
+      this.assembly[1] = len & 0xff;
       this.want = len;
       const n = end - off;
-      chunk.copy(this.assembly, 0, off, end);
+      chunk.copy(this.assembly, STREAM_LENGTH_SIZE, off, end);
       this.have = n;
       off = end;
     }
@@ -150,8 +160,8 @@ export class StreamDecoder {
 export interface StreamCarrier {
   /** 'tcp' or 'ws', for status and metrics. */
   readonly kind: 'tcp' | 'ws';
-  /** Send these bytes (a WebSocket: as one binary message). */
-  write(chunk: Buffer): void;
+  /** Send these bytes (a WebSocket: as one binary message); `done` once they are handed to the kernel (or failed). */
+  write(chunk: Buffer, done?: () => void): void;
   /** Bytes written but not yet taken by the kernel. */
   readonly queuedBytes: number;
   /** Where the other end is, as text (for logs). */
@@ -172,7 +182,7 @@ export function socketCarrier(sock: Socket): StreamCarrier {
   let closeReason = '';
   return {
     kind: 'tcp',
-    write: (chunk) => void sock.write(chunk),
+    write: (chunk, done) => void sock.write(chunk, done),
     get queuedBytes() {
       return sock.writableLength;
     },
@@ -200,7 +210,7 @@ export function webSocketCarrier(ws: WebSocket, remote: string): StreamCarrier {
   let closeReason = '';
   return {
     kind: 'ws',
-    write: (chunk) => ws.send(chunk, { binary: true }),
+    write: (chunk, done) => ws.send(chunk, { binary: true }, done),
     get queuedBytes() {
       return ws.bufferedAmount;
     },
@@ -245,6 +255,12 @@ export class StreamLink implements DatagramSocket {
   lastReceiveAt = this.openedAt;
   /** Bytes that may wait for the kernel before datagrams are dropped. */
   readonly maxQueueBytes: number;
+  /** The buffer being filled, and how much of it; written at the end of the current callback (a microtask). */
+  private out: Buffer | null = null;
+  private outUsed = 0;
+  private flushScheduled = false;
+  private readonly pool: Buffer[] = [];
+  private readonly flush = (): void => this.flushOut();
 
   constructor(
     readonly carrier: StreamCarrier,
@@ -298,52 +314,81 @@ export class StreamLink implements DatagramSocket {
     return this.sendRange(batch, 0, batch.count);
   }
 
-  /** Datagrams [from, to) of `batch`, in one write. */
+  /** Datagrams [from, to) of `batch`: gathered, and written with what else goes out in this callback. */
   sendRange(batch: FrameBatch, from: number, to: number): number {
-    if (to <= from) return 0;
-    if (this.isClosed) {
-      this.stats.txDropped += to - from;
-      return 0;
-    }
     const { buf, offsets, lengths } = batch;
-    const room = this.maxQueueBytes - this.carrier.queuedBytes;
-    let total = 0;
-    let n = from;
-    for (; n < to; n++) {
-      const size = STREAM_LENGTH_SIZE + lengths[n]!;
-      if (total + size > room) break;
-      total += size;
-    }
-    this.stats.txDropped += to - n;
-    if (n === from) return 0;
-    const out = Buffer.allocUnsafe(total);
-    let at = 0;
-    for (let i = from; i < n; i++) {
-      const len = lengths[i]!;
-      out[at] = len >>> 8;
-      out[at + 1] = len & 0xff;
-      buf.copy(out, at + STREAM_LENGTH_SIZE, offsets[i]!, offsets[i]! + len);
-      at += STREAM_LENGTH_SIZE + len;
-      this.stats.txBytes += len;
-    }
-    this.stats.txDatagrams += n - from;
-    this.carrier.write(out);
-    return n - from;
+    let n = 0;
+    for (let i = from; i < to; i++) n += this.append(buf, offsets[i]!, lengths[i]!);
+    return n;
   }
 
-  /** One datagram (control messages). */
+  /** One datagram (control messages, relayed end-to-end data). */
   sendTo(datagram: Buffer, _addr?: Buffer, _addrOffset?: number): number {
-    if (this.isClosed || this.carrier.queuedBytes + STREAM_LENGTH_SIZE + datagram.length > this.maxQueueBytes) {
+    return this.append(datagram, 0, datagram.length);
+  }
+
+  /**
+   * Pass on `count` datagrams (`bytes` in all) that sit framed, back to back,
+   * at buf[start .. end): one write, no copy (a relay from one stream to
+   * another). What is gathered goes first, so order holds. Dropped and
+   * counted as a whole when the queue bound is reached.
+   */
+  writeFramed(buf: Buffer, start: number, end: number, count: number, bytes: number): number {
+    if (this.isClosed || this.carrier.queuedBytes + this.outUsed + (end - start) > this.maxQueueBytes) {
+      this.stats.txDropped += count;
+      return 0;
+    }
+    this.flushOut();
+    this.carrier.write(buf.subarray(start, end));
+    this.stats.txDatagrams += count;
+    this.stats.txBytes += bytes;
+    return count;
+  }
+
+  /** Bytes waiting: in the process (gathered, or written and not yet taken by the kernel). */
+  get queuedBytes(): number {
+    return this.carrier.queuedBytes + this.outUsed;
+  }
+
+  /** Add one length-prefixed datagram to the outgoing buffer; 0 (counted) when the queue bound is reached or the link is closed. */
+  append(buf: Buffer, off: number, len: number): number {
+    const size = STREAM_LENGTH_SIZE + len;
+    if (this.isClosed || this.carrier.queuedBytes + this.outUsed + size > this.maxQueueBytes) {
       this.stats.txDropped++;
       return 0;
     }
-    const out = Buffer.allocUnsafe(STREAM_LENGTH_SIZE + datagram.length);
-    out.writeUInt16BE(datagram.length, 0);
-    datagram.copy(out, STREAM_LENGTH_SIZE);
+    let out = this.out;
+    if (out === null || this.outUsed + size > out.length) {
+      if (out !== null) this.flushOut();
+      out = this.out = size > OUT_CHUNK ? Buffer.allocUnsafeSlow(size) : (this.pool.pop() ?? Buffer.allocUnsafeSlow(OUT_CHUNK));
+    }
+    const at = this.outUsed;
+    out[at] = len >>> 8;
+    out[at + 1] = len & 0xff;
+    buf.copy(out, at + STREAM_LENGTH_SIZE, off, off + len);
+    this.outUsed = at + size;
     this.stats.txDatagrams++;
-    this.stats.txBytes += datagram.length;
-    this.carrier.write(out);
+    this.stats.txBytes += len;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flush);
+    }
     return 1;
+  }
+
+  /** Write the gathered datagrams; the buffer goes back to the pool once the kernel has them. */
+  private flushOut(): void {
+    this.flushScheduled = false;
+    const out = this.out;
+    if (out === null || this.outUsed === 0) return;
+    const used = this.outUsed;
+    this.out = null;
+    this.outUsed = 0;
+    if (this.isClosed) return;
+    const pool = this.pool;
+    this.carrier.write(out.subarray(0, used), () => {
+      if (out.length === OUT_CHUNK && pool.length < OUT_POOL) pool.push(out);
+    });
   }
 
   /** End the stream now (idempotent); what is queued is lost. */
@@ -356,6 +401,7 @@ export class StreamLink implements DatagramSocket {
   /** End it once what is queued has gone out (a LEAVE). No more is received. */
   end(reason = 'closed'): void {
     if (this.isClosed) return;
+    this.flushOut();
     this.carrier.end(reason);
     this.closed_(reason);
   }

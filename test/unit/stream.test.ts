@@ -227,12 +227,17 @@ function decodeWritten(chunks: readonly Buffer[]): Buffer[] {
 
 const PEER = encodeAddress('192.0.2.1', 4000);
 
-test('StreamLink: send() of a batch writes one chunk, whose decoding gives back the datagrams', () => {
+/** Sends are gathered and written when the current callback ends (a microtask). */
+const written = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('StreamLink: send() of a batch writes one chunk, whose decoding gives back the datagrams', async () => {
   const carrier = new FakeCarrier();
   const link = new StreamLink(carrier, Buffer.from(PEER));
   const sent = [datagram(1, 60), datagram(2, 1), datagram(3, 1400)];
   const batch = buffersToBatch(sent);
   assert.equal(link.send(batch, Buffer.alloc(0)), sent.length);
+  assert.equal(carrier.writes.length, 0, 'gathered until the callback ends');
+  await written();
   assert.equal(carrier.writes.length, 1, 'one write for the whole batch');
   assert.equal(carrier.writes[0]!.length, sent.reduce((n, d) => n + STREAM_LENGTH_SIZE + d.length, 0));
   assert.deepEqual(decodeWritten(carrier.writes), sent);
@@ -241,7 +246,7 @@ test('StreamLink: send() of a batch writes one chunk, whose decoding gives back 
   assert.equal(link.stats.txDropped, 0);
 });
 
-test('StreamLink: with the carrier queue near STREAM_SEND_QUEUE_BYTES, the datagrams that do not fit are dropped and counted', () => {
+test('StreamLink: with the carrier queue near STREAM_SEND_QUEUE_BYTES, the datagrams that do not fit are dropped and counted', async () => {
   const carrier = new FakeCarrier();
   const link = new StreamLink(carrier, Buffer.from(PEER));
   const sent = Array.from({ length: 5 }, (_, i) => datagram(i, 100));
@@ -250,11 +255,13 @@ test('StreamLink: with the carrier queue near STREAM_SEND_QUEUE_BYTES, the datag
   assert.equal(link.send(buffersToBatch(sent), Buffer.alloc(0)), 2);
   assert.equal(link.stats.txDropped, 3);
   assert.equal(link.stats.txDatagrams, 2);
+  await written();
   assert.deepEqual(decodeWritten(carrier.writes), sent.slice(0, 2), 'the first ones go, in order');
 
   // A full queue: nothing is written at all.
   carrier.queuedBytes = STREAM_SEND_QUEUE_BYTES;
   assert.equal(link.send(buffersToBatch(sent), Buffer.alloc(0)), 0);
+  await written();
   assert.equal(carrier.writes.length, 1, 'no empty write');
   assert.equal(link.stats.txDropped, 3 + 5);
   assert.equal(link.sendTo(datagram(9, 10)), 0, 'a control datagram is dropped too');
@@ -263,14 +270,16 @@ test('StreamLink: with the carrier queue near STREAM_SEND_QUEUE_BYTES, the datag
   // Exactly enough room for one.
   carrier.queuedBytes = STREAM_SEND_QUEUE_BYTES - (STREAM_LENGTH_SIZE + 100);
   assert.equal(link.send(buffersToBatch(sent), Buffer.alloc(0)), 1);
+  await written();
   assert.deepEqual(decodeWritten(carrier.writes.slice(1)), sent.slice(0, 1));
 });
 
-test('StreamLink: sendTo() writes one length-prefixed datagram', () => {
+test('StreamLink: sendTo() writes one length-prefixed datagram', async () => {
   const carrier = new FakeCarrier();
   const link = new StreamLink(carrier, Buffer.from(PEER));
   const d = datagram(7, 33);
   assert.equal(link.sendTo(d), 1);
+  await written();
   assert.deepEqual(decodeWritten(carrier.writes), [d]);
   assert.equal(link.stats.txDatagrams, 1);
   assert.equal(link.stats.txBytes, 33);
