@@ -317,7 +317,7 @@ export class TransportPolicy {
     }
     if (now < (this.nextAttemptAt.get(kind) ?? 0)) return;
     if (this.stream !== null) this.dropStream(`trying ${kind}`, now);
-    if (this.pendingReason === '') this.pendingReason = `${kind}: --transport ${this.opts.mode}`;
+    if (this.pendingReason === '') this.pendingReason = this.opts.mode === kind ? `${kind}: --transport ${kind}` : `${kind}: the only way given to the switch (a ${kind}:// address)`;
     this.stream = { kind, state: 'connecting', since: now, joinedOnIt: false };
     this.lingerUntil = Infinity;
     this.host.connect(kind);

@@ -165,9 +165,10 @@ export interface NatLab {
   /**
    * The host's router drops every UDP packet from it (a firewall that blocks
    * UDP: hotel Wi-Fi, a corporate network); TCP and ICMP still pass. With
-   * `tcp`, TCP from it to the switch is dropped too (only a proxy gets out).
+   * `tcpToSwitch`, TCP from it to the switch is dropped too (only a proxy gets
+   * out); with `{ except: [443] }`, all of it but to those ports (only HTTPS).
    */
-  blockUdp(host: NatHost, opts?: { tcpToSwitch?: boolean }): void;
+  blockUdp(host: NatHost, opts?: { tcpToSwitch?: boolean | { except: readonly number[] } }): void;
   unblockUdp(host: NatHost): void;
   /** Packets from `host` those rules dropped so far. */
   udpBlockedDrops(host: NatHost): number;
@@ -425,7 +426,14 @@ export function buildNatLab(tag: string, specs: readonly RouterSpec[]): NatLab {
       nft(router.ns, forwardRules(host, port));
     },
     blockUdp(host, opts = {}) {
-      const tcp = opts.tcpToSwitch === true ? `\n    iifname "lan" ip saddr ${host.lan} ip daddr ${SWITCH_ADDRESS} meta l4proto tcp counter drop` : '';
+      const toSwitch = `\n    iifname "lan" ip saddr ${host.lan} ip daddr ${SWITCH_ADDRESS}`;
+      const tcpTo = opts.tcpToSwitch;
+      const tcp =
+        tcpTo === true
+          ? `${toSwitch} meta l4proto tcp counter drop`
+          : typeof tcpTo === 'object'
+            ? `${toSwitch} tcp dport != { ${tcpTo.except.join(', ')} } counter drop`
+            : '';
       nft(host.router.ns, `table inet etl_udp_${host.index}\ndelete table inet etl_udp_${host.index}\ntable inet etl_udp_${host.index} {\n  chain forward {\n    type filter hook forward priority -10; policy accept;\n    iifname "lan" ip saddr ${host.lan} meta l4proto udp counter drop${tcp}\n  }\n}\n`);
     },
     unblockUdp(host) {
@@ -901,21 +909,33 @@ export async function restartNatSwitch(lab: NatLab, sw: NatDaemon): Promise<void
 
 /** Start vport hI (TAP etl0, 10.99.0.I/24) on `host`, joined to the lab's switch. */
 export async function startNatPort(lab: NatLab, host: NatHost, args: readonly string[] = []): Promise<NatDaemon> {
+  return startNatPortAt(lab, host, [lab.switchAddress, String(SWITCH_PORT)], args);
+}
+
+/** What vport hI on a NAT host is started with besides its arguments. */
+export interface NatPortSpawnOptions {
+  /** Added to this process's environment (HTTPS_PROXY, NO_PROXY...). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Start vport hI as startNatPort does, but at `target` (HOST PORT, or a ws:// /
+ * wss:// URL alone) instead of the lab's switch address and port; resolves once joined.
+ */
+export async function startNatPortAt(lab: NatLab, host: NatHost, target: readonly string[], args: readonly string[] = [], opts: NatPortSpawnOptions = {}): Promise<NatDaemon> {
+  const port = spawnNatPort(host, target, args, opts);
+  await waitForOutput(port.child, /vport etl0 joined \S+\n/, START_TIMEOUT_MS);
+  return port;
+}
+
+/** Start vport hI at `target` without waiting for it to join (for a port that must not). */
+export function spawnNatPort(host: NatHost, target: readonly string[], args: readonly string[] = [], opts: NatPortSpawnOptions = {}): NatDaemon {
   const all = argValue(args, '--control') === undefined ? [...args, '--control', controlPath('vport')] : [...args];
-  const child = host.ns.spawn(process.execPath, [
-    bin('vport'),
-    lab.switchAddress,
-    String(SWITCH_PORT),
-    '--name',
-    'etl0',
-    '--ip',
-    `${host.overlay}/24`,
-    '--port-name',
-    host.name,
-    ...portKeyArgs(host.index, all),
-    ...all,
-  ]);
-  await waitForOutput(child, /vport etl0 joined \S+\n/, START_TIMEOUT_MS);
+  const child = host.ns.spawn(
+    process.execPath,
+    [bin('vport'), ...target, '--name', 'etl0', '--ip', `${host.overlay}/24`, '--port-name', host.name, ...portKeyArgs(host.index, all), ...all],
+    opts.env !== undefined ? { env: { ...process.env, ...opts.env } } : {},
+  );
   return new NatDaemon(host.name, host.ns, child, argValue(all, '--control')!, all);
 }
 
