@@ -125,7 +125,7 @@ export interface SessionCounters {
   wrongEndpoint: number;
   /** PAIR_DATA the socket's relay table did not forward (unknown source or destination): handled or dropped in JS. */
   pairUnrouted: number;
-  /** UDP_PROBE answered (a port on a stream checking whether UDP works again), and dropped (unknown index, over budget, malformed). */
+  /** UDP_PROBE answered (a port on a stream checking whether UDP works again), and dropped (unknown index, over budget); a malformed one counts as malformed. */
   udpProbeAcks: number;
   udpProbesDropped: number;
   txOversize: number;
@@ -544,9 +544,13 @@ export class SwitchSessions<L extends Link = Link> {
    */
   private udpProbe(link: L, buf: Buffer, off: number, len: number, from: Buffer, now: number): void {
     const p = decodeUdpProbe(buf, off, len);
-    const e = p === null ? undefined : this.indices.get(p.index);
+    if (p === null) {
+      this.counters.malformed++;
+      return;
+    }
+    const e = this.indices.get(p.index);
     const kp = e?.kp;
-    if (p === null || e === undefined || kp === undefined || !kp.confirmed || kp.closed || !e.member.joined || !this.probeBudget.take(now)) {
+    if (e === undefined || kp === undefined || !kp.confirmed || kp.closed || !e.member.joined || !this.probeBudget.take(now)) {
       this.counters.udpProbesDropped++;
       return;
     }

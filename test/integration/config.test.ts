@@ -56,7 +56,7 @@ test('a config file with an unknown field, a bad value or bad JSON is refused, n
     assertRefused('vswitch', ['--config', join(dir, 'missing.json')], /missing\.json does not exist: check the --config path/),
     // The file is checked before anything starts: an unknown field fails even with every flag fine.
     assertRefused('vport', ['127.0.0.1', String(SWITCH_PORT), '--insecure', '--config', unknown], /unknown field "port-timout"/),
-    assertRefused('vport', ['--config', configFile('no-host.json', '{"insecure": true}')], /Not enough non-option arguments: got 0, need at least 2 \(HOST PORT, or "host" and "port" in --config FILE\)/),
+    assertRefused('vport', ['--config', configFile('no-host.json', '{"insecure": true}')], /Not enough non-option arguments: got 0, need at least 2 \(HOST PORT, a wss:\/\/ URL, or "host" and "port" in --config FILE\)/),
   ]);
 });
 
@@ -71,7 +71,7 @@ test('a good config starts a switch and a port; command-line flags override the 
   // PORT and --port-timeout on the command line beat the file's 4789 and 99; mac-age comes from the file.
   const vswitch = sw.spawn(process.execPath, [bin('vswitch'), String(SWITCH_PORT), '--config', swConfig, '--port-timeout', '12']);
   await waitForOutput(vswitch, new RegExp(`vswitch ready on UDP ${SWITCH_PORT}\\n`), START_TIMEOUT_MS);
-  assert.match(collect(vswitch).err(), /INFO {2}vswitch: listening udp=\[::\]:9999 portTimeout=12s macAge=77s/);
+  assert.match(collect(vswitch).err(), /INFO {2}vswitch: listening udp=\[::\]:9999 tcp=9999 portTimeout=12s macAge=77s/);
 
   const ports = hosts.map((h, i) => {
     const n = i + 1;

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanup, collect, ensureTools, requireRoot, run, runTag, waitExit, waitFor, waitForOutput, type Netns } from '../helpers/netns.js';
-import { count, execIn, START_TIMEOUT_MS } from '../helpers/lan.js';
+import { count, execIn, root, START_TIMEOUT_MS } from '../helpers/lan.js';
 import {
   buildNatLab,
   hostOf,
@@ -75,7 +75,20 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
   return dir;
 }
 
-/** nginx as a TLS-terminating reverse proxy for WebSockets, every path of its own in `dir`. */
+/**
+ * The README's nginx block ("When UDP is blocked"), as written, with its
+ * backend address put where this test's switch listens: what users copy is
+ * what runs here.
+ */
+function readmeLocation(backend: string): string {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const block = /^```nginx\n([\s\S]*?)^```$/m.exec(readme)?.[1];
+  assert.ok(block !== undefined && block.includes('location /etherlink'), 'README.md has the nginx location block');
+  assert.ok(block.includes('proxy_pass http://127.0.0.1:8080;'), 'the README block proxies to 127.0.0.1:8080');
+  return block.replace('http://127.0.0.1:8080;', `http://${backend};`);
+}
+
+/** nginx as a TLS-terminating reverse proxy for WebSockets (the README's location block), every path of its own in `dir`. */
 function nginxConfig(dir: string, listen: string, backend: string, cert: { cert: string; key: string }): string {
   return `daemon off;
 master_process off;
@@ -90,22 +103,11 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   server {
     listen ${listen} ssl;
     ssl_certificate ${cert.cert};
     ssl_certificate_key ${cert.key};
-    location / {
-      proxy_pass http://${backend};
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_buffering off;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-    }
+${readmeLocation(backend)}
   }
 }
 `;

@@ -191,6 +191,9 @@ const SWITCH_ACCOUNTED = [
   'wrongEndpoint',
   'replayedInitiations',
   'handshakes',
+  // UDP_PROBE: answered, or dropped (no such session, over budget).
+  'udpProbeAcks',
+  'udpProbesDropped',
 ] as const;
 const PORT_ACCOUNTED = ['authFailed', 'replayed', 'unknownIndex', 'malformed', 'handshakeFailures', 'handshakes', 'cookies', 'ignored', 'endpointHints'] as const;
 
