@@ -558,3 +558,43 @@ test('an allow-file name wins over the announced one; without one, the announced
   assert.equal(h.member(0).name, 'listed');
   assert.equal(h.member(1).name, 'announced');
 });
+
+test('UDP_PROBE: a live index gets an authenticated PROBE_ACK, no larger, back where the probe came from; nothing moves; a guessed index or a bad size gets nothing', () => {
+  const h = new SessionHarness();
+  h.join();
+  const port = h.ports[0]!;
+  const endpoint = formatAddress(h.member(0).endpoint);
+  // The port's session runs elsewhere (a stream); its UDP mapping is another address.
+  const mapping = encodeAddress('10.0.0.55', 4444);
+  const probe = port.session.udpProbe(77)!;
+  const before = h.switchCounters();
+  h.deliver([{ data: probe, from: mapping, dst: Buffer.from(h.switchAddress), dir: 'up' }]);
+  const acks = h.take((d) => d.dir === 'down');
+  assert.equal(acks.length, 1, 'one answer');
+  assert.equal(formatAddress(acks[0]!.dst), '10.0.0.55:4444', 'to where the probe came from');
+  assert.ok(acks[0]!.data.length <= probe.length, `no amplification: ${acks[0]!.data.length} <= ${probe.length}`);
+  assert.equal(kindOf(acks[0]!.data), 'transport', 'sealed in the session');
+  assert.equal(formatAddress(h.member(0).endpoint), endpoint, 'the endpoint did not move');
+  assert.deepEqual(changed(before, h.switchCounters()), { udpProbeAcks: 1 });
+  // At the port the answer authenticates and names the probe.
+  port.address = mapping;
+  h.deliver(acks);
+  assert.deepEqual(port.events.filter((e) => e.type === 'probe-ack'), [{ type: 'probe-ack', seq: 77 }]);
+
+  // A forged probe: a guessed index is no session; a tampered answer would not authenticate.
+  const forged = Buffer.from(probe);
+  forged.writeUInt32BE((forged.readUInt32BE(4) ^ 0x5a5a5a5a) >>> 0, 4);
+  const short = probe.subarray(0, probe.length - 1);
+  const mid = h.switchCounters();
+  h.deliver([
+    { data: forged, from: encodeAddress('10.0.0.66', 6666), dst: Buffer.from(h.switchAddress), dir: 'up' },
+    { data: Buffer.from(short), from: encodeAddress('10.0.0.66', 6666), dst: Buffer.from(h.switchAddress), dir: 'up' },
+  ]);
+  assert.equal(h.take((d) => d.dir === 'down').length, 0, 'no answer to either');
+  assert.deepEqual(changed(mid, h.switchCounters()), { udpProbesDropped: 1, malformed: 1 });
+  const tampered = Buffer.from(acks[0]!.data);
+  tampered[tampered.length - 1]! ^= 1;
+  h.deliver([{ ...acks[0]!, data: tampered }]);
+  assert.equal(port.events.filter((e) => e.type === 'probe-ack').length, 1, 'a tampered ack is no ack');
+  assert.equal(formatAddress(h.member(0).endpoint), endpoint);
+});
