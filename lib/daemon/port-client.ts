@@ -248,7 +248,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.switchPort = target.port;
     this.wsUrl = target.ws;
     encodeAddress(address, this.switchPort, this.switchAddr, 0);
-    this.route = new SwitchRoute(socket, this.switchAddr, target.udp);
+    // --transport tcp|ws: nothing for the switch goes over UDP, not even while the stream is (re)connecting.
+    this.route = new SwitchRoute(socket, this.switchAddr, target.udp && (target.mode === 'auto' || target.mode === 'udp'));
     this.queue = new TxQueue(this.route);
     this.fromSwitch = new Uint16Array(socket.capacity);
     this.fromPeers = new Uint16Array(socket.capacity);
@@ -396,7 +397,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
 
   /** Datagrams to the switch now go over `to`: make ourselves heard there (this moves our endpoint at the switch). */
   private switched(from: TransportKind, to: TransportKind, reason: string): void {
-    if (to === 'udp') this.route.stream = null;
+    // Onto the open stream (also one lingering after a return to UDP), or off it.
+    this.route.stream = to === 'udp' ? null : this.stream;
     this.log.info('transport changed', { from, to, reason });
     const now = Date.now();
     // An --insecure session is pinned to where it started: it hands shakes again on the new transport.

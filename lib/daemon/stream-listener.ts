@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { socketCarrier, webSocketCarrier, type StreamCarrier } from '../io/stream.js';
-import { STREAM_AUTH_TIMEOUT_MS, WS_DEFAULT_PATH, WS_MESSAGE_MAX, WS_SUBPROTOCOL } from '../protocol/constants.js';
+import { STREAM_AUTH_TIMEOUT_MS, STREAM_CONNECTIONS_MAX, WS_DEFAULT_PATH, WS_MESSAGE_MAX, WS_SUBPROTOCOL } from '../protocol/constants.js';
 
 /** Who connected: the TCP peer, or for a WebSocket from a local reverse proxy, the client it names (X-Forwarded-For). */
 export interface StreamOrigin {
@@ -45,6 +45,8 @@ export function listenTcp(address: string, port: number, accept: StreamAcceptor)
     sock.on('error', () => undefined);
     if (!accept(socketCarrier(sock), origin)) sock.destroy();
   });
+  // Connections are bounded before anything is known of them, too.
+  server.maxConnections = STREAM_CONNECTIONS_MAX;
   return bind(server, address, port);
 }
 
@@ -59,7 +61,8 @@ export function listenWebSocket(opts: WebSocketListenOptions, accept: StreamAcce
     handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   });
   const tls = opts.tlsCert !== undefined && opts.tlsKey !== undefined;
-  const server: HttpServer = tls ? createHttpsServer({ cert: opts.tlsCert, key: opts.tlsKey }) : createHttpServer();
+  const server: HttpServer = tls ? createHttpsServer({ cert: opts.tlsCert, key: opts.tlsKey, handshakeTimeout: STREAM_AUTH_TIMEOUT_MS }) : createHttpServer();
+  server.maxConnections = STREAM_CONNECTIONS_MAX;
   // Slow or idle HTTP clients cannot hold sockets: headers within the stream auth timeout.
   server.headersTimeout = STREAM_AUTH_TIMEOUT_MS;
   server.requestTimeout = STREAM_AUTH_TIMEOUT_MS;

@@ -301,6 +301,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private reflectDropped = 0;
   private readonly reflectBudget = new TokenBucket(REFLECT_REPLIES_PER_SECOND, REFLECT_REPLIES_PER_SECOND);
   private nextLinkId = 1;
+  /** Where each member was last on UDP: a member left on a stream that closes goes back there (it has moved on to UDP, or will). */
+  private readonly lastUdp = new Map<Member<SocketLink>, { link: SocketLink; endpoint: Buffer }>();
   /** Open stream links, and how many per origin address. */
   private readonly streamLinks = new Set<SocketLink>();
   private readonly perAddress = new Map<string, number>();
@@ -454,7 +456,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   /** A new stream: within the limits it becomes a link, whose datagrams go the way a socket's do. */
   private acceptStream(kind: 'tcp' | 'ws', carrier: StreamCarrier, origin: StreamOrigin): boolean {
-    const count = this.perAddress.get(origin.address) ?? 0;
+    // An IPv6 host has a /64 to pick addresses from: it counts as one.
+    const key = origin.address.includes(':') ? encodeAddress(origin.address, 0).toString('hex', 0, 8) : origin.address;
+    const count = this.perAddress.get(key) ?? 0;
     // Behind a local proxy every client shares its address: the per-address bound applies to the forwarded one.
     if (this.closed || this.streamLinks.size >= STREAM_CONNECTIONS_MAX || count >= STREAM_CONNECTIONS_PER_ADDRESS) {
       this.streamCounters.refused++;
@@ -469,15 +473,16 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     const stream = new StreamLink(carrier, peer, { maxDatagram: STREAM_UNBOUND_DATAGRAM_MAX });
     const link: SocketLink = { id: this.nextLinkId++, kind, socket: stream, udp: null, stream, bound: false, origin, queue: new TxQueue(stream), relayCounters: new Float64Array(0) };
-    this.perAddress.set(origin.address, count + 1);
+    this.perAddress.set(key, count + 1);
     this.streamLinks.add(link);
     this.streamCounters.accepted++;
     stream.onDatagrams((batch, addrs) => this.onDatagrams(link, batch, addrs));
     stream.onClose((reason) => {
       this.streamLinks.delete(link);
-      const n = (this.perAddress.get(origin.address) ?? 1) - 1;
-      if (n <= 0) this.perAddress.delete(origin.address);
-      else this.perAddress.set(origin.address, n);
+      const n = (this.perAddress.get(key) ?? 1) - 1;
+      if (n <= 0) this.perAddress.delete(key);
+      else this.perAddress.set(key, n);
+      this.streamGone(link);
       this.streamCounters.skipped += stream.stats.rxSkipped;
       this.streamCounters.txDropped += stream.stats.txDropped;
       if (reason.startsWith('a zero length') || reason.startsWith('not an')) this.streamCounters.malformed++;
@@ -485,6 +490,24 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     });
     this.log.debug('stream accepted', { kind, remote: carrier.remote });
     return true;
+  }
+
+  /**
+   * A stream closed: a member still on it (its last datagrams on the stream
+   * came after its first on UDP, as a port returning to UDP sends) goes back
+   * to where it was last on UDP, so what the switch sends it is not lost
+   * until its next datagram.
+   */
+  private streamGone(link: SocketLink): void {
+    const m = link.member;
+    link.member = undefined;
+    if (m === undefined || m.link !== link || !this.handles.has(m)) return;
+    const udp = this.lastUdp.get(m);
+    if (udp === undefined || udp.link.socket.closed) return;
+    m.link = udp.link;
+    udp.endpoint.copy(m.endpoint);
+    this.route(m);
+    this.log.info('port transport', { port: m.name, transport: 'udp', address: formatAddress(m.endpoint), reason: 'its stream closed' });
   }
 
   /** Streams without a handshake in time, or idle past the port timeout, are closed. */
@@ -604,7 +627,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     for (let i = 0; i < count; ) {
       const off = offsets[i]!;
       const len = lengths[i]!;
-      const dst = isPairData(buf, off, len) ? this.sessions.byMemberId(readRoute(buf, off)) : undefined;
+      // Framed as it came only where its own prefix is right before it (not when that prefix was cut across chunks).
+      const framed = off >= STREAM_LENGTH_SIZE && buf[off - 2] === len >>> 8 && buf[off - 1] === (len & 0xff);
+      const dst = framed && isPairData(buf, off, len) ? this.sessions.byMemberId(readRoute(buf, off)) : undefined;
       const out = dst !== undefined && dst !== src && dst.pairs ? dst.link.stream : null;
       if (out === null || !this.handles.has(dst!)) {
         rest.push(off, len);
@@ -621,7 +646,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         j++;
       }
       const sent = out.writeFramed(buf, off - STREAM_LENGTH_SIZE, end, j - i, bytes);
-      this.pairRelayedStream += j - i;
+      this.pairRelayedStream += sent;
+      if (sent === 0) this.pairDropped += j - i;
       if (counters !== undefined && sent > 0) {
         counters[src.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.fromDatagrams]! += sent;
         counters[src.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.fromBytes]! += bytes;
@@ -644,6 +670,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.forgetEndpoint(m);
     this.bind(m.link);
     if (m.link.stream !== null) m.link.member = m;
+    else this.lastUdp.set(m, { link: m.link, endpoint: Buffer.from(m.endpoint) });
     const key = endpointKey(m.link, m.endpoint);
     this.byEndpoint.set(key, m);
     this.endpointKeys.set(m, key);
@@ -735,7 +762,14 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       if (this.goneBudget.take(now)) this.sessions.sendLong(src, encodePeerGone(readRoute(datagram, 0)));
       return;
     }
-    if (dst.link.socket.closed) return;
+    if (dst.link.socket.closed) {
+      this.pairDropped++;
+      return;
+    }
+    if (!this.relayOne(dst, datagram)) {
+      this.pairDropped++;
+      return;
+    }
     this.pairRelayedSlow++;
     // Counted per member as the socket's relay table counts what it forwards.
     const counters = this.links[0]?.relayCounters;
@@ -745,17 +779,19 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       counters[dst.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.toDatagrams]! += 1;
       counters[dst.id * RELAY_COUNTERS_PER_MEMBER + RelayCounter.toBytes]! += datagram.length;
     }
+  }
+
+  /** One end-to-end datagram to `dst`; false if its stream's queue is full. */
+  private relayOne(dst: Member<SocketLink>, datagram: Buffer): boolean {
     // A stream gathers what it sends into one write per callback itself: one copy.
-    if (dst.link.stream !== null) {
-      dst.link.stream.append(datagram, 0, datagram.length);
-      return;
-    }
+    if (dst.link.stream !== null) return dst.link.stream.append(datagram, 0, datagram.length) === 1;
     // Through the destination's queue: one sendmmsg per receive batch, not one per datagram.
     const q = dst.link.queue;
     q.ensure(datagram.length);
     const at = q.used;
     datagram.copy(q.batch.buf, at);
     q.commit(at, datagram.length, dst.endpoint);
+    return true;
   }
 
   private budgetOf(m: Member<SocketLink>): TokenBucket {
@@ -839,7 +875,11 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
 
   private onLeft(m: Member<SocketLink>, reason: string): void {
     const handle = this.handles.get(m);
+    const stream = m.link.member === m ? m.link.stream : null;
     this.unroute(m);
+    this.lastUdp.delete(m);
+    // Its stream carried nothing but its session: it ends with it (a port that comes back opens another).
+    stream?.end(`port left: ${reason}`);
     // Every member that knew it hears at once: their pair sessions with it close.
     this.directory.remove(m);
     this.endpoints.delete(m);

@@ -30,6 +30,8 @@ export interface StreamStats {
   rxSkipped: number;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Reusable receive batch over whichever buffer the datagrams are in. */
 class StreamBatch implements FrameBatch {
   count = 0;
@@ -39,9 +41,12 @@ class StreamBatch implements FrameBatch {
 }
 
 /**
- * Splits a byte stream into datagrams. Each one handed over is preceded in
- * its buffer by its length prefix (buf[offset - 2 .. offset)), so a run of
- * them can be passed on framed as it came (StreamLink.writeFramed).
+ * Splits a byte stream into datagrams. A datagram at offset 2 or later in its
+ * buffer is preceded there by its own length prefix (buf[offset - 2 ..
+ * offset)), so a run of them can be passed on framed as it came
+ * (StreamLink.writeFramed); one whose prefix was cut across chunks sits at
+ * offset 1 and is not. A datagram cut across chunks is assembled, prefix
+ * included, in a buffer of its own that is never reused.
  * Whole datagrams inside a chunk are
  * handed over as views of it; one cut across chunks is assembled in a buffer
  * kept for the next (at most the largest datagram allowed). A zero length
@@ -101,6 +106,8 @@ export class StreamDecoder {
           one.lengths[0] = this.want;
           one.count = 1;
           this.want = this.have = 0;
+          // Handed over by reference (a relay may write it out later): the next cut datagram gets a buffer of its own.
+          this.assembly = EMPTY;
           this.deliver(one);
         }
         continue;
@@ -141,7 +148,7 @@ export class StreamDecoder {
         b.count = 0;
       }
       // The assembly keeps the prefix too: every datagram handed over has its length in the 2 bytes before it.
-      if (this.assembly.length < STREAM_LENGTH_SIZE + len) this.assembly = Buffer.allocUnsafeSlow(STREAM_LENGTH_SIZE + Math.max(len, Math.min(this.max, 2048)));
+      if (this.assembly.length < STREAM_LENGTH_SIZE + len) this.assembly = Buffer.allocUnsafe(STREAM_LENGTH_SIZE + len);
       this.assembly[0] = len >>> 8;
       this.assembly[1] = len & 0xff;
       this.want = len;
@@ -258,6 +265,8 @@ export class StreamLink implements DatagramSocket {
   /** The buffer being filled, and how much of it; written at the end of the current callback (a microtask). */
   private out: Buffer | null = null;
   private outUsed = 0;
+  /** Datagrams in `out`. */
+  private outCount = 0;
   private flushScheduled = false;
   private readonly pool: Buffer[] = [];
   private readonly flush = (): void => this.flushOut();
@@ -367,6 +376,7 @@ export class StreamLink implements DatagramSocket {
     out[at + 1] = len & 0xff;
     buf.copy(out, at + STREAM_LENGTH_SIZE, off, off + len);
     this.outUsed = at + size;
+    this.outCount++;
     this.stats.txDatagrams++;
     this.stats.txBytes += len;
     if (!this.flushScheduled) {
@@ -382,9 +392,16 @@ export class StreamLink implements DatagramSocket {
     const out = this.out;
     if (out === null || this.outUsed === 0) return;
     const used = this.outUsed;
+    const n = this.outCount;
     this.out = null;
     this.outUsed = 0;
-    if (this.isClosed) return;
+    this.outCount = 0;
+    if (this.isClosed) {
+      // Closed before they went out: not sent after all.
+      this.stats.txDropped += n;
+      this.stats.txDatagrams -= n;
+      return;
+    }
     const pool = this.pool;
     this.carrier.write(out.subarray(0, used), () => {
       if (out.length === OUT_CHUNK && pool.length < OUT_POOL) pool.push(out);

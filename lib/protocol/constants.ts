@@ -562,7 +562,7 @@ export const STREAM_DRAIN_POLL_MS = 1;
 export const UDP_PROBE_ACKS_PER_SECOND = 200;
 /** Length prefix of a datagram on a stream: u16 big-endian. */
 export const STREAM_LENGTH_SIZE = 2;
-/** The largest datagram a stream carries (what UDP could carry over IPv4); a longer length prefix ends the connection. */
+/** The largest datagram a stream carries (what UDP could carry over IPv4); a longer one is skipped unread and counted. */
 export const STREAM_DATAGRAM_MAX = 65507;
 /**
  * Bytes a stream may have queued for sending (in the process, not yet taken by
@@ -578,8 +578,13 @@ export const STREAM_AUTH_TIMEOUT_MS = 10_000;
 /** Streams a switch holds at once, and from one address (plain TCP; WebSocket behind a proxy all share its address). */
 export const STREAM_CONNECTIONS_MAX = 4096;
 export const STREAM_CONNECTIONS_PER_ADDRESS = 64;
-/** Largest WebSocket message a switch or port accepts; one carries many length-prefixed datagrams. */
-export const WS_MESSAGE_MAX = 2 * 1024 * 1024;
+/**
+ * Largest WebSocket message a switch or port accepts; one carries many
+ * length-prefixed datagrams (senders write at most 256 KiB, or one datagram,
+ * at a time). The WebSocket layer holds up to this much of a message before
+ * the datagram checks see it, also before a handshake.
+ */
+export const WS_MESSAGE_MAX = 320 * 1024;
 /** The WebSocket path a switch serves by default, and the subprotocol both sides name. */
 export const WS_DEFAULT_PATH = '/etherlink';
 export const WS_SUBPROTOCOL = 'etherlink.v2';

@@ -188,7 +188,8 @@ export class TransportPolicy {
       if (now - st.since >= STREAM_CONNECT_TIMEOUT_MS) this.streamFailed(now, `${kind} did not connect within ${seconds(STREAM_CONNECT_TIMEOUT_MS)}`);
       return;
     }
-    if (s.joined) st.joinedOnIt = true;
+    // It worked once the switch was heard after it came up (a session joined over UDP before proves nothing about it).
+    if (s.joined && (s.lastHeardAt ?? 0) > st.since) st.joinedOnIt = true;
     const unanswered = now - Math.max(st.since, this.unjoinedSince);
     if (!s.joined && unanswered >= UDP_HANDSHAKE_FALLBACK_MS) {
       this.streamFailed(now, `no handshake answer over ${kind} for ${seconds(unanswered)}`);
@@ -317,7 +318,7 @@ export class TransportPolicy {
     }
     if (now < (this.nextAttemptAt.get(kind) ?? 0)) return;
     if (this.stream !== null) this.dropStream(`trying ${kind}`, now);
-    if (this.pendingReason === '') this.pendingReason = this.opts.mode === kind ? `${kind}: --transport ${kind}` : `${kind}: the only way given to the switch (a ${kind}:// address)`;
+    if (this.pendingReason === '') this.pendingReason = this.opts.mode === kind ? `${kind}: --transport ${kind}` : `${kind}: the only way given to the switch (${kind === 'ws' ? 'a WebSocket URL' : 'HOST PORT'})`;
     this.stream = { kind, state: 'connecting', since: now, joinedOnIt: false };
     this.lingerUntil = Infinity;
     this.host.connect(kind);

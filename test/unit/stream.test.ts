@@ -422,3 +422,28 @@ test('wire: PROBE_ACK decodes as a control message of kind PROBE_ACK with the se
   assert.equal(decodeControl(ack, 0, ack.length - 1), null, 'short');
   assert.equal(decodeControl(Buffer.concat([ack, Buffer.alloc(1)]), 0, ack.length + 1), null, 'long');
 });
+
+test('StreamDecoder: what may be passed on framed has its own prefix right before it; a cut datagram gets a buffer never reused', () => {
+  const whole = frame(RUN);
+  for (let cut = 1; cut < whole.length; cut++) {
+    const seen: { buf: Buffer; off: number; len: number }[] = [];
+    const d = new StreamDecoder((b) => {
+      for (let i = 0; i < b.count; i++) seen.push({ buf: b.buf, off: b.offsets[i]!, len: b.lengths[i]! });
+    });
+    const a = whole.subarray(0, cut);
+    const rest = whole.subarray(cut);
+    assert.equal(d.push(Buffer.from(a)), null);
+    assert.equal(d.push(Buffer.from(rest)), null);
+    assert.equal(seen.length, RUN.length, `cut at ${cut}`);
+    const assembled = new Set<Buffer>();
+    for (const s of seen) {
+      // The relay's rule: framed only where the 2 bytes before it are its own length.
+      if (s.off >= 2) assert.equal(s.buf.readUInt16BE(s.off - 2), s.len, `cut at ${cut}: the bytes before a datagram at ${s.off} are its prefix`);
+      else assert.equal(s.off, 1, 'only a datagram whose prefix was cut sits before offset 2');
+      if (s.buf.length !== a.length && s.buf.length !== rest.length) {
+        assert.ok(!assembled.has(s.buf), 'each assembled datagram in its own buffer');
+        assembled.add(s.buf);
+      }
+    }
+  }
+});

@@ -67,7 +67,10 @@ function setup(opts: Partial<TransportPolicyOptions> = {}) {
     answer(fn: (seq: number, n: number) => boolean) {
       answers = fn;
     },
+    /** Whether the switch is being heard (over whatever carries the session now): lastHeardAt follows the clock. */
+    hearing: false,
     tick() {
+      if (t.hearing) view.lastHeardAt = now;
       policy.tick(now, view);
       const probes = of('probeUdp');
       for (; probesSeen < probes.length; probesSeen++) {
@@ -93,6 +96,7 @@ function setup(opts: Partial<TransportPolicyOptions> = {}) {
       policy.streamUp('tcp', now);
       view.joined = true;
       view.missedPings = 0;
+      t.hearing = true;
       assert.equal(policy.kind, 'tcp');
     },
   };
@@ -289,6 +293,8 @@ function closedAfterWorking(stillJoined: boolean) {
   t.onTcp();
   t.run(3 * UDP_PROBE_INTERVAL_MS);
   t.policy.streamDown('tcp', 'ECONNRESET', t.now);
+  // Nothing is heard once the stream is gone (UDP is still blocked).
+  t.hearing = false;
   const closedAt = t.now;
   const sw = t.switches();
   assert.equal(sw.length, 2);
