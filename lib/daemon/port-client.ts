@@ -197,6 +197,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private readonly transport: TransportPolicy;
   /** Bumped whenever a stream is opened or dropped: a late connect or close of an older one is ignored. */
   private streamGen = 0;
+  /** When anything last came from the switch's address (its own datagrams, or end-to-end data it relayed). */
+  private lastFromSwitchAt = 0;
   /** The open stream (the route sends over it while it is the transport; it may linger after). */
   private stream: StreamLink | null = null;
   private readonly wsUrl: URL | null;
@@ -475,7 +477,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.pairs.poll(now);
     this.transport.tick(now, { joined: this.session.isJoined, missedPings: this.session.missedPings(now), lastHeardAt: this.session.lastHeardAt });
     // Frames went to the switch and nothing came back for a while: ask now, so a broken transport shows within seconds.
-    const heard = this.session.lastHeardAt;
+    // (Relayed end-to-end data counts as hearing from it: a relayed conversation needs no pings.)
+    const heard = Math.max(this.session.lastHeardAt, this.lastFromSwitchAt);
     if (this.route.lastToSwitchAt > heard + TRANSPORT_QUIET_MS && now - heard > TRANSPORT_QUIET_MS) this.session.pingSoon(now);
     this.counters.txNoTransport = this.route.dropped;
     this.counters.streamPauses = this.pauses;
@@ -616,15 +619,20 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     const { buf, offsets, lengths } = batch;
     let n = 0;
     let np = 0;
+    let relayed = false;
     for (let i = 0; i < batch.count; i++) {
       const off = offsets[i]!;
       const len = lengths[i]!;
       // End-to-end data is authenticated by its pair session wherever it comes from: relayed, or on a direct path.
-      if (isPairData(buf, off, len)) this.fromPeers[np++] = i;
+      if (isPairData(buf, off, len)) {
+        this.fromPeers[np++] = i;
+        if (!relayed && addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) relayed = true;
+      }
       else if (addressEquals(addrs, i * ADDR_SLOT, this.switchAddr, 0)) this.fromSwitch[n++] = i;
       else if (buf[off + 1] === MessageType.REFLECT_REPLY && addressEquals(addrs, i * ADDR_SLOT, this.reflectorAddr, 0)) this.onReflectReply(buf, off, len);
       else this.counters.rxForeign++;
     }
+    if (n > 0 || relayed) this.lastFromSwitchAt = now;
     // A window of each kind at a time: the device batch holds one window's frames (BATCH_SIZE), never two.
     for (let from = 0; from < n; from += BATCH_SIZE) {
       this.session.receive(batch, this.fromSwitch, from, Math.min(n, from + BATCH_SIZE), now, this.rx);
