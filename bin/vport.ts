@@ -1,10 +1,9 @@
 #!/usr/bin/env node
 // vport: create a TAP device on this host and join it to a vswitch over UDP (or TCP, or WebSocket where UDP is blocked).
 // Thin: options -> a PortClient -> the shared daemon runner.
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { PortClient, type PortClientOptions } from '../lib/daemon/port-client.js';
+import { checkSwitchAddress, isSwitchUrl, PortClient, type PortClientOptions } from '../lib/daemon/port-client.js';
 import { formatPortStatus, portStatusReport } from '../lib/daemon/status.js';
 import { renderPortMetrics } from '../lib/daemon/metrics.js';
 import { defaultPortControlPath } from '../lib/daemon/control.js';
@@ -13,7 +12,7 @@ import { DEFAULT_TAP_MTU, MAX_PAIR_SESSIONS_DEFAULT, MEMBER_ID_MAX } from '../li
 import { cliFail, fatal, parsePortNumber, UsageError } from '../cli/args.js';
 import { parseWithConfig, PORT_FIELD_RULES, PORT_LIVE_FIELDS } from '../cli/config.js';
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
-import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag } from '../cli/identity.js';
+import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag, readPemFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
 import { EtherlinkError } from '../lib/core/errors.js';
 
@@ -52,7 +51,7 @@ const parser = commonOptions(
 );
 const cfg = await parseWithConfig(parser, hideBin(process.argv), PORT_FIELD_RULES);
 const argv = cfg.argv;
-const isUrl = argv.host !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(argv.host);
+const isUrl = argv.host !== undefined && isSwitchUrl(argv.host);
 if (argv.host === undefined || (argv.port === undefined && !isUrl)) {
   cliFail(`Not enough non-option arguments: got ${argv.host === undefined ? 0 : 1}, need at least 2 (HOST PORT, a wss:// URL, or "host" and "port" in --config FILE)`, undefined);
 }
@@ -67,27 +66,13 @@ try {
     port = parsePortNumber(argv.port!, 'PORT');
     if (port === 0) throw new UsageError('PORT must be the switch port, 1..65535');
   }
-  const transport = argv.transport as string;
-  if (isUrl && (transport === 'udp' || transport === 'tcp')) throw new UsageError(`--transport ${transport} needs HOST PORT, not a URL: give the switch's host and UDP port, or use --transport ws`);
-  if (transport === 'ws' && !isUrl && argv.ws === undefined) throw new UsageError("--transport ws needs the switch's WebSocket URL: add --ws wss://HOST/etherlink, or give the URL instead of HOST PORT");
-  for (const [name, url] of [['--ws', argv.ws], ['HOST', isUrl ? argv.host : undefined]] as const) {
-    if (url === undefined) continue;
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new UsageError(`${name} '${url}' is not a URL: use ws://HOST:PORT/etherlink or wss://HOST/etherlink`);
-    }
-    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new UsageError(`${name} '${url}' must start with ws:// or wss://`);
+  // The check PortClient.start makes, made before anything is opened; the message names the flag.
+  try {
+    checkSwitchAddress({ host: argv.host!, transport: argv.transport as PortClientOptions['transport'] & string, ...(argv.ws !== undefined ? { ws: argv.ws } : {}) });
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/^transport '(\w+)'/, '--transport $1').replace(/^ws '/, "--ws '").replace(/^switch address '/, "HOST '"));
   }
-  if (argv.ca !== undefined) {
-    try {
-      ca = readFileSync(argv.ca);
-    } catch (err) {
-      throw new UsageError(`--ca ${argv.ca}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: give a readable PEM file of CA certificates`);
-    }
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${argv.ca} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
-  }
+  if (argv.ca !== undefined) ca = readPemFlag(argv.ca, '--ca', '-----BEGIN CERTIFICATE-----');
   // Each device flag checked alone, so the message names the flag.
   flag('--name', () => validateTapOptions({ name: tap.name }));
   for (const ip of tap.addresses) flag('--ip', () => parseCidr(ip));

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // vswitch: the virtual Ethernet switch. Thin: options -> a SwitchServer -> the shared daemon runner.
-import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { SwitchServer, DEFAULT_SWITCH_PORT, type ListenAddress, type SwitchServerOptions } from '../lib/daemon/switch-server.js';
@@ -10,7 +9,7 @@ import { defaultSwitchControlPath } from '../lib/daemon/control.js';
 import { cliFail, fatal, parseListen, parsePortNumber, parsePositive } from '../cli/args.js';
 import { parseWithConfig, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/config.js';
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
-import { KEYGEN_HINT, loadAllowList, loadPrivateKey, loadPsk } from '../cli/identity.js';
+import { KEYGEN_HINT, loadAllowList, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
 import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 
@@ -76,7 +75,7 @@ try {
   if (argv.ws !== undefined) {
     const at = parseListen(argv.ws);
     ws = { ...at, path: argv['ws-path'] };
-    if (argv['tls-cert'] !== undefined) ws = { ...ws, tlsCert: readPem(argv['tls-cert'], '--tls-cert'), tlsKey: readPem(argv['tls-key']!, '--tls-key') };
+    if (argv['tls-cert'] !== undefined) ws = { ...ws, tlsCert: readPemFlag(argv['tls-cert'], '--tls-cert'), tlsKey: readPemFlag(argv['tls-key']!, '--tls-key') };
   }
 } catch (err) {
   cliFail((err as Error).message, undefined);
@@ -179,14 +178,3 @@ await runDaemon({
   stopping: () => ['telling ports goodbye', { ports: server.memberCount }],
 });
 
-/** A PEM file for a flag, or a usage error that names it. */
-function readPem(file: string, flag: string): Buffer {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(file);
-  } catch (err) {
-    throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: give a readable PEM file`);
-  }
-  if (!pem.includes('-----BEGIN ')) throw new Error(`${flag} ${file} is not PEM (no -----BEGIN line)`);
-  return pem;
-}

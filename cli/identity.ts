@@ -47,3 +47,19 @@ export function parsePublicKeyFlag(text: string, flag: string): Buffer {
     throw new UsageError(`${flag}: ${(err as Error).message} (get it with 'etherlink pubkey KEYFILE' on the switch)`);
   }
 }
+
+/**
+ * A PEM file given by `flag` (certificates, a key): its bytes, or a usage
+ * error that names the flag. `marker` is what it must hold
+ * ("-----BEGIN CERTIFICATE-----" for CAs; any "-----BEGIN " by default).
+ */
+export function readPemFlag(file: string, flag: string, marker = '-----BEGIN '): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: give a readable PEM file`);
+  }
+  if (!pem.includes(marker)) throw new UsageError(`${flag} ${file} is not what it should be: no ${marker.trim()} line (PEM)`);
+  return pem;
+}

@@ -813,8 +813,22 @@ interface SwitchTarget {
   mode: TransportMode;
 }
 
+/** Whether a switch address is a URL (ws://, wss://, or a scheme we do not take) rather than a host name. */
+export function isSwitchUrl(host: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(host);
+}
+
+/**
+ * Check the switch address, transport and WebSocket URL of PortClient options
+ * as start() will (a CLI can report a bad flag before it opens anything).
+ * Throws ERR_INVALID_URL or ERR_INVALID_ARG_VALUE saying what to fix.
+ */
+export function checkSwitchAddress(opts: Pick<PortClientOptions, 'host' | 'port' | 'transport' | 'ws'>): void {
+  switchTarget(opts);
+}
+
 /** The switch address and transports from the options, checked: errors say which option to fix. */
-function switchTarget(opts: PortClientOptions): SwitchTarget {
+function switchTarget(opts: Pick<PortClientOptions, 'host' | 'port' | 'transport' | 'ws'>): SwitchTarget {
   const mode = opts.transport ?? 'auto';
   if (!TRANSPORT_MODES.includes(mode)) {
     throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `transport '${String(mode)}' is not one of ${TRANSPORT_MODES.join(', ')}`);
@@ -829,7 +843,7 @@ function switchTarget(opts: PortClientOptions): SwitchTarget {
     if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new EtherlinkError('ERR_INVALID_URL', `${what} '${text}' must start with ws:// or wss://`);
     return url;
   };
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(opts.host)) {
+  if (isSwitchUrl(opts.host)) {
     const url = parseWs(opts.host, 'switch address');
     if (mode === 'udp' || mode === 'tcp') throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `transport '${mode}' needs HOST PORT, not the WebSocket URL ${opts.host} (use transport 'ws' or 'auto')`);
     return { host: url.hostname, port: Number(url.port || (url.protocol === 'wss:' ? 443 : 80)), udp: false, ws: url, mode };
