@@ -49,12 +49,15 @@ interface Seeds {
   h: SessionHarness;
   toSwitch: Buffer[];
   toPort: Buffer[];
+  /** Port 1's genuine response, withheld: delivering it unchanged is not an attack but the handshake completing. */
+  withheld: Buffer[];
 }
 
 function recordSession(insecure = false): Seeds {
   const h = new SessionHarness({ ports: 2, insecure, keepStray: false, recordFrames: false, switchOptions: { portTimeoutS: 3600 } });
   const toSwitch: Buffer[] = [];
   const toPort: Buffer[] = [];
+  const withheld: Buffer[] = [];
   const keep = (list: Datagram[]): Datagram[] => {
     for (const d of list) (d.dir === 'up' ? toSwitch : toPort).push(Buffer.from(d.data));
     return list;
@@ -83,13 +86,18 @@ function recordSession(insecure = false): Seeds {
   h.ports[1]!.session.start(h.now);
   h.settle((list) => {
     keep(list);
-    return list.filter((d) => kindOf(d.data) !== 'response' || d.dir !== 'down' || !d.dst.equals(h.ports[1]!.address));
+    return list.filter((d) => {
+      const hold = kindOf(d.data) === 'response' && d.dir === 'down' && d.dst.equals(h.ports[1]!.address);
+      if (hold) withheld.push(Buffer.from(d.data));
+      return !hold;
+    });
   });
+  assert.ok(withheld.length > 0, 'port 1 was answered');
   assert.equal(h.ports[1]!.session.isJoined, false);
   const kinds = (l: Buffer[]): string[] => [...new Set(l.map(kindOf))].sort();
   assert.deepEqual(kinds(toSwitch), ['initiation', 'transport']);
   assert.deepEqual(kinds(toPort), ['cookie', 'response', 'transport']);
-  return { h, toSwitch, toPort };
+  return { h, toSwitch, toPort, withheld };
 }
 
 /** Build one fuzzed datagram from `seeds` into `slab` at `off`; returns its length. */
@@ -284,6 +292,10 @@ test('a million fuzzed datagrams: no exception, every one accounted for, bounded
     // Port-bound batch, alternating between the joined and the handshaking port.
     const which = batches & 1;
     fill(rnd, seeds.toPort, b.portSlab, b.portBatch, (off, len) => {
+      // A mutation that left port 1's withheld response intact up to mac2 (which an
+      // initiator does not check, as in WireGuard) would complete its handshake and
+      // end the fuzzing of consumeResponse: change one byte of its mac1 instead.
+      if (which === 1 && seeds.withheld.some((w) => w.length === len && w.compare(b.portSlab, off, off + len - 16, 0, len - 16) === 0)) b.portSlab[off + len - 17]! ^= 1;
       if (portUncountedShape(b.portSlab, off, len)) uncountedPort[which]!++;
     });
     b.frames.clear();
@@ -346,6 +358,8 @@ test('a million fuzzed datagrams: no exception, every one accounted for, bounded
   }
   assert.ok(report.ports[0]!['authFailed']! > 0 && report.ports[0]!['replayed']! > 0 && report.ports[0]!['unknownIndex']! > 0);
   assert.ok(report.ports[1]!['handshakeFailures']! > 0, 'mutated responses reached consumeResponse');
+  assert.equal(report.ports[1]!['handshakes'], 0, 'no mutated response completed port 1\'s handshake');
+  assert.equal(h.ports[1]!.session.isJoined, false);
   assert.equal(framesToPorts, 0, 'no fuzzed datagram reached a device');
   // Bounded: state, tables and heap.
   assert.equal(sw.size, 1, 'still exactly the one joined port');
