@@ -73,9 +73,10 @@ class RelayTable {
  public:
   bool empty() const { return owners_.empty(); }
 
-  // Member `id` (1..kMaxMemberId) lives at, and only sends from, `slot`. A
+  // Member `id` (1..kMaxMemberId) lives at, and only sends from, `slot`, and
+  // is relayed to and from members of the same `group` only (its network). A
   // roaming member leaves its old endpoint; a member whose endpoint `id` takes loses its route.
-  void Set(uint16_t id, const uint8_t* slot) {
+  void Set(uint16_t id, const uint8_t* slot, uint16_t group = 0) {
     // Sized on first use: only a switch's socket pays for the table.
     if (routes_.empty()) routes_.resize(kMaxMemberId + 1);
     Remove(id);
@@ -90,6 +91,7 @@ class RelayTable {
     Route& r = routes_[id];
     std::memcpy(r.slot, slot, kEndpointKeyBytes);
     std::memset(r.slot + kEndpointKeyBytes, 0, kAddrSlot - kEndpointKeyBytes);
+    r.group = group;
     r.present = true;
   }
 
@@ -104,6 +106,9 @@ class RelayTable {
     if (routes_.empty() || !routes_[id].present) return nullptr;
     return routes_[id].slot;
   }
+
+  // Whether members `a` and `b` (both routed) may be relayed to each other.
+  bool SameGroup(uint16_t a, uint16_t b) const { return routes_[a].group == routes_[b].group; }
 
   // The member that sends from this endpoint, or 0.
   uint16_t SourceOf(const EndpointKey& key) const {
@@ -120,6 +125,7 @@ class RelayTable {
  private:
   struct Route {
     uint8_t slot[kAddrSlot];
+    uint16_t group = 0;
     bool present = false;
   };
   std::vector<Route> routes_;  // indexed by member id

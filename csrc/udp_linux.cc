@@ -479,7 +479,8 @@ uint32_t UdpSocket::RelayPairData(uint32_t count) {
         src = last_src;
       }
     }
-    if (route == nullptr || src == 0 || src == dst) {
+    // Another network's member (or an unrouted one) is for JS, which drops and counts it.
+    if (route == nullptr || src == 0 || src == dst || !relay_.SameGroup(src, dst)) {
       if (kept != k) {
         rx_offsets_[kept] = rx_offsets_[k];
         rx_lengths_[kept] = len;
@@ -505,8 +506,9 @@ uint32_t UdpSocket::RelayPairData(uint32_t count) {
   return kept;
 }
 
-// setRelayRoute(id, addr | null): member `id` lives at, and only sends from, the
-// address slot `addr`; null forgets it.
+// setRelayRoute(id, addr | null[, group]): member `id` lives at, and only sends
+// from, the address slot `addr`, and is relayed only to and from members of the
+// same group (0..65535, default 0: its network); null forgets it.
 void UdpSocket::SetRelayRoute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireArgs(info, 2, "setRelayRoute(id, addr)");
@@ -518,6 +520,14 @@ void UdpSocket::SetRelayRoute(const Napi::CallbackInfo& info) {
                   "] (0 is never a member), got " + info[0].ToString().Utf8Value());
   }
   const uint16_t id = static_cast<uint16_t>(d);
+  uint16_t group = 0;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    double g = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+    if (!(g >= 0 && g <= 65535) || g != static_cast<double>(static_cast<uint32_t>(g))) {
+      ThrowCode(env, kErrOutOfRange, "setRelayRoute: group must be an integer in [0, 65535], got " + info[2].ToString().Utf8Value());
+    }
+    group = static_cast<uint16_t>(g);
+  }
   if (info[1].IsNull() || info[1].IsUndefined()) {
     relay_.Remove(id);
     return;
@@ -541,7 +551,7 @@ void UdpSocket::SetRelayRoute(const Napi::CallbackInfo& info) {
     relay_lengths_.resize(rx_capacity_);
     relay_addrs_.resize(rx_capacity_ * kAddrSlot);
   }
-  relay_.Set(id, addr.data);
+  relay_.Set(id, addr.data, group);
 }
 
 // setRelayCounters(counters): kRelayCountersPerMember doubles per member id,

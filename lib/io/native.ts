@@ -153,7 +153,7 @@ export interface NativeUdp {
    * u16 BE destination id at byte 2, >= 32 bytes) from one member to another
    * is then sent on by the addon and never reaches onBatch.
    */
-  setRelayRoute(id: number, addr: Uint8Array | null): void;
+  setRelayRoute(id: number, addr: Uint8Array | null, group?: number): void;
   /** RELAY_COUNTERS_PER_MEMBER doubles per id (RelayCounter), written as datagrams are relayed; kept alive until close or the next call. */
   setRelayCounters(counters: Float64Array): void;
   pause(): void;

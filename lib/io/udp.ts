@@ -140,11 +140,12 @@ export class UdpSocket implements DatagramSocket {
    * member loses its route. From then on pair data from one programmed member
    * to another is forwarded by the addon, unchanged and GSO-batched, without
    * reaching the receiver; the rest of the pair data (unknown source, no route,
-   * addressed to its sender) still does. Throws ERR_OUT_OF_RANGE for a bad id
-   * or slot size, ERR_INVALID_ADDRESS for an IPv6 member on an IPv4 socket.
+   * addressed to its sender, or to a member of another `group`: its network)
+   * still does. Throws ERR_OUT_OF_RANGE for a bad id, group (0..65535) or slot
+   * size, ERR_INVALID_ADDRESS for an IPv6 member on an IPv4 socket.
    */
-  setRelayRoute(id: number, addr: Buffer | null): void {
-    if (!this.isClosed) this.handle.setRelayRoute(id, addr);
+  setRelayRoute(id: number, addr: Buffer | null, group = 0): void {
+    if (!this.isClosed) this.handle.setRelayRoute(id, addr, group);
   }
 
   /**

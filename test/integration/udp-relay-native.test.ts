@@ -203,6 +203,30 @@ describe('the native relay table', () => {
     await settle();
   });
 
+  test('members of different groups (networks) are not relayed to each other: their data reaches JS', async () => {
+    assert.throws(() => s.setRelayRoute(ID_B, slotOf(b), 65536), { code: 'ERR_OUT_OF_RANGE' }, 'group beyond u16');
+    assert.throws(() => s.setRelayRoute(ID_B, slotOf(b), -1), { code: 'ERR_OUT_OF_RANGE' });
+    s.setRelayRoute(ID_B, slotOf(b), 7);
+    try {
+      const across = pairData(ID_B, 80);
+      const relayBefore = s.stats.relayDatagrams;
+      toS(a, across);
+      await until(() => includes(atS, across), () => 'JS to get pair data for a member of another group');
+      assert.ok(!includes(atB, across), 'B got a datagram from another group');
+      assert.equal(s.stats.relayDatagrams, relayBefore, 'nothing relayed');
+      // Both in group 7: relayed again (the check can fail).
+      s.setRelayRoute(ID_A, slotOf(a), 7);
+      const within = pairData(ID_B, 81);
+      toS(a, within);
+      await until(() => includes(atB, within), () => 'B to get pair data within its group');
+      assert.ok(!includes(atS, within));
+    } finally {
+      s.setRelayRoute(ID_A, slotOf(a));
+      s.setRelayRoute(ID_B, slotOf(b));
+    }
+    await settle();
+  });
+
   test('a member that roams is relayed from its new address only', async () => {
     s.setRelayRoute(ID_A, slotOf(d));
     try {
