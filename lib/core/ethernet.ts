@@ -167,6 +167,48 @@ export function readEtherType(buf: Buffer, frameOff: number, frameLen: number): 
   return -1;
 }
 
+/**
+ * The outermost 802.1Q/802.1ad tag's TCI (PCP, DEI and VID), or -1 when the
+ * frame is untagged or too short to hold a tag (as readVlanId, which then says
+ * 0). No allocation.
+ */
+export function readOuterTci(buf: Buffer, frameOff: number, frameLen: number): number {
+  if (frameLen < ETHERNET.HEADER_LEN + ETHERNET.VLAN_TAG_LEN) return -1;
+  if (!isTagType(buf.readUInt16BE(frameOff + ETHERNET.TYPE_OFFSET))) return -1;
+  return buf.readUInt16BE(frameOff + ETHERNET.HEADER_LEN);
+}
+
+/**
+ * Copy the frame at src[srcOff, +srcLen) to dst[dstOff] with a tag (`tpid`,
+ * `tci`) inserted after the MAC addresses, outside any tags it has. Returns
+ * the new length, srcLen + 4. `dst` must have room and not overlap the
+ * frame; no allocation.
+ */
+export function copyFrameTagged(src: Buffer, srcOff: number, srcLen: number, dst: Buffer, dstOff: number, tpid: number, tci: number): number {
+  // One copy of the whole frame 4 bytes on, then the MACs and the tag in front:
+  // Buffer#copy costs far more per call than per byte at these sizes.
+  src.copy(dst, dstOff + ETHERNET.VLAN_TAG_LEN, srcOff, srcOff + srcLen);
+  copyMacs(src, srcOff, dst, dstOff);
+  dst.writeUInt16BE(tpid, dstOff + ETHERNET.TYPE_OFFSET);
+  dst.writeUInt16BE(tci, dstOff + ETHERNET.TYPE_OFFSET + 2);
+  return srcLen + ETHERNET.VLAN_TAG_LEN;
+}
+
+/**
+ * Copy the frame at src[srcOff, +srcLen) to dst[dstOff] without its outermost
+ * tag (the caller knows it has one: readOuterTci >= 0). Returns the new
+ * length, srcLen - 4. `dst` must not overlap the frame; no allocation.
+ */
+export function copyFrameUntagged(src: Buffer, srcOff: number, srcLen: number, dst: Buffer, dstOff: number): number {
+  src.copy(dst, dstOff, srcOff + ETHERNET.VLAN_TAG_LEN, srcOff + srcLen);
+  copyMacs(src, srcOff, dst, dstOff);
+  return srcLen - ETHERNET.VLAN_TAG_LEN;
+}
+
+function copyMacs(src: Buffer, srcOff: number, dst: Buffer, dstOff: number): void {
+  for (let k = 0; k < ETHERNET.TYPE_OFFSET; k++) dst[dstOff + k] = src[srcOff + k]!;
+}
+
 /** Full header decode for slow paths and tests; null when truncated. */
 export function parseEthernetHeader(buf: Buffer, frameOff = 0, frameLen = buf.length - frameOff): EthernetHeader | null {
   if (frameLen < ETHERNET.HEADER_LEN) return null;
