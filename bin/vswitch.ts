@@ -9,8 +9,10 @@ import { defaultSwitchControlPath } from '../lib/daemon/control.js';
 import { cliFail, fatal, parseListen, parsePortNumber, parsePositive } from '../cli/args.js';
 import { parseWithConfig, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/config.js';
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
-import { KEYGEN_HINT, loadAllowList, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
+import { KEYGEN_HINT, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
+import { loadNetworks, networkSources } from '../cli/networks.js';
+import { DEFAULT_STORM_LIMIT } from '../lib/switch/switch.js';
 import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 
 // `vswitch status ...` asks a running vswitch; it never starts one.
@@ -23,7 +25,10 @@ const parser = commonOptions(
     .command('$0 [port]', false)
     .command('status', 'show the ports, MAC table and counters of the running vswitch (vswitch status --help)')
     .positional('port', { type: 'string', describe: `UDP port to listen on, all addresses, IPv4 and IPv6 (default ${DEFAULT_SWITCH_PORT})` })
-    .option('allow', { type: 'string', describe: 'file of admitted port public keys, one per line with an optional name; SIGHUP reloads it' })
+    .option('allow', { type: 'string', describe: 'file of admitted port public keys, one per line: KEY [name] [vlan=N | trunk=N,M [pvid=P]]; SIGHUP reloads it' })
+    .option('network', { type: 'string', array: true, describe: 'NAME=ALLOWFILE: an isolated network of the keys in ALLOWFILE (repeatable, instead of --allow; a key may be in one network only); SIGHUP adds, removes and reloads them' })
+    .option('storm-limit', { type: 'number', default: DEFAULT_STORM_LIMIT, describe: 'broadcast, multicast and unknown-unicast frames per second a port may send (the rest are dropped and counted; 0: no limit)' })
+    .option('loop-block', { type: 'number', default: 60, describe: 'seconds the loop guard blocks a port whose MACs flap with another port (doubling for a repeat, up to an hour)' })
     .option('listen', { type: 'string', array: true, describe: 'ADDR:PORT to listen on (repeatable; overrides PORT)' })
     .option('mac-age', { type: 'number', default: 300, describe: 'seconds before an idle learned MAC is forgotten' })
     .option('max-macs', { type: 'number', default: 65536, describe: 'learned MACs in total' })
@@ -42,13 +47,14 @@ const parser = commonOptions(
     .example('$0 status', 'in another shell: the ports, keys, addresses, traffic and MACs of the running switch')
     .example('$0 --key switch.key --allow allow --metrics 127.0.0.1:9810', 'also serve Prometheus metrics')
     .example('$0 --config /etc/etherlink/vswitch.json --log-level debug', 'settings from a file, one overridden (docs/deploy.md)')
+    .example('$0 --key switch.key --network red=red.allow --network blue=blue.allow', 'two isolated LANs on one port: each key joins the network whose file lists it')
     .example('$0 --insecure', 'plaintext, any port may join: for a trusted lab only')
     .example('$0 4789 --key switch.key --allow allow --port-timeout 60', 'another port, keep silent ports for a minute')
     .example('$0 --key switch.key --allow allow --pcap /var/log/etherlink/sw.pcapng --pcap-max-mb 50 --pcap-files 4', 'also capture the LAN: at most 4 files of 50 MB')
     .example('$0 --listen 192.0.2.1:9999 --listen [2001:db8::1]:9999 --key switch.key --allow allow', 'listen on two addresses')
     .example('$0 --key switch.key --allow allow --ws 127.0.0.1:8080', 'also take WebSocket ports from a reverse proxy on this host (README: "When UDP is blocked")')
     .example('$0 --key switch.key --allow allow --ws [::]:443 --tls-cert fullchain.pem --tls-key privkey.pem', 'serve wss:// on 443 without a proxy')
-    .epilogue('Signals: SIGINT/SIGTERM tell every port goodbye and exit; SIGHUP reloads the allow file (removed keys are disconnected) and re-reads --config (log-level and allow apply at once; other changes are logged as needing a restart); SIGUSR1 prints the ports, MAC table and counters.'),
+    .epilogue('Signals: SIGINT/SIGTERM tell every port goodbye and exit; SIGHUP reloads the allow files (removed keys, and removed networks\' members, are disconnected; new networks start) and re-reads --config (log-level, allow, network and networks apply at once; other changes are logged as needing a restart); SIGUSR1 prints the networks, ports, MAC table and counters.'),
   'vswitch',
   'every port',
 );
@@ -67,6 +73,8 @@ try {
   parsePositive(argv['port-timeout'], 'port-timeout', { min: 2, max: 65535 });
   parsePositive(argv['max-ports'], 'max-ports');
   parsePositive(argv['reflector-port'], 'reflector-port', { min: 0, max: 65535 });
+  parsePositive(argv['storm-limit'], 'storm-limit', { min: 0 });
+  parsePositive(argv['loop-block'], 'loop-block', { min: 1 });
   if ((argv['tls-cert'] === undefined) !== (argv['tls-key'] === undefined)) {
     throw new Error(`--${argv['tls-cert'] === undefined ? 'tls-key' : 'tls-cert'} needs --${argv['tls-cert'] === undefined ? 'tls-cert' : 'tls-key'} too: TLS takes a certificate and its key`);
   }
@@ -81,20 +89,28 @@ try {
   cliFail((err as Error).message, undefined);
 }
 
-let identity: Pick<SwitchServerOptions, 'privateKey' | 'allow' | 'psk' | 'cipher' | 'insecure'>;
+let identity: Pick<SwitchServerOptions, 'privateKey' | 'networks' | 'psk' | 'cipher' | 'insecure'>;
+/** What the networks are read from now (the config file may change them on SIGHUP). */
+const netOpts = { allow: argv.allow, network: argv.network, networks: (argv as Record<string, unknown>)['networks'] };
 if (argv.insecure) {
-  const extra = (['key', 'allow', 'psk'] as const).find((k) => argv[k] !== undefined) ?? (argv.cipher !== 'chacha20-poly1305' ? 'cipher' : undefined);
+  const extra = (['key', 'allow', 'psk', 'network'] as const).find((k) => argv[k] !== undefined) ?? (argv.cipher !== 'chacha20-poly1305' ? 'cipher' : undefined);
   if (extra !== undefined) cliFail(`--insecure uses the published switch key, admits any port and sends in clear: drop --${extra} (or drop --insecure)`, undefined);
   log.warn('INSECURE: plaintext, and any port that reaches this switch may join the LAN and read its traffic');
   identity = { insecure: true };
 } else {
   if (argv.key === undefined) cliFail(`no --key: a switch needs a private key; ${KEYGEN_HINT}`, undefined);
-  if (argv.allow === undefined) cliFail("no --allow: list the public keys of the ports to admit in a file ('etherlink pubkey KEYFILE' on each port) and pass --allow FILE", undefined);
+  let sources;
+  try {
+    sources = networkSources(netOpts);
+  } catch (err) {
+    cliFail((err as Error).message, undefined);
+  }
+  if (sources.length === 0) cliFail("no --allow: list the public keys of the ports to admit in a file ('etherlink pubkey KEYFILE' on each port) and pass --allow FILE (or --network NAME=FILE for each of several networks)", undefined);
   try {
     const key = loadPrivateKey(argv.key);
     const psk = loadPsk(argv.psk);
     for (const w of [...key.warnings, ...psk.warnings]) log.warn(w);
-    identity = { privateKey: key.value, allow: loadAllowList(argv.allow), ...(psk.value ? { psk: psk.value } : {}), cipher: argv.cipher };
+    identity = { privateKey: key.value, networks: loadNetworks(sources), ...(psk.value ? { psk: psk.value } : {}), cipher: argv.cipher };
   } catch (err) {
     fatal('vswitch', err);
   }
@@ -111,6 +127,8 @@ try {
     macMoveHoldS: argv['mac-move-hold'],
     portTimeoutS: Math.round(argv['port-timeout']),
     maxPorts: argv['max-ports'],
+    stormLimit: argv['storm-limit'],
+    loopBlockS: argv['loop-block'],
     reflectorPort: argv['no-reflector'] ? false : argv['reflector-port'],
     tcp: !argv['no-tcp'],
     ...(ws !== undefined ? { ws } : {}),
@@ -133,7 +151,13 @@ try {
   }
   fatal('vswitch', err);
 }
-log.info('switch identity', { publicKey: server.publicKey, mode: server.mode, ...(identity.allow ? { admitted: identity.allow.length } : {}), psk: identity.psk ? 'yes' : 'no', cipher: identity.cipher ?? 'none' });
+log.info('switch identity', {
+  publicKey: server.publicKey,
+  mode: server.mode,
+  ...(identity.networks ? { networks: identity.networks.map((n) => `${n.name}(${n.allow.length})`).join(',') } : {}),
+  psk: identity.psk ? 'yes' : 'no',
+  cipher: identity.cipher ?? 'none',
+});
 log.info('listening', {
   udp: listen.map((l, i) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${server.ports[i]}`).join(','),
   tcp: argv['no-tcp'] ? 'off' : server.snapshot().tcpPorts.join(','),
@@ -142,7 +166,6 @@ log.info('listening', {
   macAge: `${argv['mac-age']}s`,
 });
 
-let allowPath = argv.allow;
 await runDaemon({
   prog: 'vswitch',
   target: server,
@@ -156,22 +179,29 @@ await runDaemon({
   renderMetrics: renderSwitchMetrics,
   table: () => formatSwitchTable(switchStatusReport(server)),
   reload: (plan) => {
-    if (plan !== undefined && 'allow' in plan.apply) {
-      const next = plan.apply['allow'] as string | undefined;
-      if (argv.insecure) log.warn('SIGHUP: allow changed, but an --insecure switch admits anyone: restart without --insecure to apply');
-      else if (next === undefined) log.warn(`SIGHUP: allow removed from the config, but a switch needs one: keeping ${allowPath}`);
-      else allowPath = next;
-    }
-    if (argv.insecure || allowPath === undefined) {
-      log.info('SIGHUP: no allow file to reload (--insecure admits any port)');
+    const changed = plan !== undefined ? (['allow', 'network', 'networks'] as const).filter((k) => k in plan.apply) : [];
+    if (argv.insecure) {
+      if (changed.length > 0) log.warn(`SIGHUP: ${changed.join(', ')} changed, but an --insecure switch admits anyone: restart without --insecure to apply`);
+      else log.info('SIGHUP: no allow file to reload (--insecure admits any port)');
       return;
     }
+    const next = { ...netOpts };
+    for (const k of changed) (next as Record<string, unknown>)[k] = plan!.apply[k];
     try {
-      const allow = loadAllowList(allowPath);
-      const removed = server.setAllowList(allow);
-      log.info('SIGHUP: allow file reloaded', { admitted: allow.length, disconnected: removed.join(',') || 'none' });
+      const sources = networkSources(next);
+      if (sources.length === 0) throw new Error('the config now names no allow file or network, but a switch needs one');
+      const specs = loadNetworks(sources);
+      const r = server.setNetworks(specs);
+      Object.assign(netOpts, next);
+      log.info('SIGHUP: networks reloaded', {
+        networks: specs.map((n) => `${n.name}(${n.allow.length})`).join(','),
+        added: r.added.join(',') || 'none',
+        removed: r.removed.join(',') || 'none',
+        disconnected: r.disconnected.join(',') || 'none',
+      });
+      if (r.restartNeeded.length > 0) log.warn(`SIGHUP: limits of network ${r.restartNeeded.join(', ')} changed: restart to apply`);
     } catch (err) {
-      log.error(`SIGHUP: allow file not reloaded, keeping the old one: ${(err as Error).message}`);
+      log.error(`SIGHUP: networks not reloaded, keeping the old ones: ${(err as Error).message}`);
     }
   },
   readyLine: `vswitch ready on UDP ${server.ports.join(',')}`,

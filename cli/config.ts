@@ -4,10 +4,12 @@
 import { readFileSync } from 'node:fs';
 import { cliFail, UsageError } from './args.js';
 
-export type FieldType = 'string' | 'number' | 'integer' | 'boolean';
+export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'object';
 
 export interface FieldSpec {
   type: FieldType;
+  /** An 'object' field (a config file only, no flag): its own check, returning what is wrong, or undefined. */
+  check?: (value: unknown) => string | undefined;
   /** A list (repeatable flag); a single value is accepted and wrapped. */
   array?: boolean;
   choices?: readonly string[];
@@ -236,7 +238,7 @@ function typeName(v: unknown): string {
 
 function expectation(spec: FieldSpec): string {
   if (spec.choices) return `one of ${spec.choices.map((c) => `"${c}"`).join(', ')}`;
-  const what = { string: 'a string', number: 'a number', integer: 'an integer', boolean: 'true or false' }[spec.type];
+  const what = { string: 'a string', number: 'a number', integer: 'an integer', boolean: 'true or false', object: 'an object' }[spec.type];
   if (spec.type === 'number' || spec.type === 'integer') {
     if (spec.min !== undefined && spec.max !== undefined) return `${what} from ${spec.min} to ${spec.max}`;
     if (spec.min !== undefined) return `${what} >= ${spec.min}`;
@@ -252,6 +254,8 @@ function checkScalar(v: unknown, spec: FieldSpec): boolean {
       return typeof v === 'string';
     case 'boolean':
       return typeof v === 'boolean';
+    case 'object':
+      return typeof v === 'object' && v !== null && !Array.isArray(v);
     case 'number':
     case 'integer':
       return (
@@ -292,6 +296,8 @@ export function validateConfig(raw: unknown, schema: ConfigSchema, where = 'conf
       out[key] = list;
     } else {
       if (!checkScalar(value, spec)) throw new ConfigError(`${at(key)}field "${key}" must be ${expected}; got ${typeName(value)}`);
+      const problem = spec.check?.(value);
+      if (problem !== undefined) throw new ConfigError(`${at(key)}field "${key}": ${problem}`);
       out[key] = value;
     }
   }
@@ -350,6 +356,8 @@ export function schemaFromOptions(table: CliOptionTable, rules: Readonly<Record<
     };
     schema[key] = spec;
   }
+  // Fields of the file alone (no flag): objects such as the switch's networks.
+  for (const [key, rule] of Object.entries(rules)) if (!(key in schema) && rule.type === 'object') schema[key] = rule as FieldSpec;
   return schema;
 }
 
@@ -364,7 +372,37 @@ export const SWITCH_FIELD_RULES: Readonly<Record<string, Partial<FieldSpec>>> = 
   'max-ports': { type: 'integer', min: 1 },
   'rekey-after': { min: 1 },
   'reflector-port': { type: 'integer', min: 0, max: 65535 },
+  'storm-limit': { min: 0 },
+  'loop-block': { min: 1 },
+  networks: { type: 'object', check: checkNetworksField },
 };
+
+/** Limits a network of the config file's `networks` object may set for itself. */
+const NETWORK_LIMIT_FIELDS: Readonly<Record<string, { min: number; integer: boolean }>> = {
+  'max-macs': { min: 1, integer: true },
+  'max-macs-per-port': { min: 1, integer: true },
+  'storm-limit': { min: 0, integer: false },
+};
+
+/**
+ * The switch's `networks` object: NAME -> allow file, or NAME -> { "allow":
+ * FILE, "max-macs": N, "max-macs-per-port": N, "storm-limit": N }.
+ */
+function checkNetworksField(value: unknown): string | undefined {
+  for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof v === 'string') continue;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return `network "${name}" must be an allow file path, or an object with "allow" and optional limits`;
+    const o = v as Record<string, unknown>;
+    if (typeof o['allow'] !== 'string') return `network "${name}" needs "allow": the path of its allow file`;
+    for (const [k, x] of Object.entries(o)) {
+      if (k === 'allow') continue;
+      const rule = NETWORK_LIMIT_FIELDS[k];
+      if (rule === undefined) return `network "${name}": unknown field "${k}" (valid: allow, ${Object.keys(NETWORK_LIMIT_FIELDS).join(', ')})`;
+      if (typeof x !== 'number' || !Number.isFinite(x) || x < rule.min || (rule.integer && !Number.isInteger(x))) return `network "${name}": "${k}" must be ${rule.integer ? 'an integer' : 'a number'} >= ${rule.min}`;
+    }
+  }
+  return undefined;
+}
 
 /** Value rules of the port's fields. 68..65535: lib/tap.ts MIN_MTU/MAX_MTU. */
 export const PORT_FIELD_RULES: Readonly<Record<string, Partial<FieldSpec>>> = {
@@ -493,6 +531,6 @@ export async function parseWithConfig<T extends Record<string, unknown>>(
 }
 
 /** Fields a switch applies on SIGHUP without a restart. */
-export const SWITCH_LIVE_FIELDS: ReadonlySet<string> = new Set(['log-level', 'allow']);
+export const SWITCH_LIVE_FIELDS: ReadonlySet<string> = new Set(['log-level', 'allow', 'network', 'networks']);
 /** Fields a port applies on SIGHUP without a restart. */
 export const PORT_LIVE_FIELDS: ReadonlySet<string> = new Set(['log-level']);

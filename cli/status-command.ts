@@ -3,7 +3,7 @@
 import yargs from 'yargs';
 import { controlRequest, defaultPortControlPath, defaultSwitchControlPath, portsWithDefaultSockets } from '../lib/daemon/control.js';
 import { cliFail, EXIT, fatal, UsageError } from './args.js';
-import { formatPortReport, formatSwitchReport, type PortStatusReport, type SwitchStatusReport } from '../lib/daemon/status.js';
+import { formatPortReport, formatSwitchReport, networkReport, type PortStatusReport, type SwitchStatusReport } from '../lib/daemon/status.js';
 import { EtherlinkError } from '../lib/core/errors.js';
 
 type Prog = 'vswitch' | 'vport';
@@ -25,7 +25,7 @@ export async function runStatusCommand(prog: Prog, args: string[]): Promise<neve
     .scriptName(`${prog} status`)
     .usage(
       prog === 'vswitch'
-        ? '$0 [--control PATH] [--json]\n\nShow the ports of a running vswitch (name, key, address, session, traffic, drops, MACs), its MAC table and counters.'
+        ? '$0 [--control PATH] [--network NAME] [--json]\n\nShow the networks and ports of a running vswitch (name, key, address, session, traffic, drops, MACs), its MAC table and counters.'
         : '$0 [--name IFNAME | --control PATH] [--json]\n\nShow the session, switch address, handshake, RTT and counters of a running vport.',
     )
     .option('control', {
@@ -34,13 +34,14 @@ export async function runStatusCommand(prog: Prog, args: string[]): Promise<neve
     })
     .option('json', { type: 'boolean', default: false, describe: 'print the status as JSON' });
   if (prog === 'vport') y.option('name', { type: 'string', describe: 'the vport of this interface', conflicts: 'control' });
+  else y.option('network', { type: 'string', describe: 'only this network: its ports, MACs, pairs and counters' }).example('$0 --network lab --json', 'the ports and MACs of network lab, as JSON');
   const argv = (await y
     .parserConfiguration({ 'boolean-negation': false, 'camel-case-expansion': false })
     .strict()
     .fail(cliFail)
     .help()
     .version(false)
-    .parseAsync()) as { control?: string; name?: string; json: boolean; _: (string | number)[] };
+    .parseAsync()) as { control?: string; name?: string; network?: string; json: boolean; _: (string | number)[] };
   if (argv._.length > 0) cliFail(`unexpected argument '${argv._[0]}'`, undefined);
 
   let path: string;
@@ -65,7 +66,12 @@ export async function runStatusCommand(prog: Prog, args: string[]): Promise<neve
     fatal(prog, err);
   }
   if (!res.ok) fatal(prog, new EtherlinkError(res.code ?? 'EIO', `${path}: ${res.error}`));
-  const status = res['status'];
+  let status = res['status'];
+  if (argv.network !== undefined) {
+    const r = status as SwitchStatusReport;
+    status = networkReport(r, argv.network);
+    if (status === undefined) cliFail(`--network ${argv.network}: this switch has no such network (it has ${r.networks.map((n) => n.name).join(', ')})`, undefined);
+  }
   if (argv.json) process.stdout.write(JSON.stringify(status, null, 2) + '\n');
   else process.stdout.write((prog === 'vswitch' ? formatSwitchReport(status as SwitchStatusReport) : formatPortReport(status as PortStatusReport)) + '\n');
   process.exit(EXIT.ok);

@@ -4,6 +4,7 @@ import { createHash, createPrivateKey, createPublicKey, diffieHellman, randomByt
 import { closeSync, constants as fsConstants, fchmodSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { EtherlinkError } from '../core/errors.js';
 import { KEY_SIZE } from './constants.js';
+import { parseVlanOptions, type VlanMode } from '../switch/vlan.js';
 
 /** 32 bytes in standard base64 always take 44 characters, the last one '='. */
 export const KEY_BASE64_LENGTH = 44;
@@ -231,20 +232,28 @@ function readSecretFile(path: string, what: string): { text: string; warning?: s
   }
 }
 
-/** One admitted key of an allow list, with its optional name. */
+/** One admitted key of an allow list, with its optional name and VLAN mode. */
 export interface AllowEntry {
   publicKey: Buffer;
   name?: string;
   /** 1-based line number in the text. */
   line: number;
+  /** `vlan=N` (an access port) or `trunk=N,M [pvid=P]`; absent: a transparent port (frames pass with their tags). */
+  vlan?: VlanMode;
+  /** The network the key joins (a switch with several: SwitchServerOptions.networks); absent: the only one. */
+  network?: string;
+  /** The file the entry came from, for messages (a key listed in two networks names both). */
+  source?: string;
 }
 
 /**
- * Parse an allow list: one peer per line as `<base64 public key> [name]`, `#`
- * starts a comment, blank lines are ignored. Duplicate keys are an error, since
- * two names for one key would make logs lie. `source` names the file in errors.
+ * Parse an allow list: one peer per line as `<base64 public key> [name]
+ * [vlan=N | trunk=N,M,... [pvid=P]]`, `#` starts a comment, blank lines are
+ * ignored. Duplicate keys are an error, since two names for one key would make
+ * logs lie. `file` names the file in errors (and in each entry's `source`).
  */
-export function parseAllowList(text: string, source: string = 'allow list'): AllowEntry[] {
+export function parseAllowList(text: string, file?: string): AllowEntry[] {
+  const source = file ?? 'allow list';
   const entries: AllowEntry[] = [];
   const seen = new Map<string, number>();
   const lines = text.split(/\r?\n/);
@@ -252,9 +261,19 @@ export function parseAllowList(text: string, source: string = 'allow list'): All
     const line = i + 1;
     const content = lines[i]!.replace(/#.*$/, '').trim();
     if (content === '') continue;
-    const fields = content.split(/\s+/);
-    if (fields.length > 2) {
-      throw new AllowListError('ERR_INVALID_ALLOW_LIST', `${source} line ${line}: expected '<base64 public key> [name]', got ${fields.length} fields`, line);
+    const all = content.split(/\s+/);
+    // Options (vlan=, trunk=, pvid=) follow the key and the optional name.
+    const isOption = (f: string): boolean => /^[a-z]+=/.test(f);
+    const fields = all.filter((f, k) => k === 0 || !isOption(f));
+    const options = all.filter((f, k) => k > 0 && isOption(f));
+    if (fields.length > 2 || (fields.length === 2 && all.indexOf(fields[1]!) !== 1)) {
+      throw new AllowListError('ERR_INVALID_ALLOW_LIST', `${source} line ${line}: expected '<base64 public key> [name] [vlan=N | trunk=N,M [pvid=P]]', got '${content}'`, line);
+    }
+    let vlan: VlanMode;
+    try {
+      vlan = parseVlanOptions(options, `${source} line ${line}`);
+    } catch (err) {
+      throw new AllowListError('ERR_INVALID_ALLOW_LIST', (err as Error).message, line);
     }
     let publicKey: Buffer;
     try {
@@ -272,6 +291,8 @@ export function parseAllowList(text: string, source: string = 'allow list'): All
     }
     seen.set(hex, line);
     const entry: AllowEntry = { publicKey, line };
+    if (file !== undefined) entry.source = file;
+    if (vlan.kind !== 'transparent') entry.vlan = vlan;
     const name = fields[1];
     if (name !== undefined) {
       // eslint-disable-next-line no-control-regex

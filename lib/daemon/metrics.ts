@@ -60,6 +60,9 @@ const DROP_REASONS = [
   ['bad_source', 'badSource'],
   ['same_port', 'samePort'],
   ['reentrant', 'reentrant'],
+  ['vlan', 'vlan'],
+  ['storm', 'storm'],
+  ['blocked', 'blocked'],
 ] as const;
 
 /** Label values per port: the port name, made unique if two ports share one. */
@@ -73,14 +76,14 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
   const x = new Exposition('etherlink_switch_');
   const n = (k: string): number => r.protocol[k] ?? 0;
   const names = portLabels(r);
-  const perPort = (f: (i: number) => number, extra: Labels = {}): Sample[] => r.ports.map((_, i) => [{ port: names[i]!, ...extra }, f(i)]);
+  const perPort = (f: (i: number) => number, extra: Labels = {}): Sample[] => r.ports.map((_, i) => [{ network: r.ports[i]!.network, port: names[i]!, ...extra }, f(i)]);
   const dir = (rx: (i: number) => number, tx: (i: number) => number): Sample[] => [...perPort(rx, { direction: 'rx' }), ...perPort(tx, { direction: 'tx' })];
   const sum = (f: (u: SwitchStatusReport['udp'][number]) => number): number => r.udp.reduce((a, u) => a + f(u), 0);
 
   x.gauge('info', 'Constant 1, labelled with the mode (secure, or insecure: plaintext), the cipher and the switch key.', [[{ mode: r.mode, cipher: r.cipher, public_key: r.publicKey }, 1]])
     .gauge('ports', 'Ports attached to the switch (remote and local).', r.ports.length)
     .gauge('sessions', 'Remote ports with an established session.', r.ports.filter((p) => p.address !== 'local').length)
-    .gauge('port_info', 'Constant 1 per port, labelled with its public key (secure mode) and underlay address.', r.ports.map((p, i) => [{ port: names[i]!, public_key: p.publicKey ?? '', address: p.address }, 1]))
+    .gauge('port_info', 'Constant 1 per port, labelled with its public key (secure mode) and underlay address.', r.ports.map((p, i) => [{ network: r.ports[i]!.network, port: names[i]!, public_key: p.publicKey ?? '', address: p.address }, 1]))
     .counter('port_frames_total', 'Frames the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxFrames, (i) => r.ports[i]!.counters.txFrames))
     .counter('port_bytes_total', 'Ethernet bytes the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxBytes, (i) => r.ports[i]!.counters.txBytes))
     .counter('port_flooded_frames_total', 'Frames sent to each port because the destination was unknown, broadcast or multicast.', perPort((i) => r.ports[i]!.counters.flooded))
@@ -88,21 +91,27 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter(
       'port_relayed_datagrams_total',
       'End-to-end datagrams the switch relayed unopened, from each remote port and to it.',
-      r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ port: names[i]!, direction: 'from' }, p.relayed.fromFrames], [{ port: names[i]!, direction: 'to' }, p.relayed.toFrames]] : [])),
+      r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ network: r.ports[i]!.network, port: names[i]!, direction: 'from' }, p.relayed.fromFrames], [{ network: r.ports[i]!.network, port: names[i]!, direction: 'to' }, p.relayed.toFrames]] : [])),
     )
     .counter(
       'port_relayed_bytes_total',
       'Bytes of end-to-end datagrams (header, ciphertext, tag) the switch relayed unopened, from each remote port and to it.',
-      r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ port: names[i]!, direction: 'from' }, p.relayed.fromBytes], [{ port: names[i]!, direction: 'to' }, p.relayed.toBytes]] : [])),
+      r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ network: r.ports[i]!.network, port: names[i]!, direction: 'from' }, p.relayed.fromBytes], [{ network: r.ports[i]!.network, port: names[i]!, direction: 'to' }, p.relayed.toBytes]] : [])),
     )
-    .gauge('port_known_by', 'Members holding each remote port\'s directory entry (itself excluded).', r.ports.flatMap((p, i): Sample[] => (p.knownBy !== undefined ? [[{ port: names[i]! }, Math.max(0, p.knownBy - 1)]] : [])))
+    .gauge('port_known_by', 'Members holding each remote port\'s directory entry (itself excluded).', r.ports.flatMap((p, i): Sample[] => (p.knownBy !== undefined ? [[{ network: r.ports[i]!.network, port: names[i]! }, Math.max(0, p.knownBy - 1)]] : [])))
     .counter('pair_handshakes_relayed_total', 'Handshake messages of end-to-end sessions relayed between members.', n('pairHandshakesRelayed'))
     .counter('directory_messages_total', 'Directory messages (PEER) sent to members: entries, changes, withdrawals.', n('directoryMessages'))
     .counter('pair_datagrams_dropped_total', 'End-to-end datagrams the switch did not relay: from no member, or for one that is gone.', n('pairDropped'))
     .gauge('port_macs', 'MAC addresses learned on each port.', perPort((i) => r.ports[i]!.macs.length))
+    .gauge('port_blocked', '1 while the loop guard blocks the port (a MAC flapping between it and another: a loop), else 0.', perPort((i) => (r.ports[i]!.blocked !== undefined ? 1 : 0)))
+    .gauge('network_members', 'Members joined to each network.', (r.networks ?? []).map((net): Sample => [{ network: net.name }, net.members]))
+    .gauge('network_admitted_keys', 'Keys in each network\'s allow file.', (r.networks ?? []).map((net): Sample => [{ network: net.name }, net.admitted]))
+    .gauge('network_mac_table_entries', 'Entries in each network\'s MAC table.', (r.networks ?? []).map((net): Sample => [{ network: net.name }, net.macs]))
+    .counter('network_frames_total', 'Frames through each network\'s switch: received (rx) and sent (tx, per egress copy).', (r.networks ?? []).flatMap((net): Sample[] => [[{ network: net.name, direction: 'rx' }, net.totals.rxFrames], [{ network: net.name, direction: 'tx' }, net.totals.txFrames]]))
+    .counter('network_drops_total', 'Frames dropped by each network\'s switch, by reason.', (r.networks ?? []).flatMap((net) => DROP_REASONS.map(([label, key]): Sample => [{ network: net.name, reason: label }, net.totals.drops[key]])))
     .gauge('port_link_up', '1 while the port\'s device is up, 0 while it is down (its MACs withdrawn).', perPort((i) => (r.ports[i]!.linkUp ? 1 : 0)))
-    .gauge('port_last_seen_seconds', 'Seconds since each remote port was last heard from.', r.ports.flatMap((p, i): Sample[] => (p.lastSeenS !== undefined ? [[{ port: names[i]! }, p.lastSeenS]] : [])))
-    .gauge('port_last_handshake_seconds', "Seconds since each remote port's last completed handshake.", r.ports.flatMap((p, i): Sample[] => (p.lastHandshakeS !== undefined ? [[{ port: names[i]! }, p.lastHandshakeS]] : [])))
+    .gauge('port_last_seen_seconds', 'Seconds since each remote port was last heard from.', r.ports.flatMap((p, i): Sample[] => (p.lastSeenS !== undefined ? [[{ network: r.ports[i]!.network, port: names[i]! }, p.lastSeenS]] : [])))
+    .gauge('port_last_handshake_seconds', "Seconds since each remote port's last completed handshake.", r.ports.flatMap((p, i): Sample[] => (p.lastHandshakeS !== undefined ? [[{ network: r.ports[i]!.network, port: names[i]! }, p.lastHandshakeS]] : [])))
     .counter('frames_total', 'Frames through the switch: received (rx) and sent (tx, per egress copy).', [[{ direction: 'rx' }, r.totals.rxFrames], [{ direction: 'tx' }, r.totals.txFrames]])
     .counter('bytes_total', 'Ethernet bytes through the switch: received (rx) and sent (tx, per egress copy).', [[{ direction: 'rx' }, r.totals.rxBytes], [{ direction: 'tx' }, r.totals.txBytes]])
     .counter('flooded_frames_total', 'Egress copies sent because the destination was unknown, broadcast or multicast.', r.totals.flooded)
@@ -136,7 +145,7 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
       [{ reason: 'wrong_endpoint' }, n('wrongEndpoint')],
       [{ reason: 'bad_version' }, n('badVersion')],
     ])
-    .gauge('port_transport', 'Constant 1 per remote port, labelled with how it reaches the switch now (udp, tcp, ws).', r.ports.flatMap((p, i): Sample[] => (p.transport !== undefined ? [[{ port: names[i]!, transport: p.transport }, 1]] : [])))
+    .gauge('port_transport', 'Constant 1 per remote port, labelled with how it reaches the switch now (udp, tcp, ws).', r.ports.flatMap((p, i): Sample[] => (p.transport !== undefined ? [[{ network: r.ports[i]!.network, port: names[i]!, transport: p.transport }, 1]] : [])))
     .gauge('streams_open', 'Stream connections (TCP, WebSocket) open now.', r.streams['open'] ?? 0)
     .counter('streams_total', 'Stream connections by outcome: accepted, refused (over the limits), closed for no handshake in time, idle, or malformed.', [
       [{ outcome: 'accepted' }, r.streams['accepted'] ?? 0],
@@ -197,6 +206,8 @@ export function renderPortMetrics(r: PortStatusReport): string {
     .counter('frames_not_sent_total', 'Device frames not sent to the switch, by reason.', [
       [{ reason: 'not_joined' }, n('txNotJoined')],
       [{ reason: 'oversize' }, n('txOversize')],
+      // Our own datagrams to the switch, routed back into our TAP: refused (a route to fix).
+      [{ reason: 'underlay_loop' }, n('underlayLoops')],
     ])
     .gauge('pair_sessions', 'End-to-end sessions with other ports that are up.', r.peers.filter((p) => p.state === 'up').length)
     .counter('path_frames_total', 'Device frames sent end to end (pair) or through the switch (switch: flooded, unknown, or no session yet).', [

@@ -1,6 +1,6 @@
 // Status of a switch or a port: the reports the control socket serves (plain
 // JSON data), and their human forms: aligned tables, no colours.
-import type { PairPathStatus, SwitchServer } from './switch-server.js';
+import type { NetworkStatus, PairPathStatus, SwitchServer } from './switch-server.js';
 import type { PortClient, PortClientStatus } from './port-client.js';
 import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
 import type { UdpStats } from '../io/udp.js';
@@ -9,6 +9,10 @@ import type { UdpStats } from '../io/udp.js';
 export interface SwitchPortReport {
   id: number;
   name: string;
+  /** The network it is in, its VLAN mode ('transparent', 'access 10', 'trunk 10,20 pvid 1'), and why the loop guard blocks it, if it does. */
+  network: string;
+  vlan: string;
+  blocked?: { reason: string; remainingS: number };
   /** Base64 static key (remote ports). */
   publicKey?: string;
   /** Underlay address, or 'local' for a port in the switch's own process. */
@@ -53,12 +57,14 @@ export interface SwitchStatusReport {
   ws?: string;
   /** Stream connections: open, accepted, refused, timed out, malformed. */
   streams: Record<string, number>;
+  /** The isolated networks: members, MACs, limits, counters of each. */
+  networks: NetworkStatus[];
   ports: SwitchPortReport[];
   /** Pairs of members with an end-to-end session, and whether they reach each other direct or through this switch. */
   pairs: PairPathStatus[];
   /** The reflector's UDP port (0: none). */
   reflectorPort: number;
-  macTable: MacStatus[];
+  macTable: (MacStatus & { network: string })[];
   macTableCounters: SwitchSnapshot['macTableCounters'];
   totals: TrafficCounters;
   protocol: Record<string, number>;
@@ -82,10 +88,12 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
   const bySwitchPort = new Map(s.members.map((m) => [m.switchPort, m]));
   const ports = s.ports.map((p): SwitchPortReport => {
     const m = bySwitchPort.get(p.id);
-    if (m === undefined) return { id: p.id, name: p.name, address: 'local', linkUp: p.linkUp, counters: p.counters, macs: p.macs };
+    const where = { network: p.network, vlan: p.vlan, ...(p.blocked !== undefined ? { blocked: p.blocked } : {}) };
+    if (m === undefined) return { id: p.id, name: p.name, ...where, address: 'local', linkUp: p.linkUp, counters: p.counters, macs: p.macs };
     return {
       id: p.id,
       name: p.name,
+      ...where,
       publicKey: m.publicKey,
       address: m.address,
       joinedAt: m.joinedAt,
@@ -116,6 +124,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     tcpPorts: s.tcpPorts,
     ...(s.ws !== undefined ? { ws: s.ws } : {}),
     streams: { ...s.streams },
+    networks: s.networks,
     ports,
     pairs: s.pairs,
     reflectorPort: s.reflectorPort,
@@ -125,6 +134,25 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     protocol: { ...s.protocol },
     udp: s.udp,
     capture: server.captureStatus(),
+  };
+}
+
+/**
+ * The part of a switch report about one network (`vswitch status --network
+ * NAME`): its ports, MACs, pairs and counters. Undefined when there is no
+ * such network.
+ */
+export function networkReport(r: SwitchStatusReport, network: string): SwitchStatusReport | undefined {
+  const net = r.networks.find((n) => n.name === network);
+  if (net === undefined) return undefined;
+  return {
+    ...r,
+    networks: [net],
+    ports: r.ports.filter((p) => p.network === network),
+    pairs: r.pairs.filter((x) => x.network === network),
+    macTable: r.macTable.filter((m) => m.network === network),
+    macTableCounters: net.macTableCounters,
+    totals: net.totals,
   };
 }
 
@@ -150,13 +178,13 @@ function bytes(n: number): string {
 export function formatSwitchTable(r: SwitchStatusReport): string {
   const ports = r.ports.map((p) => {
     const d = p.counters.drops;
-    const drops = d.runt + d.oversize + d.badSource + d.samePort + d.reentrant;
+    const drops = d.runt + d.oversize + d.badSource + d.samePort + d.reentrant + d.vlan + d.storm + d.blocked;
     const r = p.relayed;
-    return [p.id, p.name, p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length, r ? `${r.fromFrames}/${r.toFrames}` : '-'];
+    return [p.id, p.name, p.network, p.blocked !== undefined ? 'blocked' : p.vlan, p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length, r ? `${r.fromFrames}/${r.toFrames}` : '-'];
   });
   return [
     `PORTS (${r.ports.length})${r.mode === 'secure' ? '' : '  [insecure: plaintext]'}`,
-    table(['ID', 'NAME', 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS', 'RELAYED FROM/TO'], ports),
+    table(['ID', 'NAME', 'NETWORK', 'VLAN', 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS', 'RELAYED FROM/TO'], ports),
     '',
     ...macAndCounterLines(r),
   ].join('\n');
@@ -164,15 +192,15 @@ export function formatSwitchTable(r: SwitchStatusReport): string {
 
 /** The MAC TABLE and COUNTERS sections, shared by the SIGUSR1 block and `vswitch status`. */
 function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 'macTableCounters' | 'protocol'>): string[] {
-  const macs = s.macTable.map((m) => [m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
+  const macs = s.macTable.map((m) => [m.network, m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
   const t = s.totals;
   return [
     `MAC TABLE (${s.macTable.length})`,
-    table(['MAC', 'VLAN', 'PORT', 'AGE'], macs),
+    table(['NETWORK', 'MAC', 'VLAN', 'PORT', 'AGE'], macs),
     '',
     'COUNTERS',
     `  frames in ${t.rxFrames} (${bytes(t.rxBytes)}), out ${t.txFrames} (${bytes(t.txBytes)}), flooded ${t.flooded}`,
-    `  drops: runt ${t.drops.runt}, oversize ${t.drops.oversize}, bad source ${t.drops.badSource}, same port ${t.drops.samePort}`,
+    `  drops: runt ${t.drops.runt}, oversize ${t.drops.oversize}, bad source ${t.drops.badSource}, same port ${t.drops.samePort}, VLAN ${t.drops.vlan}, storm ${t.drops.storm}, blocked port ${t.drops.blocked}`,
     `  MAC table: moves ${s.macTableCounters.moves}, moves refused ${s.macTableCounters.moveDenied}, not learned (limits) ${s.macTableCounters.tableFull + s.macTableCounters.portLimit}`,
     `  protocol: ${protocolLine(s.protocol)}`,
   ];
@@ -195,6 +223,9 @@ function dropsText(d: TrafficCounters['drops']): string {
     ['bad source', d.badSource],
     ['same port', d.samePort],
     ['reentrant', d.reentrant],
+    ['VLAN not allowed', d.vlan],
+    ['storm control', d.storm],
+    ['port blocked', d.blocked],
   ];
   const nonzero = named.filter(([, n]) => n > 0);
   return nonzero.length === 0 ? 'none' : nonzero.map(([k, n]) => `${k} ${n}`).join(', ');
@@ -207,11 +238,21 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     `vswitch (pid ${r.pid}): ${r.mode === 'secure' ? `secure (${r.cipher})` : 'insecure (plaintext, any key may join)'}, UDP ${r.udpPorts.join(',') || '-'}, ${r.ports.length} port${r.ports.length === 1 ? '' : 's'}, ${r.macTable.length} MAC${r.macTable.length === 1 ? '' : 's'}`,
     `  switch key      ${r.publicKey}`,
     '',
+    `NETWORKS (${r.networks.length})`,
+    ...table(
+      ['NAME', 'MEMBERS', 'ADMITTED', 'MACS', 'MAX MACS', 'PER PORT', 'STORM LIMIT', 'FRAMES IN', 'BLOCKED', 'ALLOW FILE'],
+      r.networks.map((n) => [n.name, n.members, n.admitted, n.macs, n.limits.maxMacs, n.limits.maxMacsPerPort, n.limits.stormLimit > 0 ? `${n.limits.stormLimit}/s` : 'off', n.totals.rxFrames, n.blocked.join(',') || '-', n.allowFile ?? '-']),
+    )
+      .split('\n')
+      .map((l) => `  ${l}`),
+    '',
     `PORTS (${r.ports.length})`,
   ];
   for (const p of r.ports) {
     const c = p.counters;
     const rows: [string, string][] = [];
+    rows.push(['network', `${p.network}, VLAN ${p.vlan}`]);
+    if (p.blocked !== undefined) rows.push(['BLOCKED', `${p.blocked.reason} (${duration(p.blocked.remainingS)} left)`]);
     if (p.publicKey !== undefined) rows.push(['public key', p.publicKey]);
     rows.push(['address', p.transport !== undefined && p.transport !== 'udp' ? `${p.address} over ${p.transport === 'ws' ? 'WebSocket' : 'TCP'}` : p.address]);
     if (!p.linkUp) rows.push(['link', 'down: its MACs are withdrawn']);
@@ -303,6 +344,8 @@ export function formatPortStatus(s: PortClientStatus): string {
   return [
     `device ${s.device}: ${s.state} (${s.mode === 'secure' ? s.cipher : 'insecure, plaintext'})${s.linkUp ? '' : ', link down'}, switch ${s.switch}, session ${s.session}, rtt ${s.rttMs === undefined ? '-' : s.rttMs.toFixed(2) + ' ms'}${s.lastHandshakeS !== undefined ? `, last handshake ${s.lastHandshakeS}s ago` : ''}`,
     `  public key ${s.publicKey}`,
+    ...(s.underlayLoop !== undefined ? [`  problem: ${s.underlayLoop.reason} (${s.underlayLoop.frames} frames dropped, the last ${duration(s.underlayLoop.lastS)} ago)`] : []),
+    `  network: ${s.network || '- (the switch has not said)'}, VLAN ${s.vlan || '-'} (the switch decides both)`,
     `  tap: rx ${s.tap.rxFrames} frames (${bytes(s.tap.rxBytes)}), tx ${s.tap.txFrames} frames (${bytes(s.tap.txBytes)}), dropped ${s.tap.txDropped}`,
     `  transport: ${s.transport.current} since ${s.transport.since}: ${s.transport.reason}${transportExtra(s.transport)}`,
     `  udp: rx ${s.udp.rxDatagrams} datagrams, tx ${s.udp.txDatagrams}, errors ${s.udp.rxErrors + s.udp.txErrors}`,

@@ -9,7 +9,9 @@ import type { FrameBatch } from '../core/frames.js';
 import type { Port } from '../core/port.js';
 import { EtherlinkError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { Switch, type SwitchPort, type SwitchSnapshot } from '../switch/switch.js';
+import { Switch, type MacStatus, type SwitchOptions, type SwitchPort, type SwitchSnapshot, type TrafficCounters } from '../switch/switch.js';
+import { formatVlanMode, sameVlanMode, type VlanMode } from '../switch/vlan.js';
+import { DEFAULT_NETWORK, checkNetworks, mergedAllowList, type NetworkSpec } from './networks.js';
 import { UdpSocket, type DatagramSocket, type UdpStats } from '../io/udp.js';
 import { decodeAddress, encodeAddress, formatAddress } from '../io/address.js';
 import { STREAM_BATCH, StreamLink, type StreamCarrier } from '../io/stream.js';
@@ -47,6 +49,7 @@ import {
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { Member, RECEIVE_WINDOW, SwitchSessions, type Link, type SessionCounters } from '../protocol/switch-sessions.js';
 import {
+  encodeAssignment,
   encodeCandidates,
   encodeEndpointUnknown,
   encodePairRecv,
@@ -86,8 +89,20 @@ export interface SwitchServerOptions {
   listen?: readonly ListenAddress[];
   /** This switch's private key: 32 bytes, or base64 text (readKeyFile, generateKeyPair). Required unless `insecure`. */
   privateKey?: Buffer | string;
-  /** The admitted ports (readAllowFile, parseAllowList). Required unless `insecure`. */
+  /** The admitted ports (readAllowFile, parseAllowList): one network, named 'default'. Required unless `insecure` or `networks`. */
   allow?: readonly AllowEntry[];
+  /**
+   * Several isolated networks on this one switch (instead of `allow`): each
+   * has its own MAC table, limits, flood domain and end-to-end sessions; a
+   * member's key decides its network, and a key may be in only one.
+   */
+  networks?: readonly NetworkSpec[];
+  /** Broadcast, multicast and unknown-unicast frames per second per port (default DEFAULT_STORM_LIMIT; 0: no limit); a network may override it. */
+  stormLimit?: number;
+  /** MAC-flap loop guard: a MAC seen from another port this many times within a second blocks the newer port (default from the Switch; 0: off). */
+  flapThreshold?: number;
+  /** How long the loop guard blocks a port, in seconds (doubling for a repeat offender, up to an hour). */
+  loopBlockS?: number;
   /** A pre-shared key mixed into every handshake; every port needs the same. */
   psk?: Buffer | string;
   /** Transport cipher; every port must use the same. Default ChaCha20-Poly1305. */
@@ -170,6 +185,9 @@ export interface MemberStatus {
   linkUp: boolean;
   /** The member id end-to-end datagrams are routed by. */
   memberId: number;
+  /** The network its key belongs to, and its VLAN mode ('transparent', 'access 10', 'trunk 10,20 pvid 1'). */
+  network: string;
+  vlan: string;
   /** How it reaches the switch now: 'udp', 'tcp' or 'ws'. */
   transport: 'udp' | 'tcp' | 'ws';
   /** End-to-end traffic the switch relayed (unopened) for this member: to it and from it. */
@@ -189,6 +207,8 @@ export interface MemberStatus {
 export interface PairPathStatus {
   a: string;
   b: string;
+  /** The network both are in. */
+  network: string;
   path: 'direct' | 'relayed';
   /** Why relayed (the reporting side's words), or the direct endpoint it uses. */
   reason?: string;
@@ -196,6 +216,10 @@ export interface PairPathStatus {
 
 /** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
 export interface SwitchServerSnapshot extends SwitchSnapshot {
+  /** The isolated networks; ports, macTable and totals above are every network's together (each port and MAC names its network). */
+  networks: NetworkStatus[];
+  ports: (SwitchSnapshot['ports'][number] & { network: string })[];
+  macTable: (MacStatus & { network: string })[];
   mode: 'insecure' | 'secure';
   cipher: TransportCipherName;
   publicKey: string;
@@ -219,6 +243,8 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
     pairRelayedStream: number;
     /** PAIR_DATA dropped: from no member, or for a member that is gone. */
     pairDropped: number;
+    /** Of those and of PAIR_SEND: for a member of another network (or VLAN mode), refused as if it did not exist. */
+    pairCrossNetwork: number;
     /** PEER messages sent (directory entries and withdrawals). */
     directoryMessages: number;
     /** Introductions (CANDIDATES pairs) sent, refused (no such member, rate), and reflector answers. */
@@ -245,6 +271,29 @@ export interface SwitchServerEvents {
   'port-left': [info: PortEventInfo & { reason: string }];
 }
 
+/** One isolated network of a switch: its spec and its own learning Switch. */
+interface Network {
+  readonly name: string;
+  spec: NetworkSpec;
+  readonly switch: Switch;
+}
+
+/** One network as status shows it. */
+export interface NetworkStatus {
+  name: string;
+  allowFile?: string;
+  /** Keys admitted, and members joined now. */
+  admitted: number;
+  members: number;
+  ports: number;
+  macs: number;
+  limits: { maxMacs: number; maxMacsPerPort: number; stormLimit: number };
+  macTableCounters: SwitchSnapshot['macTableCounters'];
+  totals: TrafficCounters;
+  /** Ports the loop guard blocks now. */
+  blocked: string[];
+}
+
 /** One UDP socket or one stream connection, and the queue its members' datagrams go through. */
 interface SocketLink extends Link {
   /** Unique per link: endpoint keys are per link (a TCP and a UDP peer may share address and port). */
@@ -267,7 +316,18 @@ interface SocketLink extends Link {
 
 /** The vswitch: UDP sockets, the members' sessions and the learning Switch. Members join over UDP; local ports (a TAP, a memory port) attach with addLocalPort. */
 export class SwitchServer extends EventEmitter<SwitchServerEvents> {
-  readonly switch: Switch;
+  /** The networks by name, in the order given: each its own learning Switch. */
+  private readonly networks = new Map<string, Network>();
+  /** Which network each joined member is in. */
+  private readonly memberNetwork = new Map<Member<SocketLink>, Network>();
+  /** Relay groups (network and VLAN mode): members relay end to end only within one. */
+  private readonly relayGroups = new Map<string, number>();
+  /** Switch port ids, unique across the networks (status joins members and ports by them). */
+  private nextPortId = 1;
+  private readonly switchDefaults: SwitchOptions;
+  /** The capture, if one runs: every network's switch feeds it. */
+  private captureHook: ((net: Network, port: SwitchPort, batch: FrameBatch) => void) | null = null;
+  private pairCrossNetwork = 0;
   private readonly sessions: SwitchSessions<SocketLink>;
   readonly sockets: UdpSocket[] = [];
   private readonly links: SocketLink[] = [];
@@ -327,25 +387,27 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     if (portTimeoutS < keepaliveS * PORT_TIMEOUT_MIN_INTERVALS) {
       throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `port timeout ${portTimeoutS} s must be at least ${PORT_TIMEOUT_MIN_INTERVALS} keepalive intervals (${keepaliveS} s)`);
     }
-    this.switch = new Switch({
+    this.switchDefaults = {
       ...(opts.macAgeS !== undefined ? { ageingMs: opts.macAgeS * 1000 } : {}),
       ...(opts.maxMacs !== undefined ? { maxEntries: opts.maxMacs } : {}),
       maxPerPort: opts.maxMacsPerPort ?? DEFAULT_MAX_MACS_PER_PORT,
       moveHoldMs: (opts.macMoveHoldS ?? DEFAULT_MAC_MOVE_HOLD_S) * 1000,
-    });
-    this.switch.on('mac-move', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) =>
-      this.log.info('MAC moved', { mac: e.mac, vlan: e.vlan, from: e.from.name, to: e.to.name }),
-    );
-    this.switch.on('mac-limit', (e: { reason: string; mac: string; port: SwitchPort; suppressed: number }) =>
-      this.log.warn('MAC not learned: limit reached', { reason: e.reason, mac: e.mac, port: e.port.name, suppressed: e.suppressed }),
-    );
+      ...(opts.stormLimit !== undefined ? { stormLimit: opts.stormLimit } : {}),
+      ...(opts.flapThreshold !== undefined ? { flapThreshold: opts.flapThreshold } : {}),
+      ...(opts.loopBlockS !== undefined ? { loopBlockMs: opts.loopBlockS * 1000 } : {}),
+      portIds: () => this.nextPortId++,
+    };
+    const ident = identity(opts);
+    const specs: NetworkSpec[] = ident.networks ?? [{ name: DEFAULT_NETWORK, allow: [] }];
+    checkNetworks(specs);
+    for (const spec of specs) this.addNetwork(spec);
     this.sessions = new SwitchSessions<SocketLink>(
       {
         joined: (m) => this.onJoined(m),
         left: (m, reason) => this.onLeft(m, reason),
         linkChanged: (m, up) => {
           const h = this.handles.get(m);
-          if (h !== undefined) this.switch.setLinkUp(h, up);
+          if (h !== undefined) this.memberNetwork.get(m)?.switch.setLinkUp(h, up);
         },
         send: (link, datagram, to) => {
           if (!link.socket.closed) link.socket.sendTo(datagram, to);
@@ -358,7 +420,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         pairData: (link, datagram, from, now) => this.onUnroutedPair(link, datagram, from, now),
       },
       {
-        ...identity(opts),
+        privateKey: ident.privateKey,
+        allow: ident.networks === undefined ? 'open' : mergedAllowList(ident.networks),
+        ...(ident.psk !== undefined ? { psk: ident.psk } : {}),
+        cipher: ident.cipher,
         keepaliveS,
         portTimeoutS,
         maxPorts: opts.maxPorts ?? MAX_PORTS_DEFAULT,
@@ -393,25 +458,14 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.directory = new Directory<Member<SocketLink>>({
       describe: (target, self) => {
         const h = this.handles.get(target);
-        const macs = h !== undefined ? this.switch.macTable.entriesOf(h, Date.now()) : [];
+        const net = this.memberNetwork.get(target);
+        // As the member's own device sees them: an access port's VLAN is untagged there.
+        const macs = h !== undefined && net !== undefined ? net.switch.macsAsSeenBy(h, Date.now()) : [];
         return encodePeer(target.id, Buffer.from(target.keyHex, 'hex'), target.name, macs, self);
       },
       gone: (target) => encodePeerGone(target.id),
       send: (viewer, payload) => void this.sessions.sendLong(viewer, payload),
     });
-    this.switch.onMacsChanged = (port) => {
-      const m = this.memberOf(port);
-      if (m !== undefined) this.directory.changed(m);
-    };
-    // A member sent known unicast through the switch: both ends get each other's entry, then talk end to end.
-    this.switch.onUnicast = (from, to) => {
-      const a = this.memberOf(from);
-      const b = this.memberOf(to);
-      if (a === undefined || b === undefined || !a.pairs || !b.pairs || this.directory.knows(a, b)) return;
-      this.directory.subscribe(a, b);
-      this.directory.subscribe(b, a);
-    };
-    this.switch.start();
     if (opts.reflectorPort !== false) this.startReflector(opts.listen?.[0]?.address ?? '::', opts.reflectorPort ?? 0);
     this.tickTimer = setInterval(() => {
       const now = Date.now();
@@ -531,6 +585,122 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     link.stream.decoder.max = STREAM_DATAGRAM_MAX;
   }
 
+  /** The learning Switch of the first network (the only one, unless `networks` gave several). */
+  get switch(): Switch {
+    return this.networks.values().next().value!.switch;
+  }
+
+  /** The learning Switch of network `name`, or undefined. */
+  networkSwitch(name: string): Switch | undefined {
+    return this.networks.get(name)?.switch;
+  }
+
+  /** The networks' names, in order. */
+  get networkNames(): string[] {
+    return [...this.networks.keys()];
+  }
+
+  private addNetwork(spec: NetworkSpec): Network {
+    const sw = new Switch({
+      ...this.switchDefaults,
+      ...(spec.maxMacs !== undefined ? { maxEntries: spec.maxMacs } : {}),
+      ...(spec.maxMacsPerPort !== undefined ? { maxPerPort: spec.maxMacsPerPort } : {}),
+      ...(spec.stormLimit !== undefined ? { stormLimit: spec.stormLimit } : {}),
+    });
+    const net: Network = { name: spec.name, spec, switch: sw };
+    const network = spec.name;
+    sw.on('mac-move', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) => this.log.info('MAC moved', { network, mac: e.mac, vlan: e.vlan, from: e.from.name, to: e.to.name }));
+    sw.on('mac-limit', (e: { reason: string; mac: string; port: SwitchPort; suppressed: number }) =>
+      this.log.warn('MAC not learned: limit reached', { network, reason: e.reason, mac: e.mac, port: e.port.name, suppressed: e.suppressed }),
+    );
+    sw.on('storm', (e: { port: SwitchPort; dropped: number }) =>
+      this.log.warn('storm control: flooded frames over the limit dropped', { network, port: e.port.name, dropped: e.dropped, limit: `${sw.stormLimit}/s` }),
+    );
+    sw.on('port-blocked', (e: { port: SwitchPort; reason: string }) => this.log.warn('loop guard: port blocked', { network, port: e.port.name, reason: e.reason }));
+    sw.on('port-unblocked', (e: { port: SwitchPort }) => this.log.info('loop guard: port unblocked', { network, port: e.port.name }));
+    sw.onMacsChanged = (port) => {
+      const m = this.memberOf(port);
+      if (m !== undefined) this.directory.changed(m);
+    };
+    // A member sent known unicast through the switch: both ends get each other's entry, then talk end to end.
+    sw.onUnicast = (from, to) => {
+      const a = this.memberOf(from);
+      const b = this.memberOf(to);
+      if (a === undefined || b === undefined || !a.pairs || !b.pairs || !this.pairable(a, b) || this.directory.knows(a, b)) return;
+      this.directory.subscribe(a, b);
+      this.directory.subscribe(b, a);
+    };
+    if (this.captureHook !== null) {
+      const hook = this.captureHook;
+      sw.onIngress = (port, batch) => hook(net, port, batch);
+    }
+    sw.start();
+    this.networks.set(spec.name, net);
+    return net;
+  }
+
+  /**
+   * Replace the networks (SIGHUP): new ones start, removed ones' members are
+   * told goodbye and disconnected, and reloaded ones take their new allow
+   * list — members whose key is gone or moved to another network are
+   * disconnected (a moved one rejoins there). The others are not disturbed.
+   * Limits of a network that already runs take effect on a restart.
+   * Throws (changing nothing) for a bad set: ERR_KEY_IN_TWO_NETWORKS, ERR_INVALID_NETWORK.
+   */
+  setNetworks(specs: readonly NetworkSpec[]): { added: string[]; removed: string[]; reloaded: string[]; disconnected: string[]; restartNeeded: string[] } {
+    if (this.sessions.open) throw new EtherlinkError('ERR_INSECURE', 'an --insecure switch admits any key: it has no networks to replace');
+    checkNetworks(specs);
+    const next = new Set(specs.map((s) => s.name));
+    const added: string[] = [];
+    const reloaded: string[] = [];
+    const restartNeeded: string[] = [];
+    for (const spec of specs) {
+      const net = this.networks.get(spec.name);
+      if (net === undefined) {
+        this.addNetwork(spec);
+        added.push(spec.name);
+        continue;
+      }
+      if (spec.maxMacs !== net.spec.maxMacs || spec.maxMacsPerPort !== net.spec.maxMacsPerPort || spec.stormLimit !== net.spec.stormLimit) restartNeeded.push(spec.name);
+      net.spec = { ...spec, maxMacs: net.spec.maxMacs, maxMacsPerPort: net.spec.maxMacsPerPort, stormLimit: net.spec.stormLimit } as NetworkSpec;
+      reloaded.push(spec.name);
+    }
+    const disconnected = this.sessions.setAllowList(mergedAllowList(specs));
+    const removed: string[] = [];
+    for (const [name, net] of this.networks) {
+      if (next.has(name)) continue;
+      // Its members are gone with their keys; local ports on it go too.
+      for (const p of net.switch.portList) net.switch.removePort(p);
+      net.switch.stop();
+      this.networks.delete(name);
+      removed.push(name);
+    }
+    return { added, removed, reloaded, disconnected, restartNeeded };
+  }
+
+  /** Whether members `a` and `b` may meet end to end: the same network and the same VLAN mode (else the switch must carry, and tag, their frames). */
+  private pairable(a: Member<SocketLink>, b: Member<SocketLink>): boolean {
+    const na = this.memberNetwork.get(a);
+    return na !== undefined && na === this.memberNetwork.get(b) && sameVlanMode(vlanModeOf(a), vlanModeOf(b));
+  }
+
+  /** The relay group of `m`: the socket's relay table forwards end-to-end data only within one. */
+  private groupOf(m: Member<SocketLink>): number {
+    const key = groupKey(this.memberNetwork.get(m)?.name ?? '', vlanModeOf(m));
+    let g = this.relayGroups.get(key);
+    if (g !== undefined) return g;
+    if (this.relayGroups.size >= RELAY_GROUPS_MAX) {
+      // Groups of networks and modes long gone (many reloads): number the ones in use afresh, and re-route their members.
+      this.relayGroups.clear();
+      for (const other of this.handles.keys()) if (other !== m) this.relayGroups.set(groupKey(this.memberNetwork.get(other)?.name ?? '', vlanModeOf(other)), this.relayGroups.size + 1);
+      for (const other of this.handles.keys()) if (other !== m) this.route(other);
+      g = this.relayGroups.get(key);
+      if (g !== undefined) return g;
+    }
+    this.relayGroups.set(key, (g = this.relayGroups.size + 1));
+    return g;
+  }
+
   /** This switch's public key (base64): what ports give as their switch key. */
   get publicKey(): string {
     return this.sessions.publicKey;
@@ -582,18 +752,24 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     return this.sessions.size;
   }
 
-  /** Attach a local port (a TAP in this process, a memory port...) to the switch. */
-  addLocalPort(port: Port, name?: string): SwitchPort {
-    return this.switch.addPort(port, name !== undefined ? { name } : {});
+  /** Attach a local port (a TAP in this process, a memory port...) to the switch: to the first network, or `opts.network`, with a VLAN mode. */
+  addLocalPort(port: Port, name?: string, opts: { network?: string; vlan?: VlanMode } = {}): SwitchPort {
+    const net = opts.network !== undefined ? this.networks.get(opts.network) : this.networks.values().next().value;
+    if (net === undefined) throw new EtherlinkError('ERR_INVALID_NETWORK', `no network '${opts.network}' on this switch (it has ${this.networkNames.join(', ')})`);
+    return net.switch.addPort(port, { ...(name !== undefined ? { name } : {}), ...(opts.vlan !== undefined ? { vlan: opts.vlan } : {}) });
   }
 
   /**
-   * Replace the admitted keys (after editing the allow file: SIGHUP). Members
-   * whose key is gone are told goodbye and removed at once. Returns their names.
+   * Replace the admitted keys of a one-network switch (after editing the
+   * allow file: SIGHUP). Members whose key is gone, or whose VLAN mode
+   * changed, are told goodbye and removed at once. Returns their names. A
+   * switch with several networks takes setNetworks.
    */
   setAllowList(entries: readonly AllowEntry[]): string[] {
     if (this.sessions.open) throw new EtherlinkError('ERR_INSECURE', 'an --insecure switch admits any key: it has no allow list to replace');
-    return this.sessions.setAllowList(entries);
+    if (this.networks.size !== 1) throw new EtherlinkError('ERR_INVALID_NETWORK', `this switch has ${this.networks.size} networks: replace them with setNetworks`);
+    const net = this.networks.values().next().value!;
+    return this.setNetworks([{ ...net.spec, allow: entries }]).disconnected;
   }
 
   /** One receive batch of one socket, in windows: decrypt into members, then one Switch pass per member. */
@@ -630,7 +806,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       // Framed as it came only where its own prefix is right before it (not when that prefix was cut across chunks).
       const framed = off >= STREAM_LENGTH_SIZE && buf[off - 2] === len >>> 8 && buf[off - 1] === (len & 0xff);
       const dst = framed && isPairData(buf, off, len) ? this.sessions.byMemberId(readRoute(buf, off)) : undefined;
-      const out = dst !== undefined && dst !== src && dst.pairs ? dst.link.stream : null;
+      const out = dst !== undefined && dst !== src && dst.pairs && this.pairable(src, dst) ? dst.link.stream : null;
       if (out === null || !this.handles.has(dst!)) {
         rest.push(off, len);
         i++;
@@ -674,7 +850,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const key = endpointKey(m.link, m.endpoint);
     this.byEndpoint.set(key, m);
     this.endpointKeys.set(m, key);
-    for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, l === m.link ? m.endpoint : null);
+    const group = this.groupOf(m);
+    for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, l === m.link ? m.endpoint : null, group);
   }
 
   private unroute(m: Member<SocketLink>): void {
@@ -696,7 +873,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const h = this.handles.get(m);
     if (h === undefined) return;
     if (msg.kind === LongControl.MAC_CLAIM) {
-      this.switch.learnReported(h, msg.macs);
+      this.memberNetwork.get(m)?.switch.learnReported(h, msg.macs);
       return;
     }
     if (msg.kind === LongControl.ENDPOINTS) {
@@ -721,7 +898,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     if (msg.kind === LongControl.PEER_QUERY) {
       // After a rejoin: the member with this key now, if any, and the other way round.
       const d = this.sessions.byKeyHex(msg.publicKey.toString('hex'));
-      if (d === undefined || d === m || !d.pairs || !m.pairs || !this.handles.has(d) || !this.budgetOf(m).take(Date.now())) return;
+      if (d === undefined || d === m || !d.pairs || !m.pairs || !this.handles.has(d) || !this.pairable(m, d) || !this.budgetOf(m).take(Date.now())) return;
       if (!this.directory.subscribe(m, d)) this.directory.resend(m, d);
       this.directory.subscribe(d, m);
       return;
@@ -731,7 +908,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       return;
     }
     const d = this.sessions.byMemberId(msg.dst);
-    if (d === undefined || d === m || !d.pairs || !m.pairs || !this.handles.has(d)) {
+    if (d === undefined || d === m || !d.pairs || !m.pairs || !this.handles.has(d) || !this.pairable(m, d)) {
+      if (d !== undefined && this.handles.has(d) && !this.pairable(m, d)) this.pairCrossNetwork++;
       this.sessions.sendLong(m, encodePeerGone(msg.dst));
       return;
     }
@@ -759,6 +937,13 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const dst = this.sessions.byMemberId(readRoute(datagram, 0));
     if (dst === undefined || dst === src) {
       this.pairDropped++;
+      if (this.goneBudget.take(now)) this.sessions.sendLong(src, encodePeerGone(readRoute(datagram, 0)));
+      return;
+    }
+    if (!this.pairable(src, dst)) {
+      // Another network (or VLAN mode): as if it did not exist.
+      this.pairDropped++;
+      this.pairCrossNetwork++;
       if (this.goneBudget.take(now)) this.sessions.sendLong(src, encodePeerGone(readRoute(datagram, 0)));
       return;
     }
@@ -808,7 +993,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
    */
   private rendezvous(m: Member<SocketLink>, id: number): void {
     const d = this.sessions.byMemberId(id);
-    if (d === undefined || d === m || !this.directory.knows(m, d) || !this.handles.has(d) || !this.budgetOf(m).take(Date.now())) {
+    if (d === undefined || d === m || !this.directory.knows(m, d) || !this.handles.has(d) || !this.pairable(m, d) || !this.budgetOf(m).take(Date.now())) {
       this.rendezvousRefused++;
       return;
     }
@@ -860,16 +1045,21 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   }
 
   private onJoined(m: Member<SocketLink>): void {
-    const handle = this.switch.addPort(m, { name: m.name });
+    const net = this.networks.get(m.entry?.network ?? DEFAULT_NETWORK) ?? this.networks.values().next().value!;
+    const vlan = vlanModeOf(m);
+    const handle = net.switch.addPort(m, { name: m.name, vlan });
     this.handles.set(m, handle);
+    this.memberNetwork.set(m, net);
     this.route(m);
+    // For its status: the switch decides both.
+    this.sessions.sendLong(m, encodeAssignment(net.name, formatVlanMode(vlan)));
     // A member that runs pair sessions hears its own entry: its id, and later the MACs it may send from end to end.
     if (m.pairs) {
       this.directory.subscribe(m, m);
       if (m.link.stream === null) this.sessions.sendLong(m, encodeReflected(m.endpoint, this.reflectorBound));
     }
     const info = this.info(m, handle.id);
-    this.log.info('port joined', { port: m.name, address: info.address, transport: m.link.kind, key: m.publicKey });
+    this.log.info('port joined', { port: m.name, network: net.name, ...(vlan.kind !== 'transparent' ? { vlan: formatVlanMode(vlan) } : {}), address: info.address, transport: m.link.kind, key: m.publicKey });
     this.emit('port-joined', info);
   }
 
@@ -888,7 +1078,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     for (const other of this.introduced.get(m) ?? []) this.introduced.get(other)?.delete(m);
     this.introduced.delete(m);
     this.handles.delete(m);
-    if (handle !== undefined) this.switch.removePort(handle);
+    const net = this.memberNetwork.get(m);
+    this.memberNetwork.delete(m);
+    if (handle !== undefined) net?.switch.removePort(handle);
     const info = this.info(m, handle?.id ?? 0);
     this.log.info('port left', { port: m.name, address: info.address, reason });
     this.emit('port-left', { ...info, reason });
@@ -910,6 +1102,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         rekeys: m.rekeys,
         linkUp: m.linkUp,
         memberId: m.id,
+        network: this.memberNetwork.get(m)?.name ?? '',
+        vlan: formatVlanMode(vlanModeOf(m)),
         transport: m.link.kind,
         relayed: this.relayedFor(m.id),
         knownBy: this.directory.viewerCount(m),
@@ -919,8 +1113,27 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         localAddresses: (this.endpoints.get(m)?.addrs ?? []).map((a) => formatAddress(a)),
       });
     }
+    const perNet = [...this.networks.values()].map((net) => ({ net, snap: net.switch.snapshot() }));
+    const counts = new Map<Network, number>();
+    for (const n of this.memberNetwork.values()) counts.set(n, (counts.get(n) ?? 0) + 1);
+    const networks = perNet.map(({ net, snap }): NetworkStatus => ({
+      name: net.name,
+      ...(net.spec.allowFile !== undefined ? { allowFile: net.spec.allowFile } : {}),
+      admitted: net.spec.allow.length,
+      members: counts.get(net) ?? 0,
+      ports: snap.ports.length,
+      macs: snap.macTable.length,
+      limits: { maxMacs: net.switch.macTable.maxEntries, maxMacsPerPort: net.switch.macTable.maxPerPort, stormLimit: net.switch.stormLimit },
+      macTableCounters: snap.macTableCounters,
+      totals: snap.totals,
+      blocked: snap.ports.filter((p) => p.blocked !== undefined).map((p) => p.name),
+    }));
     return {
-      ...this.switch.snapshot(),
+      ports: perNet.flatMap(({ net, snap }) => snap.ports.map((p) => ({ ...p, network: net.name }))),
+      macTable: perNet.flatMap(({ net, snap }) => snap.macTable.map((e) => ({ ...e, network: net.name }))),
+      macTableCounters: sumCounters(perNet.map((x) => x.snap.macTableCounters)),
+      totals: sumCounters(perNet.map((x) => x.snap.totals)),
+      networks,
       mode: this.mode,
       cipher: this.sessions.cipher,
       publicKey: this.publicKey,
@@ -938,6 +1151,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         pairRelayedSlow: this.pairRelayedSlow,
         pairRelayedStream: this.pairRelayedStream,
         pairDropped: this.pairDropped,
+        pairCrossNetwork: this.pairCrossNetwork,
         directoryMessages: this.directory.sent,
         rendezvous: this.rendezvousSent,
         rendezvousRefused: this.rendezvousRefused,
@@ -969,7 +1183,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         const path = r.path === PathKind.DIRECT ? 'direct' : 'relayed';
         const had = seen.get(key);
         if (had !== undefined && (had.path === 'relayed' || path === 'direct')) continue;
-        seen.set(key, { a: a.name, b: b.name, path, ...(r.reason !== '' ? { reason: r.reason } : {}) });
+        seen.set(key, { a: a.name, b: b.name, network: this.memberNetwork.get(a)?.name ?? '', path, ...(r.reason !== '' ? { reason: r.reason } : {}) });
       }
     }
     return [...seen.values()].sort((x, y) => (x.a === y.a ? x.b.localeCompare(y.b) : x.a.localeCompare(y.a)));
@@ -992,22 +1206,23 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   /**
    * Record every frame that enters the switch, from any port, before it is
    * forwarded, to a capture FILE (see PcapOptions for the format, the size
-   * bound and rotation). In pcapng each switch port is an interface ("3 h1")
+   * bound and rotation). In pcapng each switch port is an interface named after its network and itself ("default/3 h1")
    * and its frames are marked inbound: received by the switch from it.
    * Throws ERR_CAPTURE_RUNNING if a capture is already on, or the open error.
    */
   startCapture(file: string, opts: PcapOptions = {}): CaptureStatus {
     const writer = this.capture.start(file, { interfaceName: 'vswitch', ...opts }, () => {
-      this.switch.onIngress = null;
+      this.captureHook = null;
+      for (const net of this.networks.values()) net.switch.onIngress = null;
     });
-    // pcapng: one interface per switch port, named after it; every frame recorded as received by it.
+    // pcapng: one interface per switch port, named after its network and itself; every frame recorded as received by it.
     const interfaces = new Map<SwitchPort, PcapWriteOptions>();
     const fallback: PcapWriteOptions = { interface: 0, direction: 'in' };
-    const interfaceOf = (port: SwitchPort): PcapWriteOptions => {
+    const interfaceOf = (net: Network, port: SwitchPort): PcapWriteOptions => {
       let w = interfaces.get(port);
       if (w === undefined) {
         try {
-          w = { interface: writer.addInterface(`${port.id} ${port.name}`), direction: 'in' };
+          w = { interface: writer.addInterface(`${net.name}/${port.id} ${port.name}`), direction: 'in' };
         } catch (err) {
           this.log.warn(`capture: port ${port.name} recorded on interface 0: ${(err as Error).message}`);
           w = fallback;
@@ -1016,8 +1231,12 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       }
       return w;
     };
-    for (const p of this.switch.portList) interfaceOf(p);
-    this.switch.onIngress = (port, batch) => writer.write(batch, interfaceOf(port));
+    const hook = (net: Network, port: SwitchPort, batch: FrameBatch): void => writer.write(batch, interfaceOf(net, port));
+    this.captureHook = hook;
+    for (const net of this.networks.values()) {
+      for (const p of net.switch.portList) interfaceOf(net, p);
+      net.switch.onIngress = (port, batch) => hook(net, port, batch);
+    }
     return writer.status();
   }
 
@@ -1039,7 +1258,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.sessions.close();
     for (const l of this.links) l.queue.flush();
-    this.switch.stop();
+    for (const net of this.networks.values()) net.switch.stop();
     for (const s of this.sockets) s.close();
     for (const srv of this.streamServers) srv.close();
     for (const l of this.streamLinks) {
@@ -1060,25 +1279,51 @@ function sameEndpoints(a: { flags: number; nat: number; addrs: Buffer[] }, b: { 
   return a.flags === b.flags && a.nat === b.nat && a.addrs.length === b.addrs.length && a.addrs.every((x, i) => x.equals(b.addrs[i]!));
 }
 
-/** Key, membership and cipher from the options, checked. */
-function identity(opts: SwitchServerOptions): { privateKey: Buffer; allow: readonly AllowEntry[] | 'open'; psk?: Buffer; cipher: TransportCipherName } {
+/** Relay group numbers (u16, 0 unused) before they are numbered afresh. */
+const RELAY_GROUPS_MAX = 65_535;
+
+function groupKey(network: string, mode: VlanMode): string {
+  return `${network}\n${formatVlanMode(mode)}`;
+}
+
+/** A member's VLAN mode: from its allow-file line; transparent without one. */
+function vlanModeOf(m: Member<SocketLink>): VlanMode {
+  return m.entry?.vlan ?? TRANSPARENT;
+}
+const TRANSPARENT: VlanMode = { kind: 'transparent' };
+
+/** Counters of several switches added up, field by field (nested objects too). */
+function sumCounters<T extends object>(list: readonly T[]): T {
+  const add = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...a };
+    for (const [k, v] of Object.entries(b)) out[k] = typeof v === 'number' ? ((out[k] as number | undefined) ?? 0) + v : typeof v === 'object' && v !== null ? add((out[k] as Record<string, unknown> | undefined) ?? {}, v as Record<string, unknown>) : v;
+    return out;
+  };
+  return list.reduce<Record<string, unknown>>((acc, x) => add(acc, x as Record<string, unknown>), {}) as T;
+}
+
+/** Key, networks and cipher from the options, checked. */
+function identity(opts: SwitchServerOptions): { privateKey: Buffer; networks?: NetworkSpec[]; psk?: Buffer; cipher: TransportCipherName } {
   if (opts.insecure) {
-    for (const k of ['privateKey', 'allow', 'psk', 'cipher'] as const) {
+    for (const k of ['privateKey', 'allow', 'networks', 'psk', 'cipher'] as const) {
       if (opts[k] !== undefined) {
         throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `insecure: true uses the published switch key, admits any key and sends in clear: drop '${k}' (or drop insecure)`);
       }
     }
-    return { privateKey: insecureSwitchKey().privateKey, allow: 'open', cipher: 'none' };
+    return { privateKey: insecureSwitchKey().privateKey, cipher: 'none' };
   }
-  if (opts.privateKey === undefined || opts.allow === undefined) {
+  if (opts.allow !== undefined && opts.networks !== undefined) {
+    throw new EtherlinkError('ERR_INVALID_ARG_VALUE', "give 'allow' (one network) or 'networks' (several), not both");
+  }
+  if (opts.privateKey === undefined || (opts.allow === undefined && opts.networks === undefined)) {
     throw new EtherlinkError(
       'ERR_NO_KEY',
-      `a switch needs ${opts.privateKey === undefined ? 'a private key (privateKey: readKeyFile(path).privateKey, or generateKeyPair().privateKey)' : 'an allow list (allow: readAllowFile(path))'}, or insecure: true for plaintext`,
+      `a switch needs ${opts.privateKey === undefined ? 'a private key (privateKey: readKeyFile(path).privateKey, or generateKeyPair().privateKey)' : 'an allow list (allow: readAllowFile(path)) or networks'}, or insecure: true for plaintext`,
     );
   }
   return {
     privateKey: keyFrom(opts.privateKey, 'privateKey'),
-    allow: opts.allow,
+    networks: opts.networks !== undefined ? [...opts.networks] : [{ name: DEFAULT_NETWORK, allow: opts.allow! }],
     ...(opts.psk !== undefined ? { psk: keyFrom(opts.psk, 'psk') } : {}),
     cipher: opts.cipher ?? DEFAULT_CIPHER,
   };

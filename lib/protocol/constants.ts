@@ -262,7 +262,16 @@ export const LongControl = {
   CANDIDATES: 0x22,
   /** Switch -> port: the port's own address as the switch sees it (slot, 18), the reflector's UDP port u16 (0: none). */
   REFLECTED: 0x23,
+  /**
+   * Switch -> port, once after joining: the network its key belongs to
+   * (length u8, UTF-8, at most NAME_MAX_BYTES) and its VLAN mode as text
+   * (length u8, ASCII, at most ASSIGNMENT_MODE_MAX_BYTES: 'transparent',
+   * 'access 10', 'trunk 10,20 pvid 1'). For status: the switch enforces both.
+   */
+  ASSIGNMENT: 0x24,
 } as const;
+/** Longest VLAN mode text in ASSIGNMENT. */
+export const ASSIGNMENT_MODE_MAX_BYTES = 200;
 export const EndpointFlags = {
   /** The port runs with --no-direct: it never sends or answers on direct paths. */
   NO_DIRECT: 0x01,

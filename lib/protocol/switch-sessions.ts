@@ -148,6 +148,8 @@ export class Member<L extends Link = Link> implements Port {
   linkUp = true;
   /** The member runs pair sessions (announced in its initiation): it gets directory entries and relayed handshakes. */
   pairs = false;
+  /** Its allow-file entry (network, VLAN mode, name); undefined on an open switch. */
+  entry: AllowEntry | undefined = undefined;
   lastHandshake = 0;
   rekeys = 0;
   /** @internal */ current: Keypair | null = null;
@@ -316,7 +318,9 @@ export class SwitchSessions<L extends Link = Link> {
 
   /**
    * Replace the allow list (SIGHUP). Members whose key is gone are told goodbye
-   * and removed; renamed ones take the new name. Returns the removed names.
+   * and removed, and so are members whose network or VLAN mode changed (they
+   * rejoin into the new one); renamed ones take the new name. Returns the
+   * removed names.
    */
   setAllowList(entries: readonly AllowEntry[]): string[] {
     if (this.allow === 'open') throw new EtherlinkError('ERR_INSECURE', 'an open switch (--insecure) admits any key: it has no allow list');
@@ -327,10 +331,18 @@ export class SwitchSessions<L extends Link = Link> {
       if (entry === undefined) {
         removed.push(member.name);
         this.responder.forget(Buffer.from(hexKey, 'hex'));
-        this.drop(member, 'removed from the allow file', true);
-      } else if (entry.name !== undefined) {
-        member.name = entry.name;
+        this.drop(member, member.entry?.network !== undefined ? `removed from network ${member.entry.network}` : 'removed from the allow file', true);
+        continue;
       }
+      const moved = entry.network !== member.entry?.network;
+      if (moved || JSON.stringify(entry.vlan) !== JSON.stringify(member.entry?.vlan)) {
+        // Told goodbye, it comes straight back: into its new network, or with its new VLAN mode.
+        removed.push(member.name);
+        this.drop(member, moved ? `moved to network ${entry.network ?? 'default'}` : 'its VLAN mode changed', true);
+        continue;
+      }
+      member.entry = entry;
+      if (entry.name !== undefined) member.name = entry.name;
     }
     return removed;
   }
@@ -631,6 +643,7 @@ export class SwitchSessions<L extends Link = Link> {
       m.name = name;
     }
     m.pairs = ext?.pairs === true;
+    m.entry = entry;
     // The initiation proved the key (its timestamp decrypts only with it): reply where it came from.
     const moved = m.link !== link || !addressEquals(from, 0, m.endpoint, 0);
     from.copy(m.endpoint);

@@ -25,6 +25,7 @@ import {
   MACS_PER_MESSAGE,
   MessageType,
   NAME_MAX_BYTES,
+  ASSIGNMENT_MODE_MAX_BYTES,
   NOT_HERE_SIZE,
   PairControl,
   PeerFlags,
@@ -379,7 +380,15 @@ export type LongControlMessage =
   | PathReportMessage
   | { kind: typeof LongControl.PEER_QUERY; publicKey: Buffer }
   | CandidatesMessage
-  | ReflectedMessage;
+  | ReflectedMessage
+  | AssignmentMessage;
+
+/** ASSIGNMENT: the network and VLAN mode the switch gave this port. */
+export interface AssignmentMessage {
+  kind: typeof LongControl.ASSIGNMENT;
+  network: string;
+  vlan: string;
+}
 
 /** ENDPOINTS: a port's own addresses (address slots, 20 bytes each, port included). */
 export interface EndpointsMessage {
@@ -575,6 +584,19 @@ export function encodeReflected(observed: Buffer, reflectorPort: number): Buffer
   return b;
 }
 
+/** ASSIGNMENT: the port's network and VLAN mode, each cut to its bound (between characters). */
+export function encodeAssignment(network: string, vlan: string): Buffer {
+  const n = truncateUtf8(network, NAME_MAX_BYTES);
+  const v = Buffer.from(vlan.replace(/[^\x20-\x7e]/g, '?').slice(0, ASSIGNMENT_MODE_MAX_BYTES), 'latin1');
+  const b = Buffer.alloc(3 + n.length + v.length);
+  b[0] = LongControl.ASSIGNMENT;
+  b[1] = n.length;
+  n.copy(b, 2);
+  b[2 + n.length] = v.length;
+  v.copy(b, 3 + n.length);
+  return b;
+}
+
 function writeSlots(b: Buffer, at: number, slots: readonly Buffer[]): void {
   for (const s of slots) {
     s.copy(b, at, 0, ENDPOINT_RECORD_SIZE);
@@ -658,6 +680,18 @@ export function decodeLongControl(buf: Buffer, off: number, len: number): LongCo
   if (kind === LongControl.REFLECTED && len === 3 + ENDPOINT_RECORD_SIZE) {
     const observed = readSlots(buf, off + 1, 1);
     return observed === null ? null : { kind, observed: observed[0]!, reflectorPort: buf.readUInt16BE(off + 1 + ENDPOINT_RECORD_SIZE) };
+  }
+  if (kind === LongControl.ASSIGNMENT && len >= 3) {
+    const n = buf[off + 1]!;
+    if (n > NAME_MAX_BYTES || 2 + n + 1 > len) return null;
+    const v = buf[off + 2 + n]!;
+    if (v > ASSIGNMENT_MODE_MAX_BYTES || len !== 3 + n + v) return null;
+    try {
+      const network = strictUtf8.decode(buf.subarray(off + 2, off + 2 + n));
+      return { kind, network: printable(network), vlan: printable(buf.toString('latin1', off + 3 + n, end)) };
+    } catch {
+      return null;
+    }
   }
   if (kind === LongControl.PEER && len >= 4) {
     const id = buf.readUInt16BE(off + 1);

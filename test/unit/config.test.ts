@@ -82,7 +82,8 @@ test('JSON syntax errors name line and column and the fix', () => {
 });
 
 test('the schema follows the parser: every option but help/version/config, typed, with value rules', () => {
-  assert.deepEqual(Object.keys(SCHEMA).sort(), ['allow', 'insecure', 'listen', 'log-level', 'max-ports', 'port', 'port-timeout']);
+  // networks: a field of the file alone (an object), from the switch's rules.
+  assert.deepEqual(Object.keys(SCHEMA).sort(), ['allow', 'insecure', 'listen', 'log-level', 'max-ports', 'networks', 'port', 'port-timeout']);
   assert.deepEqual(SCHEMA['listen'], { type: 'string', array: true });
   assert.deepEqual(SCHEMA['port-timeout'], { type: 'number', min: 2, max: 65535 });
   assert.deepEqual(SCHEMA['max-ports'], { type: 'integer', min: 1 });
@@ -91,7 +92,7 @@ test('the schema follows the parser: every option but help/version/config, typed
 });
 
 test('unknown fields are named with the valid ones and a suggestion for near misses', () => {
-  throwsConfig(() => parseConfigText('{\n  "insecure": true,\n  "lisen": ["[::]:9999"]\n}', 'sw.json', SCHEMA), /^config sw\.json: line 3: unknown field "lisen": did you mean "listen"\? Valid fields: allow, insecure, listen, log-level, max-ports, port, port-timeout$/);
+  throwsConfig(() => parseConfigText('{\n  "insecure": true,\n  "lisen": ["[::]:9999"]\n}', 'sw.json', SCHEMA), /^config sw\.json: line 3: unknown field "lisen": did you mean "listen"\? Valid fields: allow, insecure, listen, log-level, max-ports, networks, port, port-timeout$/);
   throwsConfig(() => validateConfig({ portTimeout: 3 }, SCHEMA), /unknown field "portTimeout": did you mean "port-timeout"\?/);
   throwsConfig(() => validateConfig({ port_timeout: 3 }, SCHEMA), /did you mean "port-timeout"\?/);
   throwsConfig(() => validateConfig({ frobnicate: 1 }, SCHEMA), /unknown field "frobnicate" Valid fields: allow,/);
