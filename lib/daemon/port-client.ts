@@ -56,6 +56,7 @@ import { PortSession, type PortSessionEvent, type PortSessionState } from '../pr
 import { decodeReflectReply, encodeEndpoints, encodeReflectRequest, isPairData, printable, truncateUtf8, type LongControlMessage } from '../protocol/wire.js';
 import { PairSessions, type PairCounters, type PeerStatus } from '../protocol/pair-sessions.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
+import { UnderlayGuard } from './underlay-guard.js';
 
 /** Options of PortClient.start. */
 export interface PortClientOptions {
@@ -114,6 +115,8 @@ export interface PortClientCounters {
   txNoTransport: number;
   /** Times the device was not read for a while because the stream to the switch had a backlog. */
   streamPauses: number;
+  /** Frames from the device that were our own traffic to the switch (a route sends it over the device), dropped. */
+  underlayLoops: number;
 }
 
 /** The transport to the switch, as status shows it. */
@@ -159,6 +162,20 @@ export interface PortClientStatus {
   localAddresses: string[];
   /** How datagrams to the switch travel (UDP, TCP, WebSocket), and why. */
   transport: PortTransportStatus;
+  /** While our own traffic to the switch comes back out of the device (a route sends the switch over it): what is dropped, and why. */
+  underlayLoop?: {
+    /** The switch address the last dropped frame was for. */
+    address: string;
+    /** Frames dropped so far (counters.underlayLoops). */
+    frames: number;
+    /** Seconds since the last one. */
+    lastS: number;
+    /** What is wrong and what to do (the warning's text). */
+    reason: string;
+  };
+  /** The network the switch put this port in, and its VLAN mode there ('transparent', 'access 10', ...): the switch decides both (empty until it said). */
+  network: string;
+  vlan: string;
 }
 
 /** The events of a PortClient. */
@@ -192,7 +209,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
   private readonly session: PortSession;
-  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0, streamsOpened: 0, streamFailures: 0, txNoTransport: 0, streamPauses: 0 };
+  readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0, streamsOpened: 0, streamFailures: 0, txNoTransport: 0, streamPauses: 0, underlayLoops: 0 };
   private readonly route: SwitchRoute;
   private readonly transport: TransportPolicy;
   /** Bumped whenever a stream is opened or dropped: a late connect or close of an older one is ignored. */
@@ -217,6 +234,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private localSlots: Buffer[] = [];
   private localText = '';
   private nextScanAt = 0;
+  /** The network and VLAN mode the switch gave us (ASSIGNMENT). */
+  private assignment = { network: '', vlan: '' };
   /** Our address as the switch sees it (REFLECTED), and the reflector's address slot. */
   private observedSelf: Buffer | null = null;
   private readonly reflectorAddr = Buffer.alloc(ADDR_SLOT);
@@ -231,6 +250,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private resolving = false;
   /** Frames read from and written to the TAP, when a capture runs. */
   private readonly capture: CaptureSlot;
+  /** Drops our own datagrams to the switch when a route sends them back into the device. */
+  private readonly underlay: UnderlayGuard;
 
   private constructor(
     private readonly opts: PortClientOptions,
@@ -250,6 +271,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     this.switchPort = target.port;
     this.wsUrl = target.ws;
     encodeAddress(address, this.switchPort, this.switchAddr, 0);
+    this.underlay = new UnderlayGuard({ device: tap.name, log: this.log, switchSlot: this.switchAddr, ws: this.wsUrl, counters: this.counters });
     // --transport tcp|ws: nothing for the switch goes over UDP, not even while the stream is (re)connecting.
     this.route = new SwitchRoute(socket, this.switchAddr, target.udp && (target.mode === 'auto' || target.mode === 'udp'));
     this.queue = new TxQueue(this.route);
@@ -460,7 +482,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
 
   /** Frames from the device: end to end where a pair session is up, the rest through the switch. */
   private transmit(batch: FrameBatch): void {
-    this.pairs.transmit(batch, Date.now(), this.viaSwitch);
+    const now = Date.now();
+    // Carried, our own datagrams to the switch (routed back into the device) would loop.
+    const frames = this.underlay.filter(batch, now);
+    if (frames.count > 0) this.pairs.transmit(frames, now, this.viaSwitch);
   }
 
   /** The directory, relayed pair handshakes and introductions, from the switch. */
@@ -470,6 +495,10 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
     else if (msg.kind === LongControl.PAIR_RECV) this.pairs.relayed(msg.src, msg.publicKey, msg.message, now);
     else if (msg.kind === LongControl.CANDIDATES) this.pairs.candidates(msg, now);
     else if (msg.kind === LongControl.REFLECTED) this.reflected(msg.observed, msg.reflectorPort);
+    else if (msg.kind === LongControl.ASSIGNMENT) {
+      if (msg.network !== this.assignment.network || msg.vlan !== this.assignment.vlan) this.log.info('assigned by the switch', { network: msg.network, vlan: msg.vlan });
+      this.assignment = { network: msg.network, vlan: msg.vlan };
+    }
   }
 
   /** Pair timers, and now and then our own addresses and NAT. */
@@ -690,6 +719,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   reresolve(): void {
     if (this.resolving || this.closed) return;
     this.resolving = true;
+    void this.underlay.refresh();
     resolveHost(switchTarget(this.opts).host)
       .then((address) => {
         const next = encodeAddress(address, this.switchPort);
@@ -745,6 +775,9 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       ...(this.observedSelf !== null ? { publicAddress: formatAddress(this.observedSelf) } : {}),
       localAddresses: this.localSlots.map((a) => formatAddress(a)),
       transport: this.transportStatus(),
+      ...this.underlay.statusField(Date.now()),
+      network: this.assignment.network,
+      vlan: this.assignment.vlan,
     };
   }
 
