@@ -21,12 +21,14 @@ export {
   type ListenAddress,
   type PortEventInfo,
   type StreamCounters,
+  type NetworkStatus,
 } from './daemon/switch-server.js';
+export { checkNetworks, mergedAllowList, DEFAULT_NETWORK, NETWORK_NAME_PATTERN, type NetworkSpec } from './daemon/networks.js';
 export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus, type PortClientEvents, type PortClientCounters, type PortTransportStatus } from './daemon/port-client.js';
 export { TransportPolicy, TRANSPORT_MODES, type TransportKind, type TransportMode, type TransportStatus, type StreamKind, type TransportHost, type TransportPolicyOptions, type SessionView } from './protocol/transport.js';
 export { StreamLink, StreamDecoder, type StreamCarrier, type StreamStats } from './io/stream.js';
 export type { StreamOrigin, WebSocketListenOptions as StreamWebSocketListenOptions } from './daemon/stream-listener.js';
-export { switchStatusReport, portStatusReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './daemon/status.js';
+export { switchStatusReport, portStatusReport, networkReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './daemon/status.js';
 
 // ---------------------------------------------------------------- keys and membership
 export {
@@ -76,7 +78,18 @@ export {
   type MacLimitEvent,
   type LinkEvent,
   type MacStatus,
+  type PortStatus,
+  type PortBlock,
+  type StormEvent,
+  type PortBlockedEvent,
+  type PortUnblockedEvent,
+  DEFAULT_STORM_LIMIT,
+  FLAP_THRESHOLD,
+  FLAP_WINDOW_MS,
+  DEFAULT_LOOP_BLOCK_MS,
+  LOOP_BLOCK_MAX_MS,
 } from './switch/switch.js';
+export { parseVlanOptions, formatVlanMode, sameVlanMode, ingressVlan, egressForm, checkVlanMode, TRANSPARENT, VLAN_ID_MIN, VLAN_ID_MAX, type VlanMode, type EgressForm } from './switch/vlan.js';
 export { MacTable, LearnResult, type MacEntry, type MacTableOptions, type MacTableCounters, type LimitReason } from './switch/mac-table.js';
 
 // ---------------------------------------------------------------- capture, logs, errors
