@@ -93,8 +93,8 @@ let identity: Pick<SwitchServerOptions, 'privateKey' | 'networks' | 'psk' | 'cip
 /** What the networks are read from now (the config file may change them on SIGHUP). */
 const netOpts = { allow: argv.allow, network: argv.network, networks: (argv as Record<string, unknown>)['networks'] };
 if (argv.insecure) {
-  const extra = (['key', 'allow', 'psk', 'network'] as const).find((k) => argv[k] !== undefined) ?? (argv.cipher !== 'chacha20-poly1305' ? 'cipher' : undefined);
-  if (extra !== undefined) cliFail(`--insecure uses the published switch key, admits any port and sends in clear: drop --${extra} (or drop --insecure)`, undefined);
+  const extra = (['key', 'allow', 'psk', 'network'] as const).find((k) => argv[k] !== undefined) ?? (netOpts.networks !== undefined ? 'networks' : undefined) ?? (argv.cipher !== 'chacha20-poly1305' ? 'cipher' : undefined);
+  if (extra !== undefined) cliFail(`--insecure uses the published switch key, admits any port and sends in clear: drop ${extra === 'networks' ? 'the config\'s "networks"' : `--${extra}`} (or drop --insecure)`, undefined);
   log.warn('INSECURE: plaintext, and any port that reaches this switch may join the LAN and read its traffic');
   identity = { insecure: true };
 } else {
@@ -193,7 +193,10 @@ await runDaemon({
       const specs = loadNetworks(sources);
       const r = server.setNetworks(specs);
       Object.assign(netOpts, next);
-      log.info('SIGHUP: networks reloaded', {
+      if (specs.length === 1 && r.added.length === 0 && r.removed.length === 0) {
+        // One network, as with --allow: the line reads as it always has.
+        log.info('SIGHUP: allow file reloaded', { ...(specs[0]!.name !== 'default' ? { network: specs[0]!.name } : {}), admitted: specs[0]!.allow.length, disconnected: r.disconnected.join(',') || 'none' });
+      } else log.info('SIGHUP: networks reloaded', {
         networks: specs.map((n) => `${n.name}(${n.allow.length})`).join(','),
         added: r.added.join(',') || 'none',
         removed: r.removed.join(',') || 'none',

@@ -176,27 +176,31 @@ function bytes(n: number): string {
 
 /** The one-screen table SIGUSR1 prints: a row per port, then the MAC table and counters. */
 export function formatSwitchTable(r: SwitchStatusReport): string {
+  // A one-network switch of transparent ports shows no NETWORK or VLAN column.
+  const multi = r.networks.length > 1;
+  const vlans = r.ports.some((p) => p.vlan !== 'transparent' || p.blocked !== undefined);
   const ports = r.ports.map((p) => {
     const d = p.counters.drops;
     const drops = d.runt + d.oversize + d.badSource + d.samePort + d.reentrant + d.vlan + d.storm + d.blocked;
     const r = p.relayed;
-    return [p.id, p.name, p.network, p.blocked !== undefined ? 'blocked' : p.vlan, p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length, r ? `${r.fromFrames}/${r.toFrames}` : '-'];
+    return [p.id, p.name, ...(multi ? [p.network] : []), ...(vlans ? [p.blocked !== undefined ? 'blocked' : p.vlan] : []), p.address, p.lastSeenS !== undefined ? `${p.lastSeenS}s` : '-', p.linkUp ? 'up' : 'down', p.counters.rxFrames, bytes(p.counters.rxBytes), p.counters.txFrames, bytes(p.counters.txBytes), drops, p.macs.length, r ? `${r.fromFrames}/${r.toFrames}` : '-'];
   });
   return [
     `PORTS (${r.ports.length})${r.mode === 'secure' ? '' : '  [insecure: plaintext]'}`,
-    table(['ID', 'NAME', 'NETWORK', 'VLAN', 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS', 'RELAYED FROM/TO'], ports),
+    table(['ID', 'NAME', ...(multi ? ['NETWORK'] : []), ...(vlans ? ['VLAN'] : []), 'ADDRESS', 'SEEN', 'LINK', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'DROPS', 'MACS', 'RELAYED FROM/TO'], ports),
     '',
     ...macAndCounterLines(r),
   ].join('\n');
 }
 
 /** The MAC TABLE and COUNTERS sections, shared by the SIGUSR1 block and `vswitch status`. */
-function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 'macTableCounters' | 'protocol'>): string[] {
-  const macs = s.macTable.map((m) => [m.network, m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
+function macAndCounterLines(s: Pick<SwitchStatusReport, 'macTable' | 'totals' | 'macTableCounters' | 'protocol' | 'networks'>): string[] {
+  const multi = s.networks.length > 1;
+  const macs = s.macTable.map((m) => [...(multi ? [m.network] : []), m.mac, m.vlan, `${m.port} ${m.portName}`, m.static ? 'static' : `${m.ageSeconds}s`]);
   const t = s.totals;
   return [
     `MAC TABLE (${s.macTable.length})`,
-    table(['NETWORK', 'MAC', 'VLAN', 'PORT', 'AGE'], macs),
+    table([...(multi ? ['NETWORK'] : []), 'MAC', 'VLAN', 'PORT', 'AGE'], macs),
     '',
     'COUNTERS',
     `  frames in ${t.rxFrames} (${bytes(t.rxBytes)}), out ${t.txFrames} (${bytes(t.txBytes)}), flooded ${t.flooded}`,
@@ -237,6 +241,12 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
   const out: string[] = [
     `vswitch (pid ${r.pid}): ${r.mode === 'secure' ? `secure (${r.cipher})` : 'insecure (plaintext, any key may join)'}, UDP ${r.udpPorts.join(',') || '-'}, ${r.ports.length} port${r.ports.length === 1 ? '' : 's'}, ${r.macTable.length} MAC${r.macTable.length === 1 ? '' : 's'}`,
     `  switch key      ${r.publicKey}`,
+  ];
+  // A one-network switch of transparent ports reads as before: no NETWORKS section, no network rows.
+  const multi = r.networks.length > 1;
+  const vlans = r.ports.some((p) => p.vlan !== 'transparent');
+  if (multi) {
+    out.push(
     '',
     `NETWORKS (${r.networks.length})`,
     ...table(
@@ -245,13 +255,13 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     )
       .split('\n')
       .map((l) => `  ${l}`),
-    '',
-    `PORTS (${r.ports.length})`,
-  ];
+    );
+  }
+  out.push('', `PORTS (${r.ports.length})`);
   for (const p of r.ports) {
     const c = p.counters;
     const rows: [string, string][] = [];
-    rows.push(['network', `${p.network}, VLAN ${p.vlan}`]);
+    if (multi || vlans) rows.push(['network', `${p.network}, VLAN ${p.vlan}`]);
     if (p.blocked !== undefined) rows.push(['BLOCKED', `${p.blocked.reason} (${duration(p.blocked.remainingS)} left)`]);
     if (p.publicKey !== undefined) rows.push(['public key', p.publicKey]);
     rows.push(['address', p.transport !== undefined && p.transport !== 'udp' ? `${p.address} over ${p.transport === 'ws' ? 'WebSocket' : 'TCP'}` : p.address]);

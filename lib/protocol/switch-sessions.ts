@@ -326,12 +326,14 @@ export class SwitchSessions<L extends Link = Link> {
     if (this.allow === 'open') throw new EtherlinkError('ERR_INSECURE', 'an open switch (--insecure) admits any key: it has no allow list');
     this.allow = new Map(entries.map((e) => [e.publicKey.toString('hex'), e]));
     const removed: string[] = [];
+    const networks = new Set(entries.map((e) => e.network));
     for (const [hexKey, member] of this.members) {
       const entry = this.allow.get(hexKey);
       if (entry === undefined) {
         removed.push(member.name);
         this.responder.forget(Buffer.from(hexKey, 'hex'));
-        this.drop(member, member.entry?.network !== undefined ? `removed from network ${member.entry.network}` : 'removed from the allow file', true);
+        const gone = member.entry?.network;
+        this.drop(member, gone !== undefined && !networks.has(gone) ? `removed from network ${gone}` : 'removed from the allow file', true);
         continue;
       }
       const moved = entry.network !== member.entry?.network;

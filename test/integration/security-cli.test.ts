@@ -129,7 +129,7 @@ test('an allow file with a bad line: vswitch exits non-zero and names the line',
   const lines = readFileSync(k.allow, 'utf8').split('\n');
   const cases: [string, string, RegExp][] = [
     ['bad-key', `${lines[0]}\n# a comment\nnot-a-key h2\n`, /line 3: expected 44 base64 characters/],
-    ['extra-field', `${lines[0]}\n\n${lines[1]} extra\n${lines[2]}\n`, /line 3: expected '<base64 public key> \[name\]', got 3 fields/],
+    ['extra-field', `${lines[0]}\n\n${lines[1]} extra\n${lines[2]}\n`, /line 3: expected '<base64 public key> \[name\] \[vlan=N \| trunk=N,M \[pvid=P\]\]', got '\S+ h2 extra'/],
     ['duplicate', `${lines[0]}\n${lines[1]}\n${lines[0]}\n`, /line 3: public key already listed on line 1/],
   ];
   await Promise.all(
