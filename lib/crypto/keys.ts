@@ -263,7 +263,7 @@ export function parseAllowList(text: string, file?: string): AllowEntry[] {
     if (content === '') continue;
     const all = content.split(/\s+/);
     // Options (vlan=, trunk=, pvid=) follow the key and the optional name.
-    const isOption = (f: string): boolean => /^[a-z]+=/.test(f);
+    const isOption = (f: string): boolean => /^(vlan|trunk|pvid)=/.test(f);
     const fields = all.filter((f, k) => k === 0 || !isOption(f));
     const options = all.filter((f, k) => k > 0 && isOption(f));
     if (fields.length > 2 || (fields.length === 2 && all.indexOf(fields[1]!) !== 1)) {

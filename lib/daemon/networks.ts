@@ -3,6 +3,7 @@
 // learning Switch in SwitchServer; a member's key decides which.
 import { EtherlinkError } from '../core/errors.js';
 import { encodeKey, type AllowEntry } from '../crypto/keys.js';
+import { checkVlanMode } from '../switch/vlan.js';
 
 /** The network of a switch given one allow list (`--allow FILE`, `allow:`). */
 export const DEFAULT_NETWORK = 'default';
@@ -48,6 +49,13 @@ export function checkNetworks(specs: readonly NetworkSpec[]): void {
       throw new EtherlinkError('ERR_INVALID_NETWORK', `network '${spec.name}': stormLimit must be a number >= 0 (0: no limit), got ${spec.stormLimit}`);
     }
     for (const e of spec.allow) {
+      if (e.vlan !== undefined) {
+        try {
+          checkVlanMode(e.vlan);
+        } catch (err) {
+          throw new EtherlinkError('ERR_INVALID_NETWORK', `network '${spec.name}', ${where(spec, e)}: ${(err as Error).message}`);
+        }
+      }
       const hex = e.publicKey.toString('hex');
       const had = owner.get(hex);
       if (had !== undefined && had.spec !== spec) {

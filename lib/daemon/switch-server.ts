@@ -692,7 +692,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     if (this.relayGroups.size >= RELAY_GROUPS_MAX) {
       // Groups of networks and modes long gone (many reloads): number the ones in use afresh, and re-route their members.
       this.relayGroups.clear();
-      for (const other of this.handles.keys()) if (other !== m) this.relayGroups.set(groupKey(this.memberNetwork.get(other)?.name ?? '', vlanModeOf(other)), this.relayGroups.size + 1);
+      for (const other of this.handles.keys()) {
+        const k = groupKey(this.memberNetwork.get(other)?.name ?? '', vlanModeOf(other));
+        if (other !== m && !this.relayGroups.has(k)) this.relayGroups.set(k, this.relayGroups.size + 1);
+      }
       for (const other of this.handles.keys()) if (other !== m) this.route(other);
       g = this.relayGroups.get(key);
       if (g !== undefined) return g;
@@ -943,7 +946,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     if (!this.pairable(src, dst)) {
       // Another network (or VLAN mode): as if it did not exist.
       this.pairDropped++;
-      this.pairCrossNetwork++;
+      if (this.handles.has(dst)) this.pairCrossNetwork++;
       if (this.goneBudget.take(now)) this.sessions.sendLong(src, encodePeerGone(readRoute(datagram, 0)));
       return;
     }
@@ -1045,7 +1048,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   }
 
   private onJoined(m: Member<SocketLink>): void {
-    const net = this.networks.get(m.entry?.network ?? DEFAULT_NETWORK) ?? this.networks.values().next().value!;
+    const named = this.networks.get(m.entry?.network ?? DEFAULT_NETWORK);
+    // Entries always name a network that exists (setNetworks sets both together); an open switch has one.
+    const net = named ?? this.networks.values().next().value!;
+    if (named === undefined && m.entry?.network !== undefined) this.log.error('member of an unknown network put in the first one', { port: m.name, network: m.entry.network });
     const vlan = vlanModeOf(m);
     const handle = net.switch.addPort(m, { name: m.name, vlan });
     this.handles.set(m, handle);
@@ -1074,6 +1080,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.directory.remove(m);
     this.endpoints.delete(m);
     this.paths.delete(m);
+    // Its id may be another member's next (even in another network): what others reported about it goes.
+    for (const reports of this.paths.values()) reports.delete(m.id);
     this.rendezvousBudget.delete(m);
     for (const other of this.introduced.get(m) ?? []) this.introduced.get(other)?.delete(m);
     this.introduced.delete(m);
@@ -1282,8 +1290,10 @@ function sameEndpoints(a: { flags: number; nat: number; addrs: Buffer[] }, b: { 
 /** Relay group numbers (u16, 0 unused) before they are numbered afresh. */
 const RELAY_GROUPS_MAX = 65_535;
 
+/** One key per network and VLAN mode, as pairable() sees them (a trunk's list in any order is the same mode). */
 function groupKey(network: string, mode: VlanMode): string {
-  return `${network}\n${formatVlanMode(mode)}`;
+  const canonical: VlanMode = mode.kind === 'trunk' ? { ...mode, vlans: [...mode.vlans].sort((a, b) => a - b) } : mode;
+  return `${network}\n${formatVlanMode(canonical)}`;
 }
 
 /** A member's VLAN mode: from its allow-file line; transparent without one. */

@@ -173,6 +173,8 @@ export class UnderlayEndpoints {
     if (end - a < ARP_LEN) return 0;
     if (u16(buf, a) !== 1 || u16(buf, a + 2) !== EtherType.IPv4 || buf[a + 4] !== 6 || buf[a + 5] !== 4 || u16(buf, a + 6) !== ARP_REQUEST) return 0;
     const target = u32(buf, a + 24);
+    // A gratuitous ARP (sender = target: a host announcing its own address) is nobody asking for the switch.
+    if (u32(buf, a + 14) === target) return 0;
     for (let i = 0; i < this.v4Count; i++) if (this.v4[i] === target) return (this.v4Index[i]! << 2) | UnderlayMatch.ARP;
     return 0;
   }

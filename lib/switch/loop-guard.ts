@@ -14,6 +14,9 @@ export class FlapRecord<P> {
   readonly claimants: (P | null)[];
   /** 1: the move hold refused the claim (the owner kept the MAC). */
   readonly denied: Uint8Array;
+  /** The claimant of the latest event and the owner's last use of the MAC then: a refused claim counts only if one of them changed since. */
+  lastClaimant: P | null = null;
+  lastOwnerSeen = -1;
   constructor(size: number) {
     this.times = new Float64Array(size);
     this.denied = new Uint8Array(size);
@@ -34,8 +37,15 @@ export class FlapTracker<P> {
 
   constructor(private readonly threshold: number, private readonly windowMs: number, private readonly cap: number) {}
 
-  /** Record one move; the record when `threshold` of its moves fall within the window, else null. */
-  note(mac: number, vlan: number, owner: P | null, claimant: P, denied: boolean, now: number): FlapRecord<P> | null {
+  /**
+   * Record one move; the record when `threshold` of its moves fall within the
+   * window, else null. A claim the move hold refused counts only when it
+   * interleaves: the owner used the MAC since the last event (`ownerSeen`, its
+   * entry's last refresh, moved), or another port claims it. A MAC that merely
+   * moved (a migrated VM: the old port silent, the new one refused for the
+   * hold) is one event, not a loop.
+   */
+  note(mac: number, vlan: number, owner: P | null, claimant: P, denied: boolean, now: number, ownerSeen = -1): FlapRecord<P> | null {
     let macs = this.byVlan.get(vlan);
     let r = macs?.get(mac);
     if (r === undefined) {
@@ -48,8 +58,11 @@ export class FlapTracker<P> {
       }
       macs.set(mac, r);
     } else {
+      if (denied && r.count > 0 && claimant === r.lastClaimant && ownerSeen === r.lastOwnerSeen) return null;
       this.order.delete(r);
     }
+    r.lastClaimant = claimant;
+    r.lastOwnerSeen = ownerSeen;
     this.order.add(r);
     const k = this.threshold;
     r.times[r.head] = now;
@@ -58,7 +71,9 @@ export class FlapTracker<P> {
     r.denied[r.head] = denied ? 1 : 0;
     r.head = (r.head + 1) % k;
     if (r.count < k) r.count++;
-    return r.count === k && now - r.times[r.head]! <= this.windowMs ? r : null;
+    const span = now - r.times[r.head]!;
+    // A clock stepped back makes old moves look recent: they do not count.
+    return r.count === k && span >= 0 && span <= this.windowMs ? r : null;
   }
 
   /** Start the record over (after it blocked a port). */
@@ -67,6 +82,8 @@ export class FlapTracker<P> {
     r.head = 0;
     r.owners.fill(null);
     r.claimants.fill(null);
+    r.lastClaimant = null;
+    r.lastOwnerSeen = -1;
   }
 
   /** A removed port must not be kept alive (or blocked) by old records. */
@@ -76,6 +93,7 @@ export class FlapTracker<P> {
         if (r.owners[i] === p) r.owners[i] = null;
         if (r.claimants[i] === p) r.claimants[i] = null;
       }
+      if (r.lastClaimant === p) r.lastClaimant = null;
     }
   }
 

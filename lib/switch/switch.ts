@@ -658,7 +658,8 @@ export class Switch extends EventEmitter {
       if (len > this.maxFrameSize) { oversize++; continue; }
       const src = readMac(buf, off + ETHERNET.SRC_OFFSET);
       if (isMulticast(src)) { badSource++; continue; }
-      const tci = readOuterTci(buf, off, len);
+      // A VLAN-aware port's tag is 802.1Q (0x8100); an 802.1ad S-tag there is payload, as on a C-VLAN switch.
+      const tci = inAware && buf.readUInt16BE(off + ETHERNET.TYPE_OFFSET) !== EtherType.VLAN ? -1 : readOuterTci(buf, off, len);
       const vlan = inPlan.ingress(tci < 0 ? 0 : tci & 0x0fff);
       if (vlan < 0) { vlanDrop++; continue; }
       if (src !== 0) {
@@ -852,6 +853,9 @@ export class Switch extends EventEmitter {
     if (elapsed > 0) {
       p.stormTokens = Math.min(this.stormBurst, p.stormTokens + (elapsed * this.stormLimit) / 1000);
       p.stormAt = now;
+    } else if (elapsed < 0) {
+      // The clock was stepped back: refill from now on, rather than not until it catches up.
+      p.stormAt = now;
     }
     return p.stormTokens;
   }
@@ -874,9 +878,10 @@ export class Switch extends EventEmitter {
   private flapped(mac: number, vlan: number, claimant: SwitchPort, learned: LearnResult, now: number): boolean {
     if (this.flaps === null) return false;
     const denied = learned === LearnResult.MoveDenied;
-    const owner = denied ? (this.macTable.get(mac, vlan)?.port ?? null) : this.movedFrom;
+    const entry = denied ? this.macTable.get(mac, vlan) : undefined;
+    const owner = denied ? (entry?.port ?? null) : this.movedFrom;
     this.movedFrom = null;
-    const rec = this.flaps.note(mac, vlan, owner, claimant, denied, now);
+    const rec = this.flaps.note(mac, vlan, owner, claimant, denied, now, entry?.updated ?? -1);
     if (rec === null) return false;
     // The newest port involved is the likeliest to have closed the loop. Not
     // the owner of a refused claim, though: the hold kept the MAC with it

@@ -129,6 +129,7 @@ test('loop guard: a MAC flapping between ports blocks the newest of them, with a
   sw.addStatic(PINNED, 0, p3);
   start();
   for (let r = 0; r < 4; r++) round();
+  h1.inject(frame(BROADCAST_MAC, S, 'hello')); // the owner uses S again: a refused claim after it counts
   h3.inject(frame(BROADCAST_MAC, S, 'echo')); // the 9th refused claim
   assert.equal(p3.blocked, null, 'not yet: 9 moves');
   assert.equal(sw.macTable.lookup(X, 0, now()), p3);
@@ -287,6 +288,7 @@ test('loop guard: a port spoofing a MAC the move hold keeps with its owner gets 
   for (let k = 0; k < 10; k++) {
     advance(10);
     spoofer!.inject(frame(BROADCAST_MAC, A));
+    owner!.inject(frame(BROADCAST_MAC, A)); // and keeps using it, between the spoofer's frames
   }
   assert.equal(sw.macTable.counters.moveDenied, 10);
   assert.equal(blocked.length, 1);
@@ -294,5 +296,25 @@ test('loop guard: a port spoofing a MAC the move hold keeps with its owner gets 
   assert.match(blocked[0]!.reason, /moved between spoofer and owner 10 times/);
   assert.equal(hOwner!.blocked, null);
   assert.equal(sw.macTable.lookup(A, 0, now()), hOwner);
+  sw.stop();
+});
+
+test('loop guard: a MAC that really moved (the old port silent, the new one refused for the hold) blocks nothing; nor do repeated claims from one port against a silent owner', () => {
+  const { sw, fakes: [oldPort, newPort], handles: [, hNew], advance, now } = setup(['old', 'new'], { moveHoldMs: 3_000 });
+  const blocked: PortBlockedEvent[] = [];
+  sw.on('port-blocked', (e: PortBlockedEvent) => blocked.push(e));
+  oldPort!.inject(frame(BROADCAST_MAC, A)); // a VM on the old host
+  advance(100);
+  // Migrated: the old host falls silent; the VM is busy on the new one, 100 frames a second through the hold.
+  for (let k = 0; k < 290; k++) {
+    newPort!.inject(frame(BROADCAST_MAC, A));
+    advance(10);
+  }
+  assert.ok(sw.macTable.counters.moveDenied >= 250, `refused during the hold: ${sw.macTable.counters.moveDenied}`);
+  assert.equal(blocked.length, 0, 'no loop');
+  advance(200);
+  newPort!.inject(frame(BROADCAST_MAC, A));
+  assert.equal(sw.macTable.lookup(A, 0, now()), hNew, 'the MAC moved when the hold ran out');
+  assert.equal(hNew!.blocked, null);
   sw.stop();
 });

@@ -10,7 +10,7 @@ import {
   VlanPlan, egressForm, formatVlanMode, ingressVlan, parseVlanOptions, sameVlanMode, type VlanMode,
 } from '../../lib/switch/vlan.js';
 import { EtherlinkError } from '../../lib/core/errors.js';
-import { BROADCAST_MAC, EtherType, buildFrame, parseEthernetHeader, type VlanSpec } from '../../lib/core/ethernet.js';
+import { BROADCAST_MAC, EtherType, buildFrame, parseEthernetHeader, readOuterTci, type VlanSpec } from '../../lib/core/ethernet.js';
 
 const A = 0x0200_0000_000a;
 const B = 0x0200_0000_000b;
@@ -139,24 +139,31 @@ test('pvid: untagged frames on a trunk belong to the pvid VLAN and leave it unta
   assert.equal(f.t.frames.length + f.a10.frames.length, 0);
 });
 
-test('frames a port may not send are dropped, counted as vlan and not learned; a priority tag counts as untagged', () => {
+test('frames a port may not send are dropped, counted as vlan and not learned; a priority tag counts as untagged; an 802.1ad tag is payload', () => {
   const { sw, fakes: f, handles: h } = setup({ a10: access(10), b10: access(10), t: trunk([10, 20]) });
-  f.a10.inject(
-    frame(BROADCAST_MAC, A, 10),
-    frame(BROADCAST_MAC, A, 20),
-    buildFrame({ dst: BROADCAST_MAC, src: A, etherType: EtherType.IPv4, vlan: { vid: 10, tpid: EtherType.QINQ } }),
-  );
-  assert.equal(h.a10.counters.drops.vlan, 3, 'an access port sends untagged only');
+  f.a10.inject(frame(BROADCAST_MAC, A, 10), frame(BROADCAST_MAC, A, 20));
+  assert.equal(h.a10.counters.drops.vlan, 2, 'an access port sends untagged only');
   assert.equal(f.b10.frames.length + f.t.frames.length, 0);
   assert.equal(sw.macTable.size, 0, 'dropped sources are not learned');
+  // A VLAN-aware port's tags are 802.1Q: an S-tag (0x88a8) is an ethertype like any, the frame untagged (as on a C-VLAN bridge).
+  const sTagged = buildFrame({ dst: BROADCAST_MAC, src: A, etherType: EtherType.IPv4, vlan: { vid: 10, tpid: EtherType.QINQ } });
+  f.a10.inject(sTagged);
+  assert.equal(h.a10.counters.drops.vlan, 2);
+  assert.deepEqual(f.b10.frames, [sTagged], 'to an access port of 10 as it came');
+  assert.equal(readOuterTci(f.t.frames[0]!, 0, f.t.frames[0]!.length) & 0x0fff, 10, 'to the trunk with an 802.1Q tag 10 outside it');
+  assert.equal(f.t.frames[0]!.readUInt16BE(12), EtherType.VLAN);
+  assert.equal(f.t.frames[0]!.readUInt16BE(16), EtherType.QINQ);
+  f.b10.reset();
+  f.t.reset();
+  sw.macTable.clear();
   f.t.inject(frame(BROADCAST_MAC, B, 30), frame(BROADCAST_MAC, B), frame(BROADCAST_MAC, B, 10, 'ok'));
   assert.equal(h.t.counters.drops.vlan, 2, 'VLAN 30 is not on the trunk; untagged without pvid');
   assert.deepEqual(f.b10.frames, [frame(BROADCAST_MAC, B, undefined, 'ok')]);
-  assert.equal(sw.totals.drops.vlan, 5);
+  assert.equal(sw.totals.drops.vlan, 4);
   f.b10.reset();
   const prio = frame(BROADCAST_MAC, C, { vid: 0, pcp: 3 }, 'prio');
   f.a10.inject(prio);
-  assert.equal(h.a10.counters.drops.vlan, 3, 'a priority-tagged frame is accepted');
+  assert.equal(h.a10.counters.drops.vlan, 2, 'a priority-tagged frame is accepted');
   assert.deepEqual(f.b10.frames, [frame(BROADCAST_MAC, C, undefined, 'prio')], 'its tag is removed on an access egress');
   assert.equal(f.b10.frames[0]!.length, prio.length - 4);
   assert.equal(sw.macTable.lookup(C, 10, 0), h.a10);

@@ -182,6 +182,8 @@ test('an ARP request for a switch address is ours; for another address, or a rep
   assert.equal(matchOf(e, arpRequest('10.99.0.2')), 0);
   assert.equal(matchOf(e, buildArp({ op: 'reply', senderMac: HOST_MAC, senderIp: '10.99.0.1', targetMac: GW_MAC, targetIp: SWITCH4 })), 0);
   assert.equal(matchOf(e, buildArp({ op: 'reply', senderMac: HOST_MAC, senderIp: SWITCH4, targetMac: GW_MAC, targetIp: '10.99.0.2' })), 0);
+  // A gratuitous ARP from the switch's host (bridged onto this LAN) announces it; nobody is asking for it.
+  assert.equal(matchOf(e, buildArp({ op: 'request', senderMac: GW_MAC, senderIp: SWITCH4, targetIp: SWITCH4 })), 0);
   const rarp = arpRequest(SWITCH4);
   rarp.writeUInt16BE(0x0800 + 1, 14 + 2);
   assert.equal(matchOf(e, rarp), 0, 'not Ethernet/IPv4 ARP');
