@@ -89,8 +89,8 @@ export async function startSwitch(ns: Netns, args: readonly string[] = []): Prom
   return child;
 }
 
-/** Start a vport (etl0, 10.99.0.i/24, port name hI) on host i and wait until it joined. */
-export async function startPort(host: StarHost, i: number, args: readonly string[] = []): Promise<ChildProcess> {
+/** Start a vport (etl0, 10.99.0.i/24 unless `opts.ip`, port name hI) on host i and wait until it joined. */
+export async function startPort(host: StarHost, i: number, args: readonly string[] = [], opts: { ip?: string } = {}): Promise<ChildProcess> {
   const child = host.ns.spawn(process.execPath, [
     bin('vport'),
     host.switchAddress,
@@ -98,7 +98,7 @@ export async function startPort(host: StarHost, i: number, args: readonly string
     '--name',
     'etl0',
     '--ip',
-    `10.99.0.${i}/24`,
+    opts.ip ?? `10.99.0.${i}/24`,
     '--port-name',
     `h${i}`,
     ...portKeyArgs(i, args),

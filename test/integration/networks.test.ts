@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildStar, cleanup, collect, ensureTools, isRoot, Netns, requireRoot, runTag, spawnTracked, waitExit, waitFor, waitForOutput, type StarHost } from '../helpers/netns.js';
-import { bin, controlArgs, count, execIn, lanKeys, pingOnce, root, START_TIMEOUT_MS, startSwitch, SWITCH_PORT } from '../helpers/lan.js';
+import { bin, controlArgs, count, execIn, lanKeys, pingOnce, root, START_TIMEOUT_MS, startPort, startSwitch, SWITCH_PORT } from '../helpers/lan.js';
 
 const tag = runTag();
 const tmp = mkdtempSync(join(tmpdir(), 'etl-nets-'));
@@ -56,23 +56,7 @@ interface Member {
 
 /** A vport on `host` with host i's key, overlay address `ip`, and (optionally) a fixed TAP MAC; resolved once joined. */
 async function startMember(host: StarHost, i: number, ip: string, mac?: string): Promise<Member> {
-  const k = lanKeys();
-  const vport = host.ns.spawn(process.execPath, [
-    bin('vport'),
-    host.switchAddress,
-    String(SWITCH_PORT),
-    '--name',
-    'etl0',
-    '--ip',
-    `${ip}/24`,
-    '--key',
-    k.portKey(i),
-    '--switch-key',
-    k.switchPub,
-    ...controlArgs('vport', []),
-    ...(mac !== undefined ? ['--mac', mac] : []),
-  ]);
-  await waitForOutput(vport, JOINED, START_TIMEOUT_MS);
+  const vport = await startPort(host, i, mac !== undefined ? ['--mac', mac] : [], { ip: `${ip}/24` });
   return { i, host, vport, control: argOf(vport, '--control') };
 }
 

@@ -3,36 +3,17 @@
 // ports blocks the newest of them for a while).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { batchToBuffers, buffersToBatch, type FrameBatch } from '../../lib/core/frames.js';
-import type { BatchReceiver, Port } from '../../lib/core/port.js';
 import {
   Switch, DEFAULT_STORM_LIMIT, FLAP_TRACKED_MACS, type PortBlockedEvent, type PortUnblockedEvent, type StormEvent, type SwitchOptions, type SwitchPort,
 } from '../../lib/switch/switch.js';
 import { BROADCAST_MAC, EtherType, buildFrame } from '../../lib/core/ethernet.js';
+import { FakePort } from '../helpers/fake-port.js';
 
 const A = 0x0200_0000_000a;
 const B = 0x0200_0000_000b;
 const S = 0x0200_0000_0051;
 const X = 0x0200_0000_0058;
 
-class FakePort implements Port {
-  sends: Buffer[][] = [];
-  receiver: BatchReceiver | null = null;
-  constructor(readonly name: string) {}
-  send(batch: FrameBatch): void {
-    this.sends.push(batchToBuffers(batch));
-  }
-  setReceiver(r: BatchReceiver | null): void {
-    this.receiver = r;
-  }
-  inject(...frames: Buffer[]): void {
-    assert.ok(this.receiver, `${this.name} has no receiver`);
-    this.receiver(buffersToBatch(frames));
-  }
-  get frames(): Buffer[] {
-    return this.sends.flat();
-  }
-}
 
 function setup(names: string[], opts: SwitchOptions = {}) {
   let now = 1_000_000;

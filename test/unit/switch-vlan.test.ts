@@ -3,14 +3,13 @@
 // scratch slab, learning per (MAC, VLAN), reported MACs, allow-file options.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { batchToBuffers, buffersToBatch, type FrameBatch } from '../../lib/core/frames.js';
-import type { BatchReceiver, Port } from '../../lib/core/port.js';
 import { Switch, SCRATCH_INITIAL_BYTES, type MacMoveEvent, type SwitchOptions, type SwitchPort } from '../../lib/switch/switch.js';
 import {
   VlanPlan, egressForm, formatVlanMode, ingressVlan, parseVlanOptions, sameVlanMode, type VlanMode,
 } from '../../lib/switch/vlan.js';
 import { EtherlinkError } from '../../lib/core/errors.js';
 import { BROADCAST_MAC, EtherType, buildFrame, parseEthernetHeader, readOuterTci, type VlanSpec } from '../../lib/core/ethernet.js';
+import { FakePort } from '../helpers/fake-port.js';
 
 const A = 0x0200_0000_000a;
 const B = 0x0200_0000_000b;
@@ -21,39 +20,6 @@ const M = 0x0200_0000_00ee;
 const access = (vlan: number): VlanMode => ({ kind: 'access', vlan });
 const trunk = (vlans: number[], pvid?: number): VlanMode => (pvid === undefined ? { kind: 'trunk', vlans } : { kind: 'trunk', vlans, pvid });
 
-/** Records what the switch sends: copies of the frames, and the slab and offsets each batch pointed into. */
-class FakePort implements Port {
-  sends: Buffer[][] = [];
-  slabs: Buffer[] = [];
-  offsets: number[][] = [];
-  receiver: BatchReceiver | null = null;
-  constructor(readonly name: string) {}
-  send(batch: FrameBatch): void {
-    this.sends.push(batchToBuffers(batch));
-    this.slabs.push(batch.buf);
-    this.offsets.push([...batch.offsets.subarray(0, batch.count)]);
-  }
-  setReceiver(r: BatchReceiver | null): void {
-    this.receiver = r;
-  }
-  inject(...frames: Buffer[]): FrameBatch {
-    const batch = buffersToBatch(frames);
-    this.injectBatch(batch);
-    return batch;
-  }
-  injectBatch(batch: FrameBatch): void {
-    assert.ok(this.receiver, `${this.name} has no receiver`);
-    this.receiver(batch);
-  }
-  get frames(): Buffer[] {
-    return this.sends.flat();
-  }
-  reset(): void {
-    this.sends = [];
-    this.slabs = [];
-    this.offsets = [];
-  }
-}
 
 /** Ports named by `modes`' keys, in that order (ids 1, 2, ...); undefined is transparent. */
 function setup<K extends string>(modes: Record<K, VlanMode | undefined>, opts: SwitchOptions = {}) {

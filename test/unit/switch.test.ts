@@ -2,35 +2,16 @@
 // drops, VLANs, port removal, events, status.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { batchToBuffers, buffersToBatch, type FrameBatch } from '../../lib/core/frames.js';
-import type { BatchReceiver, Port } from '../../lib/core/port.js';
+import { batchToBuffers, buffersToBatch } from '../../lib/core/frames.js';
 import { Switch, type MacMoveEvent, type MacLimitEvent, type SwitchPort } from '../../lib/switch/switch.js';
 import { createMemoryPortPair, settle } from '../../lib/io/memory-port.js';
 import { buildFrame, buildArp, parseArp, BROADCAST_MAC, EtherType, readSrcMac, readDstMac, readVlanId, ARP_REPLY } from '../../lib/core/ethernet.js';
+import { FakePort } from '../helpers/fake-port.js';
 
 const A = 0x0200_0000_000a;
 const B = 0x0200_0000_000b;
 const C = 0x0200_0000_000c;
 
-/** A Port that records what the switch sends (copied: views die after send) and lets tests inject. */
-class FakePort implements Port {
-  sends: Buffer[][] = [];
-  receiver: BatchReceiver | null = null;
-  constructor(readonly name: string) {}
-  send(batch: FrameBatch): void {
-    this.sends.push(batchToBuffers(batch));
-  }
-  setReceiver(r: BatchReceiver | null): void {
-    this.receiver = r;
-  }
-  inject(...frames: Buffer[]): void {
-    assert.ok(this.receiver, `${this.name} has no receiver`);
-    this.receiver(buffersToBatch(frames));
-  }
-  get frames(): Buffer[] {
-    return this.sends.flat();
-  }
-}
 
 function setup(n: number, opts: ConstructorParameters<typeof Switch>[0] = {}) {
   let now = 0;
