@@ -29,6 +29,7 @@ const parser = commonOptions(
     .option('network', { type: 'string', array: true, describe: 'NAME=ALLOWFILE: an isolated network of the keys in ALLOWFILE (repeatable, instead of --allow; a key may be in one network only); SIGHUP adds, removes and reloads them' })
     .option('storm-limit', { type: 'number', default: DEFAULT_STORM_LIMIT, describe: 'broadcast, multicast and unknown-unicast frames per second a port may send (the rest are dropped and counted; 0: no limit)' })
     .option('loop-block', { type: 'number', default: 60, describe: 'seconds the loop guard blocks a port whose MACs flap with another port (doubling for a repeat, up to an hour)' })
+    .option('no-loop-guard', { type: 'boolean', default: false, describe: 'never block a port for MAC flapping (storm control still caps a loop)' })
     .option('listen', { type: 'string', array: true, describe: 'ADDR:PORT to listen on (repeatable; overrides PORT)' })
     .option('mac-age', { type: 'number', default: 300, describe: 'seconds before an idle learned MAC is forgotten' })
     .option('max-macs', { type: 'number', default: 65536, describe: 'learned MACs in total' })
@@ -129,6 +130,7 @@ try {
     maxPorts: argv['max-ports'],
     stormLimit: argv['storm-limit'],
     loopBlockS: argv['loop-block'],
+    ...(argv['no-loop-guard'] ? { flapThreshold: 0 } : {}),
     reflectorPort: argv['no-reflector'] ? false : argv['reflector-port'],
     tcp: !argv['no-tcp'],
     ...(ws !== undefined ? { ws } : {}),
