@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildStar, cleanup, collect, ensureTools, isRoot, Netns, requireRoot, runTag, spawnTracked, waitExit, waitFor, waitForOutput, type StarHost } from '../helpers/netns.js';
+import type { SwitchPortReport, SwitchStatusReport } from '../../lib/daemon/status.js';
 import { bin, controlArgs, count, execIn, lanKeys, pingOnce, root, START_TIMEOUT_MS, startPort, startSwitch, SWITCH_PORT } from '../helpers/lan.js';
 
 const tag = runTag();
@@ -60,30 +61,9 @@ async function startMember(host: StarHost, i: number, ip: string, mac?: string):
   return { i, host, vport, control: argOf(vport, '--control') };
 }
 
-interface NetworkJson {
-  name: string;
-  allowFile?: string;
-  admitted: number;
-  members: number;
-  ports: number;
-  macs: number;
-  limits: { maxMacs: number; maxMacsPerPort: number; stormLimit: number };
-}
-interface PortJson {
-  id: number;
-  name: string;
-  network: string;
-  vlan: string;
-  publicKey?: string;
-  memberId?: number;
-  relayed?: { toFrames: number; fromFrames: number };
-}
-interface SwitchJson {
-  networks: NetworkJson[];
-  ports: PortJson[];
-  macTable: { mac: string; vlan: number; port: number; portName: string; network: string }[];
-  protocol: Record<string, number>;
-}
+// What `vswitch status --json` prints: the package's own report types.
+type SwitchJson = SwitchStatusReport;
+type PortJson = SwitchPortReport;
 interface PeerJson {
   id: number;
   name: string;
