@@ -82,8 +82,13 @@ try {
   )
   .command(
     'genpsk',
-    'Make a pre-shared key file (mode 0600) for --psk on the switch and every port',
-    (y) => y.option('out', { type: 'string', demandOption: true, describe: 'where to write it' }).option('force', { type: 'boolean', default: false, describe: 'overwrite' }),
+    'Make a pre-shared key file (mode 0600) for --psk on the switch and every port, or a token file for --web-token',
+    (y) =>
+      y
+        .option('out', { type: 'string', demandOption: true, describe: 'where to write it' })
+        .option('force', { type: 'boolean', default: false, describe: 'overwrite' })
+        .example('$0 genpsk --out /etc/etherlink/psk', 'the same file on the switch and every port: --psk /etc/etherlink/psk')
+        .example('$0 genpsk --out /etc/etherlink/web.token', 'a token for vswitch --web 0.0.0.0:8080 --web-token /etc/etherlink/web.token (open http://HOST:8080/?token=$(cat /etc/etherlink/web.token) once)'),
     (argv) => {
       writeKeyFile(argv.out, randomBytes(32), { overwrite: argv.force });
       process.stdout.write(`wrote ${argv.out}\n`);

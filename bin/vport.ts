@@ -43,6 +43,7 @@ const parser = commonOptions(
     .example('$0 192.0.2.1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.5/24 --no-direct', 'never talk to other ports directly: the switch relays (sealed end to end)')
     .example('$0 vpn.example.net 9999 --ws wss://vpn.example.net/etherlink --key port.key --switch-key SWITCHPUB= --ip 10.99.0.6/24', 'UDP, falling back to TCP and then to a WebSocket behind an HTTPS proxy where UDP is blocked')
     .example('$0 wss://vpn.example.net/etherlink --key port.key --switch-key SWITCHPUB= --ip 10.99.0.7/24', 'WebSocket only (port 443 through any web proxy)')
+    .example('$0 192.0.2.1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.2/24 --web 8081', 'also serve a live view of this port, its peers and paths, at http://127.0.0.1:8081/')
     .example('$0 --config /etc/etherlink/vport.json', 'everything from a file (docs/deploy.md)')
     .example('$0 192.0.2.1 9999 --insecure --name etl0 && ip addr add 10.99.0.4/24 dev etl0', 'plaintext lab; no --ip: address it yourself')
     .epilogue('Needs CAP_NET_ADMIN (root, or setcap/AmbientCapabilities). Once the device is configured it drops every capability (--drop-privileges). When the device goes down (ip link set DEV down) the switch withdraws its MACs at once. SIGINT/SIGTERM say goodbye to the switch and remove the device; SIGHUP re-resolves the switch name and re-reads --config (log-level applies at once; other changes are logged as needing a restart); SIGUSR1 prints the session and counters.'),
@@ -56,7 +57,7 @@ if (argv.host === undefined || (argv.port === undefined && !isUrl)) {
   cliFail(`Not enough non-option arguments: got ${argv.host === undefined ? 0 : 1}, need at least 2 (HOST PORT, a wss:// URL, or "host" and "port" in --config FILE)`, undefined);
 }
 if (isUrl && argv.port !== undefined) cliFail(`a URL switch address (${argv.host}) takes no PORT: put the port in the URL (wss://HOST:PORT/PATH)`, undefined);
-const { log, capture, metricsAt } = commonSettings('vport', argv);
+const { log, capture, metricsAt, web } = commonSettings('vport', argv);
 
 let port = 0;
 let ca: Buffer | undefined;
@@ -158,6 +159,7 @@ await runDaemon({
   log,
   capture,
   metricsAt,
+  web,
   defaultControl: defaultPortControlPath(client.tap.name),
   liveFields: PORT_LIVE_FIELDS,
   report: () => portStatusReport(client),

@@ -47,6 +47,8 @@ const parser = commonOptions(
     .example('$0 --key /etc/etherlink/switch.key --allow /etc/etherlink/allow', `listen on UDP ${DEFAULT_SWITCH_PORT}, IPv4 and IPv6, admit the listed keys`)
     .example('$0 status', 'in another shell: the ports, keys, addresses, traffic and MACs of the running switch')
     .example('$0 --key switch.key --allow allow --metrics 127.0.0.1:9810', 'also serve Prometheus metrics')
+    .example('$0 --key switch.key --allow allow --web 8080', 'also serve a live view at http://127.0.0.1:8080/ (ports, rates, MAC table, events)')
+    .example('$0 --key switch.key --allow allow --web 0.0.0.0:8080 --web-token web.token', "a live view for other hosts: make the token with 'etherlink genpsk --out web.token', open http://HOST:8080/?token=TOKEN once")
     .example('$0 --config /etc/etherlink/vswitch.json --log-level debug', 'settings from a file, one overridden (docs/deploy.md)')
     .example('$0 --key switch.key --network red=red.allow --network blue=blue.allow', 'two isolated LANs on one port: each key joins the network whose file lists it')
     .example('$0 --insecure', 'plaintext, any port may join: for a trusted lab only')
@@ -61,7 +63,7 @@ const parser = commonOptions(
 );
 const cfg = await parseWithConfig(parser, hideBin(process.argv), SWITCH_FIELD_RULES);
 const argv = cfg.argv;
-const { log, capture, metricsAt } = commonSettings('vswitch', argv);
+const { log, capture, metricsAt, web } = commonSettings('vswitch', argv);
 
 let listen: ListenAddress[];
 let ws: SwitchServerOptions['ws'];
@@ -175,6 +177,7 @@ await runDaemon({
   log,
   capture,
   metricsAt,
+  web,
   defaultControl: defaultSwitchControlPath(),
   liveFields: SWITCH_LIVE_FIELDS,
   report: () => switchStatusReport(server),

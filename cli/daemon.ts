@@ -6,6 +6,7 @@ import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 import { LOG_LEVELS, createLogger, type LevelledLogger, type LogFields, type LogFormat, type LogLevel } from '../lib/core/log.js';
 import { ControlServer, daemonCommands } from '../lib/daemon/control.js';
 import { MetricsServer, metricsListenError } from '../lib/daemon/metrics.js';
+import { WebServer, loadWebToken, parseWebAddress, webListenError, webTokenProblem } from '../lib/daemon/web.js';
 import { DEFAULT_PCAP_FILES, DEFAULT_PCAP_FORMAT, DEFAULT_PCAP_MAX_BYTES, settleWithin, type CaptureStatus, type PcapFormat, type PcapOptions } from '../lib/daemon/pcap.js';
 import { dropPrivilegesIfHeld } from '../lib/daemon/privilege.js';
 import { TRANSPORT_CIPHERS, type TransportCipherName } from '../lib/protocol/constants.js';
@@ -44,6 +45,8 @@ export function commonOptions<T>(y: Argv<T>, prog: 'vswitch' | 'vport', peer: st
       describe: `control socket for '${prog} status' (owner only; default ${prog === 'vswitch' ? '/run/etherlink/vswitch.sock' : '/run/etherlink/vport-IFNAME.sock'}, with @NETNS before .sock in a named network namespace; 'none': no socket)`,
     })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at http://ADDR:PORT/metrics (off by default)' })
+    .option('web', { type: 'string', describe: `serve a read-only live view of ${prog === 'vswitch' ? 'the ports, MAC table, counters and events' : 'this port, its peers and paths'} at http://ADDR:PORT/ (PORT alone: 127.0.0.1; any other address needs --web-token)` })
+    .option('web-token', { type: 'string', describe: "file holding the token a browser presents once as ?token=TOKEN (then a cookie); make one with 'etherlink genpsk --out web.token'" })
     .option('config', { type: 'string', describe: 'JSON file of flags by their long name; flags given here override it; SIGHUP re-reads it' })
     .option('drop-privileges', { type: 'boolean', default: true, describe: `give up every capability once the ${prog === 'vswitch' ? 'sockets are bound' : 'device is configured'} (when it holds any)` })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'error, warn, info or debug' })
@@ -68,6 +71,8 @@ export interface CommonFlags {
   'pcap-files': number;
   control?: string | undefined;
   metrics?: string | undefined;
+  web?: string | undefined;
+  'web-token'?: string | undefined;
   config?: string | undefined;
   'drop-privileges': boolean;
   'log-level': LogLevel;
@@ -75,14 +80,32 @@ export interface CommonFlags {
 }
 
 /** The checked forms of the shared flags; exits with usage (2) naming the flag when one is bad. */
-export function commonSettings(prog: 'vswitch' | 'vport', argv: CommonFlags): { log: LevelledLogger; capture: PcapOptions; metricsAt?: { address: string; port: number } } {
+export function commonSettings(prog: 'vswitch' | 'vport', argv: CommonFlags): { log: LevelledLogger; capture: PcapOptions; metricsAt?: { address: string; port: number }; web?: WebSettings } {
   const log = createLogger({ level: argv['log-level'], format: argv['log-format'], name: prog });
   try {
     const capture = captureOptionsFromFlags(argv);
-    return { log, capture, ...(argv.metrics !== undefined ? { metricsAt: parseMetricsAddress(argv.metrics) } : {}) };
+    return { log, capture, ...(argv.metrics !== undefined ? { metricsAt: parseMetricsAddress(argv.metrics) } : {}), ...webSettings(argv) };
   } catch (err) {
     return cliFail((err as Error).message, undefined);
   }
+}
+
+/** The live view's address and token, checked. */
+export interface WebSettings {
+  at: { address: string; port: number };
+  token?: string | undefined;
+}
+
+/** --web and --web-token, checked: beyond loopback a token is required; a token without --web is a mistake. */
+function webSettings(argv: CommonFlags): { web?: WebSettings } {
+  if (argv.web === undefined) {
+    if (argv['web-token'] !== undefined) throw new Error('--web-token is for the live view: add --web ADDR:PORT');
+    return {};
+  }
+  const at = parseWebAddress(argv.web);
+  const problem = webTokenProblem(at, argv['web-token']);
+  if (problem !== undefined) throw new Error(problem);
+  return { web: { at, ...(argv['web-token'] !== undefined ? { token: loadWebToken(argv['web-token']) } : {}) } };
 }
 
 /** What a daemon is to the runner: something that captures, reports and closes. */
@@ -100,6 +123,8 @@ export interface DaemonSpec<A extends CommonFlags> {
   log: LevelledLogger;
   capture: PcapOptions;
   metricsAt?: { address: string; port: number } | undefined;
+  /** The live view (--web), served from report(). */
+  web?: WebSettings | undefined;
   /** The control socket when --control is not given (this network namespace's default). */
   defaultControl: string;
   /** Config fields SIGHUP applies without a restart. */
@@ -160,7 +185,16 @@ export async function runDaemon<A extends CommonFlags>(spec: DaemonSpec<A>): Pro
       die(metricsListenError(argv.metrics!, err));
     }
   }
-  log.info('serving', { control: control?.path ?? 'none', ...(argv.metrics !== undefined ? { metrics: `http://${argv.metrics}/metrics` } : {}) });
+  let web: WebServer | undefined;
+  if (spec.web !== undefined) {
+    try {
+      web = await WebServer.listen(spec.web.at, () => spec.report(), { token: spec.web.token });
+    } catch (err) {
+      die(webListenError(argv.web!, err));
+    }
+  }
+  const webUrl = spec.web !== undefined ? `http://${spec.web.at.address.includes(':') ? `[${spec.web.at.address}]` : spec.web.at.address}:${web?.port ?? spec.web.at.port}/` : undefined;
+  log.info('serving', { control: control?.path ?? 'none', ...(argv.metrics !== undefined ? { metrics: `http://${argv.metrics}/metrics` } : {}), ...(webUrl !== undefined ? { web: `${webUrl}${spec.web?.token !== undefined ? ' (with ?token= once)' : ''}` } : {}) });
 
   // Everything privileged is done: device created and configured, sockets bound.
   try {
@@ -179,6 +213,7 @@ export async function runDaemon<A extends CommonFlags>(spec: DaemonSpec<A>): Pro
       target.close();
       control?.close();
       metrics?.close();
+      web?.close();
       // Let the goodbyes leave the socket queue and the capture reach its file.
       void settleWithin(captured).then(() => setImmediate(() => process.exit(0)));
     });

@@ -29,6 +29,8 @@ export { TransportPolicy, TRANSPORT_MODES, type TransportKind, type TransportMod
 export { StreamLink, StreamDecoder, type StreamCarrier, type StreamStats } from './io/stream.js';
 export type { StreamOrigin, WebSocketListenOptions as StreamWebSocketListenOptions } from './daemon/stream-listener.js';
 export { switchStatusReport, portStatusReport, networkReport, type SwitchStatusReport, type SwitchPortReport, type PortStatusReport } from './daemon/status.js';
+export { EventLog, EVENT_LOG_CAPACITY, type LiveEvent, type LiveEventKind } from './daemon/events.js';
+export { WebServer, parseWebAddress, isLoopback, checkWebAccess, webTokenProblem, loadWebToken, parseWebToken, WEB_CSP, type WebAccess, type WebServerOptions } from './daemon/web.js';
 
 // ---------------------------------------------------------------- keys and membership
 export {

@@ -4,6 +4,7 @@ import type { NetworkStatus, PairPathStatus, SwitchServer } from './switch-serve
 import type { PortClient, PortClientStatus } from './port-client.js';
 import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
 import type { UdpStats } from '../io/udp.js';
+import type { LiveEvent } from './events.js';
 
 /** One switch port as `vswitch status` shows it: switch counters joined with the member's session. */
 export interface SwitchPortReport {
@@ -71,6 +72,8 @@ export interface SwitchStatusReport {
   udp: UdpStats[];
   /** The running packet capture, or null. */
   capture?: unknown;
+  /** The recent events, oldest first (joins, leaves, MAC moves and refused claims, rekeys, path changes, guards). */
+  events?: LiveEvent[];
 }
 
 /** What `vport status --json` prints. */
@@ -134,6 +137,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     protocol: { ...s.protocol },
     udp: s.udp,
     capture: server.captureStatus(),
+    events: server.events.list(),
   };
 }
 

@@ -2,6 +2,7 @@
 // switch-sessions.ts) and the learning Switch. A receive window goes socket ->
 // sessions (decrypt into each member's ingress batch) -> Switch (one pass per
 // member) -> the egress members' send (seal into the socket's queue) -> socket.
+import { EventLog } from './events.js';
 import { EventEmitter } from 'node:events';
 import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { isIPv4 } from 'node:net';
@@ -316,6 +317,10 @@ interface SocketLink extends Link {
 
 /** The vswitch: UDP sockets, the members' sessions and the learning Switch. Members join over UDP; local ports (a TAP, a memory port) attach with addLocalPort. */
 export class SwitchServer extends EventEmitter<SwitchServerEvents> {
+  /** The recent joins, leaves, MAC moves, refused claims, rekeys, path changes and guard actions (status and the web view). */
+  readonly events = new EventLog();
+  /** Each member's rekey count at the last tick: a rise is a rekey event. */
+  private readonly rekeysSeen = new WeakMap<object, number>();
   /** The networks by name, in the order given: each its own learning Switch. */
   private readonly networks = new Map<string, Network>();
   /** Which network each joined member is in. */
@@ -471,6 +476,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       const now = Date.now();
       this.sessions.tick(now);
       this.tickStreams(now);
+      this.noteRekeys();
     }, SWITCH_TICK_INTERVAL_MS);
     this.tickTimer.unref();
     this.listening = this.listenStreams(opts);
@@ -609,15 +615,29 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     });
     const net: Network = { name: spec.name, spec, switch: sw };
     const network = spec.name;
-    sw.on('mac-move', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) => this.log.info('MAC moved', { network, mac: e.mac, vlan: e.vlan, from: e.from.name, to: e.to.name }));
-    sw.on('mac-limit', (e: { reason: string; mac: string; port: SwitchPort; suppressed: number }) =>
-      this.log.warn('MAC not learned: limit reached', { network, reason: e.reason, mac: e.mac, port: e.port.name, suppressed: e.suppressed }),
+    sw.on('mac-move', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) => {
+      this.log.info('MAC moved', { network, mac: e.mac, vlan: e.vlan, from: e.from.name, to: e.to.name });
+      this.events.add('mac-move', `${e.mac}${e.vlan ? ` vlan ${e.vlan}` : ''} moved from ${e.from.name} to ${e.to.name}`, { port: e.to.name, network });
+    });
+    sw.on('mac-move-denied', (e: { mac: string; vlan: number; from: SwitchPort; to: SwitchPort }) =>
+      this.events.add('mac-move-refused', `${e.to.name} claimed ${e.mac}${e.vlan ? ` vlan ${e.vlan}` : ''}, refused: ${e.from.name} used it within the move hold`, { port: e.to.name, network }),
     );
-    sw.on('storm', (e: { port: SwitchPort; dropped: number }) =>
-      this.log.warn('storm control: flooded frames over the limit dropped', { network, port: e.port.name, dropped: e.dropped, limit: `${sw.stormLimit}/s` }),
-    );
-    sw.on('port-blocked', (e: { port: SwitchPort; reason: string }) => this.log.warn('loop guard: port blocked', { network, port: e.port.name, reason: e.reason }));
-    sw.on('port-unblocked', (e: { port: SwitchPort }) => this.log.info('loop guard: port unblocked', { network, port: e.port.name }));
+    sw.on('mac-limit', (e: { reason: string; mac: string; port: SwitchPort; suppressed: number }) => {
+      this.log.warn('MAC not learned: limit reached', { network, reason: e.reason, mac: e.mac, port: e.port.name, suppressed: e.suppressed });
+      this.events.add('mac-limit', `${e.mac} not learned on ${e.port.name}: ${e.reason}`, { port: e.port.name, network });
+    });
+    sw.on('storm', (e: { port: SwitchPort; dropped: number }) => {
+      this.log.warn('storm control: flooded frames over the limit dropped', { network, port: e.port.name, dropped: e.dropped, limit: `${sw.stormLimit}/s` });
+      this.events.add('storm', `storm control dropped ${e.dropped} flooded frames from ${e.port.name} (limit ${sw.stormLimit}/s)`, { port: e.port.name, network });
+    });
+    sw.on('port-blocked', (e: { port: SwitchPort; reason: string }) => {
+      this.log.warn('loop guard: port blocked', { network, port: e.port.name, reason: e.reason });
+      this.events.add('port-blocked', `loop guard blocked ${e.port.name}: ${e.reason}`, { port: e.port.name, network });
+    });
+    sw.on('port-unblocked', (e: { port: SwitchPort }) => {
+      this.log.info('loop guard: port unblocked', { network, port: e.port.name });
+      this.events.add('port-unblocked', `loop guard unblocked ${e.port.name}`, { port: e.port.name, network });
+    });
     sw.onMacsChanged = (port) => {
       const m = this.memberOf(port);
       if (m !== undefined) this.directory.changed(m);
@@ -895,7 +915,9 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       if (d === undefined || !this.directory.knows(m, d)) return;
       let r = this.paths.get(m);
       if (r === undefined) this.paths.set(m, (r = new Map()));
+      const was = r.get(msg.id);
       r.set(msg.id, { path: msg.path, reason: msg.reason });
+      if (was?.path !== msg.path) this.notePath(m, d, msg.path, msg.reason);
       return;
     }
     if (msg.kind === LongControl.PEER_QUERY) {
@@ -1067,6 +1089,23 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const info = this.info(m, handle.id);
     this.log.info('port joined', { port: m.name, network: net.name, ...(vlan.kind !== 'transparent' ? { vlan: formatVlanMode(vlan) } : {}), address: info.address, transport: m.link.kind, key: m.publicKey });
     this.emit('port-joined', info);
+    this.rekeysSeen.set(m, m.rekeys);
+    this.events.add('join', `${m.name} joined from ${info.address} over ${m.link.kind}`, { port: m.name, network: net.name });
+  }
+
+  /** A member reported a new path to a peer: an event (the pair's row in status says the same). */
+  private notePath(m: Member<SocketLink>, peer: Member<SocketLink>, path: number, reason: string): void {
+    const direct = path === PathKind.DIRECT;
+    this.events.add('path', `${m.name} reaches ${peer.name} ${direct ? 'direct' : 'relayed'}${reason ? `: ${reason}` : ''}`, { port: m.name, network: this.memberNetwork.get(m)?.name });
+  }
+
+  /** Rekeys happen inside the sessions; each tick turns a member's rising count into an event. */
+  private noteRekeys(): void {
+    for (const m of this.handles.keys()) {
+      const seen = this.rekeysSeen.get(m) ?? 0;
+      if (m.rekeys > seen) this.events.add('rekey', `${m.name} rekeyed${m.rekeys - seen > 1 ? ` (${m.rekeys - seen} times)` : ''}`, { port: m.name, network: this.memberNetwork.get(m)?.name });
+      this.rekeysSeen.set(m, m.rekeys);
+    }
   }
 
   private onLeft(m: Member<SocketLink>, reason: string): void {
@@ -1092,6 +1131,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     const info = this.info(m, handle?.id ?? 0);
     this.log.info('port left', { port: m.name, address: info.address, reason });
     this.emit('port-left', { ...info, reason });
+    this.events.add('leave', `${m.name} left: ${reason}`, { port: m.name, network: net?.name });
   }
 
   /** Status for humans and scripts: ports with their underlay identity, the MAC table, counters. */

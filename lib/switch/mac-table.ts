@@ -81,6 +81,8 @@ export interface MacTableOptions<P> {
   onMove?: (entry: Readonly<MacEntry<P>>, from: P, now: number) => void;
   /** A source was not learned because of a limit. */
   onLimit?: (reason: LimitReason, mac: number, vlan: number, port: P) => void;
+  /** The hold refused a claim by a port that was not already the refused claimant (once per claimant, not per frame). */
+  onMoveDenied?: (entry: Readonly<MacEntry<P>>, claimant: P) => void;
   /** The set of MACs behind `port` changed: one was added, moved away or removed (a refresh is no change). */
   onChange?: (port: P) => void;
 }
@@ -107,6 +109,7 @@ export class MacTable<P> {
   private total = 0;
   private readonly onMove: MacTableOptions<P>['onMove'];
   private readonly onLimit: MacTableOptions<P>['onLimit'];
+  private readonly onMoveDenied: MacTableOptions<P>['onMoveDenied'];
   private readonly onChange: MacTableOptions<P>['onChange'];
 
   constructor(opts: MacTableOptions<P> = {}) {
@@ -117,6 +120,7 @@ export class MacTable<P> {
     this.claimTtlMs = positive('claimTtlMs', opts.claimTtlMs ?? Math.max(1, CLAIM_TTL_HOLDS * this.moveHoldMs));
     this.onMove = opts.onMove;
     this.onLimit = opts.onLimit;
+    this.onMoveDenied = opts.onMoveDenied;
     this.onChange = opts.onChange;
   }
 
@@ -159,6 +163,7 @@ export class MacTable<P> {
       const live = !this.expired(e, now);
       if (live && now - e.updated < this.moveHoldMs) {
         this.counters.moveDenied++;
+        if (e.claimant !== port) this.onMoveDenied?.(e, port);
         e.claimant = port;
         e.claimedAt = now;
         this.claims.add(e);

@@ -170,7 +170,7 @@ export class SwitchPort {
   }
 }
 
-/** The 'mac-move' event: a learned MAC moved to another port. */
+/** The 'mac-move' event: a learned MAC moved to another port; 'mac-move-denied': the move hold kept it on `from`, refusing `to` (once per claimant). */
 export interface MacMoveEvent {
   mac: string;
   vlan: number;
@@ -306,7 +306,7 @@ export interface SwitchSnapshot {
  * gets nothing and its learned MACs are flushed.
  *
  * Events: 'port-added', 'port-removed', 'link' (LinkEvent), 'mac-move'
- * (MacMoveEvent), 'mac-limit' (MacLimitEvent), 'storm' (StormEvent),
+ * and 'mac-move-denied' (MacMoveEvent), 'mac-limit' (MacLimitEvent), 'storm' (StormEvent),
  * 'port-blocked' (PortBlockedEvent), 'port-unblocked' (PortUnblockedEvent),
  * 'port-error'.
  */
@@ -383,6 +383,7 @@ export class Switch extends EventEmitter {
         this.emit('mac-move', { mac: formatMac(e.mac), vlan: e.vlan, from, to: e.port } satisfies MacMoveEvent);
       },
       onLimit: (reason, mac, vlan, port) => this.limitHit(reason, mac, vlan, port),
+      onMoveDenied: (e, claimant) => this.emit('mac-move-denied', { mac: formatMac(e.mac), vlan: e.vlan, from: e.port, to: claimant } satisfies MacMoveEvent),
       onChange: (port) => this.onMacsChanged?.(port),
     };
     if (opts.maxEntries !== undefined) tableOpts.maxEntries = opts.maxEntries;
