@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { checkWebAccess, cookieValue, isLoopback, parseWebAddress, parseWebToken, rawQueryValue, WEB_COOKIE, WebServer, webTokenProblem } from '../../lib/daemon/web.js';
 import { EventLog } from '../../lib/daemon/events.js';
+import { MacTable } from '../../lib/switch/mac-table.js';
 
 test('--web: a bare port is 127.0.0.1; ADDR:PORT and [v6]:PORT as given; anything else names the flag', () => {
   assert.deepEqual(parseWebAddress('8080'), { address: '127.0.0.1', port: 8080 });
@@ -75,6 +76,16 @@ test('the event ring keeps the newest 200 (or its capacity), oldest first, and r
   assert.deepEqual(Object.keys(log.add('rekey', 'x')), ['seq', 'time', 'kind', 'text']);
   assert.equal(new EventLog().capacity, 200);
   assert.throws(() => new EventLog(0), RangeError);
+});
+
+test('a refused MAC claim is reported once per claimant, not once per frame (the events feed it)', () => {
+  const refused: [number, string, string][] = [];
+  const t = new MacTable<string>({ moveHoldMs: 3000, onMoveDenied: (e, claimant) => refused.push([e.mac, e.port, claimant]) });
+  t.learn(0x0a, 0, 'h1', 0);
+  for (let now = 10; now < 100; now += 10) t.learn(0x0a, 0, 'h2', now);
+  t.learn(0x0a, 0, 'h3', 100);
+  assert.deepEqual(refused, [[0x0a, 'h1', 'h2'], [0x0a, 'h1', 'h3']]);
+  assert.equal(t.counters.moveDenied, 10, 'the counter still counts every refused frame');
 });
 
 function get(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
