@@ -7,6 +7,10 @@ import { cliFail, fatal, parsePortNumber } from '../cli/args.js';
 import { randomBytes } from 'node:crypto';
 import { encodeKey, generateKeyPair, publicKeyOf, writeKeyFile } from '../lib/crypto/keys.js';
 import { loadPrivateKey } from '../cli/identity.js';
+import { runInviteCommand } from '../cli/invite.js';
+
+// `etherlink invite ...` is `vswitch invite ...`: ask the running switch for an invite.
+if (process.argv[2] === 'invite') await runInviteCommand('etherlink', hideBin(process.argv).slice(1));
 
 function progress(): ProgressFn | undefined {
   if (!process.stderr.isTTY) return undefined;
@@ -20,6 +24,7 @@ function endProgress(): void {
 try {
   await yargs(hideBin(process.argv))
   .scriptName('etherlink')
+  .command('invite', 'ask the running vswitch for a one-time invite a new host joins with (vport join URL); etherlink invite --help', () => {}, () => {})
   .command(
     'transfer <action> <host> <port> <file>',
     'Move a file over TCP across the virtual LAN and print its byte count and SHA-256 on both ends',
@@ -94,7 +99,7 @@ try {
       process.stdout.write(`wrote ${argv.out}\n`);
     },
   )
-  .demandCommand(1, 'name a command: keygen, pubkey, genpsk or transfer')
+  .demandCommand(1, 'name a command: keygen, pubkey, genpsk, invite or transfer')
   // '--no-foo' would otherwise be reported as an unknown 'foo'.
   .parserConfiguration({ 'boolean-negation': false, 'camel-case-expansion': false })
   .strict()

@@ -14,10 +14,18 @@ import { parseWithConfig, PORT_FIELD_RULES, PORT_LIVE_FIELDS } from '../cli/conf
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, parsePublicKeyFlag, readPemFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
-import { EtherlinkError } from '../lib/core/errors.js';
+import { prepareJoin, writeJoinConfig, type JoinPlan } from '../cli/join.js';
+import { flagsOnCommandLine } from '../cli/config.js';
+import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 
 // `vport status ...` asks a running vport (and is never read as HOST=status).
 if (process.argv[2] === 'status') await runStatusCommand('vport', hideBin(process.argv).slice(1));
+// `vport join URL ...` is vport with the switch and key the invite names, and the invite's proof in its handshakes.
+let join: JoinPlan | undefined;
+if (process.argv[2] === 'join') {
+  join = prepareJoin(hideBin(process.argv).slice(1));
+  process.argv = [process.argv[0]!, process.argv[1]!, ...join.args];
+}
 
 const parser = commonOptions(
   yargs(hideBin(process.argv))
@@ -25,6 +33,7 @@ const parser = commonOptions(
     .usage('$0 HOST PORT\n$0 wss://HOST/PATH\n\nCreate a TAP device and join it to the vswitch at HOST:PORT (UDP; TCP on the same port where UDP is blocked), or at its WebSocket URL.')
     .command('$0 [host] [port]', false)
     .command('status', 'show the session, switch, RTT and counters of a running vport (vport status --help)')
+    .command('join', "join with the one-time URL 'vswitch invite' printed: vport join URL --ip ADDR/PREFIX (vport join --help)")
     .positional('host', { type: 'string', describe: 'switch host name, IPv4 or IPv6 address, or its ws:// / wss:// URL' })
     .positional('port', { type: 'string', describe: 'switch UDP (and TCP) port; not with a URL' })
     .option('transport', { type: 'string', choices: ['auto', 'udp', 'tcp', 'ws'], default: 'auto', describe: 'how to reach the switch: auto tries UDP, then TCP on the same port, then --ws, and returns to UDP once it works again' })
@@ -38,6 +47,7 @@ const parser = commonOptions(
     .option('max-pair-sessions', { type: 'number', default: MAX_PAIR_SESSIONS_DEFAULT, describe: 'end-to-end sessions with other ports held at once; the least recently used closes first' })
     .option('no-direct', { type: 'boolean', default: false, describe: 'never talk to other ports directly: the switch relays everything (still sealed end to end). Default: direct paths, through NAT when needed' })
     .option('port-name', { type: 'string', describe: "how the switch names this port where its allow file gives no name (default HOSTNAME/IFNAME)" })
+    .example('$0 join etherlink://vpn.example.net:9999/AQ... --ip 10.99.0.9/24 --config /etc/etherlink/vport.json', "join with an invite (vswitch invite on the switch); later runs: vport --config /etc/etherlink/vport.json")
     .example('$0 switch.example.net 9999 --key port.key --switch-key SWITCHPUB= --name etl0 --ip 10.99.0.2/24', 'join with an IPv4 address')
     .example('$0 2001:db8::1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.3/24 --ip fd00:99::3/64', 'an IPv6 switch, dual-stack LAN')
     .example('$0 192.0.2.1 9999 --key port.key --switch-key SWITCHPUB= --ip 10.99.0.5/24 --no-direct', 'never talk to other ports directly: the switch relays (sealed end to end)')
@@ -58,6 +68,20 @@ if (argv.host === undefined || (argv.port === undefined && !isUrl)) {
 }
 if (isUrl && argv.port !== undefined) cliFail(`a URL switch address (${argv.host}) takes no PORT: put the port in the URL (wss://HOST:PORT/PATH)`, undefined);
 const { log, capture, metricsAt, web } = commonSettings('vport', argv);
+if (join !== undefined) {
+  if (join.madeKey !== undefined) log.info('made a key for this port', { file: join.keyFile, publicKey: join.madeKey });
+  if (join.configOut !== undefined) {
+    const given = flagsOnCommandLine(join.args);
+    const settings: Record<string, unknown> = { host: argv.host, port: Number(argv.port) };
+    for (const k of given) if (k !== 'config' && (argv as Record<string, unknown>)[k] !== undefined) settings[k] = (argv as Record<string, unknown>)[k];
+    try {
+      writeJoinConfig(join.configOut, settings);
+    } catch (err) {
+      fatal('vport', new EtherlinkError(errorCode(err) ?? 'EIO', `--config ${join.configOut}: cannot write it: ${(err as Error).message}`));
+    }
+    log.info('saved the settings: once joined, restart with vport --config FILE (the invite is spent)', { file: join.configOut });
+  }
+}
 
 let port = 0;
 let ca: Buffer | undefined;
@@ -136,6 +160,7 @@ try {
     ...(argv['rekey-after'] !== undefined ? { rekeyAfterS: argv['rekey-after'] } : {}),
     maxPairSessions: argv['max-pair-sessions'],
     direct: !argv['no-direct'],
+    ...(join !== undefined ? { invite: join.invite } : {}),
     logger: log,
   });
 } catch (err) {
@@ -152,6 +177,14 @@ log.info('port identity', { publicKey: client.publicKey, mode: identity.insecure
 let joinedEarly: { switch: string } | undefined;
 const onEarlyJoin = (info: { switch: string }): void => void (joinedEarly = info);
 client.once('joined', onEarlyJoin);
+if (join !== undefined) {
+  // An invite refused (unknown, expired, used) stays refused: say so and stop rather than retry.
+  client.once('invite-refused', (message) => {
+    client.close();
+    fatal('vport join', new EtherlinkError('ERR_INVITE_REFUSED', message));
+  });
+  client.once('joined', () => log.info("joined by invite: this port's key is in the switch's allow file now", { key: join!.keyFile }));
+}
 await runDaemon({
   prog: 'vport',
   target: client,

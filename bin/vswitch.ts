@@ -11,12 +11,15 @@ import { parseWithConfig, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
+import { inviteCommand, runInviteCommand } from '../cli/invite.js';
 import { loadNetworks, networkSources } from '../cli/networks.js';
 import { DEFAULT_STORM_LIMIT } from '../lib/switch/switch.js';
 import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 
 // `vswitch status ...` asks a running vswitch; it never starts one.
 if (process.argv[2] === 'status') await runStatusCommand('vswitch', hideBin(process.argv).slice(1));
+// `vswitch invite ...` asks a running vswitch for an invite (vport join).
+if (process.argv[2] === 'invite') await runInviteCommand('vswitch', hideBin(process.argv).slice(1));
 
 const parser = commonOptions(
   yargs(hideBin(process.argv))
@@ -24,6 +27,7 @@ const parser = commonOptions(
     .usage('$0 [PORT]\n\nRun a virtual Ethernet switch: vports that join it over UDP share one LAN.')
     .command('$0 [port]', false)
     .command('status', 'show the ports, MAC table and counters of the running vswitch (vswitch status --help)')
+    .command('invite', 'make a one-time invite a new host joins with (vport join URL) (vswitch invite --help)')
     .positional('port', { type: 'string', describe: `UDP port to listen on, all addresses, IPv4 and IPv6 (default ${DEFAULT_SWITCH_PORT})` })
     .option('allow', { type: 'string', describe: 'file of admitted port public keys, one per line: KEY [name] [vlan=N | trunk=N,M [pvid=P]]; SIGHUP reloads it' })
     .option('network', { type: 'string', array: true, describe: 'NAME=ALLOWFILE: an isolated network of the keys in ALLOWFILE (repeatable, instead of --allow; a key may be in one network only); SIGHUP adds, removes and reloads them' })
@@ -46,6 +50,7 @@ const parser = commonOptions(
     .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
     .example('$0 --key /etc/etherlink/switch.key --allow /etc/etherlink/allow', `listen on UDP ${DEFAULT_SWITCH_PORT}, IPv4 and IPv6, admit the listed keys`)
     .example('$0 status', 'in another shell: the ports, keys, addresses, traffic and MACs of the running switch')
+    .example('$0 invite --name laptop', 'in another shell: a one-time URL; on the laptop, vport join URL --ip 10.99.0.9/24 adds its key to the allow file')
     .example('$0 --key switch.key --allow allow --metrics 127.0.0.1:9810', 'also serve Prometheus metrics')
     .example('$0 --key switch.key --allow allow --web 8080', 'also serve a live view at http://127.0.0.1:8080/ (ports, rates, MAC table, events)')
     .example('$0 --key switch.key --allow allow --web 0.0.0.0:8080 --web-token web.token', "a live view for other hosts: make the token with 'etherlink genpsk --out web.token', open http://HOST:8080/?token=TOKEN once")
@@ -182,6 +187,7 @@ await runDaemon({
   liveFields: SWITCH_LIVE_FIELDS,
   report: () => switchStatusReport(server),
   renderMetrics: renderSwitchMetrics,
+  ...(argv.insecure ? {} : { commands: { invite: inviteCommand(server, { address: listen[0]!.address, port: server.ports[0]! }) } }),
   table: () => formatSwitchTable(switchStatusReport(server)),
   reload: (plan) => {
     const changed = plan !== undefined ? (['allow', 'network', 'networks'] as const).filter((k) => k in plan.apply) : [];

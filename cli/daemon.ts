@@ -4,7 +4,7 @@
 import type { Argv } from 'yargs';
 import { EtherlinkError, errorCode } from '../lib/core/errors.js';
 import { LOG_LEVELS, createLogger, type LevelledLogger, type LogFields, type LogFormat, type LogLevel } from '../lib/core/log.js';
-import { ControlServer, daemonCommands } from '../lib/daemon/control.js';
+import { ControlServer, daemonCommands, type ControlCommand } from '../lib/daemon/control.js';
 import { MetricsServer, metricsListenError } from '../lib/daemon/metrics.js';
 import { WebServer, loadWebToken, parseWebAddress, webListenError, webTokenProblem } from '../lib/daemon/web.js';
 import { DEFAULT_PCAP_FILES, DEFAULT_PCAP_FORMAT, DEFAULT_PCAP_MAX_BYTES, settleWithin, type CaptureStatus, type PcapFormat, type PcapOptions } from '../lib/daemon/pcap.js';
@@ -132,6 +132,8 @@ export interface DaemonSpec<A extends CommonFlags> {
   /** The status report the control socket and metrics serve. */
   report(): unknown;
   renderMetrics(report: never): string;
+  /** More control socket commands than status and capture (vswitch: invite). */
+  commands?: Record<string, ControlCommand>;
   /** The one-screen status SIGUSR1 prints. */
   table(): string;
   /** SIGHUP after the config file (if any) was re-read: the daemon's own reload. */
@@ -167,7 +169,7 @@ export async function runDaemon<A extends CommonFlags>(spec: DaemonSpec<A>): Pro
   let control: ControlServer | undefined;
   if (controlPath !== 'none') {
     try {
-      control = await ControlServer.listen(controlPath, daemonCommands(target, () => spec.report()), { logger: log });
+      control = await ControlServer.listen(controlPath, { ...daemonCommands(target, () => spec.report()), ...spec.commands }, { logger: log });
     } catch (err) {
       const code = errorCode(err);
       const msg = `control socket ${controlPath}: ${code === 'EADDRINUSE' ? `another ${prog} is using it` : (err as Error).message}`;

@@ -57,6 +57,7 @@ import { decodeReflectReply, encodeEndpoints, encodeReflectRequest, isPairData, 
 import { PairSessions, type PairCounters, type PeerStatus } from '../protocol/pair-sessions.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 import { UnderlayGuard } from './underlay-guard.js';
+import { inviteProof } from './invites.js';
 
 /** Options of PortClient.start. */
 export interface PortClientOptions {
@@ -92,6 +93,11 @@ export interface PortClientOptions {
   insecure?: boolean;
   /** How the switch names this port where its allow file gives no name (default HOSTNAME/IFNAME). */
   name?: string;
+  /**
+   * An invite to redeem (vport join; parseInviteUrl): the switch adds this
+   * port's key to its allow file when the proof of `secret` checks out.
+   */
+  invite?: { id: Buffer; secret: Buffer };
   /** Rekey after this many seconds (default 120; tests shorten it). */
   rekeyAfterS?: number;
   /** End-to-end sessions with other ports held at once (default 256); the least recently used closes first. */
@@ -184,6 +190,8 @@ export interface PortClientEvents {
   'switch-dead': [];
   /** Something to fix (the message says what); the port keeps retrying. */
   problem: [message: string];
+  /** The switch refused this port's invite (unknown, expired, used): retrying cannot help. */
+  'invite-refused': [message: string];
 }
 
 /** Resolve a host name to one address; errors carry code ENOTFOUND (or the resolver's) and name the host. */
@@ -295,6 +303,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         ...(id.psk !== undefined ? { psk: id.psk } : {}),
         name: portName(opts.name ?? `${hostname()}/${tap.name}`),
         pairs: true,
+        ...(opts.invite !== undefined ? { invite: { id: opts.invite.id, proof: inviteProof(opts.invite.secret, id.switchPublicKey, publicKeyOf(id.privateKey), opts.invite.id) } } : {}),
         ...(opts.rekeyAfterS !== undefined ? { rekeyAfterMs: opts.rekeyAfterS * 1000, rejectAfterMs: opts.rekeyAfterS * 1500 } : {}),
       },
     );
@@ -703,6 +712,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       case 'problem':
         this.log.error(e.message, { switch: this.switchAddress });
         this.emit('problem', e.message);
+        if (e.reason === 'invite-refused') this.emit('invite-refused', e.message);
         break;
       case 'switch-dead':
         this.log.warn('switch not answering; rejoining with backoff', { switch: this.switchAddress, silent: `${(e.silentMs / 1000).toFixed(1)}s` });

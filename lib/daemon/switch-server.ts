@@ -13,6 +13,8 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { Switch, type MacStatus, type SwitchOptions, type SwitchPort, type SwitchSnapshot, type TrafficCounters } from '../switch/switch.js';
 import { formatVlanMode, sameVlanMode, type VlanMode } from '../switch/vlan.js';
 import { DEFAULT_NETWORK, checkNetworks, mergedAllowList, type NetworkSpec } from './networks.js';
+import { InviteBook, allowFileName, allowLine, type InviteRecord, type InviteRequest } from './invites.js';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { UdpSocket, type DatagramSocket, type UdpStats } from '../io/udp.js';
 import { decodeAddress, encodeAddress, formatAddress } from '../io/address.js';
 import { STREAM_BATCH, StreamLink, type StreamCarrier } from '../io/stream.js';
@@ -21,7 +23,7 @@ import { listenTcp, listenWebSocket, type ListenerCounters, type StreamOrigin, t
 import type { Server as NetServer } from 'node:net';
 import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
 import { TxQueue } from '../io/tx-queue.js';
-import { keyFrom, type AllowEntry } from '../crypto/keys.js';
+import { encodeKey, keyFrom, type AllowEntry } from '../crypto/keys.js';
 import {
   DEFAULT_CIPHER,
   DEFAULT_SWITCH_PORT,
@@ -268,6 +270,8 @@ export interface PortEventInfo {
 
 /** The events of a SwitchServer. */
 export interface SwitchServerEvents {
+  /** A key outside the allow list redeemed an invite: its line was added to the network's allow file. */
+  'invite-redeemed': [info: { invite: string; publicKey: string; name: string; network: string }];
   'port-joined': [info: PortEventInfo];
   'port-left': [info: PortEventInfo & { reason: string }];
 }
@@ -323,6 +327,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly rekeysSeen = new WeakMap<object, number>();
   /** The networks by name, in the order given: each its own learning Switch. */
   private readonly networks = new Map<string, Network>();
+  /** Invites by allow file (or by network, without one). */
+  private readonly inviteBooks = new Map<string, InviteBook>();
   /** Which network each joined member is in. */
   private readonly memberNetwork = new Map<Member<SocketLink>, Network>();
   /** Relay groups (network and VLAN mode): members relay end to end only within one. */
@@ -423,6 +429,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
           this.roamed(m);
         },
         pairData: (link, datagram, from, now) => this.onUnroutedPair(link, datagram, from, now),
+        invitesKnown: () => this.invitesKnown(),
+        redeemInvite: (req) => this.redeemInvite(req.id, req.proof, req.publicKey, req.name, req.now),
       },
       {
         privateKey: ident.privateKey,
@@ -657,6 +665,74 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     sw.start();
     this.networks.set(spec.name, net);
     return net;
+  }
+
+  /**
+   * Make an invite (`vswitch invite`): a one-time secret that adds one key to
+   * `network`'s allow file (default: the first network) when a port proves it
+   * in its handshake. Kept in ALLOWFILE.invites (mode 0600) so that it
+   * survives a restart; in memory only for a network without an allow file.
+   * Format the URL with formatInviteUrl. Throws ERR_INSECURE on an open
+   * switch, ERR_INVALID_NETWORK for an unknown network, ERR_INVALID_ARG_VALUE
+   * for bad numbers.
+   */
+  createInvite(req: Partial<InviteRequest> = {}): { id: Buffer; secret: Buffer; record: InviteRecord } {
+    if (this.sessions.open) throw new EtherlinkError('ERR_INSECURE', 'an --insecure switch admits any key: it needs no invites (give it --key and --allow to use them)');
+    const name = req.network ?? this.networks.keys().next().value!;
+    const net = this.networks.get(name);
+    if (net === undefined) throw new EtherlinkError('ERR_INVALID_NETWORK', `no network '${name}' here (there are: ${[...this.networks.keys()].join(', ')})`);
+    return this.inviteBook(net).create({ ...req, network: net.name }, Date.now());
+  }
+
+  /** Invites of every network, made and not yet pruned (used-up and expired ones stay a day). */
+  invites(): InviteRecord[] {
+    return [...this.networks.values()].flatMap((n) => this.inviteBook(n).list());
+  }
+
+  private inviteBook(net: Network): InviteBook {
+    const key = net.spec.allowFile !== undefined ? `file:${net.spec.allowFile}` : `net:${net.name}`;
+    let book = this.inviteBooks.get(key);
+    if (book === undefined) {
+      book = new InviteBook(net.spec.allowFile !== undefined ? `${net.spec.allowFile}.invites` : undefined);
+      this.inviteBooks.set(key, book);
+    }
+    return book;
+  }
+
+  private invitesKnown(): boolean {
+    for (const net of this.networks.values()) if (this.inviteBook(net).size > 0) return true;
+    return false;
+  }
+
+  /** An invite from a key outside the allow lists: check it, write the key's line, admit it. */
+  private redeemInvite(id: Buffer, proof: Buffer, publicKey: Buffer, announced: string | undefined, now: number): { entry: AllowEntry } | { refused: 'unknown' | 'expired' | 'used' } {
+    const hex = id.toString('hex');
+    for (const net of this.networks.values()) {
+      const book = this.inviteBook(net);
+      if (!book.has(hex)) continue;
+      const checked = book.check(id, proof, this.sessions.publicKeyBytes, publicKey, now);
+      if (!checked.ok) return { refused: checked.reason };
+      const key = encodeKey(publicKey);
+      const name = checked.record.name ?? allowFileName(announced, `port-${key.slice(0, 8).replace(/[+/]/g, '-')}`);
+      let line = net.spec.allow.reduce((max, e) => Math.max(max, e.line), 0) + 1;
+      const file = net.spec.allowFile;
+      if (file !== undefined) {
+        try {
+          const text = readFileSync(file, 'utf8');
+          appendFileSync(file, `${text.length > 0 && !text.endsWith('\n') ? '\n' : ''}${allowLine(key, name)}\n`);
+          line = text.split('\n').length + (text.length > 0 && !text.endsWith('\n') ? 1 : 0);
+        } catch (err) {
+          this.log.error(`invite ${hex}: cannot add the key to ${file}: ${(err as Error).message}; the invite stays unused`, { key });
+          return { refused: 'unknown' };
+        }
+      }
+      book.spend(checked.record, key);
+      const entry: AllowEntry = { publicKey: Buffer.from(publicKey), name, line, network: net.name, ...(file !== undefined ? { source: file } : {}) };
+      net.spec = { ...net.spec, allow: [...net.spec.allow, entry] };
+      this.emit('invite-redeemed', { invite: hex, publicKey: key, name, network: net.name });
+      return { entry };
+    }
+    return { refused: 'unknown' };
   }
 
   /**

@@ -102,7 +102,18 @@ export const Extension = {
    * directory entries and relayed handshakes; any other is switched hop by hop.
    */
   PAIRS: 2,
+  /**
+   * An invite's id (INVITE_ID_SIZE) and this key's proof of its secret
+   * (INVITE_PROOF_SIZE): a key not in the allow file asks to be added
+   * (lib/daemon/invites.ts). The secret itself never travels.
+   */
+  INVITE: 3,
 } as const;
+
+/** Bytes of an invite's id, its secret, and the proof an initiation carries. */
+export const INVITE_ID_SIZE = 8;
+export const INVITE_SECRET_SIZE = 16;
+export const INVITE_PROOF_SIZE = 16;
 /** Largest port name an initiation carries (it is for logs and status only). */
 export const NAME_MAX_BYTES = 32;
 
@@ -165,6 +176,12 @@ export const RefusedReason = {
   INSECURE_SWITCH: 2,
   /** mac1 matched this switch's key but the handshake does not decrypt: another --cipher (or tampering). */
   CIPHER_MISMATCH: 3,
+  /** The key is not in the allow file and its invite is unknown to this switch (never made, revoked, or a wrong secret). */
+  INVITE_UNKNOWN: 4,
+  /** The invite expired. */
+  INVITE_EXPIRED: 5,
+  /** The invite was used as often as it may be. */
+  INVITE_USED: 6,
 } as const;
 export type RefusedReason = (typeof RefusedReason)[keyof typeof RefusedReason];
 

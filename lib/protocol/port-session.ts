@@ -52,6 +52,9 @@ import {
   type LongControlMessage,
 } from './wire.js';
 
+/** What kind of problem a 'problem' event reports. */
+export type ProblemReason = 'incompatible-version' | 'refused' | 'invite-refused' | 'bad-response' | 'no-answer';
+
 export interface PortSessionOptions {
   privateKey: Buffer;
   switchPublicKey: Buffer;
@@ -62,6 +65,12 @@ export interface PortSessionOptions {
   name?: string;
   /** Announce that this port runs pair sessions (PortClient does): the switch then gives it the directory. */
   pairs?: boolean;
+  /**
+   * Redeem an invite (vport join): its id and this key's proof of its secret
+   * (lib/daemon/invites.ts inviteProof), sent encrypted in every initiation. A
+   * switch that lists the key already ignores it.
+   */
+  invite?: { id: Buffer; proof: Buffer };
   /** Shortened in tests to exercise rekeying. */
   rekeyAfterMs?: number;
   rejectAfterMs?: number;
@@ -79,7 +88,7 @@ export type PortSessionEvent =
   /** The switch answered UDP_PROBE `seq` (authenticated, over UDP): UDP works both ways. */
   | { type: 'probe-ack'; seq: number }
   /** Something the user must fix; the session keeps retrying on its backoff. */
-  | { type: 'problem'; reason: 'incompatible-version' | 'refused' | 'bad-response' | 'no-answer'; message: string };
+  | { type: 'problem'; reason: ProblemReason; message: string };
 
 /** What the session asks of whoever owns the socket. */
 export interface PortSessionHost {
@@ -110,7 +119,13 @@ const REFUSED_HINTS: Readonly<Record<number, string>> = {
   [RefusedReason.KEYS_REQUIRED]:
     "the switch requires keys and refuses --insecure ports: give this port --key and --switch-key ('etherlink keygen'; 'etherlink pubkey' on the switch's key file) and add its public key to the switch's allow file",
   [RefusedReason.INSECURE_SWITCH]: 'the switch runs --insecure (plaintext) and refuses keyed ports: run this port with --insecure too, or give the switch --key and --allow',
+  [RefusedReason.INVITE_UNKNOWN]: "the switch refused the invite: it does not know it (revoked, made by another switch, or copied wrong): ask for a new one ('vswitch invite')",
+  [RefusedReason.INVITE_EXPIRED]: "the switch refused the invite: it has expired: ask for a new one ('vswitch invite --expires ...')",
+  [RefusedReason.INVITE_USED]: "the switch refused the invite: it was used already: ask for a new one ('vswitch invite'), or, if this key was admitted before, ask why its line left the allow file",
 };
+
+/** Refusal reasons that concern an invite: a port that joins by one cannot get further. */
+export const INVITE_REFUSALS: ReadonlySet<number> = new Set([RefusedReason.INVITE_UNKNOWN, RefusedReason.INVITE_EXPIRED, RefusedReason.INVITE_USED]);
 
 export class PortSession {
   private state: PortSessionState = 'idle';
@@ -189,7 +204,11 @@ export class PortSession {
     this.random = opts.random ?? randomBytes;
     this.monotonic = opts.monotonic ?? (() => performance.now());
     this.indices = new IndexTable(this.random);
-    this.extensions = encodeExtensions({ ...(opts.name !== undefined ? { name: opts.name } : {}), ...(opts.pairs === true ? { pairs: true } : {}) });
+    this.extensions = encodeExtensions({
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      ...(opts.pairs === true ? { pairs: true } : {}),
+      ...(opts.invite !== undefined ? { invite: opts.invite } : {}),
+    });
   }
 
   get isJoined(): boolean {
@@ -472,7 +491,7 @@ export class PortSession {
         return;
       }
       this.problem(
-        'refused',
+        INVITE_REFUSALS.has(refused.reason) ? 'invite-refused' : 'refused',
         REFUSED_HINTS[refused.reason] ??
           `the switch refused the handshake: it uses another --cipher than this port's ${this.cipher} (or the initiation was altered on the way)`,
       );
@@ -542,7 +561,7 @@ export class PortSession {
   }
 
   /** Report a problem once per kind and message in a retry series. */
-  private problem(reason: 'incompatible-version' | 'refused' | 'bad-response' | 'no-answer', message: string): void {
+  private problem(reason: ProblemReason, message: string): void {
     if (message === this.lastProblem) return;
     this.lastProblem = message;
     this.host.event({ type: 'problem', reason, message });

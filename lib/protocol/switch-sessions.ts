@@ -80,7 +80,38 @@ export interface SwitchSessionsHost<L extends Link> {
    * no route for it (unknown source or destination, or a member on another socket).
    */
   pairData?(link: L, datagram: Buffer, from: Buffer, now: number): void;
+  /**
+   * Whether the server holds any invite (open, or spent or expired within the
+   * last day, so that it can say why it refuses one): only then does a key
+   * outside the allow list get its initiation decrypted.
+   */
+  invitesKnown?(now: number): boolean;
+  /**
+   * A key outside the allow list presents an invite (already authenticated:
+   * its initiation decrypted). The server checks it and, if good, writes the
+   * key to the allow file and returns its entry; else says why not.
+   */
+  redeemInvite?(req: InviteRedemption): { entry: AllowEntry } | { refused: InviteRefusal };
 }
+
+/** An invite presented in an initiation (SwitchSessionsHost.redeemInvite). */
+export interface InviteRedemption {
+  id: Buffer;
+  proof: Buffer;
+  publicKey: Buffer;
+  /** The name the port announced, if any. */
+  name?: string;
+  now: number;
+}
+
+/** Why an invite was refused. */
+export type InviteRefusal = 'unknown' | 'expired' | 'used';
+
+const INVITE_REFUSED: Readonly<Record<InviteRefusal, RefusedReason>> = {
+  unknown: RefusedReason.INVITE_UNKNOWN,
+  expired: RefusedReason.INVITE_EXPIRED,
+  used: RefusedReason.INVITE_USED,
+};
 
 export interface SwitchSessionsOptions {
   privateKey: Buffer;
@@ -108,6 +139,10 @@ export interface SessionCounters {
   rateLimited: number;
   badMac1: number;
   unlisted: number;
+  /** Keys outside the allow list admitted by an invite. */
+  invitesRedeemed: number;
+  /** Invites refused: unknown (or a wrong proof), expired, or used already. */
+  invitesRefused: number;
   /** Initiations refused because the switch was full (maxPorts). */
   switchFull: number;
   /** Of badMac1: initiations for the published --insecure key (a keyed switch refuses them, saying why). */
@@ -217,6 +252,8 @@ export class SwitchSessions<L extends Link = Link> {
     authFailed: 0,
     replayed: 0,
     unknownIndex: 0,
+    invitesRedeemed: 0,
+    invitesRefused: 0,
     malformed: 0,
     badVersion: 0,
     noSession: 0,
@@ -291,6 +328,11 @@ export class SwitchSessions<L extends Link = Link> {
   }
 
   /** This switch's static public key (base64). */
+  /** This switch's static public key, raw. */
+  get publicKeyBytes(): Buffer {
+    return this.responder.publicKey;
+  }
+
   get publicKey(): string {
     return encodeKey(this.responder.publicKey);
   }
@@ -592,8 +634,10 @@ export class SwitchSessions<L extends Link = Link> {
     }
     const init = res.initiation;
     const keyHex = init.peerPublicKey.toString('hex');
-    const entry = this.allow === 'open' ? undefined : this.allow.get(keyHex);
-    if (this.allow !== 'open' && entry === undefined) {
+    let entry = this.allow === 'open' ? undefined : this.allow.get(keyHex);
+    // A key outside the allow list may carry an invite: read its payload to see (only while the server holds invites).
+    const invited = this.allow !== 'open' && entry === undefined && this.host.redeemInvite !== undefined && this.host.invitesKnown?.(Date.now()) === true;
+    if (this.allow !== 'open' && entry === undefined && !invited) {
       this.counters.unlisted++;
       if (this.logBudget.take(now)) {
         this.log.warn('handshake from a key not in the allow file: add it and send SIGHUP to admit it', {
@@ -630,6 +674,17 @@ export class SwitchSessions<L extends Link = Link> {
       return;
     }
     const ext = decodeExtensions(accepted.extensions);
+    if (invited) {
+      const refusal = this.redeem(init.peerPublicKey, ext, now);
+      if (refusal !== null) {
+        // Forget the key and its index: it is no member, and a later invite may still admit it.
+        this.indices.delete(localIndex);
+        this.responder.forget(init.peerPublicKey);
+        if (refusal !== 'none') this.refuse(link, from, message.readUInt32BE(4), INVITE_REFUSED[refusal], now);
+        return;
+      }
+      entry = (this.allow as Map<string, AllowEntry>).get(keyHex);
+    }
     const announced = ext?.name;
     const name = entry?.name ?? (announced !== undefined && announced !== '' ? announced : encodeKey(init.peerPublicKey).slice(0, 8));
     if (m === undefined) {
@@ -658,6 +713,35 @@ export class SwitchSessions<L extends Link = Link> {
     m.lastHandshake = now;
     this.counters.handshakes++;
     this.host.send(link, accepted.response, m.endpoint);
+  }
+
+  /**
+   * An invite in an initiation from a key outside the allow list: null when
+   * the server admitted the key (it is in the allow list now), 'none' when
+   * there was no invite to check, else why it was refused.
+   */
+  private redeem(publicKey: Buffer, ext: ReturnType<typeof decodeExtensions>, now: number): InviteRefusal | 'none' | null {
+    const key = encodeKey(publicKey);
+    if (ext?.invite === undefined) {
+      this.counters.unlisted++;
+      if (this.logBudget.take(now)) this.log.warn('handshake from a key not in the allow file: add it and send SIGHUP to admit it', { key });
+      return 'none';
+    }
+    const r = this.host.redeemInvite!({ id: ext.invite.id, proof: ext.invite.proof, publicKey, ...(ext.name !== undefined ? { name: ext.name } : {}), now: Date.now() });
+    if ('refused' in r) {
+      this.counters.invitesRefused++;
+      if (this.logBudget.take(now)) {
+        this.log.warn(`invite refused: ${r.refused === 'unknown' ? 'no such invite (never made here, revoked, or a wrong secret)' : r.refused === 'expired' ? 'it has expired' : 'it was used already'}`, {
+          invite: ext.invite.id.toString('hex'),
+          key,
+        });
+      }
+      return r.refused;
+    }
+    (this.allow as Map<string, AllowEntry>).set(publicKey.toString('hex'), r.entry);
+    this.counters.invitesRedeemed++;
+    this.log.info('invite redeemed: key added to the allow file', { invite: ext.invite.id.toString('hex'), key, name: r.entry.name ?? '-', ...(r.entry.network !== undefined ? { network: r.entry.network } : {}) });
+    return null;
   }
 
   /** A dropped initiation: log why (within budget), and tell an --insecure mismatch why it can't join. */

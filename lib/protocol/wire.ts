@@ -17,6 +17,8 @@ import {
   REFLECT_TXID_OFFSET,
   ENDPOINT_UNKNOWN_SIZE,
   EXTENSIONS_MAX_SIZE,
+  INVITE_ID_SIZE,
+  INVITE_PROOF_SIZE,
   ETHERNET_HEADER_SIZE,
   Extension,
   HANDSHAKE_REFUSED_SIZE,
@@ -270,6 +272,8 @@ export interface Extensions {
   name?: string;
   /** The port runs pair sessions (end to end). */
   pairs?: boolean;
+  /** An invite this key redeems to be added to the allow file: its id and the proof of its secret. */
+  invite?: { id: Buffer; proof: Buffer };
 }
 
 /** The extension bytes of an initiation's payload (after the timestamp). Throws ERR_OUT_OF_RANGE when they would not fit. */
@@ -280,6 +284,13 @@ export function encodeExtensions(ext: Extensions): Buffer {
     parts.push(Buffer.from([Extension.NAME, name.length]), name);
   }
   if (ext.pairs === true) parts.push(Buffer.from([Extension.PAIRS, 0]));
+  if (ext.invite !== undefined) {
+    const { id, proof } = ext.invite;
+    if (id.length !== INVITE_ID_SIZE || proof.length !== INVITE_PROOF_SIZE) {
+      throw new EtherlinkError('ERR_OUT_OF_RANGE', `an invite extension takes a ${INVITE_ID_SIZE}-byte id and a ${INVITE_PROOF_SIZE}-byte proof`);
+    }
+    parts.push(Buffer.from([Extension.INVITE, INVITE_ID_SIZE + INVITE_PROOF_SIZE]), id, proof);
+  }
   const out = Buffer.concat(parts);
   if (out.length > EXTENSIONS_MAX_SIZE) throw new EtherlinkError('ERR_OUT_OF_RANGE', `initiation extensions take ${out.length} bytes; at most ${EXTENSIONS_MAX_SIZE}`);
   return out;
@@ -307,6 +318,9 @@ export function decodeExtensions(bytes: Uint8Array): Extensions | null {
     } else if (type === Extension.PAIRS) {
       if (len !== 0) return null;
       out.pairs = true;
+    } else if (type === Extension.INVITE) {
+      if (len !== INVITE_ID_SIZE + INVITE_PROOF_SIZE) return null;
+      out.invite = { id: Buffer.from(value.subarray(0, INVITE_ID_SIZE)), proof: Buffer.from(value.subarray(INVITE_ID_SIZE)) };
     }
     at += 2 + len;
   }
