@@ -98,3 +98,15 @@ export { MacTable, LearnResult, type MacEntry, type MacTableOptions, type MacTab
 export { PcapWriter, type PcapOptions, type PcapCounters, type CaptureStatus, type PcapFormat, type PcapState, type PcapWriteOptions } from './daemon/pcap.js';
 export { createLogger, silentLogger, LOG_LEVELS, type Logger, type LevelledLogger, type LogLevel, type LogFormat, type LogFields } from './core/log.js';
 export { EtherlinkError, errorCode, type EtherlinkErrorDetails } from './core/errors.js';
+export {
+  InviteBook,
+  formatInviteUrl,
+  parseInviteUrl,
+  inviteProof,
+  DEFAULT_INVITE_EXPIRY_S,
+  MAX_INVITE_EXPIRY_S,
+  type InviteRecord,
+  type InviteRequest,
+  type InviteToken,
+  type InviteRefusal,
+} from './daemon/invites.js';
