@@ -149,13 +149,6 @@ export class InviteBook {
     return this.records.size;
   }
 
-  /** Invites that could still admit a key. */
-  openCount(now: number): number {
-    let n = 0;
-    for (const r of this.records.values()) if (r.expires > now && r.redeemedBy.length < r.uses) n++;
-    return n;
-  }
-
   /** Make an invite; returns its record and raw id and secret (for the URL). */
   create(req: InviteRequest, now: number): { record: InviteRecord; id: Buffer; secret: Buffer } {
     checkInviteRequest(req);

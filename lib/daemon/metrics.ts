@@ -275,13 +275,7 @@ export class MetricsServer {
     // A scraper that stalls must not hold sockets for ever.
     server.requestTimeout = 10_000;
     server.headersTimeout = 5_000;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(at.port, at.address, () => {
-        server.off('error', reject);
-        resolve(new MetricsServer(server));
-      });
-    });
+    return listenHttp(server, at).then(() => new MetricsServer(server));
   }
 
   get port(): number {
@@ -308,4 +302,15 @@ export function metricsListenError(text: string, err: unknown): EtherlinkError {
             ? 'the address does not resolve'
             : (err as Error).message;
   return new EtherlinkError(code ?? 'EIO', `--metrics ${text}: cannot listen: ${why}`, { cause: err });
+}
+
+/** Bind an HTTP server at `at`: resolves once it listens, rejects with the bind error (EADDRINUSE, ...). */
+export function listenHttp(server: Server, at: { address: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }

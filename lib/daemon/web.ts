@@ -1,6 +1,7 @@
 // The live web view of a vswitch or vport: a read-only page and a Server-Sent
 // Events stream of the same status report the control socket serves. GET and
 // HEAD only; beyond loopback, a token the browser presents once, then a cookie.
+import { listenHttp } from './metrics.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
@@ -193,17 +194,14 @@ export class WebServer {
     const server = createServer((req, res) => web?.handle(req, res, opts.token));
     server.requestTimeout = 10_000;
     server.headersTimeout = 5_000;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(at.port, at.address, () => {
-        server.off('error', reject);
-        web = new WebServer(server, report, opts.intervalMs ?? WEB_UPDATE_INTERVAL_MS);
-        server.on('connection', (s: Socket) => {
-          web!.sockets.add(s);
-          s.once('close', () => web!.sockets.delete(s));
-        });
-        resolve(web);
+    return listenHttp(server, at).then(() => {
+      const w = new WebServer(server, report, opts.intervalMs ?? WEB_UPDATE_INTERVAL_MS);
+      web = w;
+      server.on('connection', (s: Socket) => {
+        w.sockets.add(s);
+        s.once('close', () => w.sockets.delete(s));
       });
+      return w;
     });
   }
 
