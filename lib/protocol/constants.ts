@@ -507,7 +507,7 @@ export const GONE_REPLIES_PER_SECOND = 20;
  * allows (Tailscale's magicsock heartbeats every 3 s).
  */
 export const PATH_HEARTBEAT_MS = 500;
-/** A pong later than the heartbeat plus this (or plus 2 RTTs, whichever is more) puts the path in doubt: frames go both ways. */
+/** A probe unanswered for this long (or 2 RTTs, whichever is more) puts the path in doubt: frames go both ways. */
 export const PATH_DOUBT_GRACE_MS = 200;
 /** A direct path with no pong for this long is dropped: relay only (magicsock trusts for 6.5 s). */
 export const PATH_TRUST_MS = 3_000;

@@ -142,9 +142,8 @@ export class PeerPaths {
   route(now: number): Route {
     const b = this.best;
     if (b === null) return Route.RELAY;
-    const age = now - b.lastPongAt;
-    if (age <= this.doubtAfter(b)) return Route.DIRECT;
-    if (age <= PATH_TRUST_MS) return Route.BOTH;
+    if (!this.inDoubt(b, now)) return Route.DIRECT;
+    if (now - b.lastPongAt <= PATH_TRUST_MS) return Route.BOTH;
     this.lose(now, true);
     return Route.RELAY;
   }
@@ -275,9 +274,19 @@ export class PeerPaths {
 
   // ------------------------------------------------------------------ internals
 
-  private doubtAfter(b: Candidate): number {
+  /**
+   * A probe to the path has gone unanswered for max(grace, 2 RTT), or the
+   * path's trust ran out. Counted from the probe, not from the last pong: a
+   * heartbeat that left late because the event loop was busy (a 2-core host
+   * under a transfer) is no sign of a dead path, and doubting it would copy
+   * every frame through the switch until the pong came.
+   */
+  private inDoubt(b: Candidate, now: number): boolean {
+    if (now - b.lastPongAt > PATH_TRUST_MS) return true;
+    const oldest = b.probeAt[0];
+    if (oldest === undefined) return false;
     const rtt = Number.isNaN(b.rttMs) ? 0 : b.rttMs;
-    return PATH_HEARTBEAT_MS + Math.max(PATH_DOUBT_GRACE_MS, 2 * rtt);
+    return now - oldest > Math.max(PATH_DOUBT_GRACE_MS, 2 * rtt);
   }
 
   private wake(now: number): void {
@@ -315,7 +324,7 @@ export class PeerPaths {
       this.changedIfNeeded(now);
       return;
     }
-    if (b === null || now - b.lastPongAt > this.doubtAfter(b) || c.rttMs < b.rttMs * PATH_SWITCH_RTT_RATIO) {
+    if (b === null || this.inDoubt(b, now) || c.rttMs < b.rttMs * PATH_SWITCH_RTT_RATIO) {
       this.best = c;
       // A public address the switch no longer reports (the peer's NAT mapping moved) is gone once we left it.
       if (b !== null && b.kind === 'public' && this.latestPublic !== null && !addressEquals(b.addr, 0, this.latestPublic, 0)) this.list.splice(this.list.indexOf(b), 1);

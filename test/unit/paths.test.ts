@@ -9,6 +9,7 @@ import { PeerPaths, Route, type PathContext } from '../../lib/protocol/paths.js'
 import {
   EndpointFlags,
   NatMapping,
+  PATH_DOUBT_GRACE_MS,
   PATH_HEARTBEAT_MS,
   PATH_IDLE_MS,
   PATH_RETRY_MS,
@@ -83,6 +84,28 @@ test('an introduction probes every candidate at once; the first pong makes the p
   assert.equal(t.paths.rttMs, 3);
   assert.equal(t.changes, 1);
   assert.equal(t.paths.reason(t.now), undefined);
+});
+
+test('a heartbeat that leaves late (a busy event loop) raises no doubt; a probe unanswered past the grace does', () => {
+  const t = setup();
+  t.paths.activity(t.now);
+  t.paths.introduce(0, 0, PUBLIC, [], t.now);
+  t.answer(PUBLIC, 2);
+  // The loop was blocked for 900 ms: no poll, so no heartbeat went out. The path is as good as it was.
+  t.advance(900);
+  assert.equal(t.paths.route(t.now), Route.DIRECT, 'no probe outstanding: no doubt, however long since the last pong');
+  t.paths.activity(t.now);
+  t.paths.poll(t.now);
+  assert.equal(t.probes.at(-1)!.at, t.now, 'the late poll sends the heartbeat');
+  t.advance(150);
+  assert.equal(t.paths.route(t.now), Route.DIRECT, 'the heartbeat is within its grace');
+  t.answer(PUBLIC, 5);
+  assert.equal(t.paths.route(t.now), Route.DIRECT);
+  // The next heartbeat goes unanswered: past the grace, frames go both ways.
+  t.advance(PATH_HEARTBEAT_MS);
+  t.paths.poll(t.now);
+  t.advance(PATH_DOUBT_GRACE_MS + 10);
+  assert.equal(t.paths.route(t.now), Route.BOTH);
 });
 
 test('a pong with an id never sent, or from an address that is no candidate, proves nothing', () => {
