@@ -1,5 +1,7 @@
 // Module entry point: registers the error class hook, the TAP device, the UDP
 // socket, the link watcher, interface configuration, AEAD and privilege functions.
+// Node calls Init once per env (main thread and each worker, napi_register_module_v1):
+// per-env state lives in the env's instance data (errors.cc), never in globals.
 #include <napi.h>
 
 #include "errors.h"

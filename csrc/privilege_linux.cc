@@ -1,6 +1,9 @@
 // Least privilege: once the TAP exists and is configured, give up every
 // capability — in every thread, since Linux credentials are per thread.
+// Its state is the process's, not an env's: one signal handler serves every
+// worker's copy of the addon, so a broadcast holds a process-wide lock.
 #include <napi.h>
+#include <dlfcn.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -13,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <string>
 #include "errors.h"
 
@@ -24,6 +28,10 @@ namespace {
 constexpr long kBroadcastWaitMs = 500;
 constexpr long kBroadcastPollNs = 1000000;  // 1 ms
 
+constexpr const char* kErrDlopenFailed = "ERR_DLOPEN_FAILED";
+
+// One broadcast at a time: two workers dropping at once would share the counters.
+std::mutex g_broadcast;
 std::atomic<int> g_acked{0};
 std::atomic<int> g_failed{0};
 std::atomic<int> g_errno{0};
@@ -67,10 +75,26 @@ void OnDropSignal(int) {
   errno = saved;
 }
 
+// The handler outlives the env that installed it, but Node unloads an addon
+// when the last env that loaded it goes (a worker's exit): pin this library for
+// the life of the process, or a late signal would jump into unmapped code.
+void PinThisLibrary(Napi::Env env) {
+  Dl_info self{};
+  if (::dladdr(reinterpret_cast<void*>(&OnDropSignal), &self) == 0 || self.dli_fname == nullptr) {
+    ThrowCode(env, kErrDlopenFailed, "dropCapabilities: cannot find the addon's own file (dladdr) to keep it loaded");
+  }
+  // The handle is kept on purpose: RTLD_NODELETE makes the mapping permanent.
+  if (::dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) == nullptr) {
+    const char* why = ::dlerror();
+    ThrowCode(env, kErrDlopenFailed, std::string("dropCapabilities: cannot keep the addon loaded: ") + (why ? why : "dlopen failed"));
+  }
+}
+
 // A real-time signal nobody else handles; the handler stays installed (it is
 // harmless to run again), so a late delivery can never hit a default action.
 int InstallHandler(Napi::Env env) {
   if (g_signal != 0) return g_signal;
+  PinThisLibrary(env);
   for (int sig = SIGRTMAX - 1; sig > SIGRTMIN + 3; sig--) {
     struct sigaction old = {};
     if (::sigaction(sig, nullptr, &old) != 0) continue;
@@ -116,6 +140,8 @@ bool HasEffective(int cap) {
 // Error with .code when this thread cannot drop its own.
 Napi::Value DropCapabilities(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  // A thread waiting here still runs the handler for the broadcast in progress.
+  std::lock_guard<std::mutex> lock(g_broadcast);
   g_lastCap = ReadLastCap();
   // Dropping from the bounding set needs CAP_SETPCAP: root has it, a service
   // holding only CAP_NET_ADMIN doesn't — its bounding set is already narrow
