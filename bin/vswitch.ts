@@ -6,7 +6,8 @@ import { SwitchServer, DEFAULT_SWITCH_PORT, type ListenAddress, type SwitchServe
 import { formatSwitchTable, switchStatusReport } from '../lib/daemon/status.js';
 import { renderSwitchMetrics } from '../lib/daemon/metrics.js';
 import { defaultSwitchControlPath } from '../lib/daemon/control.js';
-import { cliFail, fatal, parseListen, parsePortNumber, parsePositive } from '../cli/args.js';
+import { checkVniFlag, cliFail, fatal, parseListen, parsePortNumber, parsePositive, parseVtepFlag } from '../cli/args.js';
+import { DEFAULT_UNDERLAY_MTU, VXLAN_PORT } from '../lib/daemon/vxlan.js';
 import { parseWithConfig, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/config.js';
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
@@ -45,6 +46,10 @@ const parser = commonOptions(
     .option('no-reflector', { type: 'boolean', default: false, describe: 'no reflector: ports cannot tell how their NAT maps (they report it as unknown)' })
     .option('no-tcp', { type: 'boolean', default: false, describe: 'do not accept ports over TCP (by default each listen address takes TCP on its UDP port number too, for ports whose UDP is blocked)' })
     .option('ws', { type: 'string', describe: 'ADDR:PORT to accept ports over WebSocket (HTTP Upgrade on --ws-path): behind an HTTPS reverse proxy (nginx, Caddy), or with --tls-cert/--tls-key as wss:// itself' })
+    .option('vxlan', { type: 'string', describe: `[ADDR:]PORT: also be a VXLAN VTEP (RFC 7348, UDP ${VXLAN_PORT}): each --vtep is a port of the LAN. VXLAN is unauthenticated: only as safe as the underlay it crosses` })
+    .option('vni', { type: 'number', describe: 'the VXLAN network identifier of the (first) network, 1..16777215 (with --vxlan)' })
+    .option('vtep', { type: 'string', array: true, describe: `IP[:PORT] of a remote VTEP of --vni (repeatable; PORT defaults to ${VXLAN_PORT}); only these are heard` })
+    .option('vxlan-mtu', { type: 'number', default: DEFAULT_UNDERLAY_MTU, describe: 'MTU of the underlay the VTEPs are on: frames larger than it allows once encapsulated (50 bytes over IPv4, 70 over IPv6) are dropped and counted' })
     .option('ws-path', { type: 'string', default: '/etherlink', describe: 'the path the WebSocket listener serves' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: the --ws listener speaks TLS (wss://) itself' })
     .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert' })
@@ -60,6 +65,7 @@ const parser = commonOptions(
     .example('$0 4789 --key switch.key --allow allow --port-timeout 60', 'another port, keep silent ports for a minute')
     .example('$0 --key switch.key --allow allow --pcap /var/log/etherlink/sw.pcapng --pcap-max-mb 50 --pcap-files 4', 'also capture the LAN: at most 4 files of 50 MB')
     .example('$0 --listen 192.0.2.1:9999 --listen [2001:db8::1]:9999 --key switch.key --allow allow', 'listen on two addresses')
+    .example('$0 --key switch.key --allow allow --vxlan 4789 --vni 100 --vtep 192.0.2.7 --vtep 192.0.2.8', 'also switch for two kernel VXLAN hosts (ip link add vx0 type vxlan id 100 remote SWITCH dstport 4789)')
     .example('$0 --key switch.key --allow allow --ws 127.0.0.1:8080', 'also take WebSocket ports from a reverse proxy on this host (README: "When UDP is blocked")')
     .example('$0 --key switch.key --allow allow --ws [::]:443 --tls-cert fullchain.pem --tls-key privkey.pem', 'serve wss:// on 443 without a proxy')
     .epilogue('Signals: SIGINT/SIGTERM tell every port goodbye and exit; SIGHUP reloads the allow files (removed keys, and removed networks\' members, are disconnected; new networks start) and re-reads --config (log-level, allow, network and networks apply at once; other changes are logged as needing a restart); SIGUSR1 prints the networks, ports, MAC table and counters.'),
@@ -72,8 +78,9 @@ const { log, capture, metricsAt, web } = commonSettings('vswitch', argv);
 
 let listen: ListenAddress[];
 let ws: SwitchServerOptions['ws'];
+let vxlan: NonNullable<SwitchServerOptions['vxlan']> | undefined;
 try {
-  listen = argv.listen?.length ? argv.listen.map(parseListen) : [{ address: '::', port: argv.port !== undefined ? parsePortNumber(argv.port, 'PORT') : DEFAULT_SWITCH_PORT }];
+  listen = argv.listen?.length ? argv.listen.map((l) => parseListen(l)) : [{ address: '::', port: argv.port !== undefined ? parsePortNumber(argv.port, 'PORT') : DEFAULT_SWITCH_PORT }];
   parsePositive(argv['mac-age'], 'mac-age', { min: 1 });
   parsePositive(argv['max-macs'], 'max-macs');
   parsePositive(argv['max-macs-per-port'], 'max-macs-per-port');
@@ -85,6 +92,14 @@ try {
   parsePositive(argv['loop-block'], 'loop-block', { min: 1 });
   if ((argv['tls-cert'] === undefined) !== (argv['tls-key'] === undefined)) {
     throw new Error(`--${argv['tls-cert'] === undefined ? 'tls-key' : 'tls-cert'} needs --${argv['tls-cert'] === undefined ? 'tls-cert' : 'tls-key'} too: TLS takes a certificate and its key`);
+  }
+  if (argv.vxlan !== undefined) {
+    vxlan = { listen: /^\d+$/.test(argv.vxlan) ? { address: '::', port: parsePortNumber(argv.vxlan, '--vxlan') } : parseListen(argv.vxlan, '--vxlan'), mtu: parsePositive(argv['vxlan-mtu'], 'vxlan-mtu', { min: 576, max: 65535 }) };
+    if (argv.vni !== undefined) vxlan.vni = checkVniFlag(argv.vni);
+    if (argv.vtep !== undefined) vxlan.vteps = argv.vtep.map((v) => parseVtepFlag(v));
+  } else {
+    const stray = (['vni', 'vtep'] as const).find((k) => argv[k] !== undefined);
+    if (stray !== undefined) throw new Error(`--${stray} is for a VXLAN VTEP: add --vxlan [ADDR:]PORT (e.g. --vxlan ${VXLAN_PORT})`);
   }
   if (argv.ws === undefined && argv['tls-cert'] !== undefined) throw new Error('--tls-cert and --tls-key are for the WebSocket listener: add --ws ADDR:PORT');
   if (!argv['ws-path'].startsWith('/')) throw new Error(`--ws-path '${argv['ws-path']}' must start with /`);
@@ -141,6 +156,7 @@ try {
     reflectorPort: argv['no-reflector'] ? false : argv['reflector-port'],
     tcp: !argv['no-tcp'],
     ...(ws !== undefined ? { ws } : {}),
+    ...(vxlan !== undefined ? { vxlan } : {}),
     ...(argv['rekey-after'] !== undefined ? { keyLifetimeS: argv['rekey-after'] * 1.5 } : {}),
     logger: log,
   });

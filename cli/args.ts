@@ -2,6 +2,7 @@
 // the fix, and one failure path that turns errors into messages and exit codes.
 import { MAX_PCAP_FILES, type PcapFormat, type PcapOptions } from '../lib/daemon/pcap.js';
 import { EtherlinkError } from '../lib/core/errors.js';
+import { parseVtepAddress, VNI_MAX, type VtepAddress } from '../lib/daemon/vxlan.js';
 
 /** Exit codes of every CLI. */
 export const EXIT = {
@@ -62,11 +63,27 @@ export function cliFail(msg: string | null | undefined, err: Error | undefined):
 }
 
 /** "ADDR:PORT", "[v6]:PORT" or a bare port (all addresses). */
-export function parseListen(text: string): { address: string; port: number } {
+export function parseListen(text: string, flag = '--listen'): { address: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
-  if (m) return { address: m[1]!, port: parsePortNumber(m[2], '--listen') };
-  if (/^\d+$/.test(text)) return { address: '::', port: parsePortNumber(text, '--listen') };
-  throw new UsageError(`--listen '${text}' must be ADDR:PORT, e.g. 0.0.0.0:9999 or [::]:9999`);
+  if (m) return { address: m[1]!, port: parsePortNumber(m[2], flag) };
+  if (/^\d+$/.test(text)) return { address: '::', port: parsePortNumber(text, flag) };
+  throw new UsageError(`${flag} '${text}' must be ADDR:PORT, e.g. 0.0.0.0:9999 or [::]:9999`);
+}
+
+/** --vni: 1..16777215, as a UsageError naming the flag. */
+export function checkVniFlag(value: unknown): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > VNI_MAX) throw new UsageError(`--vni must be an integer from 1 to ${VNI_MAX} (the VXLAN network identifier; got '${String(value)}')`);
+  return n;
+}
+
+/** --vtep IP[:PORT], as a UsageError naming the flag. */
+export function parseVtepFlag(text: string): VtepAddress {
+  try {
+    return parseVtepAddress(text);
+  } catch (err) {
+    throw new UsageError(`--vtep: ${(err as Error).message}`);
+  }
 }
 
 /** "ADDR:PORT" or "[v6]:PORT" for --metrics; the port is required. */

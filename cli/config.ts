@@ -3,6 +3,7 @@
 // and compared on SIGHUP to tell what can be applied live. Pure except readConfigFile.
 import { readFileSync } from 'node:fs';
 import { cliFail, UsageError } from './args.js';
+import { parseVtepAddress, VNI_MAX } from '../lib/daemon/vxlan.js';
 
 export type FieldType = 'string' | 'number' | 'integer' | 'boolean' | 'object';
 
@@ -384,9 +385,13 @@ const NETWORK_LIMIT_FIELDS: Readonly<Record<string, { min: number; integer: bool
   'storm-limit': { min: 0, integer: false },
 };
 
+/** Fields of a network entry besides its limits: its VXLAN identity (with "vxlan" set). */
+const NETWORK_VXLAN_FIELDS = ['vni', 'vteps'] as const;
+
 /**
  * The switch's `networks` object: NAME -> allow file, or NAME -> { "allow":
- * FILE, "max-macs": N, "max-macs-per-port": N, "storm-limit": N }.
+ * FILE, "max-macs": N, "max-macs-per-port": N, "storm-limit": N, "vni": N,
+ * "vteps": ["IP[:PORT]", ...] }.
  */
 function checkNetworksField(value: unknown): string | undefined {
   for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
@@ -396,8 +401,23 @@ function checkNetworksField(value: unknown): string | undefined {
     if (typeof o['allow'] !== 'string') return `network "${name}" needs "allow": the path of its allow file`;
     for (const [k, x] of Object.entries(o)) {
       if (k === 'allow') continue;
+      if (k === 'vni') {
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 1 || x > VNI_MAX) return `network "${name}": "vni" must be an integer from 1 to ${VNI_MAX}`;
+        continue;
+      }
+      if (k === 'vteps') {
+        if (!Array.isArray(x) || !x.every((v) => typeof v === 'string')) return `network "${name}": "vteps" must be a list of "IP[:PORT]" strings`;
+        for (const v of x as string[]) {
+          try {
+            parseVtepAddress(v);
+          } catch (err) {
+            return `network "${name}": ${(err as Error).message}`;
+          }
+        }
+        continue;
+      }
       const rule = NETWORK_LIMIT_FIELDS[k];
-      if (rule === undefined) return `network "${name}": unknown field "${k}" (valid: allow, ${Object.keys(NETWORK_LIMIT_FIELDS).join(', ')})`;
+      if (rule === undefined) return `network "${name}": unknown field "${k}" (valid: allow, ${[...Object.keys(NETWORK_LIMIT_FIELDS), ...NETWORK_VXLAN_FIELDS].join(', ')})`;
       if (typeof x !== 'number' || !Number.isFinite(x) || x < rule.min || (rule.integer && !Number.isInteger(x))) return `network "${name}": "${k}" must be ${rule.integer ? 'an integer' : 'a number'} >= ${rule.min}`;
     }
   }

@@ -3,6 +3,7 @@
 // network named 'default'. Read on start and on every SIGHUP.
 import { checkNetworks, DEFAULT_NETWORK, type NetworkSpec } from '../lib/daemon/networks.js';
 import { UsageError } from './args.js';
+import { parseVtepAddress, type VtepAddress } from '../lib/daemon/vxlan.js';
 import { loadAllowList } from './identity.js';
 
 /** Where one network's members and limits come from. */
@@ -12,6 +13,8 @@ export interface NetworkSource {
   maxMacs?: number;
   maxMacsPerPort?: number;
   stormLimit?: number;
+  vni?: number;
+  vteps?: VtepAddress[];
 }
 
 /** The network sources the options give: --network flags and the `networks` object together, else --allow. */
@@ -22,7 +25,7 @@ export function networkSources(opts: { allow?: string | undefined; network?: rea
     if (at <= 0 || at === flag.length - 1) throw new UsageError(`--network '${flag}': give NAME=ALLOWFILE, e.g. --network lab=/etc/etherlink/lab.allow`);
     out.push({ name: flag.slice(0, at), file: flag.slice(at + 1) });
   }
-  const obj = (opts.networks ?? {}) as Record<string, string | { allow: string; 'max-macs'?: number; 'max-macs-per-port'?: number; 'storm-limit'?: number }>;
+  const obj = (opts.networks ?? {}) as Record<string, string | { allow: string; 'max-macs'?: number; 'max-macs-per-port'?: number; 'storm-limit'?: number; vni?: number; vteps?: string[] }>;
   for (const [name, v] of Object.entries(obj)) {
     if (typeof v === 'string') {
       out.push({ name, file: v });
@@ -34,6 +37,8 @@ export function networkSources(opts: { allow?: string | undefined; network?: rea
       ...(v['max-macs'] !== undefined ? { maxMacs: v['max-macs'] } : {}),
       ...(v['max-macs-per-port'] !== undefined ? { maxMacsPerPort: v['max-macs-per-port'] } : {}),
       ...(v['storm-limit'] !== undefined ? { stormLimit: v['storm-limit'] } : {}),
+      ...(v.vni !== undefined ? { vni: v.vni } : {}),
+      ...(v.vteps !== undefined ? { vteps: v.vteps.map((x) => parseVtepAddress(x)) } : {}),
     });
   }
   if (out.length > 0 && opts.allow !== undefined) {
@@ -50,6 +55,8 @@ export function loadNetworks(sources: readonly NetworkSource[]): NetworkSpec[] {
     if (src.maxMacs !== undefined) spec.maxMacs = src.maxMacs;
     if (src.maxMacsPerPort !== undefined) spec.maxMacsPerPort = src.maxMacsPerPort;
     if (src.stormLimit !== undefined) spec.stormLimit = src.stormLimit;
+    if (src.vni !== undefined) spec.vni = src.vni;
+    if (src.vteps !== undefined) spec.vteps = src.vteps;
     return spec;
   });
   checkNetworks(specs);

@@ -82,7 +82,8 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
 
   x.gauge('info', 'Constant 1, labelled with the mode (secure, or insecure: plaintext), the cipher and the switch key.', [[{ mode: r.mode, cipher: r.cipher, public_key: r.publicKey }, 1]])
     .gauge('ports', 'Ports attached to the switch (remote and local).', r.ports.length)
-    .gauge('sessions', 'Remote ports with an established session.', r.ports.filter((p) => p.address !== 'local').length)
+    .gauge('sessions', 'Remote ports with an established session.', r.ports.filter((p) => p.address !== 'local' && p.transport !== 'vxlan').length)
+    .gauge('vteps', 'Remote VXLAN VTEPs attached as ports (vswitch --vxlan).', r.ports.filter((p) => p.transport === 'vxlan').length)
     .gauge('port_info', 'Constant 1 per port, labelled with its public key (secure mode) and underlay address.', r.ports.map((p, i) => [{ network: r.ports[i]!.network, port: names[i]!, public_key: p.publicKey ?? '', address: p.address }, 1]))
     .counter('port_frames_total', 'Frames the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxFrames, (i) => r.ports[i]!.counters.txFrames))
     .counter('port_bytes_total', 'Ethernet bytes the switch received from (rx) and sent to (tx) each port.', dir((i) => r.ports[i]!.counters.rxBytes, (i) => r.ports[i]!.counters.txBytes))
@@ -118,6 +119,11 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('drops_total', 'Frames dropped by the switch, by reason (all ports, including ports that have left).', DROP_REASONS.map(([label, key]): Sample => [{ reason: label }, r.totals.drops[key]]))
     .gauge('pairs_relayed', 'Pairs of members that reach each other only through this switch, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'relayed').length)
     .gauge('pairs_direct', 'Pairs of members that reach each other directly, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'direct').length)
+    .counter(
+      'vxlan_datagrams_total',
+      'VXLAN datagrams received: delivered to a VTEP port, or dropped because the source is no configured VTEP, the VNI is not its, or the header is malformed.',
+      r.vxlan === undefined ? [] : [[{ result: 'delivered' }, r.vxlan.rxDelivered], [{ result: 'unknown_source' }, r.vxlan.unknownSource], [{ result: 'wrong_vni' }, r.vxlan.wrongVni], [{ result: 'malformed' }, r.vxlan.malformed]],
+    )
     .gauge('mac_table_entries', 'Entries in the MAC table.', r.macTable.length)
     .counter('mac_moves_total', 'MAC addresses that moved to another port.', r.macTableCounters.moves)
     .counter('mac_moves_refused_total', 'MAC moves refused because the owning port still used the address.', r.macTableCounters.moveDenied)

@@ -4,6 +4,7 @@
 import { EtherlinkError } from '../core/errors.js';
 import { encodeKey, type AllowEntry } from '../crypto/keys.js';
 import { checkVlanMode } from '../switch/vlan.js';
+import { checkVni, type VtepAddress } from './vxlan.js';
 
 /** The network of a switch given one allow list (`--allow FILE`, `allow:`). */
 export const DEFAULT_NETWORK = 'default';
@@ -24,6 +25,10 @@ export interface NetworkSpec {
   maxMacsPerPort?: number;
   /** Broadcast, multicast and unknown-unicast frames per second per port (default: the switch's stormLimit; 0: no limit). */
   stormLimit?: number;
+  /** Its VXLAN network identifier, on a switch that is a VTEP (SwitchServerOptions.vxlan). */
+  vni?: number;
+  /** The remote VTEPs of its VNI: each is a port of this network. */
+  vteps?: readonly VtepAddress[];
 }
 
 /**
@@ -44,6 +49,15 @@ export function checkNetworks(specs: readonly NetworkSpec[]): void {
     names.add(spec.name);
     for (const [k, v] of [['maxMacs', spec.maxMacs], ['maxMacsPerPort', spec.maxMacsPerPort]] as const) {
       if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new EtherlinkError('ERR_INVALID_NETWORK', `network '${spec.name}': ${k} must be an integer >= 1, got ${v}`);
+    }
+    if (spec.vni !== undefined) {
+      try {
+        checkVni(spec.vni);
+      } catch (err) {
+        throw new EtherlinkError('ERR_INVALID_NETWORK', `network '${spec.name}': ${(err as Error).message}`);
+      }
+      const other = specs.find((o) => o !== spec && o.vni === spec.vni);
+      if (other !== undefined) throw new EtherlinkError('ERR_INVALID_NETWORK', `VNI ${spec.vni} is given to network '${other.name}' and to network '${spec.name}': a VNI names one network`);
     }
     if (spec.stormLimit !== undefined && !(spec.stormLimit >= 0 && Number.isFinite(spec.stormLimit))) {
       throw new EtherlinkError('ERR_INVALID_NETWORK', `network '${spec.name}': stormLimit must be a number >= 0 (0: no limit), got ${spec.stormLimit}`);

@@ -1,6 +1,6 @@
 // Status of a switch or a port: the reports the control socket serves (plain
 // JSON data), and their human forms: aligned tables, no colours.
-import type { NetworkStatus, PairPathStatus, SwitchServer } from './switch-server.js';
+import type { NetworkStatus, PairPathStatus, SwitchServer, VxlanStatus } from './switch-server.js';
 import type { PortClient, PortClientStatus } from './port-client.js';
 import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
 import type { UdpStats } from '../io/udp.js';
@@ -38,8 +38,11 @@ export interface SwitchPortReport {
   nat?: string;
   direct?: boolean;
   localAddresses?: string[];
-  /** Remote ports: how they reach the switch now ('udp', 'tcp', 'ws'). */
-  transport?: 'udp' | 'tcp' | 'ws';
+  /** Remote ports: how they reach the switch now ('udp', 'tcp', 'ws'), or 'vxlan' for a remote VTEP. */
+  transport?: 'udp' | 'tcp' | 'ws' | 'vxlan';
+  /** A remote VTEP: the VNI it is heard on, and frames dropped as too large for the underlay once encapsulated. */
+  vni?: number;
+  txTooBig?: number;
 }
 
 /** What `vswitch status --json` prints: JSON-safe, self-contained. */
@@ -70,6 +73,8 @@ export interface SwitchStatusReport {
   totals: TrafficCounters;
   protocol: Record<string, number>;
   udp: UdpStats[];
+  /** The VXLAN VTEP (vswitch --vxlan): its port, source ports and drop counters. */
+  vxlan?: VxlanStatus;
   /** The running packet capture, or null. */
   capture?: unknown;
   /** The recent events, oldest first (joins, leaves, MAC moves and refused claims, rekeys, path changes, guards). */
@@ -89,9 +94,14 @@ export interface PortStatusReport extends PortClientStatus {
 export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
   const s = server.snapshot();
   const bySwitchPort = new Map(s.members.map((m) => [m.switchPort, m]));
+  const vteps = new Map(s.vteps.map((v) => [v.switchPort, v]));
   const ports = s.ports.map((p): SwitchPortReport => {
     const m = bySwitchPort.get(p.id);
     const where = { network: p.network, vlan: p.vlan, ...(p.blocked !== undefined ? { blocked: p.blocked } : {}) };
+    const v = vteps.get(p.id);
+    if (v !== undefined) {
+      return { id: p.id, name: p.name, ...where, address: v.address, ...(v.lastSeenS !== undefined ? { lastSeenS: v.lastSeenS } : {}), linkUp: p.linkUp, counters: p.counters, macs: p.macs, transport: 'vxlan', vni: v.vni, txTooBig: v.txTooBig };
+    }
     if (m === undefined) return { id: p.id, name: p.name, ...where, address: 'local', linkUp: p.linkUp, counters: p.counters, macs: p.macs };
     return {
       id: p.id,
@@ -136,6 +146,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     totals: s.totals,
     protocol: { ...s.protocol },
     udp: s.udp,
+    ...(s.vxlan !== undefined ? { vxlan: s.vxlan } : {}),
     capture: server.captureStatus(),
     events: server.events.list(),
   };
@@ -268,7 +279,8 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     if (multi || vlans) rows.push(['network', `${p.network}, VLAN ${p.vlan}`]);
     if (p.blocked !== undefined) rows.push(['BLOCKED', `${p.blocked.reason} (${duration(p.blocked.remainingS)} left)`]);
     if (p.publicKey !== undefined) rows.push(['public key', p.publicKey]);
-    rows.push(['address', p.transport !== undefined && p.transport !== 'udp' ? `${p.address} over ${p.transport === 'ws' ? 'WebSocket' : 'TCP'}` : p.address]);
+    const over = p.transport === 'ws' ? 'WebSocket' : p.transport === 'tcp' ? 'TCP' : p.transport === 'vxlan' ? `VXLAN, VNI ${p.vni}` : undefined;
+    rows.push(['address', over !== undefined ? `${p.address} over ${over}` : p.address]);
     if (!p.linkUp) rows.push(['link', 'down: its MACs are withdrawn']);
     if (p.joinedAt !== undefined) rows.push(['joined', `${p.joinedAt} (${duration((now - Date.parse(p.joinedAt)) / 1000)} ago)`]);
     if (p.lastSeenS !== undefined) rows.push(['last seen', `${duration(p.lastSeenS)} ago`]);
@@ -276,6 +288,7 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     rows.push(['in', `${c.rxFrames} frames, ${bytes(c.rxBytes)}`]);
     rows.push(['out', `${c.txFrames} frames, ${bytes(c.txBytes)} (flooded ${c.flooded}, errors ${c.txErrors})`]);
     rows.push(['drops', dropsText(c.drops)]);
+    if (p.txTooBig) rows.push(['too big', `${p.txTooBig} frames did not fit the VXLAN underlay MTU: dropped`]);
     rows.push(['MACs', p.macs.length === 0 ? 'none' : p.macs.map((m) => (m.vlan ? `${m.mac} vlan ${m.vlan}` : m.mac)).join(', ')]);
     if (p.relayed !== undefined) {
       const r = p.relayed;
@@ -299,9 +312,15 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
     for (const line of t.split('\n')) out.push(`  ${line}`);
   }
   out.push('', ...macAndCounterLines(r));
+  if (r.vxlan !== undefined) out.push(`  ${vxlanLine(r.vxlan)}`);
   const cap = captureLine(r.capture);
   if (cap !== undefined) out.push(`  ${cap}`);
   return out.join('\n');
+}
+
+/** "VXLAN: UDP 4789, ..." : the VTEP's socket and what it dropped. */
+export function vxlanLine(v: VxlanStatus): string {
+  return `VXLAN: UDP ${v.port} (source ports ${v.sourcePorts.join(',')}), datagrams in ${v.rxDatagrams}, delivered ${v.rxDelivered}, dropped: unknown source ${v.unknownSource}, wrong VNI ${v.wrongVni}, malformed ${v.malformed}`;
 }
 
 /** "capture: FILE open, 12 frames (3.4 kB), dropped 0" from a capture status; undefined when none runs. */

@@ -23,6 +23,7 @@ import { listenTcp, listenWebSocket, type ListenerCounters, type StreamOrigin, t
 import type { Server as NetServer } from 'node:net';
 import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
 import { TxQueue } from '../io/tx-queue.js';
+import { VxlanEndpoint, type VtepAddress, type VtepPort, type VtepStatus, type VxlanCounters, type VxlanNetwork, type VxlanOptions } from './vxlan.js';
 import { encodeKey, keyFrom, type AllowEntry } from '../crypto/keys.js';
 import {
   DEFAULT_CIPHER,
@@ -145,6 +146,13 @@ export interface SwitchServerOptions {
   ws?: WebSocketListenOptions;
   /** A stream must carry a handshake within this many ms or it is closed (default STREAM_AUTH_TIMEOUT_MS, 10 s; tests shorten it). */
   streamAuthTimeoutMs?: number;
+  /**
+   * Be a VXLAN VTEP too (RFC 7348; lib/daemon/vxlan.ts): each remote VTEP is
+   * a port of its network. `vni` and `vteps` here are the first network's
+   * (an open switch's only one); a NetworkSpec's own vni and vteps win.
+   * Unauthenticated: only configured VTEP addresses with their VNI are heard.
+   */
+  vxlan?: VxlanOptions & { vni?: number; vteps?: readonly VtepAddress[] };
   logger?: Logger;
 }
 
@@ -217,6 +225,14 @@ export interface PairPathStatus {
   reason?: string;
 }
 
+/** The VXLAN VTEP as status shows it: its port, its source ports, the largest UDP payload per family, and what it dropped. */
+export interface VxlanStatus extends VxlanCounters {
+  port: number;
+  sourcePorts: number[];
+  maxPayload: { v4: number; v6: number };
+  socket: UdpStats;
+}
+
 /** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
 export interface SwitchServerSnapshot extends SwitchSnapshot {
   /** The isolated networks; ports, macTable and totals above are every network's together (each port and MAC names its network). */
@@ -256,6 +272,9 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
     reflectReplies: number;
     reflectDropped: number;
   };
+  /** Remote VXLAN VTEPs (ports of their networks), and the VTEP's socket and drop counters. */
+  vteps: VtepStatus[];
+  vxlan?: VxlanStatus;
   udp: UdpStats[];
 }
 
@@ -372,6 +391,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private reflectDropped = 0;
   private readonly reflectBudget = new TokenBucket(REFLECT_REPLIES_PER_SECOND, REFLECT_REPLIES_PER_SECOND);
   private nextLinkId = 1;
+  /** The VXLAN VTEP, if any, and the switch port of each remote VTEP. */
+  private readonly vxlan: VxlanEndpoint | null = null;
+  private readonly vxlanDefaults: { vni?: number; vteps?: readonly VtepAddress[] } = {};
+  private readonly vtepHandles = new Map<VtepPort, SwitchPort>();
   /** Where each member was last on UDP: a member left on a stream that closes goes back there (it has moved on to UDP, or will). */
   private readonly lastUdp = new Map<Member<SocketLink>, { link: SocketLink; endpoint: Buffer }>();
   /** Open stream links, and how many per origin address. */
@@ -479,6 +502,20 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       gone: (target) => encodePeerGone(target.id),
       send: (viewer, payload) => void this.sessions.sendLong(viewer, payload),
     });
+    if (opts.vxlan !== undefined) {
+      const { vni, vteps, ...where } = opts.vxlan;
+      this.vxlanDefaults = { ...(vni !== undefined ? { vni } : {}), ...(vteps !== undefined ? { vteps } : {}) };
+      try {
+        this.vxlan = new VxlanEndpoint(where);
+        this.configureVxlan();
+      } catch (err) {
+        this.close();
+        throw err;
+      }
+    } else if (specs.some((n) => n.vni !== undefined || (n.vteps?.length ?? 0) > 0)) {
+      this.close();
+      throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'a network has a VNI or VTEPs, but the switch is no VTEP: give it vxlan (--vxlan [ADDR:]PORT)');
+    }
     if (opts.reflectorPort !== false) this.startReflector(opts.listen?.[0]?.address ?? '::', opts.reflectorPort ?? 0);
     this.tickTimer = setInterval(() => {
       const now = Date.now();
@@ -771,7 +808,48 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       this.networks.delete(name);
       removed.push(name);
     }
+    if (this.vxlan !== null) this.configureVxlan();
     return { added, removed, reloaded, disconnected, restartNeeded };
+  }
+
+  /**
+   * Each network's VNI and remote VTEPs to the VTEP: ports for new VTEPs in
+   * their network's switch, and those no longer listed (or whose network
+   * went) detached. Throws if VXLAN is on but no network has a VNI.
+   */
+  private configureVxlan(): void {
+    const vx = this.vxlan!;
+    const list: VxlanNetwork[] = [];
+    let first = true;
+    for (const net of this.networks.values()) {
+      const vni = net.spec.vni ?? (first ? this.vxlanDefaults.vni : undefined);
+      const vteps = net.spec.vteps ?? (first ? this.vxlanDefaults.vteps : undefined) ?? [];
+      if (vni === undefined && vteps.length > 0) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `network '${net.name}' has VTEPs but no VNI: give it one (--vni N, or "vni" in its networks entry)`);
+      if (vni !== undefined) list.push({ network: net.name, vni, vteps });
+      first = false;
+    }
+    if (list.length === 0) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'VXLAN is on but no network has a VNI: give one (--vni N, or "vni" in a networks entry)');
+    const changes = vx.configure(list);
+    for (const p of changes.removed) {
+      const h = this.vtepHandles.get(p);
+      this.vtepHandles.delete(p);
+      if (h !== undefined) this.networks.get(p.network)?.switch.removePort(h);
+      this.log.info('VTEP removed', { network: p.network, vni: p.vni, vtep: p.text });
+      this.events.add('leave', `${p.name} (VNI ${p.vni}) removed`, { port: p.name, network: p.network });
+    }
+    for (const p of changes.added) {
+      const net = this.networks.get(p.network)!;
+      const h = net.switch.addPort(p, { name: p.name });
+      p.switchPort = h.id;
+      this.vtepHandles.set(p, h);
+      this.log.info('VTEP added', { network: p.network, vni: p.vni, vtep: p.text });
+      this.events.add('join', `${p.name} (VNI ${p.vni}) added`, { port: p.name, network: p.network });
+    }
+  }
+
+  /** The VXLAN VTEP's UDP port, or 0 if the switch is none. */
+  get vxlanPort(): number {
+    return this.vxlan?.port ?? 0;
   }
 
   /** Whether members `a` and `b` may meet end to end: the same network and the same VLAN mode (else the switch must carry, and tag, their frames). */
@@ -1283,6 +1361,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         reflectDropped: this.reflectDropped,
       },
       udp: this.sockets.map((s) => s.stats),
+      vteps: this.vxlan?.status(now) ?? [],
+      ...(this.vxlan !== null ? { vxlan: { port: this.vxlan.port, sourcePorts: this.vxlan.sourcePorts, maxPayload: this.vxlan.maxPayload, ...this.vxlan.counters, socket: this.vxlan.socketStats } } : {}),
     };
   }
 
@@ -1391,6 +1471,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     this.reflector?.close();
     this.reflector = null;
+    this.vxlan?.close();
   }
 }
 
