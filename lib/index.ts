@@ -22,7 +22,31 @@ export {
   type PortEventInfo,
   type StreamCounters,
   type NetworkStatus,
+  type VxlanStatus,
 } from './daemon/switch-server.js';
+export {
+  VxlanEndpoint,
+  VtepPort,
+  parseVtepAddress,
+  formatVtepAddress,
+  checkVni,
+  innerFlowHash,
+  writeVxlanHeader,
+  readVxlanVni,
+  VXLAN_PORT,
+  VXLAN_HEADER_BYTES,
+  VXLAN_OVERHEAD_IPV4,
+  VXLAN_OVERHEAD_IPV6,
+  VXLAN_SOURCE_PORTS,
+  VNI_MAX,
+  DEFAULT_UNDERLAY_MTU,
+  type VtepAddress,
+  type VxlanOptions,
+  type VxlanNetwork,
+  type VxlanCounters,
+  type VtepStatus,
+  type VtepChanges,
+} from './daemon/vxlan.js';
 export { checkNetworks, mergedAllowList, DEFAULT_NETWORK, NETWORK_NAME_PATTERN, type NetworkSpec } from './daemon/networks.js';
 export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus, type PortClientEvents, type PortClientCounters, type PortTransportStatus } from './daemon/port-client.js';
 export { TransportPolicy, TRANSPORT_MODES, type TransportKind, type TransportMode, type TransportStatus, type StreamKind, type TransportHost, type TransportPolicyOptions, type SessionView } from './protocol/transport.js';
