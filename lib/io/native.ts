@@ -297,7 +297,11 @@ function load(): NativeBinding {
 
 let cached: NativeBinding | undefined;
 
-/** The addon, loaded on first use so that pure-logic modules never need it. */
+/**
+ * The addon, loaded on first use so that pure-logic modules never need it.
+ * Per thread: a Worker that imports this gets its own instance of the addon
+ * (its own classes and error class; handles never cross threads).
+ */
 export function native(): NativeBinding {
   cached ??= load();
   return cached;
