@@ -3,6 +3,7 @@
 //   tap      the JS bridge between two TAPs vs a veth pair
 //   scale    one vswitch with 2 ports vs 1,000 ports and 100k learned MACs
 //   aead     batched AEAD in the addon vs a node:crypto cipher per packet
+//   relay-crypto  the relay's open + re-seal on 1, 2 and N worker threads at once
 // `--section NAME` (repeatable, or BENCH_SECTIONS=a,b) picks sections; default all.
 // Env knobs: bench/config.ts. Markdown on stdout, JSON under results/.
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { commandLine, machineInfo, writeResults } from './report.js';
 import { runScale, scaleTable, type ScaleResult } from './scale.js';
 import { runTapBridge, tapBridgeTable, type TapBridgeResult } from './tap-bridge.js';
 import { aeadTable, runAead, type AeadResult } from './aead.js';
+import { relayCryptoTable, runRelayCrypto, type RelayCryptoResult } from './relay-crypto.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 
@@ -41,7 +43,7 @@ async function main(): Promise<number> {
   console.log(`machine: ${machine.nproc} x ${machine.cpuModel}, kernel ${machine.kernel}, node ${machine.node}, ${machine.iperf3}, load ${machine.loadAverage1m.toFixed(2)}`);
   console.log(`sections: ${chosen.join(', ')}${QUICK ? ' (BENCH_QUICK: short, for checking the bench, not for numbers)' : ''}`);
 
-  const out: { overlay?: OverlayResult | { error: string }; tap?: TapBridgeResult | { error: string }; scale?: ScaleResult | { error: string }; aead?: AeadResult | { error: string } } = {};
+  const out: { overlay?: OverlayResult | { error: string }; tap?: TapBridgeResult | { error: string }; scale?: ScaleResult | { error: string }; aead?: AeadResult | { error: string }; 'relay-crypto'?: RelayCryptoResult | { error: string } } = {};
   const tables: string[] = [];
   // A section that throws is reported; the others still run.
   for (const s of chosen) {
@@ -58,6 +60,10 @@ async function main(): Promise<number> {
         const r = runAead(QUICK ? 200 : 2000);
         out.aead = r;
         tables.push(`### aead: batched in the addon vs per packet (${r.rounds} rounds of ${64})\n\n${aeadTable(r)}`);
+      } else if (s === 'relay-crypto') {
+        const r = await runRelayCrypto();
+        out['relay-crypto'] = r;
+        tables.push(`### relay-crypto: the relay's AEAD stage (open + re-seal) on worker threads, not end-to-end relay throughput\n\n${relayCryptoTable(r)}`);
       } else {
         const r = await runScale(tag);
         out.scale = r;

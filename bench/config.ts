@@ -32,13 +32,15 @@ export const config = {
   scaleBurst: Math.round(num('BENCH_SCALE_BURST', 16)),
   /** Datagrams in flight (sent, not yet delivered) the generator allows. */
   scaleWindow: Math.round(num('BENCH_SCALE_WINDOW', 2048)),
+  /** Relay-crypto section: measured seconds per thread count and frame size, per run. */
+  relayCryptoSeconds: num('BENCH_RELAY_CRYPTO_SECONDS', QUICK ? 0.5 : 2),
   /** EtherLink modes to run (comma list); default all of bench/modes.ts. */
   modes: process.env.BENCH_MODES?.split(',').map((s) => s.trim()).filter(Boolean),
   /** UDP port of the vswitch. */
   switchPort: 9999,
 } as const;
 
-export const SECTIONS = ['aead', 'overlay', 'tap', 'scale'] as const;
+export const SECTIONS = ['aead', 'relay-crypto', 'overlay', 'tap', 'scale'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Environment variables a reader of the results needs to reproduce them. */
@@ -54,6 +56,7 @@ export const ENV_VARS = [
   'BENCH_SCALE_WARMUP_SECONDS',
   'BENCH_SCALE_BURST',
   'BENCH_SCALE_WINDOW',
+  'BENCH_RELAY_CRYPTO_SECONDS',
   'BENCH_MODES',
   'BENCH_SECTIONS',
 ] as const;
