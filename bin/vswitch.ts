@@ -161,7 +161,7 @@ try {
     logger: log,
   });
 } catch (err) {
-  if (errorCode(err) === 'EADDRINUSE') {
+  if (errorCode(err) === 'EADDRINUSE' && !(err as Error).message.startsWith('VXLAN')) {
     const where = listen.map((l) => `${l.address}:${l.port}`).join(', ');
     fatal('vswitch', new EtherlinkError('EADDRINUSE', `UDP ${where} is already in use: stop the other switch or choose another port (vswitch PORT)`, { cause: err }));
   }

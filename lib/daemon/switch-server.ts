@@ -508,6 +508,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       try {
         this.vxlan = new VxlanEndpoint(where);
         this.configureVxlan();
+        this.log.info('VXLAN VTEP listening', { udp: this.vxlan.port, sourcePorts: this.vxlan.sourcePorts.join(','), vteps: this.vxlan.ports.length, mtu: this.vxlan.maxPayload.v4 + 28 });
       } catch (err) {
         this.close();
         throw err;

@@ -245,7 +245,13 @@ export class VxlanEndpoint {
     const mtu = opts.mtu ?? DEFAULT_UNDERLAY_MTU;
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `VXLAN underlay MTU ${mtu}: give an integer from 576 to 65535`);
     this.maxPayload = { v4: mtu - 20 - 8, v6: mtu - 40 - 8 };
-    this.rxSocket = UdpSocket.bind({ address: listen.address, port: listen.port, slotSize: Math.max(mtu, 2048) });
+    try {
+      this.rxSocket = UdpSocket.bind({ address: listen.address, port: listen.port, slotSize: Math.max(mtu, 2048) });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'EADDRINUSE') throw new EtherlinkError('EADDRINUSE', `VXLAN UDP ${formatVtepAddress(listen)} is already in use (a kernel vxlan device on this host takes 4789 too): give another port with --vxlan PORT`, { cause: err });
+      throw err;
+    }
     this.rxSocket.onDatagrams((batch, addrs) => this.receive(batch, addrs));
     try {
       for (let i = 0; i < VXLAN_SOURCE_PORTS; i++) {
@@ -301,6 +307,9 @@ export class VxlanEndpoint {
       const old = this.byVni.get(n.vni) ?? [];
       const list: VtepPort[] = [];
       for (const v of n.vteps) {
+        if (this.rxSocket.family === 4 && isIP(v.address) === 6) {
+          throw new EtherlinkError('ERR_INVALID_ADDRESS', `VTEP ${formatVtepAddress(v)} of network '${n.network}' is IPv6, but the VXLAN socket listens on IPv4: listen on [::]:PORT (--vxlan PORT) to reach both`);
+        }
         const slot = encodeAddress(v.address, v.port);
         if (list.some((p) => p.slot.equals(slot))) continue;
         const kept = old.find((p) => p.network === n.network && p.slot.equals(slot));

@@ -53,7 +53,7 @@ test('an unknown flag: usage exit code, the flag named, --help suggested', async
   ]);
 });
 
-test('bad values: --ip, --mac, --mtu, PORT, --port-timeout, --listen are each named', async () => {
+test('bad values: --ip, --mac, --mtu, PORT, --port-timeout, --listen, --vni, --vtep, --vxlan are each named', async () => {
   const port = ['127.0.0.1', String(SWITCH_PORT)];
   await Promise.all([
     assertUsage(cli('vport', [...port, '--ip', '10.0.0.300/24']), /--ip .*10\.0\.0\.300/, 'vport'),
@@ -69,6 +69,11 @@ test('bad values: --ip, --mac, --mtu, PORT, --port-timeout, --listen are each na
     assertUsage(cli('vswitch', ['--port-timeout', '1']), /--port-timeout must be a number from 2/, 'vswitch'),
     assertUsage(cli('vswitch', ['--listen', 'nonsense']), /--listen 'nonsense' must be ADDR:PORT/, 'vswitch'),
     assertUsage(cli('vswitch', ['--log-level', 'loud']), /log-level/, 'vswitch'),
+    assertUsage(cli('vswitch', ['--insecure', '--vxlan', '4789', '--vni', '0']), /--vni must be an integer from 1 to 16777215/, 'vswitch'),
+    assertUsage(cli('vswitch', ['--insecure', '--vxlan', '4789', '--vni', '7', '--vtep', 'vtep.example']), /--vtep: VTEP 'vtep\.example' must be IP\[:PORT\]/, 'vswitch'),
+    assertUsage(cli('vswitch', ['--insecure', '--vtep', '192.0.2.7']), /--vtep is for a VXLAN VTEP: add --vxlan/, 'vswitch'),
+    assertUsage(cli('vswitch', ['--insecure', '--vxlan', 'x:y']), /--vxlan 'x:y' must be ADDR:PORT/, 'vswitch'),
+    assertUsage(cli('vswitch', ['--insecure', '--vxlan', '4789', '--vxlan-mtu', '100']), /--vxlan-mtu must be a number from 576/, 'vswitch'),
   ]);
 });
 
