@@ -161,6 +161,8 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
   size_t send_queue = U32Option(opts, "sendQueue", 0, kMaxQueueFrames);
   uint32_t socket_buffer = U32Option(opts, "socketBuffer", 0, INT32_MAX);
   bool offload = BoolOption(opts, "offload");
+  bool zero_csum4 = BoolOption(opts, "zeroChecksumV4");
+  if (offload && zero_csum4) ThrowCode(env, kErrInvalidArgValue, "zeroChecksumV4 and offload cannot go together: UDP GSO needs checksums");
 
   Span<uint8_t> slab = BytesArg(info[2], "rxSlab");
   Span<uint32_t> offsets = Uint32ArrayArg(info[3], "rxOffsets");
@@ -200,6 +202,14 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
   if (bind_addr.any6) {
     int off = 0;
     ::setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));  // dual stack; failure leaves v6-only
+  }
+  if (zero_csum4) {
+    // RFC 7348 5: the UDP checksum SHOULD be zero over IPv4 (the kernel vxlan default, noudpcsum). IPv6 ignores this.
+    int on = 1;
+    if (::setsockopt(fd.fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof(on)) != 0) {
+      int err = errno;
+      ThrowErrno(env, err, "setsockopt", "cannot turn off UDP checksums (SO_NO_CHECK): " + SocketAdvice(err));
+    }
   }
   if (socket_buffer > 0) {
     // FORCE variants pass net.core.[rw]mem_max with CAP_NET_ADMIN; otherwise take what the sysctl allows.

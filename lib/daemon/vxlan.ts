@@ -256,7 +256,7 @@ export class VxlanEndpoint {
     try {
       for (let i = 0; i < VXLAN_SOURCE_PORTS; i++) {
         // Send-only: a VTEP answers to our listen port, so these receive nothing worth a large slab.
-        const s = UdpSocket.bind({ address: listen.address, port: 0, batchSize: 1, slotSize: 2048 });
+        const s = UdpSocket.bind({ address: listen.address, port: 0, batchSize: 1, slotSize: 2048, zeroChecksumV4: true });
         s.onDatagrams(null);
         this.pool.push(s);
       }

@@ -124,6 +124,8 @@ export interface NativeUdpOptions {
    * offsets/lengths/addrs arrays hold batchSize x UDP_GRO_MAX_SEGMENTS.
    */
   offload?: boolean;
+  /** SO_NO_CHECK: IPv4 datagrams leave with a zero UDP checksum (IPv6 ones keep theirs); not with offload. */
+  zeroChecksumV4?: boolean;
 }
 
 export interface NativeUdpConstructor {

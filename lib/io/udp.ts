@@ -19,6 +19,13 @@ export interface UdpBindOptions {
   socketBuffer?: number;
   /** UDP GSO on send and GRO on receive where the kernel has them (default false). */
   offload?: boolean;
+  /**
+   * Send IPv4 datagrams with a zero UDP checksum (SO_NO_CHECK), as RFC 7348
+   * asks of VXLAN and the kernel's vxlan driver does by default; IPv6 keeps
+   * its checksum, which it needs. Not with `offload` (the kernel refuses GSO
+   * without a checksum). Default false.
+   */
+  zeroChecksumV4?: boolean;
 }
 
 export const UDP_DEFAULTS = {
@@ -31,6 +38,7 @@ export const UDP_DEFAULTS = {
   // Room for bursts of a few thousand full-size frames between loop turns.
   socketBuffer: 4 * 1024 * 1024,
   offload: false,
+  zeroChecksumV4: false,
 } as const;
 
 /** Counters of a UDP socket, kept by the addon. */

@@ -255,7 +255,20 @@ test('VXLAN from an unconfigured address, with another VNI or malformed is dropp
 test('status, metrics and the capture show VTEP ports like member ports', { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await vxlanLan();
+  // What the switch sends h2's VTEP: to port 4789, from a pool source port, with a zero UDP checksum over IPv4 (RFC 7348, the kernel's default).
+  const wire = l.hosts[1]!;
+  const onWire = wire.ns.spawn('tcpdump', ['-i', 'u2', '-Q', 'in', '-nn', '-vv', '-l', '--immediate-mode', 'udp', 'and', 'dst', 'port', '4789', 'and', 'src', 'host', wire.switchAddress]);
+  const wireOut = collect(onWire);
+  await waitForOutput(onWire, /listening on/, 10_000);
   assert.equal(await pings(ns(l, 2), ip4(3), 1), 1, 'h2 -> h3');
+  await new Promise((r) => setTimeout(r, 300));
+  onWire.kill('SIGINT');
+  await waitExit(onWire, 5_000);
+  const sent = [...wireOut.out().matchAll(new RegExp(`${wire.switchAddress.replace(/\./g, '\\.')}\\.(\\d+) > ${wire.underlay.replace(/\./g, '\\.')}\\.4789: \\[(no cksum|bad udp cksum[^\\]]*|udp sum ok)\\]`, 'g'))];
+  assert.ok(sent.length > 0, `the switch sent h2's VTEP VXLAN datagrams:\n${wireOut.out()}`);
+  assert.ok(sent.every((m) => m[2] === 'no cksum'), `zero UDP checksums over IPv4:\n${wireOut.out()}`);
+  const pool = (await statusJson(l)).vxlan!.sourcePorts;
+  assert.ok(sent.every((m) => pool.includes(Number(m[1]))), `from the pool's source ports ${pool.join(',')}:\n${wireOut.out()}`);
   const human = spawnTracked(process.execPath, [bin('vswitch'), 'status', '--control', l.control]);
   const o = collect(human);
   assert.equal(await waitExit(human, 10_000), 0, o.err());
