@@ -2,6 +2,7 @@
 // move detection, a hold against MAC theft, and learning limits. Modelled on
 // Linux net/bridge/br_fdb.c; the hold on vde_switch's minimum persistence.
 import { EtherlinkError } from '../core/errors.js';
+import { MacIndex } from './mac-index.js';
 
 /** Linux bridge default ageing_time (300 s). */
 export const DEFAULT_AGEING_MS = 300_000;
@@ -97,9 +98,8 @@ export class MacTable<P> {
   readonly counters: MacTableCounters = {
     learned: 0, moves: 0, moveDenied: 0, staticConflicts: 0, tableFull: 0, portLimit: 0, aged: 0,
   };
-  // Two levels because (48-bit MAC, 12-bit VID) doesn't fit a float64 exactly,
-  // and a string key would allocate per frame. Almost always one VLAN.
-  private readonly byVlan = new Map<number, Map<number, Entry<P>>>();
+  /** (MAC, VLAN) -> entry: typed-array open addressing, since a Map keyed by the MAC is slow at 100k entries (mac-index.ts). */
+  private readonly index = new MacIndex<Entry<P>>();
   private readonly learnedPerPort = new Map<P, number>();
   /** Every entry (static too) by its port: flushing a port costs its own entries, not the table. */
   private readonly byPort = new Map<P, Set<Entry<P>>>();
@@ -136,20 +136,19 @@ export class MacTable<P> {
 
   /** The entry for (mac, vlan), expired or not. */
   get(mac: number, vlan: number): Readonly<MacEntry<P>> | undefined {
-    return this.byVlan.get(vlan)?.get(mac);
+    return this.index.get(mac, vlan);
   }
 
   /** The forwarding lookup: expired-but-unswept entries already miss, so aging is exact. */
   lookup(mac: number, vlan: number, now: number): P | undefined {
-    const e = this.byVlan.get(vlan)?.get(mac);
+    const e = this.index.get(mac, vlan);
     if (e === undefined || this.expired(e, now)) return undefined;
     return e.port;
   }
 
   /** Record that `mac` was seen as a source on `port`. Allocation-free when the entry exists. */
   learn(mac: number, vlan: number, port: P, now: number): LearnResult {
-    const macs = this.byVlan.get(vlan);
-    const e = macs?.get(mac);
+    const e = this.index.get(mac, vlan);
     if (e !== undefined) {
       if (e.isStatic) {
         if (e.port !== port) this.counters.staticConflicts++;
@@ -173,7 +172,7 @@ export class MacTable<P> {
     }
     if (this.learnedCount >= this.maxEntries) return this.refuse('table-full', mac, vlan, port);
     if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', mac, vlan, port);
-    this.insert(macs, { mac, vlan, port, updated: now, isStatic: false, claimant: null, claimedAt: 0 });
+    this.insert({ mac, vlan, port, updated: now, isStatic: false, claimant: null, claimedAt: 0 });
     this.countLearned(port, +1);
     this.counters.learned++;
     return LearnResult.Learned;
@@ -182,7 +181,7 @@ export class MacTable<P> {
   /** Pin `mac` to `port`: never ages, never moved by learning, not counted against limits. */
   addStatic(mac: number, vlan: number, port: P, now = 0): void {
     this.remove(mac, vlan);
-    this.insert(this.byVlan.get(vlan), { mac, vlan, port, updated: now, isStatic: true, claimant: null, claimedAt: 0 });
+    this.insert({ mac, vlan, port, updated: now, isStatic: true, claimant: null, claimedAt: 0 });
   }
 
   /**
@@ -218,22 +217,19 @@ export class MacTable<P> {
 
   /** Remove one entry, static or learned. */
   remove(mac: number, vlan: number): boolean {
-    const macs = this.byVlan.get(vlan);
-    const e = macs?.get(mac);
-    if (macs === undefined || e === undefined) return false;
-    this.delete(macs, vlan, e);
+    const e = this.index.get(mac, vlan);
+    if (e === undefined) return false;
+    this.delete(e);
     return true;
   }
 
   /** Drop expired learned entries; the switch calls this from its one timer. Returns how many. */
   sweep(now: number): number {
     let removed = 0;
-    for (const [vlan, macs] of this.byVlan) {
-      for (const e of macs.values()) {
-        if (!e.isStatic && this.expired(e, now)) {
-          this.delete(macs, vlan, e);
-          removed++;
-        }
+    for (const e of this.index.list()) {
+      if (!e.isStatic && this.expired(e, now)) {
+        this.delete(e);
+        removed++;
       }
     }
     this.counters.aged += removed;
@@ -259,14 +255,14 @@ export class MacTable<P> {
         this.dropClaim(e);
         if (this.rehome(e, claimant, now, true) === LearnResult.Moved) continue;
       }
-      this.delete(this.byVlan.get(e.vlan)!, e.vlan, e);
+      this.delete(e);
     }
     return removed;
   }
 
   /** Forget everything. */
   clear(): void {
-    this.byVlan.clear();
+    this.index.clear();
     this.byPort.clear();
     this.claims.clear();
     this.learnedPerPort.clear();
@@ -282,13 +278,11 @@ export class MacTable<P> {
     return out;
   }
 
-  /** A copy of every entry, for status output. */
+  /** A copy of every entry, for status output, by VLAN then MAC. */
   entries(): MacEntry<P>[] {
     const out: MacEntry<P>[] = [];
-    for (const macs of this.byVlan.values()) {
-      for (const e of macs.values()) out.push({ mac: e.mac, vlan: e.vlan, port: e.port, updated: e.updated, isStatic: e.isStatic });
-    }
-    return out;
+    for (const e of this.index.list()) out.push({ mac: e.mac, vlan: e.vlan, port: e.port, updated: e.updated, isStatic: e.isStatic });
+    return out.sort((x, y) => x.vlan - y.vlan || x.mac - y.mac);
   }
 
   private expired(e: MacEntry<P>, now: number): boolean {
@@ -324,12 +318,8 @@ export class MacTable<P> {
     return reason === 'table-full' ? LearnResult.TableFull : LearnResult.PortLimit;
   }
 
-  private insert(macs: Map<number, Entry<P>> | undefined, e: Entry<P>): void {
-    if (macs === undefined) {
-      macs = new Map();
-      this.byVlan.set(e.vlan, macs);
-    }
-    macs.set(e.mac, e);
+  private insert(e: Entry<P>): void {
+    this.index.set(e.mac, e.vlan, e);
     this.link(e);
     this.total++;
   }
@@ -352,11 +342,10 @@ export class MacTable<P> {
     this.onChange?.(e.port);
   }
 
-  private delete(macs: Map<number, Entry<P>>, vlan: number, e: Entry<P>): void {
+  private delete(e: Entry<P>): void {
     if (e.claimant !== null) this.dropClaim(e);
-    macs.delete(e.mac);
+    this.index.delete(e.mac, e.vlan);
     this.unlink(e);
-    if (macs.size === 0) this.byVlan.delete(vlan);
     this.total--;
     if (!e.isStatic) this.countLearned(e.port, -1);
   }

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MacTable, LearnResult, DEFAULT_AGEING_MS, type LimitReason } from '../../lib/switch/mac-table.js';
+import { MacIndex } from '../../lib/switch/mac-index.js';
 
 const M1 = 0x0200_0000_0001;
 const M2 = 0x0200_0000_0002;
@@ -226,4 +227,49 @@ test('entries() returns copies that do not alias table state', () => {
 test('invalid options are rejected', () => {
   assert.throws(() => new MacTable({ ageingMs: 0 }), { name: 'EtherlinkError' });
   assert.throws(() => new MacTable({ maxEntries: -1 }), { name: 'EtherlinkError' });
+});
+
+test('MacIndex agrees with a Map through growth, collisions and backward-shift deletes', () => {
+  const index = new MacIndex<number>();
+  const ref = new Map<string, number>();
+  // A small deterministic generator; MACs that differ only in the high bits, or only in the VLAN, must stay apart.
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const macs = [0, 1, 0xffff_ffff, 0x1_0000_0000, 0xffff_ffff_ffff, 0x0242_0000_0001, 0x0342_0000_0001];
+  for (let i = 0; i < 3000; i++) macs.push(0x0242_0000_0000 + rnd(0x10000) * 0x10000 + rnd(64));
+  for (let step = 0; step < 40_000; step++) {
+    const mac = macs[rnd(macs.length)]!;
+    const vlan = [0, 1, 4095][rnd(3)]!;
+    const key = `${mac}/${vlan}`;
+    if (rnd(3) === 0) {
+      assert.equal(index.delete(mac, vlan), ref.delete(key));
+    } else {
+      index.set(mac, vlan, step);
+      ref.set(key, step);
+    }
+    if (step % 997 === 0) for (const m of macs.slice(0, 200)) assert.equal(index.get(m, vlan), ref.get(`${m}/${vlan}`));
+  }
+  assert.equal(index.size, ref.size);
+  for (const [key, v] of ref) {
+    const [mac, vlan] = key.split('/').map(Number) as [number, number];
+    assert.equal(index.get(mac, vlan), v);
+  }
+  assert.equal(index.list().length, ref.size);
+  assert.equal(index.get(1, 4096), undefined, 'a VLAN outside 0..4095 is never found');
+  assert.throws(() => index.set(1, 4096, 0), { code: 'ERR_INVALID_ARG_VALUE' });
+  index.clear();
+  assert.equal(index.size, 0);
+  assert.equal(index.get(macs[5]!, 0), undefined);
+});
+
+test('entries() lists by VLAN, then MAC', () => {
+  const t = new MacTable<P>();
+  t.learn(M3, 0, p1, 0);
+  t.learn(M1, 5, p1, 0);
+  t.learn(M2, 0, p2, 0);
+  t.learn(M1, 0, p2, 0);
+  assert.deepEqual(t.entries().map((e) => [e.vlan, e.mac]), [[0, M1], [0, M2], [0, M3], [5, M1]]);
 });
