@@ -8,6 +8,7 @@ import { renderSwitchMetrics } from '../lib/daemon/metrics.js';
 import { defaultSwitchControlPath } from '../lib/daemon/control.js';
 import { checkVniFlag, cliFail, fatal, parseListen, parsePortNumber, parsePositive, parseVtepFlag } from '../cli/args.js';
 import { DEFAULT_UNDERLAY_MTU, VXLAN_PORT } from '../lib/daemon/vxlan.js';
+import { defaultRelayWorkers, MAX_RELAY_WORKERS } from '../lib/daemon/relay-workers.js';
 import { parseWithConfig, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/config.js';
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
@@ -46,6 +47,7 @@ const parser = commonOptions(
     .option('no-reflector', { type: 'boolean', default: false, describe: 'no reflector: ports cannot tell how their NAT maps (they report it as unknown)' })
     .option('no-tcp', { type: 'boolean', default: false, describe: 'do not accept ports over TCP (by default each listen address takes TCP on its UDP port number too, for ports whose UDP is blocked)' })
     .option('ws', { type: 'string', describe: 'ADDR:PORT to accept ports over WebSocket (HTTP Upgrade on --ws-path): behind an HTTPS reverse proxy (nginx, Caddy), or with --tls-cert/--tls-key as wss:// itself' })
+    .option('workers', { type: 'number', default: defaultRelayWorkers(), defaultDescription: 'one per core (none on one core)', describe: 'relay worker threads: pair data relayed on every core, each thread for a share of the destinations (0: the main thread relays alone)' })
     .option('vxlan', { type: 'string', describe: `[ADDR:]PORT: also be a VXLAN VTEP (RFC 7348, UDP ${VXLAN_PORT}): each --vtep is a port of the LAN. VXLAN is unauthenticated: only as safe as the underlay it crosses` })
     .option('vni', { type: 'number', describe: 'the VXLAN network identifier of the (first) network, 1..16777215 (with --vxlan)' })
     .option('vtep', { type: 'string', array: true, describe: `IP[:PORT] of a remote VTEP of --vni (repeatable; PORT defaults to ${VXLAN_PORT}); only these are heard` })
@@ -93,6 +95,8 @@ try {
   if ((argv['tls-cert'] === undefined) !== (argv['tls-key'] === undefined)) {
     throw new Error(`--${argv['tls-cert'] === undefined ? 'tls-key' : 'tls-cert'} needs --${argv['tls-cert'] === undefined ? 'tls-cert' : 'tls-key'} too: TLS takes a certificate and its key`);
   }
+  parsePositive(argv.workers, 'workers', { min: 0, max: MAX_RELAY_WORKERS });
+  if (!Number.isInteger(argv.workers)) throw new Error(`--workers must be a whole number of threads (got ${argv.workers})`);
   if (argv.vxlan !== undefined) {
     vxlan = { listen: /^\d+$/.test(argv.vxlan) ? { address: '::', port: parsePortNumber(argv.vxlan, '--vxlan') } : parseListen(argv.vxlan, '--vxlan'), mtu: parsePositive(argv['vxlan-mtu'], 'vxlan-mtu', { min: 576, max: 65535 }) };
     if (argv.vni !== undefined) vxlan.vni = checkVniFlag(argv.vni);
@@ -157,6 +161,7 @@ try {
     tcp: !argv['no-tcp'],
     ...(ws !== undefined ? { ws } : {}),
     ...(vxlan !== undefined ? { vxlan } : {}),
+    workers: argv.workers,
     ...(argv['rekey-after'] !== undefined ? { keyLifetimeS: argv['rekey-after'] * 1.5 } : {}),
     logger: log,
   });

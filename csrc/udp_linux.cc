@@ -2,6 +2,7 @@
 // own loop, moving datagrams between the kernel and JS-owned slabs (lib/io/udp.ts);
 // on a switch it also relays pair data between members without JS.
 #include <napi.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -72,6 +73,7 @@ class UdpSocket : public PolledHandle<UdpSocket> {
                                  InstanceMethod<&UdpSocket::Send>("send"),
                                  InstanceMethod<&UdpSocket::SetRelayRoute>("setRelayRoute"),
                                  InstanceMethod<&UdpSocket::SetRelayCounters>("setRelayCounters"),
+                                 InstanceMethod<&UdpSocket::SteerPairData>("steerPairData"),
                              });
   }
 
@@ -88,6 +90,7 @@ class UdpSocket : public PolledHandle<UdpSocket> {
   Napi::Value Send(const Napi::CallbackInfo& info);
   void SetRelayRoute(const Napi::CallbackInfo& info);
   void SetRelayCounters(const Napi::CallbackInfo& info);
+  void SteerPairData(const Napi::CallbackInfo& info);
 
   void OnReadable();
   void OnWritable();
@@ -162,6 +165,9 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
   uint32_t socket_buffer = U32Option(opts, "socketBuffer", 0, INT32_MAX);
   bool offload = BoolOption(opts, "offload");
   bool zero_csum4 = BoolOption(opts, "zeroChecksumV4");
+  // SO_REUSEPORT: relay workers bind the same port. `exclusive` first checks, without it, that nobody holds the port.
+  bool reuse_port = BoolOption(opts, "reusePort");
+  bool exclusive = BoolOption(opts, "exclusive");
   if (offload && zero_csum4) ThrowCode(env, kErrInvalidArgValue, "zeroChecksumV4 and offload cannot go together: UDP GSO needs checksums");
 
   Span<uint8_t> slab = BytesArg(info[2], "rxSlab");
@@ -202,6 +208,29 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
   if (bind_addr.any6) {
     int off = 0;
     ::setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));  // dual stack; failure leaves v6-only
+  }
+  if (reuse_port && exclusive && req_port != 0) {
+    // A group open to anyone of our UID would let a second switch on this port bind silently and take a share of
+    // the traffic: the port must be free before the group forms (EADDRINUSE as without workers).
+    UniqueFd probe(::socket(bind_addr.family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (probe.fd >= 0) {
+      if (bind_addr.any6) {
+        int off = 0;
+        ::setsockopt(probe.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+      }
+      if (::bind(probe.fd, reinterpret_cast<const sockaddr*>(&bind_addr.ss), bind_addr.len) != 0 && errno == EADDRINUSE) {
+        std::string where = (bind_addr.family == AF_INET6 ? "[" + address + "]" : address) + ":" + std::to_string(req_port);
+        ThrowErrno(env, EADDRINUSE, "bind",
+                   "cannot bind UDP " + where + ": the port is already in use by another socket; stop the other process or choose another port");
+      }
+    }
+  }
+  if (reuse_port) {
+    int on = 1;
+    if (::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+      int err = errno;
+      ThrowErrno(env, err, "setsockopt", "cannot share the UDP port with relay workers (SO_REUSEPORT): " + SocketAdvice(err));
+    }
   }
   if (zero_csum4) {
     // RFC 7348 5: the UDP checksum SHOULD be zero over IPv4 (the kernel vxlan default, noudpcsum). IPv6 ignores this.
@@ -573,6 +602,39 @@ void UdpSocket::SetRelayCounters(const Napi::CallbackInfo& info) {
   relay_counters_pin_ = Napi::Persistent(info[0]);
   relay_counters_ = counters.data;
   relay_counter_members_ = counters.length / kRelayCountersPerMember;
+}
+
+// steerPairData(workers): a classic BPF program for the port's SO_REUSEPORT group.
+// Pair data (type kPairDataType) goes to socket 1 + (destination id mod workers),
+// so all of one destination's traffic is relayed, in order, by one worker; every
+// other datagram (handshakes, hop-by-hop data, control), and anything too short
+// to read, goes to socket 0, this one. The kernel runs it with the data at the UDP
+// payload (net/core/sock_reuseport.c, run_bpf_filter). 0 workers detaches it.
+void UdpSocket::SteerPairData(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireArgs(info, 1, "steerPairData(workers)");
+  uint32_t workers = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
+  if (workers > 1024) ThrowCode(env, kErrOutOfRange, "steerPairData: at most 1024 workers");
+  if (closed()) return;
+  if (workers == 0) {
+    int unused = 0;
+    ::setsockopt(fd(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused));
+    return;
+  }
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),                    // A = type (an out-of-bounds load returns 0: socket 0)
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kPairDataType, 1, 0),  // pair data?
+      BPF_STMT(BPF_RET | BPF_K, 0),                             // no: the main thread's socket
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, kPairDataDestOffset),  // A = destination member id
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, workers),
+      BPF_STMT(BPF_ALU | BPF_ADD | BPF_K, 1),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof(code) / sizeof(code[0])), code};
+  if (::setsockopt(fd(), SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) != 0) {
+    int err = errno;
+    ThrowErrno(env, err, "setsockopt", "cannot steer pair data to relay workers (SO_ATTACH_REUSEPORT_CBPF): " + SocketAdvice(err));
+  }
 }
 
 void UdpSocket::OnClosed() {

@@ -5,6 +5,7 @@ import type { PortClient, PortClientStatus } from './port-client.js';
 import type { MacStatus, SwitchSnapshot, TrafficCounters } from '../switch/switch.js';
 import type { UdpStats } from '../io/udp.js';
 import type { LiveEvent } from './events.js';
+import type { RelayWorkerStatus } from './relay-workers.js';
 
 /** One switch port as `vswitch status` shows it: switch counters joined with the member's session. */
 export interface SwitchPortReport {
@@ -75,6 +76,8 @@ export interface SwitchStatusReport {
   udp: UdpStats[];
   /** The VXLAN VTEP (vswitch --vxlan): its port, source ports and drop counters. */
   vxlan?: VxlanStatus;
+  /** Relay workers (vswitch --workers): each one's socket counters (relayDatagrams: what it relayed). */
+  workers?: RelayWorkerStatus[];
   /** The running packet capture, or null. */
   capture?: unknown;
   /** The recent events, oldest first (joins, leaves, MAC moves and refused claims, rekeys, path changes, guards). */
@@ -147,6 +150,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
     protocol: { ...s.protocol },
     udp: s.udp,
     ...(s.vxlan !== undefined ? { vxlan: s.vxlan } : {}),
+    ...(s.workers.length > 0 ? { workers: s.workers } : {}),
     capture: server.captureStatus(),
     events: server.events.list(),
   };
@@ -313,9 +317,17 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
   }
   out.push('', ...macAndCounterLines(r));
   if (r.vxlan !== undefined) out.push(`  ${vxlanLine(r.vxlan)}`);
+  if (r.workers !== undefined) out.push(`  ${workersLine(r.workers)}`);
   const cap = captureLine(r.capture);
   if (cap !== undefined) out.push(`  ${cap}`);
   return out.join('\n');
+}
+
+/** "relay workers: 2, relayed 1200 / 800 datagrams (main thread: 30)": who relayed what. */
+export function workersLine(w: RelayWorkerStatus[]): string {
+  const each = w.map((x) => x.sockets.reduce((n, s) => n + s.relayDatagrams, 0));
+  const over = w.reduce((n, x) => n + x.droppedOverBudget, 0);
+  return `relay workers: ${w.length}, relayed ${each.join(' / ')} datagrams${over > 0 ? `, ${over} dropped over the pass-up budget` : ''}`;
 }
 
 /** "VXLAN: UDP 4789, ..." : the VTEP's socket and what it dropped. */

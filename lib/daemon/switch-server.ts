@@ -23,6 +23,7 @@ import { listenTcp, listenWebSocket, type ListenerCounters, type StreamOrigin, t
 import type { Server as NetServer } from 'node:net';
 import { RELAY_COUNTERS_PER_MEMBER, RelayCounter } from '../io/native.js';
 import { TxQueue } from '../io/tx-queue.js';
+import { RelayWorkers, type RelayWorkerStatus } from './relay-workers.js';
 import { VxlanEndpoint, type VtepAddress, type VtepPort, type VtepStatus, type VxlanCounters, type VxlanNetwork, type VxlanOptions } from './vxlan.js';
 import { encodeKey, keyFrom, type AllowEntry } from '../crypto/keys.js';
 import {
@@ -153,6 +154,13 @@ export interface SwitchServerOptions {
    * Unauthenticated: only configured VTEP addresses with their VNI are heard.
    */
   vxlan?: VxlanOptions & { vni?: number; vteps?: readonly VtepAddress[] };
+  /**
+   * Relay workers (lib/daemon/relay-workers.ts): threads that relay pair data
+   * on every core, each for a share of the destinations, in the UDP ports'
+   * SO_REUSEPORT groups. Default 0: the main thread relays alone. Await
+   * `listening` before relying on them.
+   */
+  workers?: number;
   logger?: Logger;
 }
 
@@ -275,6 +283,8 @@ export interface SwitchServerSnapshot extends SwitchSnapshot {
   /** Remote VXLAN VTEPs (ports of their networks), and the VTEP's socket and drop counters. */
   vteps: VtepStatus[];
   vxlan?: VxlanStatus;
+  /** Relay workers (SwitchServerOptions.workers): each one's sockets' counters. */
+  workers: RelayWorkerStatus[];
   udp: UdpStats[];
 }
 
@@ -395,6 +405,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly vxlan: VxlanEndpoint | null = null;
   private readonly vxlanDefaults: { vni?: number; vteps?: readonly VtepAddress[] } = {};
   private readonly vtepHandles = new Map<VtepPort, SwitchPort>();
+  /** Relay workers, if any. */
+  private readonly relayWorkers: RelayWorkers | null = null;
   /** Where each member was last on UDP: a member left on a stream that closes goes back there (it has moved on to UDP, or will). */
   private readonly lastUdp = new Map<Member<SocketLink>, { link: SocketLink; endpoint: Buffer }>();
   /** Open stream links, and how many per origin address. */
@@ -470,7 +482,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     for (const l of opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }]) {
       let socket: UdpSocket;
       try {
-        socket = UdpSocket.bind({ address: l.address, port: l.port, offload: true });
+        socket = UdpSocket.bind({ address: l.address, port: l.port, offload: true, ...((opts.workers ?? 0) > 0 ? { reusePort: true, exclusive: true } : {}) });
       } catch (err) {
         this.close();
         throw err;
@@ -502,6 +514,23 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       gone: (target) => encodePeerGone(target.id),
       send: (viewer, payload) => void this.sessions.sendLong(viewer, payload),
     });
+    const workers = opts.workers ?? 0;
+    let workersReady: Promise<void> = Promise.resolve();
+    if (workers > 0) {
+      const listen = opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }];
+      try {
+        const rw = new RelayWorkers(workers, this.sockets.map((s, i) => ({ address: listen[i]!.address, port: s.port })), (link, datagrams, addrs) => this.passedUp(link, datagrams, addrs), this.log);
+        this.relayWorkers = rw;
+        workersReady = rw.ready.then(() => {
+          // Only once every worker's socket is in the group: the program's socket numbers are bind order.
+          for (const s of this.sockets) s.steerPairData(workers);
+          this.log.info('relay workers ready', { workers, steering: 'pair data by destination id' });
+        });
+      } catch (err) {
+        this.close();
+        throw err;
+      }
+    }
     if (opts.vxlan !== undefined) {
       const { vni, vteps, ...where } = opts.vxlan;
       this.vxlanDefaults = { ...(vni !== undefined ? { vni } : {}), ...(vteps !== undefined ? { vteps } : {}) };
@@ -525,7 +554,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       this.noteRekeys();
     }, SWITCH_TICK_INTERVAL_MS);
     this.tickTimer.unref();
-    this.listening = this.listenStreams(opts);
+    this.listening = Promise.all([this.listenStreams(opts), workersReady]).then(() => undefined);
     // A caller that never awaits listening still sees a bind failure in the log, not as an unhandled rejection.
     this.listening.catch((err: Error) => this.log.error(`stream listener failed: ${err.message}`));
   }
@@ -1029,13 +1058,36 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.byEndpoint.set(key, m);
     this.endpointKeys.set(m, key);
     const group = this.groupOf(m);
-    for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, l === m.link ? m.endpoint : null, group);
+    this.links.forEach((l, i) => {
+      if (l.socket.closed) return;
+      const addr = l === m.link ? m.endpoint : null;
+      l.udp!.setRelayRoute(m.id, addr, group);
+      this.relayWorkers?.setRoute(i, m.id, addr, group);
+    });
   }
 
   private unroute(m: Member<SocketLink>): void {
     this.forgetEndpoint(m);
     if (m.link.member === m) m.link.member = undefined;
-    for (const l of this.links) if (!l.socket.closed) l.udp!.setRelayRoute(m.id, null);
+    this.links.forEach((l, i) => {
+      if (!l.socket.closed) l.udp!.setRelayRoute(m.id, null);
+      this.relayWorkers?.setRoute(i, m.id, null);
+    });
+  }
+
+  /** Pair data a relay worker could not relay (no such source or destination): handled as if the main thread's socket got it. */
+  private passedUp(link: number, datagrams: Uint8Array[], addrs: Uint8Array): void {
+    const l = this.links[link];
+    if (l === undefined || this.closed || datagrams.length === 0) return;
+    const total = datagrams.reduce((n, d) => n + d.length, 0);
+    const batch = new MutableFrameBatch(Buffer.allocUnsafe(total), datagrams.length);
+    let at = 0;
+    for (const d of datagrams) {
+      batch.buf.set(d, at);
+      batch.push(at, d.length);
+      at += d.length;
+    }
+    this.onDatagrams(l, batch, Buffer.from(addrs.buffer, addrs.byteOffset, addrs.byteLength));
   }
 
   /** Drop the endpoint `m` was routed at (it roamed from there, or left). */
@@ -1363,6 +1415,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       },
       udp: this.sockets.map((s) => s.stats),
       vteps: this.vxlan?.status(now) ?? [],
+      workers: this.relayWorkers?.status() ?? [],
       ...(this.vxlan !== null ? { vxlan: { port: this.vxlan.port, sourcePorts: this.vxlan.sourcePorts, maxPayload: this.vxlan.maxPayload, ...this.vxlan.counters, socket: this.vxlan.socketStats } } : {}),
     };
   }
@@ -1405,6 +1458,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       r.fromFrames += c[at + RelayCounter.fromDatagrams]!;
       r.fromBytes += c[at + RelayCounter.fromBytes]!;
     }
+    this.links.forEach((_, i) => this.relayWorkers?.addRelayed(i, id, r));
     return r;
   }
 
@@ -1473,6 +1527,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.reflector?.close();
     this.reflector = null;
     this.vxlan?.close();
+    this.relayWorkers?.close();
   }
 }
 

@@ -126,6 +126,9 @@ export interface NativeUdpOptions {
   offload?: boolean;
   /** SO_NO_CHECK: IPv4 datagrams leave with a zero UDP checksum (IPv6 ones keep theirs); not with offload. */
   zeroChecksumV4?: boolean;
+  /** SO_REUSEPORT, so relay workers can bind the same port; with `exclusive`, first check that nobody holds it (EADDRINUSE). */
+  reusePort?: boolean;
+  exclusive?: boolean;
 }
 
 export interface NativeUdpConstructor {
@@ -158,6 +161,7 @@ export interface NativeUdp {
   setRelayRoute(id: number, addr: Uint8Array | null, group?: number): void;
   /** RELAY_COUNTERS_PER_MEMBER doubles per id (RelayCounter), written as datagrams are relayed; kept alive until close or the next call. */
   setRelayCounters(counters: Float64Array): void;
+  steerPairData(workers: number): void;
   pause(): void;
   resume(): void;
   ref(): void;

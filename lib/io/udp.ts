@@ -26,6 +26,16 @@ export interface UdpBindOptions {
    * without a checksum). Default false.
    */
   zeroChecksumV4?: boolean;
+  /**
+   * SO_REUSEPORT: other sockets (relay workers' threads, lib/daemon/relay-workers.ts)
+   * may bind the same address and port; the kernel then spreads datagrams over
+   * them unless steerPairData() says otherwise. With `exclusive`, bind still
+   * fails with EADDRINUSE if anything held the port before. Default false.
+   */
+  reusePort?: boolean;
+  exclusive?: boolean;
+  /** Keep the counters in a SharedArrayBuffer, so another thread can read `statsArray` as it changes. Default false. */
+  sharedStats?: boolean;
 }
 
 export const UDP_DEFAULTS = {
@@ -39,6 +49,9 @@ export const UDP_DEFAULTS = {
   socketBuffer: 4 * 1024 * 1024,
   offload: false,
   zeroChecksumV4: false,
+  reusePort: false,
+  exclusive: false,
+  sharedStats: false,
 } as const;
 
 /** Counters of a UDP socket, kept by the addon. */
@@ -98,7 +111,7 @@ export class UdpSocket implements DatagramSocket {
     const lengths = new Uint32Array(capacity);
     this.rxAddrs = Buffer.allocUnsafeSlow(capacity * ADDR_SLOT);
     this.capacity = capacity;
-    this.stat = new Float64Array(UDP_STAT_COUNT);
+    this.stat = opts.sharedStats ? new Float64Array(new SharedArrayBuffer(UDP_STAT_COUNT * 8)) : new Float64Array(UDP_STAT_COUNT);
     this.rxBatch = new ReceiveBatch(slab, offsets, lengths);
     this.handle = new (native().UdpSocket)(
       opts,
@@ -164,6 +177,15 @@ export class UdpSocket implements DatagramSocket {
    */
   setRelayCounters(counters: Float64Array): void {
     if (!this.isClosed) this.handle.setRelayCounters(counters);
+  }
+
+  /**
+   * Steer the port's SO_REUSEPORT group (a socket bound first with
+   * `reusePort`): pair data for member id D goes to the group's socket
+   * 1 + (D mod workers), everything else to this one (socket 0). 0 detaches.
+   */
+  steerPairData(workers: number): void {
+    if (!this.isClosed) this.handle.steerPairData(workers);
   }
 
   /** A snapshot of the counters (allocates; for status and tests). */

@@ -211,7 +211,10 @@ test('a NAT rebinding under h1 (its relay moves to a new source port): the switc
   t.diagnostic(`first reply ${firstAfter === undefined ? 'never' : `${Math.round(firstAfter - rebound)} ms`} after the rebinding; h1 endpoint hints ${p1.counters['endpointHints']}, switch roams ${s.protocol['roams']}`);
   assert.ok(firstAfter !== undefined && firstAfter - rebound < 1_000, `end-to-end traffic resumed ${firstAfter === undefined ? 'never' : `${Math.round(firstAfter - rebound)} ms`} after the rebinding`);
   assert.ok((s.protocol['roams'] ?? 0) >= 1, 'the switch saw h1 roam');
-  assert.ok((p1.counters['endpointHints'] ?? 0) >= 1, 'h1 acted on the hint');
+  // With relay workers (the default on a multi-core host) h1's end-to-end datagrams from the new address go
+  // through a worker, which passes them up to the main thread; h1's own next datagram to the switch may get
+  // there first and move it. Then no hint is needed: traffic resumes at once, and that is what counts.
+  assert.ok((p1.counters['endpointHints'] ?? 0) >= 1 || (firstAfter !== undefined && firstAfter - rebound < 200), 'h1 acted on the hint (or had already moved by itself)');
 });
 
 test('SIGHUP after removing h3 from the allow file: within a second h3 reaches nobody and its peers drop their sessions with it', { timeout: 90_000 }, async (t) => {

@@ -1,0 +1,189 @@
+// The vswitch's relay on every core (`vswitch --workers N`): N worker threads
+// (lib/daemon/relay-worker.ts), each with a socket in the SO_REUSEPORT group
+// of every UDP port the switch listens on. The port's classic-BPF program
+// (UdpSocket.steerPairData) sends pair data for member D to worker D mod N, so
+// one destination's traffic is relayed by one thread, in order, and all else
+// (handshakes, hop-by-hop frames, control) to the main thread's socket, as
+// before. The main thread stays the only source of truth: it owns membership
+// and programs every route into its own socket's relay table and, through
+// messages, into each worker's copy. Relay counters and socket counters are
+// SharedArrayBuffers the main thread adds up for status, so they stay exact.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { EtherlinkError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { RELAY_COUNTERS_PER_MEMBER, RelayCounter, UdpStat } from '../io/native.js';
+import type { UdpStats } from '../io/udp.js';
+
+/** Most relay workers (the BPF program's modulus has no real limit; threads do). */
+export const MAX_RELAY_WORKERS = 64;
+/** Datagrams per second each worker passes up to the main thread (pair data it could not relay); the rest are dropped and counted. */
+export const RELAY_PASS_UP_PER_SECOND = 2_000;
+/** How long workers may take to bind before the switch gives up. */
+export const RELAY_WORKER_START_MS = 10_000;
+/** Member ids the relay counters cover (u16 ids). */
+const MEMBER_IDS = 65_536;
+
+/** The default worker count: one per core beyond the main thread's, at least one on a multi-core machine, none on one core. */
+export function defaultRelayWorkers(): number {
+  const n = availableParallelism();
+  return n > 1 ? n : 0;
+}
+
+/** @internal What a worker is started with. */
+export interface RelayWorkerData {
+  /** The switch's UDP sockets, in order: address and bound port. */
+  listen: { address: string; port: number }[];
+  /** Per socket: the relay counters' SharedArrayBuffer (RELAY_COUNTERS_PER_MEMBER doubles per member id). */
+  relayCounters: SharedArrayBuffer[];
+  /** [0]: datagrams dropped over the pass-up budget. */
+  dropped: Int32Array;
+  passUpPerSecond: number;
+}
+
+/** @internal Main thread -> worker. */
+export type RelayWorkerMessage = { kind: 'route'; link: number; id: number; addr: Uint8Array | null; group: number } | { kind: 'close' };
+
+/** @internal Worker -> main thread. */
+export type RelayWorkerReport =
+  | { kind: 'ready'; stats: Float64Array[]; ports: number[] }
+  | { kind: 'failed'; message: string; code?: string }
+  | { kind: 'datagrams'; link: number; datagrams: Uint8Array[]; addrs: Uint8Array };
+
+/** One worker as status shows it: its sockets' counters (one per listen address) and what it passed up or dropped. */
+export interface RelayWorkerStatus {
+  index: number;
+  sockets: UdpStats[];
+  droppedOverBudget: number;
+}
+
+interface WorkerSlot {
+  worker: Worker;
+  relayCounters: Float64Array[];
+  stats: Float64Array[] | null;
+  dropped: Int32Array;
+}
+
+const STAT_NAMES = Object.keys(UdpStat) as (keyof typeof UdpStat)[];
+
+/** The relay workers of one SwitchServer. */
+export class RelayWorkers {
+  private readonly slots: WorkerSlot[] = [];
+  /** Every route as the main thread last set it, per link: replayed to a worker that is not ready yet. */
+  private readonly routes: Map<number, { addr: Uint8Array | null; group: number }>[];
+  private closed = false;
+  /** Resolves once every worker has bound its sockets; rejects with the first failure. */
+  readonly ready: Promise<void>;
+
+  /**
+   * Start `count` workers on the switch's sockets (`listen`: their addresses
+   * and bound ports, in link order). `passUp` gets the datagrams a worker
+   * could not relay, to be handled as if the main thread's socket of `link`
+   * had received them.
+   */
+  constructor(
+    count: number,
+    listen: readonly { address: string; port: number }[],
+    private readonly passUp: (link: number, datagrams: Uint8Array[], addrs: Uint8Array) => void,
+    private readonly log: Logger,
+  ) {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_RELAY_WORKERS) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `relay workers: ${count}; give an integer from 1 to ${MAX_RELAY_WORKERS} (0 for none)`);
+    this.routes = listen.map(() => new Map());
+    const starts: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) {
+      const relayCounters = listen.map(() => new SharedArrayBuffer(MEMBER_IDS * RELAY_COUNTERS_PER_MEMBER * 8));
+      const dropped = new Int32Array(new SharedArrayBuffer(4));
+      const data: RelayWorkerData = { listen: listen.map((l) => ({ address: l.address, port: l.port })), relayCounters, dropped, passUpPerSecond: RELAY_PASS_UP_PER_SECOND };
+      const worker = new Worker(new URL('./relay-worker.js', import.meta.url), { workerData: data, name: `etherlink relay ${i + 1}` });
+      const slot: WorkerSlot = { worker, relayCounters: relayCounters.map((b) => new Float64Array(b)), stats: null, dropped };
+      this.slots.push(slot);
+      starts.push(
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new EtherlinkError('ETIMEDOUT', `relay worker ${i + 1} did not bind within ${RELAY_WORKER_START_MS} ms`)), RELAY_WORKER_START_MS);
+          worker.on('message', (msg: RelayWorkerReport) => {
+            if (msg.kind === 'ready') {
+              clearTimeout(timer);
+              slot.stats = msg.stats;
+              // Routes set while it started.
+              this.routes.forEach((table, link) => table.forEach((r, id) => this.post(slot, { kind: 'route', link, id, addr: r.addr, group: r.group })));
+              resolve();
+            } else if (msg.kind === 'failed') {
+              clearTimeout(timer);
+              reject(new EtherlinkError(msg.code ?? 'ERR_WORKER_INIT_FAILED', `relay worker ${i + 1}: ${msg.message}`));
+            } else if (msg.kind === 'datagrams') {
+              this.passUp(msg.link, msg.datagrams, msg.addrs);
+            }
+          });
+          worker.on('error', (err) => {
+            clearTimeout(timer);
+            this.log.error(`relay worker ${i + 1} failed: ${err.message}; its share of the pair data falls back to the main thread`);
+            reject(err);
+          });
+          worker.on('exit', (code) => {
+            clearTimeout(timer);
+            if (!this.closed) this.log.error(`relay worker ${i + 1} exited (code ${code}); its share of the pair data falls back to the main thread`);
+          });
+        }),
+      );
+    }
+    this.ready = Promise.all(starts).then(() => undefined);
+    this.ready.catch(() => {});
+  }
+
+  get count(): number {
+    return this.slots.length;
+  }
+
+  /** Mirror UdpSocket.setRelayRoute of link `link` into every worker. */
+  setRoute(link: number, id: number, addr: Buffer | null, group = 0): void {
+    if (this.closed) return;
+    const copy = addr === null ? null : new Uint8Array(addr);
+    if (copy === null) this.routes[link]?.delete(id);
+    else this.routes[link]?.set(id, { addr: copy, group });
+    for (const s of this.slots) if (s.stats !== null) this.post(s, { kind: 'route', link, id, addr: copy, group });
+  }
+
+  /** Relayed-traffic counters of member `id` on link `link`, over every worker (RelayCounter order). */
+  addRelayed(link: number, id: number, into: { toFrames: number; toBytes: number; fromFrames: number; fromBytes: number }): void {
+    const at = id * RELAY_COUNTERS_PER_MEMBER;
+    for (const s of this.slots) {
+      const c = s.relayCounters[link];
+      if (c === undefined) continue;
+      into.toFrames += c[at + RelayCounter.toDatagrams]!;
+      into.toBytes += c[at + RelayCounter.toBytes]!;
+      into.fromFrames += c[at + RelayCounter.fromDatagrams]!;
+      into.fromBytes += c[at + RelayCounter.fromBytes]!;
+    }
+  }
+
+  /** Each worker's socket counters, read from shared memory. */
+  status(): RelayWorkerStatus[] {
+    return this.slots.map((s, index) => ({
+      index,
+      sockets: (s.stats ?? []).map((a) => {
+        const out = {} as UdpStats;
+        for (const name of STAT_NAMES) out[name] = a[UdpStat[name]]!;
+        return out;
+      }),
+      droppedOverBudget: Atomics.load(s.dropped, 0),
+    }));
+  }
+
+  /** Stop every worker (their sockets leave the port's group; the main thread's socket relays alone again). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.slots) {
+      this.post(s, { kind: 'close' });
+      void s.worker.terminate();
+    }
+  }
+
+  private post(slot: WorkerSlot, msg: RelayWorkerMessage): void {
+    try {
+      slot.worker.postMessage(msg);
+    } catch {
+      // A worker that is gone gets nothing; the main thread's socket relays its share.
+    }
+  }
+}
