@@ -4,6 +4,7 @@
 //   scale    one vswitch with 2 ports vs 1,000 ports and 100k learned MACs
 //   aead     batched AEAD in the addon vs a node:crypto cipher per packet
 //   relay-crypto  the relay's open + re-seal on 1, 2 and N worker threads at once
+//   relay-workers pair data relayed end to end by vswitch --workers 0, 1, 2 and N
 // `--section NAME` (repeatable, or BENCH_SECTIONS=a,b) picks sections; default all.
 // Env knobs: bench/config.ts. Markdown on stdout, JSON under results/.
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { runScale, scaleTable, type ScaleResult } from './scale.js';
 import { runTapBridge, tapBridgeTable, type TapBridgeResult } from './tap-bridge.js';
 import { aeadTable, runAead, type AeadResult } from './aead.js';
 import { relayCryptoTable, runRelayCrypto, type RelayCryptoResult } from './relay-crypto.js';
+import { relayWorkersTable, runRelayWorkers, type RelayWorkersResult } from './relay-workers.js';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 
@@ -43,7 +45,7 @@ async function main(): Promise<number> {
   console.log(`machine: ${machine.nproc} x ${machine.cpuModel}, kernel ${machine.kernel}, node ${machine.node}, ${machine.iperf3}, load ${machine.loadAverage1m.toFixed(2)}`);
   console.log(`sections: ${chosen.join(', ')}${QUICK ? ' (BENCH_QUICK: short, for checking the bench, not for numbers)' : ''}`);
 
-  const out: { overlay?: OverlayResult | { error: string }; tap?: TapBridgeResult | { error: string }; scale?: ScaleResult | { error: string }; aead?: AeadResult | { error: string }; 'relay-crypto'?: RelayCryptoResult | { error: string } } = {};
+  const out: { overlay?: OverlayResult | { error: string }; tap?: TapBridgeResult | { error: string }; scale?: ScaleResult | { error: string }; aead?: AeadResult | { error: string }; 'relay-crypto'?: RelayCryptoResult | { error: string }; 'relay-workers'?: RelayWorkersResult | { error: string } } = {};
   const tables: string[] = [];
   // A section that throws is reported; the others still run.
   for (const s of chosen) {
@@ -64,6 +66,10 @@ async function main(): Promise<number> {
         const r = await runRelayCrypto();
         out['relay-crypto'] = r;
         tables.push(`### relay-crypto: the relay's AEAD stage (open + re-seal) on worker threads, not end-to-end relay throughput\n\n${relayCryptoTable(r)}`);
+      } else if (s === 'relay-workers') {
+        const r = await runRelayWorkers(tag);
+        out['relay-workers'] = r;
+        tables.push(`### relay-workers: pair data relayed end to end by vswitch --workers ${r.workerCounts.join(', ')} (median of ${config.runs})\n\n${relayWorkersTable(r)}`);
       } else {
         const r = await runScale(tag);
         out.scale = r;

@@ -34,13 +34,24 @@ export const config = {
   scaleWindow: Math.round(num('BENCH_SCALE_WINDOW', 2048)),
   /** Relay-crypto section: measured seconds per thread count and frame size, per run. */
   relayCryptoSeconds: num('BENCH_RELAY_CRYPTO_SECONDS', QUICK ? 0.5 : 2),
+  /** Relay-workers section: members of the generator, each sending to and receiving from 8 others. */
+  relayMembers: Math.round(num('BENCH_RELAY_MEMBERS', 32)),
+  /** Relay-workers section: measured seconds per frame size and worker count, after the warm-up. */
+  relaySeconds: num('BENCH_RELAY_SECONDS', QUICK ? 1 : 3),
+  relayWarmupSeconds: num('BENCH_RELAY_WARMUP_SECONDS', QUICK ? 0.5 : 1),
+  /** Relay-workers section: datagrams per burst (one sendmmsg, or one GSO message, to one destination). */
+  relayBurst: Math.round(num('BENCH_RELAY_BURST', 16)),
+  /** Relay-workers section: datagrams in flight (sent, not yet delivered) the generator allows. */
+  relayWindow: Math.round(num('BENCH_RELAY_WINDOW', 4096)),
+  /** Relay-workers section: with UDP GSO/GRO on the generator's sockets as a vport's (1), without (0), or both (unset). */
+  relayOffload: process.env.BENCH_RELAY_OFFLOAD === '1' ? [true] : process.env.BENCH_RELAY_OFFLOAD === '0' ? [false] : [true, false],
   /** EtherLink modes to run (comma list); default all of bench/modes.ts. */
   modes: process.env.BENCH_MODES?.split(',').map((s) => s.trim()).filter(Boolean),
   /** UDP port of the vswitch. */
   switchPort: 9999,
 } as const;
 
-export const SECTIONS = ['aead', 'relay-crypto', 'overlay', 'tap', 'scale'] as const;
+export const SECTIONS = ['aead', 'relay-crypto', 'relay-workers', 'overlay', 'tap', 'scale'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /** Environment variables a reader of the results needs to reproduce them. */
@@ -57,6 +68,12 @@ export const ENV_VARS = [
   'BENCH_SCALE_BURST',
   'BENCH_SCALE_WINDOW',
   'BENCH_RELAY_CRYPTO_SECONDS',
+  'BENCH_RELAY_MEMBERS',
+  'BENCH_RELAY_SECONDS',
+  'BENCH_RELAY_WARMUP_SECONDS',
+  'BENCH_RELAY_BURST',
+  'BENCH_RELAY_WINDOW',
+  'BENCH_RELAY_OFFLOAD',
   'BENCH_MODES',
   'BENCH_SECTIONS',
 ] as const;
