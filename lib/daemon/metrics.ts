@@ -119,6 +119,12 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('drops_total', 'Frames dropped by the switch, by reason (all ports, including ports that have left).', DROP_REASONS.map(([label, key]): Sample => [{ reason: label }, r.totals.drops[key]]))
     .gauge('pairs_relayed', 'Pairs of members that reach each other only through this switch, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'relayed').length)
     .gauge('pairs_direct', 'Pairs of members that reach each other directly, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'direct').length)
+    .gauge('relay_workers', 'Relay worker threads (vswitch --workers): each relays the pair data of a share of the destinations.', r.workers?.length ?? 0)
+    .counter(
+      'relay_worker_datagrams_total',
+      'Pair data relayed by each relay worker thread (worker="main": by the main thread\'s own sockets).',
+      [...(r.workers ?? []).map((w): Sample => [{ worker: String(w.index + 1) }, w.sockets.reduce((n, s) => n + s.relayDatagrams, 0)]), [{ worker: 'main' }, sum((u) => u.relayDatagrams)]],
+    )
     .counter(
       'vxlan_datagrams_total',
       'VXLAN datagrams received: delivered to a VTEP port, or dropped because the source is no configured VTEP, the VNI is not its, or the header is malformed.',

@@ -22,6 +22,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'etl-workers-'));
 const ip4 = (i: number): string => `10.99.0.${i}`;
 const TRANSFER_BYTES = 20 * 1024 * 1024;
 const WORKERS = 2;
+const METRICS = '127.0.0.1:9816';
 
 after(() => {
   cleanup();
@@ -41,7 +42,7 @@ function lan(): Promise<Lan> {
   shared ??= (async () => {
     const { sw, hosts } = buildStar(tag, 4);
     const control = join(tmp, 'vswitch.sock');
-    const vswitch = await startSwitch(sw, ['--workers', String(WORKERS), '--control', control]);
+    const vswitch = await startSwitch(sw, ['--workers', String(WORKERS), '--control', control, '--metrics', METRICS]);
     const vports: ChildProcess[] = [];
     for (let i = 1; i <= 4; i++) vports.push(await startPort(hosts[i - 1]!, i, ['--no-direct']));
     return { sw, hosts, vswitch, control, vports };
@@ -140,6 +141,12 @@ test('--workers 2: two 20 MB relayed transfers at once cross intact, each worker
     assert.equal(v.pairs['replayed'], 0, `h${i}'s replay window refused datagrams: ${JSON.stringify(v.pairs)}`);
   }
   const ofo = [2, 3].map((i, k) => ofoQueued(l.hosts[i - 1]!.ns) - ofo0[k]!);
+  // The metrics say the same, per worker.
+  const scrape = l.sw.spawn(process.execPath, ['-e', `fetch('http://${METRICS}/metrics').then(r => r.text()).then(t => process.stdout.write(t))`]);
+  const mo = collect(scrape);
+  assert.equal(await waitExit(scrape, 10_000), 0, mo.err());
+  assert.match(mo.out(), new RegExp(`^etherlink_switch_relay_workers ${WORKERS}$`, 'm'));
+  for (let k = 1; k <= WORKERS; k++) assert.match(mo.out(), new RegExp(`^etherlink_switch_relay_worker_datagrams_total\\{worker="${k}"\\} [1-9]`, 'm'), `worker ${k} in the metrics`);
   t.diagnostic(`TCP segments queued out of order at h2, h3: ${ofo.join(', ')}; ${a.sent.trim()} | ${b.sent.trim()}`);
 });
 
