@@ -3,6 +3,7 @@
 import { native, type NativeAeadAlgorithm, type NativeAeadKey } from '../io/native.js';
 import { EtherlinkError } from '../core/errors.js';
 import { AEAD_NONCE_SIZE, KEY_SIZE } from './constants.js';
+import { openClear, sealClear } from './clear.js';
 
 /** 'chacha20-poly1305' (WireGuard's), 'aes-256-gcm', or 'none': a copy and a zero tag, for --insecure. */
 export type AeadAlgorithm = NativeAeadAlgorithm;
@@ -14,10 +15,14 @@ export const DEFAULT_AEAD: AeadAlgorithm = 'chacha20-poly1305';
  */
 export class TransportCipher {
   private readonly key: NativeAeadKey;
+  /** 'none': batches are copied in JavaScript (clear.ts), cheaper than a call into the addon. */
+  private readonly clear: boolean;
+  private closed = false;
 
   constructor(key: Uint8Array, readonly algorithm: AeadAlgorithm = DEFAULT_AEAD) {
     if (key.length !== KEY_SIZE) throw new EtherlinkError('ERR_INVALID_KEY', `transport key must be ${KEY_SIZE} bytes, got ${key.length}`);
     this.key = new (native().AeadKey)(algorithm, key);
+    this.clear = algorithm === 'none';
   }
 
   /**
@@ -26,6 +31,10 @@ export class TransportCipher {
    * dst[dstOffsets[i] .. + 16 + srcLengths[i] + 16). Throws only on bad bounds.
    */
   sealBatch(src: Uint8Array, srcOffsets: Uint32Array, srcLengths: Uint32Array, count: number, dst: Uint8Array, dstOffsets: Uint32Array): number {
+    if (this.clear) {
+      this.checkOpen();
+      return sealClear(src, srcOffsets, srcLengths, count, dst, dstOffsets);
+    }
     return this.key.sealBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets);
   }
 
@@ -43,6 +52,10 @@ export class TransportCipher {
     dstOffsets: Uint32Array,
     results: Uint8Array,
   ): number {
+    if (this.clear) {
+      this.checkOpen();
+      return openClear(src, srcOffsets, srcLengths, count, dst, dstOffsets, results);
+    }
     return this.key.openBatch(src, srcOffsets, srcLengths, count, dst, dstOffsets, results);
   }
 
@@ -58,7 +71,12 @@ export class TransportCipher {
   }
 
   close(): void {
+    this.closed = true;
     this.key.close();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new EtherlinkError('ERR_AEAD_CLOSED', 'AeadKey used after close()');
   }
 }
 

@@ -7,6 +7,7 @@ import { TransportCipher, type AeadAlgorithm } from '../../lib/crypto/aead.js';
 import { openedLength, sealedLength, writeTransportHeader } from '../../lib/protocol/wire.js';
 import { counterNonce } from '../../lib/crypto/primitives.js';
 import { TRANSPORT_HEADER_SIZE } from '../../lib/protocol/constants.js';
+import { native } from '../../lib/io/native.js';
 
 const ALGORITHMS: AeadAlgorithm[] = ['chacha20-poly1305', 'aes-256-gcm'];
 const TAG = 16;
@@ -188,3 +189,52 @@ test('bad bounds, partial overlap, bad keys and use after close throw coded erro
   assert.throws(() => k.sealOne(Buffer.alloc(12), Buffer.alloc(0), Buffer.alloc(1)), { code: 'ERR_AEAD_CLOSED' });
 });
 
+
+test("'none' in JavaScript (lib/crypto/clear.ts) does what the addon's 'none' does: bytes, results, bounds, overlap", () => {
+  const key = randomBytes(32);
+  const js = new TransportCipher(key, 'none');
+  const addon = new (native().AeadKey)('none', key);
+  // Short and long frames (the loop and TypedArray#set), into two copies of one destination.
+  const sizes = [0, 14, 60, 128, 129, 1400, 60, 9000];
+  const b = { offsets: new Uint32Array(8), lengths: Uint32Array.from(sizes), dstOffsets: new Uint32Array(8), src: randomBytes(20_000), dst: Buffer.alloc(20_000) };
+  for (let i = 0, o = 1, d = 3; i < 8; o += sizes[i]! + 5, d += sealedLength(sizes[i]!) + 7, i++) {
+    b.offsets[i] = o;
+    b.dstOffsets[i] = d;
+    writeTransportHeader(b.dst, d, 3, 300 + i);
+  }
+  const dstJs = Buffer.from(b.dst);
+  const dstAddon = Buffer.from(b.dst);
+  assert.equal(js.sealBatch(b.src, b.offsets, b.lengths, 8, dstJs, b.dstOffsets), 8);
+  assert.equal(addon.sealBatch(b.src, b.offsets, b.lengths, 8, dstAddon, b.dstOffsets), 8);
+  assert.deepEqual(dstJs, dstAddon);
+  const lengths = Uint32Array.from(b.lengths, (l) => sealedLength(l));
+  lengths[6] = 20; // shorter than header and tag: fails in both
+  const out = [Buffer.alloc(100_000), Buffer.alloc(100_000)];
+  const results = [new Uint8Array(8), new Uint8Array(8)];
+  const outOffsets = Uint32Array.from({ length: 8 }, (_, i) => i * 10_000);
+  assert.equal(js.openBatch(dstJs, b.dstOffsets, lengths, 8, out[0]!, outOffsets, results[0]!), 7);
+  assert.equal(addon.openBatch(dstAddon, b.dstOffsets, lengths, 8, out[1]!, outOffsets, results[1]!), 7);
+  assert.deepEqual(out[0], out[1]);
+  assert.deepEqual(results[0], results[1]);
+  // In place, as the switch opens: the plaintext stays where it is.
+  const slab = Buffer.alloc(16 + 60 + 16);
+  randomBytes(60).copy(slab, 16);
+  const frame = Buffer.from(slab.subarray(16, 76));
+  js.sealBatch(slab, Uint32Array.of(16), Uint32Array.of(60), 1, slab, Uint32Array.of(0));
+  assert.equal(js.openBatch(slab, Uint32Array.of(0), Uint32Array.of(slab.length), 1, slab, Uint32Array.of(16), new Uint8Array(1)), 1);
+  assert.deepEqual(slab.subarray(16, 76), frame);
+  // The same refusals, with the same codes and words.
+  const buf = Buffer.alloc(100);
+  for (const k of [js, addon]) {
+    assert.throws(() => k.sealBatch(buf, Uint32Array.of(0), Uint32Array.of(90), 1, Buffer.alloc(100), Uint32Array.of(0)), { code: 'ERR_OUT_OF_RANGE', message: /outside/ });
+    assert.throws(() => k.sealBatch(buf, Uint32Array.of(0), Uint32Array.of(10), 2, buf, Uint32Array.of(50)), { code: 'ERR_OUT_OF_RANGE', message: /fewer than count 2/ });
+    assert.throws(() => k.sealBatch(buf, Uint32Array.of(8), Uint32Array.of(10), 1, buf, Uint32Array.of(0)), { code: 'ERR_OUT_OF_RANGE', message: /overlaps/ });
+    // Another view of the same memory overlaps too.
+    assert.throws(() => k.sealBatch(buf.subarray(8), Uint32Array.of(0), Uint32Array.of(10), 1, buf, Uint32Array.of(0)), { code: 'ERR_OUT_OF_RANGE', message: /overlaps/ });
+    assert.throws(() => k.openBatch(buf, Uint32Array.of(0), Uint32Array.of(101), 1, buf, Uint32Array.of(0), new Uint8Array(1)), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => k.openBatch(buf, Uint32Array.of(0), Uint32Array.of(100), 1, Buffer.alloc(10), Uint32Array.of(0), new Uint8Array(1)), { code: 'ERR_OUT_OF_RANGE', message: /does not fit/ });
+    k.close();
+    assert.throws(() => k.sealBatch(buf, Uint32Array.of(0), Uint32Array.of(1), 1, Buffer.alloc(100), Uint32Array.of(0)), { code: 'ERR_AEAD_CLOSED' });
+    assert.throws(() => k.openBatch(buf, Uint32Array.of(0), Uint32Array.of(40), 1, Buffer.alloc(100), Uint32Array.of(0), new Uint8Array(1)), { code: 'ERR_AEAD_CLOSED' });
+  }
+});
