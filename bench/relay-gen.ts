@@ -18,7 +18,7 @@ import { generateKeyPair } from '../lib/crypto/keys.js';
 import { insecureSwitchKey } from '../lib/protocol/noise.js';
 import { LongControl, MessageType, PeerFlags, PROTOCOL_VERSION } from '../lib/protocol/constants.js';
 import { PortSession } from '../lib/protocol/port-session.js';
-import { cpuSeconds, machineCpu, ticksPerSecond } from './proc.js';
+import { cpuTimes, machineCpu, ticksPerSecond } from './proc.js';
 
 /** Pair data around a frame: prefix 4 (version, type, destination id), receiver index 4, counter 8, tag 16. */
 const PAIR_OVERHEAD = 32;
@@ -254,6 +254,11 @@ function udpSnmp(): { rcvbufErrors: number; sndbufErrors: number } {
   return { rcvbufErrors: Number(vals[head.indexOf('RcvbufErrors')] ?? NaN), sndbufErrors: Number(vals[head.indexOf('SndbufErrors')] ?? NaN) };
 }
 
+/** Datagrams the kernel dropped from its per-CPU input queues (loopback's backlog; machine-wide): /proc/net/softnet_stat column 2. */
+function softnetDrops(): number {
+  return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n').reduce((a, l) => a + parseInt(l.trim().split(/\s+/)[1] ?? '0', 16), 0);
+}
+
 /** CPU seconds of the switch's main thread (its tid is its pid); the rest of the process is its other threads. */
 function switchMainThreadCpu(): number {
   if (SWITCH_PID === undefined) return NaN;
@@ -311,12 +316,15 @@ function buildBursts(size: number): void {
 function snap() {
   const u = udpSnmp();
   const cpu = process.cpuUsage();
+  const sw = SWITCH_PID === undefined ? undefined : cpuTimes(SWITCH_PID);
   return {
     t: performance.now(),
     delivered,
     deliveredBytes,
     sent,
-    switchCpu: SWITCH_PID === undefined ? NaN : cpuSeconds(SWITCH_PID) ?? NaN,
+    switchCpu: sw === undefined ? NaN : sw.user + sw.sys,
+    switchSys: sw?.sys ?? NaN,
+    softnetDrops: softnetDrops(),
     switchMainCpu: switchMainThreadCpu(),
     genCpu: (cpu.user + cpu.system) / 1e6,
     machineBusy: machineCpu().busy,
@@ -328,7 +336,7 @@ async function measure(size: number) {
   buildBursts(size);
   const len = size + PAIR_OVERHEAD;
   phaseLength = len;
-  const c0 = { delivered, sent, writtenOff, stalls, misrouted, badSource, late, refused };
+  const c0 = { delivered, sent, writtenOff, stalls, misrouted, badSource, late, refused, snmp: udpSnmp(), softnet: softnetDrops() };
   const t0 = Date.now();
   pumping = true;
   pump();
@@ -342,6 +350,7 @@ async function measure(size: number) {
   while (sent - delivered - writtenOff > 0 && Date.now() < drainUntil) await sleep(10);
   if (Date.now() - t0 > (WARMUP + SECONDS) * 1000 + PHASE_SLACK_MS) throw new Error(`the ${size}-byte phase overran its time`);
   const s = (b.t - a.t) / 1000;
+  const snmpEnd = udpSnmp();
   const phaseSent = sent - c0.sent;
   const phaseDelivered = delivered - c0.delivered;
   const perMember = members.map((m) => m.received);
@@ -370,6 +379,8 @@ async function measure(size: number) {
     minPerMember: Math.min(...perMember),
     maxPerMember: Math.max(...perMember),
     switchCpuPct: (switchCpuS / s) * 100,
+    /** Of switchCpuPct, the kernel's share (system time: the syscalls, and on loopback the receiving side's work done in the sender's context). */
+    switchSysPct: ((b.switchSys - a.switchSys) / s) * 100,
     switchMainThreadCpuPct: ((b.switchMainCpu - a.switchMainCpu) / s) * 100,
     generatorCpuPct: ((b.genCpu - a.genCpu) / s) * 100,
     /** Busy CPU of the whole machine in % of one core (2 cores = 200): includes the kernel's softirq work and other processes. */
@@ -377,6 +388,9 @@ async function measure(size: number) {
     deliveredPerSwitchCpuS: (b.delivered - a.delivered) / switchCpuS,
     udpRcvbufErrors: b.rcvbufErrors - a.rcvbufErrors,
     udpSndbufErrors: b.sndbufErrors - a.sndbufErrors,
+    /** Over the whole phase, where the lost datagrams went: full receive buffers (this namespace), full input backlogs (the machine). */
+    phaseRcvbufErrors: snmpEnd.rcvbufErrors - c0.snmp.rcvbufErrors,
+    phaseSoftnetDrops: softnetDrops() - c0.softnet,
   };
 }
 

@@ -41,12 +41,15 @@ export interface RelaySizeResult {
   minPerMember: number;
   maxPerMember: number;
   switchCpuPct: number;
+  switchSysPct: number;
   switchMainThreadCpuPct: number;
   generatorCpuPct: number;
   machineBusyPct: number;
   deliveredPerSwitchCpuS: number;
   udpRcvbufErrors: number;
   udpSndbufErrors: number;
+  phaseRcvbufErrors: number;
+  phaseSoftnetDrops: number;
 }
 
 interface GeneratorResult {
@@ -69,6 +72,9 @@ export interface SwitchRelayCounts {
   mainRelayed: number;
   /** relayDatagrams of each worker (summed over its sockets); absent without workers in the report. */
   workerRelayed?: number[];
+  /** What the switch's sockets (main and workers) could not send: send queue full, or an error. */
+  txDropped: number;
+  txErrors: number;
   /** Pair data JS relayed or dropped (the slow path): should stay 0 here. */
   slowRelayed?: number;
   dropped?: number;
@@ -127,9 +133,10 @@ function hasWorkersOption(): boolean {
   return /--workers\b/.test(run(process.execPath, [VSWITCH, '--help'], { allowFail: true }).stdout);
 }
 
+type SocketShape = { relayDatagrams?: number; txDropped?: number; txErrors?: number };
 interface StatusShape {
-  udp?: { relayDatagrams?: number }[];
-  workers?: { sockets?: { relayDatagrams?: number }[] }[];
+  udp?: SocketShape[];
+  workers?: { sockets?: SocketShape[] }[];
   protocol?: Record<string, number>;
 }
 
@@ -141,9 +148,12 @@ function switchCounts(ns: Netns, control: string): SwitchRelayCounts | undefined
   } catch {
     return undefined;
   }
-  const sum = (xs: { relayDatagrams?: number }[] | undefined): number => (xs ?? []).reduce((a, x) => a + (x.relayDatagrams ?? 0), 0);
+  const sum = (xs: SocketShape[] | undefined, k: keyof SocketShape = 'relayDatagrams'): number => (xs ?? []).reduce((a, x) => a + (x[k] ?? 0), 0);
+  const all = [...(s.udp ?? []), ...(s.workers ?? []).flatMap((w) => w.sockets ?? [])];
   return {
     mainRelayed: sum(s.udp),
+    txDropped: sum(all, 'txDropped'),
+    txErrors: sum(all, 'txErrors'),
     ...(s.workers !== undefined ? { workerRelayed: s.workers.map((w) => sum(w.sockets)) } : {}),
     ...(s.protocol?.pairRelayedSlow !== undefined ? { slowRelayed: s.protocol.pairRelayedSlow } : {}),
     ...(s.protocol?.pairDropped !== undefined ? { dropped: s.protocol.pairDropped } : {}),
@@ -300,7 +310,7 @@ export async function runRelayWorkers(tag: string): Promise<RelayWorkersResult> 
 export function relayWorkersTable(r: RelayWorkersResult): string {
   const head = [
     'sockets', 'vswitch', 'frame (datagram) B', 'delivered datagrams/s', 'Gbit/s (UDP payload)', 'x --workers 0',
-    'delivered per vswitch CPU-s', 'x --workers 0 per CPU-s', 'lost %', 'misrouted', 'vswitch CPU % (main thread)', 'generator CPU %', 'machine busy %', 'each run (datagrams/s)',
+    'delivered per vswitch CPU-s', 'x --workers 0 per CPU-s', 'lost %', 'misrouted', 'vswitch CPU % (main thread; kernel)', 'generator CPU %', 'machine busy %', 'each run (datagrams/s)',
   ];
   const rows = r.rows.map((row) => {
     const m = row.median;
@@ -315,7 +325,7 @@ export function relayWorkersTable(r: RelayWorkersResult): string {
       row.workers === 0 ? '1' : fmt(row.perCpuRatioToZero, 2),
       fmt(m.lossPct, 3),
       fmt(m.misrouted + m.badSource, 0),
-      `${fmt(m.switchCpuPct, 0)} (${fmt(m.switchMainThreadCpuPct, 0)})`,
+      `${fmt(m.switchCpuPct, 0)} (${fmt(m.switchMainThreadCpuPct, 0)}; ${fmt(m.switchSysPct, 0)})`,
       fmt(m.generatorCpuPct, 0),
       fmt(m.machineBusyPct, 0),
       row.runsDeliveredPerS.map((v) => fmt(v, 0)).join(', ') + (row.failedRuns > 0 ? ` (${row.failedRuns} failed)` : ''),
@@ -348,9 +358,17 @@ export function relayWorkersTable(r: RelayWorkersResult): string {
       const steerPart = w === 0 ? '' : steered.length === 0 ? '; steering not checked (no per-worker counts)' : `; steering by id mod ${w} over ${steered.length} runs: ${tally}`;
       lines.push(
         `${offload ? 'GSO/GRO' : 'plain'} --workers ${w}, first run, the switch's own counts: generator sent ${fmt(sent, 0)}; relayed in C++ by the main thread ${fmt(c.mainRelayed, 0)}${workersPart}; ` +
-          `JS slow path ${fmt(c.slowRelayed, 0)}, dropped ${fmt(c.dropped, 0)}${steerPart}`,
+          `not sent (queue full, errors) ${fmt(c.txDropped, 0)}, ${fmt(c.txErrors, 0)}; JS slow path ${fmt(c.slowRelayed, 0)}, dropped ${fmt(c.dropped, 0)}${steerPart}`,
       );
     }
+  }
+  const lossy = ok.flatMap((c) => c.gen.sizes.filter((x) => x.lost > 0).map((x) => ({ c, x })));
+  if (lossy.length > 0) {
+    const sumOf = (f: (x: RelaySizeResult) => number): number => lossy.reduce((t, { x }) => t + f(x), 0);
+    lines.push(
+      `loss: ${lossy.length} of ${ok.length * FRAME_SIZES.length} phases lost datagrams, ${fmt(sumOf((x) => x.lost), 0)} in all, in ${fmt(sumOf((x) => x.stalls), 0)} stall(s); ` +
+        `in those phases full receive buffers dropped ${fmt(sumOf((x) => x.phaseRcvbufErrors), 0)} and full input backlogs ${fmt(sumOf((x) => x.phaseSoftnetDrops), 0)} (machine-wide)`,
+    );
   }
   for (const c of r.cases) if (!c.ok) lines.push(`${c.offload ? 'GSO/GRO' : 'plain'} --workers ${c.workers} run ${c.run + 1} failed: ${c.error.split('\n')[0]}`);
   return lines.join('\n');
