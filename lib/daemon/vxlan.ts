@@ -443,6 +443,7 @@ export class VxlanEndpoint {
     return false;
   }
 
+  /** Close the VXLAN socket and the pool; idempotent. The VTEP ports stay attached until their switch drops them. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
