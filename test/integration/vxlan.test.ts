@@ -23,6 +23,8 @@ const VNI = 4242;
 const OTHER_VNI = 999;
 const ip4 = (i: number): string => `10.99.0.${i}`;
 const TRANSFER_BYTES = 20 * 1024 * 1024;
+const V6_HOST = 'fd00:250:5::2';
+const V6_SWITCH = 'fd00:250:5::1';
 
 after(() => {
   cleanup();
@@ -51,7 +53,15 @@ function vxlanLan(): Promise<VxLan> {
     const k = lanKeys();
     const allow = join(tmp, 'allow');
     writeFileSync(allow, `${k.portPub(3)} h3\n`);
-    const { sw, hosts } = buildStar(tag, 4);
+    const { sw, hosts } = buildStar(tag, 5);
+    // h5 reaches the switch over IPv6 only: its VTEP runs over the v6 underlay (70 bytes of overhead, checksums on).
+    const h5 = hosts[4]!;
+    h5.ns.ip('addr', 'add', `${V6_HOST}/64`, 'dev', 'u5', 'nodad');
+    sw.ip('addr', 'add', `${V6_SWITCH}/64`, 'dev', 's5', 'nodad');
+    h5.ns.ip('link', 'add', 'vx0', 'type', 'vxlan', 'id', String(VNI), 'remote', V6_SWITCH, 'local', V6_HOST, 'dstport', '4789', 'dev', 'u5');
+    h5.ns.ip('addr', 'add', `${ip4(5)}/24`, 'dev', 'vx0');
+    h5.ns.ip('link', 'set', 'vx0', 'up');
+    h5.ns.exec('ethtool', ['-K', 'vx0', 'tx', 'off']);
     for (const i of [1, 2]) {
       const h = hosts[i - 1]!;
       h.ns.ip('link', 'add', 'vx0', 'type', 'vxlan', 'id', String(VNI), 'remote', h.switchAddress, 'local', h.underlay, 'dstport', '4789', 'dev', `u${i}`);
@@ -72,6 +82,7 @@ function vxlanLan(): Promise<VxLan> {
       '--vni', String(VNI),
       '--vtep', hosts[0]!.underlay,
       '--vtep', `${hosts[1]!.underlay}:4789`,
+      '--vtep', `[${V6_HOST}]`,
       '--pcap', pcap,
       '--pcap-format', 'pcapng',
       '--metrics', metrics,
@@ -252,6 +263,34 @@ test('VXLAN from an unconfigured address, with another VNI or malformed is dropp
   t.diagnostic(`dropped: unknown source +${after.unknownSource - before.unknownSource}, wrong VNI +${after.wrongVni - before.wrongVni}, malformed +${after.malformed - before.malformed}`);
 });
 
+test('a kernel VTEP over an IPv6 underlay: MTU 70 below its lower device, pings and a transfer cross with checksums on', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await vxlanLan();
+  const mtu = Number(/mtu (\d+)/.exec(ns(l, 5).ip('link', 'show', 'vx0').stdout)?.[1]);
+  assert.equal(mtu, 1500 - 70, 'the kernel gives a VXLAN device over IPv6 an MTU 70 below its lower device');
+  assert.equal(await pings(ns(l, 5), ip4(3)), 3, 'h5 (VXLAN over IPv6) -> h3 (vport)');
+  assert.equal(await pings(ns(l, 5), ip4(1)), 3, 'h5 (over IPv6) -> h1 (over IPv4), VTEP to VTEP through the switch');
+  // Full-size frames: a 1430-byte ping fills h5's VXLAN MTU exactly, and the switch's IPv6 datagrams (with the checksum the kernel requires) arrive.
+  const big = await execIn(ns(l, 5), 'ping', ['-c', '2', '-W', '2', '-M', 'do', '-s', String(1430 - 28), ip4(3)], 10_000);
+  assert.match(big.out, /2 received/, `full-size frames over IPv6:\n${big.out}${big.err}`);
+  const size = 2 * 1024 * 1024;
+  const file = join(tmp, 'v6.bin');
+  writeFileSync(file, randomBytes(size));
+  const want = createHash('sha256').update(readFileSync(file)).digest('hex');
+  const rx = ns(l, 3).spawn(process.execPath, [bin('etherlink'), 'transfer', 'receive', ip4(3), '5003', join(tmp, 'v6-received.bin')]);
+  await waitForOutput(rx, /listening on/);
+  const tx = ns(l, 5).spawn(process.execPath, [bin('etherlink'), 'transfer', 'send', ip4(3), '5003', file]);
+  const rxOut = collect(rx);
+  assert.equal(await waitExit(tx, 30_000), 0);
+  assert.equal(await waitExit(rx, 10_000), 0);
+  assert.match(rxOut.out(), new RegExp(`^received ${size} bytes sha256 ${want} `, 'm'));
+  const s = await statusJson(l);
+  const v6 = s.ports.find((p) => p.name === `vtep:[${V6_HOST}]:4789`);
+  assert.ok(v6 && v6.counters.rxBytes > size, `the IPv6 VTEP's port carried it: ${JSON.stringify(v6?.counters)}`);
+  assert.equal(v6.txTooBig ?? 0, 0, 'nothing was too big for the IPv6 underlay');
+  t.diagnostic(`IPv6 VTEP: MTU ${mtu}, ${size} bytes intact`);
+});
+
 test('status, metrics and the capture show VTEP ports like member ports', { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await vxlanLan();
@@ -278,7 +317,7 @@ test('status, metrics and the capture show VTEP ports like member ports', { time
   const scrape = l.sw.spawn(process.execPath, ['-e', `fetch(${JSON.stringify(l.metrics)}).then(r => r.text()).then(t => process.stdout.write(t))`]);
   const mo = collect(scrape);
   assert.equal(await waitExit(scrape, 10_000), 0, mo.err());
-  assert.match(mo.out(), /^etherlink_switch_vteps 2$/m, 'two VTEP ports in the metrics');
+  assert.match(mo.out(), /^etherlink_switch_vteps 3$/m, 'three VTEP ports in the metrics');
   assert.match(mo.out(), new RegExp(`^etherlink_switch_port_frames_total\\{network="default",port="vtep:${l.hosts[1]!.underlay.replace(/\./g, '\\.')}:4789",direction="rx"\\} [1-9]`, 'm'), 'VTEP port counters in the metrics');
   assert.match(mo.out(), /^etherlink_switch_vxlan_datagrams_total\{result="delivered"\} [1-9]/m);
   // The capture names each VTEP port as an interface, like a member port.
@@ -286,5 +325,5 @@ test('status, metrics and the capture show VTEP ports like member ports', { time
     const text = readFileSync(l.pcap).toString('latin1');
     return text.includes(`vtep:${l.hosts[0]!.underlay}:4789`) && text.includes(`vtep:${l.hosts[1]!.underlay}:4789`);
   }, 5_000, 200);
-  t.diagnostic('status, metrics and capture list both VTEP ports');
+  t.diagnostic('status, metrics and capture list the VTEP ports');
 });
