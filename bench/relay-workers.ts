@@ -95,7 +95,7 @@ export interface SteeringCheck {
 }
 
 export type RelayCase =
-  | { ok: true; offload: boolean; workers: number; run: number; gen: GeneratorResult; switchCounts?: SwitchRelayCounts; steering?: SteeringCheck }
+  | { ok: true; offload: boolean; workers: number; run: number; gen: GeneratorResult; switchCounts?: SwitchRelayCounts; statusError?: string; steering?: SteeringCheck }
   | { ok: false; offload: boolean; workers: number; run: number; error: string };
 
 export interface RelayWorkersRow {
@@ -140,13 +140,14 @@ interface StatusShape {
   protocol?: Record<string, number>;
 }
 
-function switchCounts(ns: Netns, control: string): SwitchRelayCounts | undefined {
+/** The switch's relay counts, or why they could not be read. */
+function switchCounts(ns: Netns, control: string): SwitchRelayCounts | string {
   const r = ns.exec(process.execPath, [VSWITCH, 'status', '--json', '--control', control], { allowFail: true, timeoutMs: STATUS_TIMEOUT_MS });
   let s: StatusShape;
   try {
     s = JSON.parse(r.stdout) as StatusShape;
   } catch {
-    return undefined;
+    return `vswitch status --json: exit ${r.status}, ${(r.stderr || r.stdout).trim().slice(0, 300) || 'no output'}`;
   }
   const sum = (xs: SocketShape[] | undefined, k: keyof SocketShape = 'relayDatagrams'): number => (xs ?? []).reduce((a, x) => a + (x[k] ?? 0), 0);
   const all = [...(s.udp ?? []), ...(s.workers ?? []).flatMap((w) => w.sockets ?? [])];
@@ -212,11 +213,12 @@ async function runCase(ns: Netns, offload: boolean, workers: number, runIndex: n
     gen.kill('SIGUSR2');
     const code = await waitExit(gen, SHUTDOWN_TIMEOUT_MS);
     if (code !== 0) throw new Error(`generator exited ${code}: ${out.err().trim()}`);
-    const steer = counts === undefined ? undefined : steering(r, counts, workers);
+    if (typeof counts === 'string') console.log(`  ${label}: no switch counts: ${counts}`);
+    const steer = typeof counts === 'string' ? undefined : steering(r, counts, workers);
     if (steer !== undefined && steer.verdict !== 'exact') {
       console.log(`  ${label}: steering ${steer.verdict}: workers relayed ${steer.relayed.join(' / ')}, sent to ids mod ${workers} = 0.. ${steer.expected.join(' / ')}`);
     }
-    return { ok: true, offload, workers, run: runIndex, gen: r, ...(counts !== undefined ? { switchCounts: counts } : {}), ...(steer !== undefined ? { steering: steer } : {}) };
+    return { ok: true, offload, workers, run: runIndex, gen: r, ...(typeof counts === 'string' ? { statusError: counts } : { switchCounts: counts }), ...(steer !== undefined ? { steering: steer } : {}) };
   } catch (err) {
     return { ok: false, offload, workers, run: runIndex, error: `${(err as Error).message}\n${collect(vswitch).err().slice(-500)}`.trim() };
   } finally {
