@@ -167,13 +167,23 @@ function steering(gen: GeneratorResult, counts: SwitchRelayCounts, workers: numb
   const expected = new Array<number>(workers).fill(0);
   for (const [id, n] of Object.entries(gen.sentTo)) expected[Number(id) % workers]! += n;
   const lost = gen.sizes.reduce((a, s) => a + s.lost, 0);
-  // Each worker takes the unclaimed class it falls short of least (never one it exceeds).
+  // A worker that relayed exactly one class's count takes it first (its own index first); the
+  // rest take the unclaimed class they fall short of least (never one they exceed).
   const taken = new Set<number>();
-  const order = relayed.map((n) => {
+  const order = relayed.map(() => -1);
+  relayed.forEach((n, i) => {
+    const c = expected[i] === n ? i : expected.findIndex((e, k) => e === n && !taken.has(k) && relayed[k] !== e);
+    if (c >= 0 && !taken.has(c)) {
+      order[i] = c;
+      taken.add(c);
+    }
+  });
+  relayed.forEach((n, i) => {
+    if (order[i]! >= 0) return;
     let best = -1;
     for (let c = 0; c < workers; c++) if (!taken.has(c) && expected[c]! >= n && (best < 0 || expected[c]! < expected[best]!)) best = c;
     if (best >= 0) taken.add(best);
-    return best;
+    order[i] = best;
   });
   const shortBy = order.reduce((a, c, i) => a + (c < 0 ? Infinity : expected[c]! - relayed[i]!), 0);
   const verdict = shortBy === Infinity || shortBy > lost ? 'MISMATCH' : shortBy > 0 ? 'lossy' : order.every((c, i) => c === i) ? 'exact' : 'exact-reordered';
