@@ -2,7 +2,7 @@
 // move detection, a hold against MAC theft, and learning limits. Modelled on
 // Linux net/bridge/br_fdb.c; the hold on vde_switch's minimum persistence.
 import { EtherlinkError } from '../core/errors.js';
-import { MacIndex } from './mac-index.js';
+import { CLOCK, MacIndex, SLOT_CLOCKS, SLOT_WORDS, WORD_A } from './mac-index.js';
 
 /** Linux bridge default ageing_time (300 s). */
 export const DEFAULT_AGEING_MS = 300_000;
@@ -44,11 +44,37 @@ export interface MacEntry<P> {
   readonly isStatic: boolean;
 }
 
-/** An entry with the claim the hold refused, if any (internal). */
-interface Entry<P> extends MacEntry<P> {
-  claimant: P | null;
+/**
+ * An entry, with the claim the hold refused, if any (internal). Its port and
+ * clock live in its index slot, beside the key, where forwarding reads them
+ * without touching this object; the getters are for the slow paths.
+ */
+class Entry<P> implements MacEntry<P> {
+  claimant: P | null = null;
   /** Clock time of the claimant's latest refused frame. */
-  claimedAt: number;
+  claimedAt = 0;
+  /** What it held when it left the table (a listener may keep it). */
+  private gone: { port: P; updated: number } | null = null;
+
+  constructor(
+    private readonly table: MacTable<P>,
+    readonly mac: number,
+    readonly vlan: number,
+    readonly isStatic: boolean,
+  ) {}
+
+  get port(): P {
+    return this.gone !== null ? this.gone.port : this.table.slotPort(this);
+  }
+
+  get updated(): number {
+    return this.gone !== null ? this.gone.updated : this.table.slotUpdated(this);
+  }
+
+  /** @internal it leaves the table: keep what it held. */
+  detach(): void {
+    if (this.gone === null) this.gone = { port: this.port, updated: this.updated };
+  }
 }
 
 /** What the table learned, moved, refused and aged. */
@@ -98,8 +124,16 @@ export class MacTable<P> {
   readonly counters: MacTableCounters = {
     learned: 0, moves: 0, moveDenied: 0, staticConflicts: 0, tableFull: 0, portLimit: 0, aged: 0,
   };
-  /** (MAC, VLAN) -> entry: typed-array open addressing, since a Map keyed by the MAC is slow at 100k entries (mac-index.ts). */
+  /**
+   * (MAC, VLAN) -> entry: typed-array open addressing, since a Map keyed by the
+   * MAC is slow at 100k entries (mac-index.ts). Each slot's WORD_A is the port's
+   * number << 1 | static, its clock the time of the entry's last frame.
+   */
   private readonly index = new MacIndex<Entry<P>>();
+  /** Small numbers for the ports that hold entries, for the slots. */
+  private readonly portNos = new Map<P, number>();
+  private portAt: (P | undefined)[] = [];
+  private freeNos: number[] = [];
   private readonly learnedPerPort = new Map<P, number>();
   /** Every entry (static too) by its port: flushing a port costs its own entries, not the table. */
   private readonly byPort = new Map<P, Set<Entry<P>>>();
@@ -139,25 +173,30 @@ export class MacTable<P> {
     return this.index.get(mac, vlan);
   }
 
-  /** The forwarding lookup: expired-but-unswept entries already miss, so aging is exact. */
+  /** The forwarding lookup: expired-but-unswept entries already miss, so aging is exact. Reads the slot only. */
   lookup(mac: number, vlan: number, now: number): P | undefined {
-    const e = this.index.get(mac, vlan);
-    if (e === undefined || this.expired(e, now)) return undefined;
-    return e.port;
+    const s = this.index.find(mac, vlan);
+    if (s < 0) return undefined;
+    const a = this.index.words[s * SLOT_WORDS + WORD_A]!;
+    if ((a & 1) === 0 && now - this.index.clocks[s * SLOT_CLOCKS + CLOCK]! >= this.ageingMs) return undefined;
+    return this.portAt[a >> 1];
   }
 
-  /** Record that `mac` was seen as a source on `port`. Allocation-free when the entry exists. */
+  /** Record that `mac` was seen as a source on `port`. Allocation-free when the entry exists; a refresh reads and writes the slot only. */
   learn(mac: number, vlan: number, port: P, now: number): LearnResult {
-    const e = this.index.get(mac, vlan);
-    if (e !== undefined) {
-      if (e.isStatic) {
-        if (e.port !== port) this.counters.staticConflicts++;
+    const s = this.index.find(mac, vlan);
+    if (s >= 0) {
+      const a = this.index.words[s * SLOT_WORDS + WORD_A]!;
+      const owner = this.portAt[a >> 1];
+      if ((a & 1) !== 0) {
+        if (owner !== port) this.counters.staticConflicts++;
         return LearnResult.Static;
       }
-      if (e.port === port) {
-        e.updated = now;
+      if (owner === port) {
+        this.index.clocks[s * SLOT_CLOCKS + CLOCK] = now;
         return LearnResult.Refreshed;
       }
+      const e = this.index.valueAt(s);
       // An expired entry is gone in all but memory: re-home it silently.
       const live = !this.expired(e, now);
       if (live && now - e.updated < this.moveHoldMs) {
@@ -172,7 +211,7 @@ export class MacTable<P> {
     }
     if (this.learnedCount >= this.maxEntries) return this.refuse('table-full', mac, vlan, port);
     if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', mac, vlan, port);
-    this.insert({ mac, vlan, port, updated: now, isStatic: false, claimant: null, claimedAt: 0 });
+    this.insert(new Entry(this, mac, vlan, false), port, now);
     this.countLearned(port, +1);
     this.counters.learned++;
     return LearnResult.Learned;
@@ -181,7 +220,7 @@ export class MacTable<P> {
   /** Pin `mac` to `port`: never ages, never moved by learning, not counted against limits. */
   addStatic(mac: number, vlan: number, port: P, now = 0): void {
     this.remove(mac, vlan);
-    this.insert({ mac, vlan, port, updated: now, isStatic: true, claimant: null, claimedAt: 0 });
+    this.insert(new Entry(this, mac, vlan, true), port, now);
   }
 
   /**
@@ -225,13 +264,13 @@ export class MacTable<P> {
 
   /** Drop expired learned entries; the switch calls this from its one timer. Returns how many. */
   sweep(now: number): number {
-    let removed = 0;
-    for (const e of this.index.list()) {
-      if (!e.isStatic && this.expired(e, now)) {
-        this.delete(e);
-        removed++;
-      }
-    }
+    const old: Entry<P>[] = [];
+    const { words, clocks } = this.index;
+    this.index.forEachSlot((s, e) => {
+      if ((words[s * SLOT_WORDS + WORD_A]! & 1) === 0 && now - clocks[s * SLOT_CLOCKS + CLOCK]! >= this.ageingMs) old.push(e);
+    });
+    for (const e of old) this.delete(e);
+    const removed = old.length;
     this.counters.aged += removed;
     return removed;
   }
@@ -262,7 +301,11 @@ export class MacTable<P> {
 
   /** Forget everything. */
   clear(): void {
+    for (const e of this.index.list()) e.detach();
     this.index.clear();
+    this.portNos.clear();
+    this.portAt = [];
+    this.freeNos = [];
     this.byPort.clear();
     this.claims.clear();
     this.learnedPerPort.clear();
@@ -296,9 +339,10 @@ export class MacTable<P> {
     this.countLearned(from, -1);
     this.countLearned(port, +1);
     this.unlink(e);
-    e.port = port;
+    const s = this.index.find(e.mac, e.vlan);
+    this.index.clocks[s * SLOT_CLOCKS + CLOCK] = now;
+    this.index.words[s * SLOT_WORDS + WORD_A] = this.numberOf(port) << 1;
     this.link(e);
-    e.updated = now;
     if (e.claimant !== null) this.dropClaim(e);
     if (!live) return LearnResult.Learned;
     this.counters.moves++;
@@ -318,8 +362,8 @@ export class MacTable<P> {
     return reason === 'table-full' ? LearnResult.TableFull : LearnResult.PortLimit;
   }
 
-  private insert(e: Entry<P>): void {
-    this.index.set(e.mac, e.vlan, e);
+  private insert(e: Entry<P>, port: P, now: number): void {
+    this.index.set(e.mac, e.vlan, e, (this.numberOf(port) << 1) | (e.isStatic ? 1 : 0), now);
     this.link(e);
     this.total++;
   }
@@ -335,19 +379,54 @@ export class MacTable<P> {
   }
 
   private unlink(e: Entry<P>): void {
-    const own = this.byPort.get(e.port);
+    const port = e.port;
+    const own = this.byPort.get(port);
     if (own === undefined) return;
     own.delete(e);
-    if (own.size === 0) this.byPort.delete(e.port);
-    this.onChange?.(e.port);
+    if (own.size === 0) {
+      this.byPort.delete(port);
+      this.releaseNumber(port);
+    }
+    this.onChange?.(port);
   }
 
   private delete(e: Entry<P>): void {
     if (e.claimant !== null) this.dropClaim(e);
+    e.detach();
     this.index.delete(e.mac, e.vlan);
     this.unlink(e);
     this.total--;
     if (!e.isStatic) this.countLearned(e.port, -1);
+  }
+
+  /** @internal the port in `e`'s slot. */
+  slotPort(e: Entry<P>): P {
+    const s = this.index.find(e.mac, e.vlan);
+    return this.portAt[this.index.words[s * SLOT_WORDS + WORD_A]! >> 1]!;
+  }
+
+  /** @internal the clock in `e`'s slot. */
+  slotUpdated(e: Entry<P>): number {
+    const s = this.index.find(e.mac, e.vlan);
+    return this.index.clocks[s * SLOT_CLOCKS + CLOCK]!;
+  }
+
+  private numberOf(port: P): number {
+    let n = this.portNos.get(port);
+    if (n === undefined) {
+      n = this.freeNos.pop() ?? this.portAt.length;
+      this.portNos.set(port, n);
+      this.portAt[n] = port;
+    }
+    return n;
+  }
+
+  private releaseNumber(port: P): void {
+    const n = this.portNos.get(port);
+    if (n === undefined) return;
+    this.portNos.delete(port);
+    this.portAt[n] = undefined;
+    this.freeNos.push(n);
   }
 
   private countLearned(port: P, delta: number): void {

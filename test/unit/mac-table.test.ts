@@ -2,8 +2,8 @@
 // moves, limits, static entries, flush.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MacTable, LearnResult, DEFAULT_AGEING_MS, type LimitReason } from '../../lib/switch/mac-table.js';
-import { MacIndex } from '../../lib/switch/mac-index.js';
+import { MacTable, LearnResult, DEFAULT_AGEING_MS, type LimitReason, type MacEntry } from '../../lib/switch/mac-table.js';
+import { CLOCK, MacIndex, SLOT_CLOCKS, SLOT_WORDS, WORD_A } from '../../lib/switch/mac-index.js';
 
 const M1 = 0x0200_0000_0001;
 const M2 = 0x0200_0000_0002;
@@ -247,7 +247,7 @@ test('MacIndex agrees with a Map through growth, collisions and backward-shift d
     if (rnd(3) === 0) {
       assert.equal(index.delete(mac, vlan), ref.delete(key));
     } else {
-      index.set(mac, vlan, step);
+      index.set(mac, vlan, step, step * 2, -step);
       ref.set(key, step);
     }
     if (step % 997 === 0) for (const m of macs.slice(0, 200)) assert.equal(index.get(m, vlan), ref.get(`${m}/${vlan}`));
@@ -256,10 +256,13 @@ test('MacIndex agrees with a Map through growth, collisions and backward-shift d
   for (const [key, v] of ref) {
     const [mac, vlan] = key.split('/').map(Number) as [number, number];
     assert.equal(index.get(mac, vlan), v);
+    // The owner's words moved with the key through every shift and resize.
+    const s = index.find(mac, vlan);
+    assert.deepEqual([index.words[s * SLOT_WORDS + WORD_A], index.clocks[s * SLOT_CLOCKS + CLOCK]], [v * 2, -v]);
   }
   assert.equal(index.list().length, ref.size);
   assert.equal(index.get(1, 4096), undefined, 'a VLAN outside 0..4095 is never found');
-  assert.throws(() => index.set(1, 4096, 0), { code: 'ERR_INVALID_ARG_VALUE' });
+  assert.throws(() => index.set(1, 4096, 0, 0, 0), { code: 'ERR_INVALID_ARG_VALUE' });
   index.clear();
   assert.equal(index.size, 0);
   assert.equal(index.get(macs[5]!, 0), undefined);
@@ -272,4 +275,25 @@ test('entries() lists by VLAN, then MAC', () => {
   t.learn(M2, 0, p2, 0);
   t.learn(M1, 0, p2, 0);
   assert.deepEqual(t.entries().map((e) => [e.vlan, e.mac]), [[0, M1], [0, M2], [0, M3], [5, M1]]);
+});
+
+test('an entry a listener kept still tells its port and clock after it left; clocks are exact over long times', () => {
+  let moved: Readonly<MacEntry<P>> | undefined;
+  const t = new MacTable<P>({ onMove: (e) => (moved = e), ageingMs: 40 * 86_400_000 });
+  t.learn(M1, 0, p1, 1000);
+  t.learn(M1, 0, p2, 2000);
+  assert.equal(moved?.port, p2);
+  assert.equal(moved?.updated, 2000);
+  t.remove(M1, 0);
+  assert.equal(moved?.port, p2, 'kept after removal');
+  assert.equal(moved?.updated, 2000);
+  // Ageing of 40 days: an entry from day 0 is live on day 30, and gone on day 41.
+  const day = 86_400_000;
+  t.learn(M2, 0, p1, 5000);
+  t.learn(M3, 0, p1, 30 * day);
+  assert.equal(t.get(M2, 0)?.updated, 5000);
+  assert.equal(t.lookup(M2, 0, 30 * day), p1, 'ageing of 40 days: still live');
+  assert.equal(t.get(M3, 0)?.updated, 30 * day);
+  assert.equal(t.sweep(41 * day), 1, 'M2 aged out');
+  assert.equal(t.lookup(M3, 0, 41 * day), p1);
 });
