@@ -62,6 +62,8 @@ interface WorkerSlot {
   relayCounters: Float64Array[];
   stats: Float64Array[] | null;
   dropped: Int32Array;
+  /** It exited: its socket is out of the group. */
+  gone: boolean;
 }
 
 const STAT_NAMES = Object.keys(UdpStat) as (keyof typeof UdpStat)[];
@@ -79,55 +81,70 @@ export class RelayWorkers {
    * Start `count` workers on the switch's sockets (`listen`: their addresses
    * and bound ports, in link order). `passUp` gets the datagrams a worker
    * could not relay, to be handled as if the main thread's socket of `link`
-   * had received them.
+   * had received them; `steer` (re)programs the ports' BPF program for that
+   * many workers, once all are bound and whenever one exits.
    */
   constructor(
     count: number,
     listen: readonly { address: string; port: number }[],
     private readonly passUp: (link: number, datagrams: Uint8Array[], addrs: Uint8Array) => void,
+    private readonly steer: (workers: number) => void,
     private readonly log: Logger,
   ) {
     if (!Number.isInteger(count) || count < 1 || count > MAX_RELAY_WORKERS) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `relay workers: ${count}; give an integer from 1 to ${MAX_RELAY_WORKERS} (0 for none)`);
     this.routes = listen.map(() => new Map());
-    const starts: Promise<void>[] = [];
-    for (let i = 0; i < count; i++) {
-      const relayCounters = listen.map(() => new SharedArrayBuffer(MEMBER_IDS * RELAY_COUNTERS_PER_MEMBER * 8));
-      const dropped = new Int32Array(new SharedArrayBuffer(4));
-      const data: RelayWorkerData = { listen: listen.map((l) => ({ address: l.address, port: l.port })), relayCounters, dropped, passUpPerSecond: RELAY_PASS_UP_PER_SECOND };
-      const worker = new Worker(new URL('./relay-worker.js', import.meta.url), { workerData: data, name: `etherlink relay ${i + 1}` });
-      const slot: WorkerSlot = { worker, relayCounters: relayCounters.map((b) => new Float64Array(b)), stats: null, dropped };
-      this.slots.push(slot);
-      starts.push(
-        new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new EtherlinkError('ETIMEDOUT', `relay worker ${i + 1} did not bind within ${RELAY_WORKER_START_MS} ms`)), RELAY_WORKER_START_MS);
-          worker.on('message', (msg: RelayWorkerReport) => {
-            if (msg.kind === 'ready') {
-              clearTimeout(timer);
-              slot.stats = msg.stats;
-              // Routes set while it started.
-              this.routes.forEach((table, link) => table.forEach((r, id) => this.post(slot, { kind: 'route', link, id, addr: r.addr, group: r.group })));
-              resolve();
-            } else if (msg.kind === 'failed') {
-              clearTimeout(timer);
-              reject(new EtherlinkError(msg.code ?? 'ERR_WORKER_INIT_FAILED', `relay worker ${i + 1}: ${msg.message}`));
-            } else if (msg.kind === 'datagrams') {
-              this.passUp(msg.link, msg.datagrams, msg.addrs);
-            }
-          });
-          worker.on('error', (err) => {
-            clearTimeout(timer);
-            this.log.error(`relay worker ${i + 1} failed: ${err.message}; its share of the pair data falls back to the main thread`);
-            reject(err);
-          });
-          worker.on('exit', (code) => {
-            clearTimeout(timer);
-            if (!this.closed) this.log.error(`relay worker ${i + 1} exited (code ${code}); its share of the pair data falls back to the main thread`);
-          });
-        }),
-      );
-    }
-    this.ready = Promise.all(starts).then(() => undefined);
+    // One after another: the kernel numbers a SO_REUSEPORT group in bind order, so worker i holds socket 1 + i.
+    this.ready = (async () => {
+      for (let i = 0; i < count; i++) await this.start(i, listen);
+      this.steer(this.live);
+    })();
     this.ready.catch(() => {});
+  }
+
+  /** Workers alive (started and not exited). */
+  private get live(): number {
+    return this.slots.filter((s) => s.stats !== null && !s.gone).length;
+  }
+
+  private start(i: number, listen: readonly { address: string; port: number }[]): Promise<void> {
+    const relayCounters = listen.map(() => new SharedArrayBuffer(MEMBER_IDS * RELAY_COUNTERS_PER_MEMBER * 8));
+    const dropped = new Int32Array(new SharedArrayBuffer(4));
+    const data: RelayWorkerData = { listen: listen.map((l) => ({ address: l.address, port: l.port })), relayCounters, dropped, passUpPerSecond: RELAY_PASS_UP_PER_SECOND };
+    const worker = new Worker(new URL('./relay-worker.js', import.meta.url), { workerData: data, name: `etherlink relay ${i + 1}` });
+    const slot: WorkerSlot = { worker, relayCounters: relayCounters.map((b) => new Float64Array(b)), stats: null, dropped, gone: false };
+    this.slots.push(slot);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new EtherlinkError('ETIMEDOUT', `relay worker ${i + 1} did not bind within ${RELAY_WORKER_START_MS} ms`)), RELAY_WORKER_START_MS);
+      worker.on('message', (msg: RelayWorkerReport) => {
+        if (msg.kind === 'ready') {
+          clearTimeout(timer);
+          slot.stats = msg.stats;
+          // Routes set while it started.
+          this.routes.forEach((table, link) => table.forEach((r, id) => this.post(slot, { kind: 'route', link, id, addr: r.addr, group: r.group })));
+          resolve();
+        } else if (msg.kind === 'failed') {
+          clearTimeout(timer);
+          reject(new EtherlinkError(msg.code ?? 'ERR_WORKER_INIT_FAILED', `relay worker ${i + 1}: ${msg.message}`));
+        } else if (msg.kind === 'datagrams') {
+          this.passUp(msg.link, msg.datagrams, msg.addrs);
+        }
+      });
+      worker.on('error', (err) => {
+        clearTimeout(timer);
+        if (!this.closed) this.log.error(`relay worker ${i + 1} failed: ${err.message}`);
+        reject(err);
+      });
+      worker.on('exit', (code) => {
+        clearTimeout(timer);
+        slot.gone = true;
+        if (this.closed) return;
+        // Its socket left the group and the kernel moved the last one into its place: steer over those left
+        // (every worker has the whole relay table, so whichever holds a slot relays correctly).
+        const left = this.live;
+        this.log.error(`relay worker ${i + 1} exited (code ${code}); pair data is steered over the ${left} left${left === 0 ? ' (the main thread relays alone)' : ''}`);
+        this.steer(left);
+      });
+    });
   }
 
   get count(): number {

@@ -519,13 +519,18 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     if (workers > 0) {
       const listen = opts.listen ?? [{ address: '::', port: DEFAULT_SWITCH_PORT }];
       try {
-        const rw = new RelayWorkers(workers, this.sockets.map((s, i) => ({ address: listen[i]!.address, port: s.port })), (link, datagrams, addrs) => this.passedUp(link, datagrams, addrs), this.log);
+        const rw = new RelayWorkers(
+          workers,
+          this.sockets.map((s, i) => ({ address: listen[i]!.address, port: s.port })),
+          (link, datagrams, addrs) => this.passedUp(link, datagrams, addrs),
+          // Only once every worker's socket is in the group (the program's socket numbers are bind order), and again when one exits.
+          (n) => {
+            for (const s of this.sockets) s.steerPairData(n);
+          },
+          this.log,
+        );
         this.relayWorkers = rw;
-        workersReady = rw.ready.then(() => {
-          // Only once every worker's socket is in the group: the program's socket numbers are bind order.
-          for (const s of this.sockets) s.steerPairData(workers);
-          this.log.info('relay workers ready', { workers, steering: 'pair data by destination id' });
-        });
+        workersReady = rw.ready.then(() => this.log.info('relay workers ready', { workers, steering: 'pair data by destination id' }));
       } catch (err) {
         this.close();
         throw err;
