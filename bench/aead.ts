@@ -2,6 +2,7 @@
 // packet: microseconds per 1400-byte packet, same process, same run.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { TransportCipher } from '../lib/crypto/aead.js';
+import { native } from '../lib/io/native.js';
 import { sealedLength, writeTransportHeader } from '../lib/protocol/wire.js';
 import { markdownTable, fmt } from './report.js';
 
@@ -12,28 +13,38 @@ const TAG = 16;
 export interface AeadResult {
   rounds: number;
   rows: { algorithm: string; sealUs: number; openUs: number; perPacketNodeCryptoUs: number }[];
-  /** What one crossing into the addon costs, with cipher none and 60-byte frames (ns). */
-  calls: { emptyCallNs: number; oneFrameNs: number; perFrameIn64Ns: number };
+  /** What one crossing into the addon costs, with cipher none and 60-byte frames (ns); and TransportCipher's 'none', which copies in JS (lib/crypto/clear.ts). */
+  calls: { emptyCallNs: number; oneFrameNs: number; perFrameIn64Ns: number; jsOneFrameNs: number; jsPerFrameIn64Ns: number };
 }
 
 /** A switch with many members seals about one frame per member and window: the call's own cost matters there. */
 function callCost(rounds: number): AeadResult['calls'] {
-  const k = new TransportCipher(randomBytes(32), 'none');
+  // The addon's AeadKey itself: TransportCipher does 'none' in JavaScript.
+  const key = randomBytes(32);
+  const k = new (native().AeadKey)('none', key);
+  const js = new TransportCipher(key, 'none');
   const FRAME = 60;
   const src = Buffer.alloc(FRAME * BATCH);
   const dst = Buffer.alloc(sealedLength(FRAME) * BATCH);
   const offsets = new Uint32Array(BATCH).map((_, i) => i * FRAME);
   const lengths = new Uint32Array(BATCH).fill(FRAME);
   const dstOffsets = new Uint32Array(BATCH).map((_, i) => i * sealedLength(FRAME));
-  const perCallNs = (count: number, calls: number): number => {
-    for (let r = 0; r < 1000; r++) k.sealBatch(src, offsets, lengths, count, dst, dstOffsets);
+  const perCallNs = (c: { sealBatch: TransportCipher['sealBatch'] }, count: number, calls: number): number => {
+    for (let r = 0; r < 1000; r++) c.sealBatch(src, offsets, lengths, count, dst, dstOffsets);
     const t0 = process.hrtime.bigint();
-    for (let r = 0; r < calls; r++) k.sealBatch(src, offsets, lengths, count, dst, dstOffsets);
+    for (let r = 0; r < calls; r++) c.sealBatch(src, offsets, lengths, count, dst, dstOffsets);
     return Number(process.hrtime.bigint() - t0) / calls;
   };
   const calls = rounds * BATCH;
-  const res = { emptyCallNs: perCallNs(0, calls), oneFrameNs: perCallNs(1, calls), perFrameIn64Ns: perCallNs(BATCH, rounds) / BATCH };
+  const res = {
+    emptyCallNs: perCallNs(k, 0, calls),
+    oneFrameNs: perCallNs(k, 1, calls),
+    perFrameIn64Ns: perCallNs(k, BATCH, rounds) / BATCH,
+    jsOneFrameNs: perCallNs(js, 1, calls),
+    jsPerFrameIn64Ns: perCallNs(js, BATCH, rounds) / BATCH,
+  };
   k.close();
+  js.close();
   return res;
 }
 
@@ -93,5 +104,6 @@ export function aeadTable(r: AeadResult): string {
     r.rows.map((x) => [x.algorithm, fmt(x.sealUs), fmt(x.openUs), fmt(x.perPacketNodeCryptoUs), fmt(x.perPacketNodeCryptoUs / x.sealUs, 1)]),
   ) +
     `\nseal call, cipher none, 60-byte frames: ${fmt(r.calls.emptyCallNs, 0)} ns for a call with no frame, ${fmt(r.calls.oneFrameNs, 0)} ns with one, ` +
-    `${fmt(r.calls.perFrameIn64Ns, 0)} ns per frame with 64 (the call's own cost is what a many-member switch pays per frame)`;
+    `${fmt(r.calls.perFrameIn64Ns, 0)} ns per frame with 64 (the call's own cost is what a many-member switch pays per frame); ` +
+    `in JavaScript, as TransportCipher does 'none': ${fmt(r.calls.jsOneFrameNs, 0)} ns for one, ${fmt(r.calls.jsPerFrameIn64Ns, 0)} ns per frame with 64`;
 }
