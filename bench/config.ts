@@ -32,6 +32,10 @@ export const config = {
   scaleBurst: Math.round(num('BENCH_SCALE_BURST', 16)),
   /** Datagrams in flight (sent, not yet delivered) the generator allows. */
   scaleWindow: Math.round(num('BENCH_SCALE_WINDOW', 2048)),
+  /** Scale section: the generator's sockets use UDP GSO/GRO as a vport's do (BENCH_SCALE_OFFLOAD=1). */
+  scaleOffload: process.env.BENCH_SCALE_OFFLOAD === '1',
+  /** Scale section: a folder for a V8 CPU profile (node --cpu-prof) of each run's vswitch and generator; unset: none. */
+  scaleCpuProfDir: process.env.BENCH_SCALE_CPU_PROF || undefined,
   /** Relay-crypto section: measured seconds per thread count and frame size, per run. */
   relayCryptoSeconds: num('BENCH_RELAY_CRYPTO_SECONDS', QUICK ? 0.5 : 2),
   /** Relay-workers section: members of the generator, each sending to and receiving from 8 others. */
@@ -67,6 +71,8 @@ export const ENV_VARS = [
   'BENCH_SCALE_WARMUP_SECONDS',
   'BENCH_SCALE_BURST',
   'BENCH_SCALE_WINDOW',
+  'BENCH_SCALE_OFFLOAD',
+  'BENCH_SCALE_CPU_PROF',
   'BENCH_RELAY_CRYPTO_SECONDS',
   'BENCH_RELAY_MEMBERS',
   'BENCH_RELAY_SECONDS',

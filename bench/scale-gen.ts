@@ -7,7 +7,7 @@
 // joined until SIGUSR2 (or two minutes), and leaves.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { MutableFrameBatch, type FrameBatch } from '../lib/core/frames.js';
+import { BATCH_SIZE, MutableFrameBatch, type FrameBatch } from '../lib/core/frames.js';
 import { UdpSocket } from '../lib/io/udp.js';
 import { TxQueue } from '../lib/io/tx-queue.js';
 import { encodeAddress } from '../lib/io/address.js';
@@ -42,6 +42,13 @@ const LEARN_TIMEOUT_MS = 120_000;
 /** After RESULT: how long the ports stay joined at most, waiting for SIGUSR2. */
 const HOLD_AFTER_RESULT_MS = 120_000;
 
+/**
+ * With --offload, as a vport binds (UDP GSO and GRO): a port's burst leaves as one
+ * message and a run to one port arrives as one. A receive slot then holds a whole
+ * GRO message: up to 64 of our datagrams.
+ */
+const GRO_SLOT = 64 * (FRAME_SIZE + 32);
+
 const { values: opt } = parseArgs({
   options: {
     'switch-port': { type: 'string', default: '9999' },
@@ -52,6 +59,7 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string', default: '1' },
     burst: { type: 'string', default: '16' },
     window: { type: 'string', default: '2048' },
+    offload: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -61,6 +69,7 @@ const M = Number(opt.macs);
 const K = Math.max(1, Math.floor(M / N)); // MACs per port
 const BURST = Math.min(RING, Number(opt.burst));
 const WINDOW = Number(opt.window);
+const OFFLOAD = opt.offload;
 const SWITCH_PID = opt['switch-pid'] !== undefined ? Number(opt['switch-pid']) : undefined;
 if (!(N >= 2 && N <= 65535 && K <= 0xffff && RING % BURST === 0 && WINDOW >= BURST)) {
   throw new Error(`bad arguments: ports ${N}, macs ${M} (${K}/port), burst ${BURST} (must divide ${RING}), window ${WINDOW}`);
@@ -123,7 +132,10 @@ const ports: GenPort[] = [];
 
 for (let id = 0; id < N; id++) {
   const a = Math.floor(id / PORTS_PER_ADDRESS);
-  const socket = UdpSocket.bind({ address: `127.0.${1 + Math.floor(a / 250)}.${1 + (a % 250)}`, port: 0, batchSize: 64, slotSize: 512, socketBuffer: 512 * 1024 });
+  const socket = UdpSocket.bind({
+    address: `127.0.${1 + Math.floor(a / 250)}.${1 + (a % 250)}`, port: 0, socketBuffer: 512 * 1024,
+    ...(OFFLOAD ? { offload: true, batchSize: 8, slotSize: GRO_SLOT } : { batchSize: 64, slotSize: 512 }),
+  });
   const queue = new TxQueue(socket, PORT_QUEUE);
   const slots = Uint16Array.from({ length: socket.capacity }, (_, i) => i);
   const frames = new MutableFrameBatch(Buffer.alloc(0), socket.capacity);
@@ -151,7 +163,9 @@ for (let id = 0; id < N; id++) {
   ports.push(p);
   socket.onDatagrams((batch) => {
     frames.clear();
-    p.session.receive(batch, slots, 0, batch.count, Date.now(), frames);
+    // A session opens at most one window (BATCH_SIZE) a call; with GRO a batch holds more.
+    const now = Date.now();
+    for (let from = 0; from < batch.count; from += BATCH_SIZE) p.session.receive(batch, slots, from, Math.min(batch.count, from + BATCH_SIZE), now, frames);
     const { buf, offsets } = frames;
     for (let i = 0; i < frames.count; i++) {
       const f = offsets[i]!;

@@ -71,7 +71,11 @@ export interface ScaleResult {
 }
 
 async function runCase(ns: Netns, name: string, ports: number, macs: number, inspect: boolean): Promise<ScaleCase> {
+  // BENCH_SCALE_CPU_PROF=DIR: a .cpuprofile of the vswitch and of the generator per run, named after the case (written at exit).
+  const prof = (who: string): string[] =>
+    config.scaleCpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', config.scaleCpuProfDir, '--cpu-prof-name', `${who}-${ports}-ports-${Date.now()}.cpuprofile`];
   const vswitch = ns.spawn(process.execPath, [
+    ...prof('vswitch'),
     // The generator's sessions use cipher none: this measures switching, not crypto.
     VSWITCH, '--insecure', '--listen', `127.0.0.1:${config.switchPort}`, '--log-level', 'warn',
     // Room for the case: the defaults (1024 ports, 65536 MACs, 64 per port) are below 100k MACs on 1,000 ports.
@@ -83,9 +87,11 @@ async function runCase(ns: Netns, name: string, ports: number, macs: number, ins
     await waitForOutput(vswitch, /vswitch ready on UDP/, 10_000);
     verifyNodePid(vswitch.pid!, 'vswitch.js');
     gen = ns.spawn(process.execPath, [
+      ...prof('generator'),
       GENERATOR, '--switch-port', String(config.switchPort), '--switch-pid', String(vswitch.pid),
       '--ports', String(ports), '--macs', String(macs), '--seconds', String(config.scaleSeconds),
       '--warmup', String(config.scaleWarmupSeconds), '--burst', String(config.scaleBurst), '--window', String(config.scaleWindow),
+      ...(config.scaleOffload ? ['--offload'] : []),
     ]);
     const out = collect(gen);
     gen.stdout?.on('data', (d: string) => {
@@ -149,7 +155,7 @@ function medianCase(runs: ScaleCase[]): ScaleCase {
 export async function runScale(tag: string): Promise<ScaleResult> {
   console.log(
     `\n== scale: one vswitch on loopback, load generator in another process; ${config.scaleSeconds} s measured after ${config.scaleWarmupSeconds} s warm-up; ` +
-      `${config.scaleBurst} datagrams per sendmmsg, ${config.scaleWindow} in flight; ${config.runs} run(s) per case, interleaved, median`,
+      `${config.scaleBurst} datagrams per sendmmsg, ${config.scaleWindow} in flight${config.scaleOffload ? ', generator with UDP GSO/GRO' : ''}; ${config.runs} run(s) per case, interleaved, median`,
   );
   const ns = Netns.create('sc', tag);
   try {
