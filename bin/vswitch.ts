@@ -51,6 +51,7 @@ const parser = commonOptions(
     .option('vxlan', { type: 'string', describe: `[ADDR:]PORT: also be a VXLAN VTEP (RFC 7348, UDP ${VXLAN_PORT}): each --vtep is a port of the LAN. VXLAN is unauthenticated: only as safe as the underlay it crosses` })
     .option('vni', { type: 'number', describe: 'the VXLAN network identifier of the (first) network, 1..16777215 (with --vxlan)' })
     .option('vtep', { type: 'string', array: true, describe: `IP[:PORT] of a remote VTEP of --vni (repeatable; PORT defaults to ${VXLAN_PORT}); only these are heard` })
+    .option('vtep-max-macs', { type: 'number', defaultDescription: 'the network\'s --max-macs', describe: 'learned MACs each VTEP port may hold (a VTEP stands for many hosts, so --max-macs-per-port does not apply to it)' })
     .option('vxlan-mtu', { type: 'number', default: DEFAULT_UNDERLAY_MTU, describe: 'MTU of the underlay the VTEPs are on: frames larger than it allows once encapsulated (50 bytes over IPv4, 70 over IPv6) are dropped and counted' })
     .option('ws-path', { type: 'string', default: '/etherlink', describe: 'the path the WebSocket listener serves' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate chain: the --ws listener speaks TLS (wss://) itself' })
@@ -101,8 +102,9 @@ try {
     vxlan = { listen: /^\d+$/.test(argv.vxlan) ? { address: '::', port: parsePortNumber(argv.vxlan, '--vxlan') } : parseListen(argv.vxlan, '--vxlan'), mtu: parsePositive(argv['vxlan-mtu'], 'vxlan-mtu', { min: 576, max: 65535 }) };
     if (argv.vni !== undefined) vxlan.vni = checkVniFlag(argv.vni);
     if (argv.vtep !== undefined) vxlan.vteps = argv.vtep.map((v) => parseVtepFlag(v));
+    if (argv['vtep-max-macs'] !== undefined) vxlan.maxMacsPerVtep = parsePositive(argv['vtep-max-macs'], 'vtep-max-macs');
   } else {
-    const stray = (['vni', 'vtep'] as const).find((k) => argv[k] !== undefined);
+    const stray = (['vni', 'vtep', 'vtep-max-macs'] as const).find((k) => argv[k] !== undefined);
     if (stray !== undefined) throw new Error(`--${stray} is for a VXLAN VTEP: add --vxlan [ADDR:]PORT (e.g. --vxlan ${VXLAN_PORT})`);
   }
   if (argv.ws === undefined && argv['tls-cert'] !== undefined) throw new Error('--tls-cert and --tls-key are for the WebSocket listener: add --ws ADDR:PORT');

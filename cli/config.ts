@@ -375,6 +375,10 @@ export const SWITCH_FIELD_RULES: Readonly<Record<string, Partial<FieldSpec>>> = 
   'reflector-port': { type: 'integer', min: 0, max: 65535 },
   'storm-limit': { min: 0 },
   'loop-block': { min: 1 },
+  workers: { type: 'integer', min: 0, max: 64 },
+  vni: { type: 'integer', min: 1, max: VNI_MAX },
+  'vtep-max-macs': { type: 'integer', min: 1 },
+  'vxlan-mtu': { type: 'integer', min: 576, max: 65535 },
   networks: { type: 'object', check: checkNetworksField },
 };
 

@@ -153,7 +153,7 @@ export interface SwitchServerOptions {
    * (an open switch's only one); a NetworkSpec's own vni and vteps win.
    * Unauthenticated: only configured VTEP addresses with their VNI are heard.
    */
-  vxlan?: VxlanOptions & { vni?: number; vteps?: readonly VtepAddress[] };
+  vxlan?: VxlanOptions & { vni?: number; vteps?: readonly VtepAddress[]; maxMacsPerVtep?: number };
   /**
    * Relay workers (lib/daemon/relay-workers.ts): threads that relay pair data
    * on every core, each for a share of the destinations, in the UDP ports'
@@ -403,7 +403,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private nextLinkId = 1;
   /** The VXLAN VTEP, if any, and the switch port of each remote VTEP. */
   private readonly vxlan: VxlanEndpoint | null = null;
-  private readonly vxlanDefaults: { vni?: number; vteps?: readonly VtepAddress[] } = {};
+  private readonly vxlanDefaults: { vni?: number; vteps?: readonly VtepAddress[]; maxMacsPerVtep?: number } = {};
   private readonly vtepHandles = new Map<VtepPort, SwitchPort>();
   /** Relay workers, if any. */
   private readonly relayWorkers: RelayWorkers | null = null;
@@ -537,8 +537,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       }
     }
     if (opts.vxlan !== undefined) {
-      const { vni, vteps, ...where } = opts.vxlan;
-      this.vxlanDefaults = { ...(vni !== undefined ? { vni } : {}), ...(vteps !== undefined ? { vteps } : {}) };
+      const { vni, vteps, maxMacsPerVtep, ...where } = opts.vxlan;
+      this.vxlanDefaults = { ...(vni !== undefined ? { vni } : {}), ...(vteps !== undefined ? { vteps } : {}), ...(maxMacsPerVtep !== undefined ? { maxMacsPerVtep } : {}) };
       try {
         this.vxlan = new VxlanEndpoint(where);
         this.configureVxlan();
@@ -874,7 +874,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     for (const p of changes.added) {
       const net = this.networks.get(p.network)!;
-      const h = net.switch.addPort(p, { name: p.name });
+      // A VTEP stands for a segment of hosts: by default it may hold as many MACs as its network's table.
+      const h = net.switch.addPort(p, { name: p.name, maxMacs: this.vxlanDefaults.maxMacsPerVtep ?? net.switch.macTable.maxEntries });
       p.switchPort = h.id;
       this.vtepHandles.set(p, h);
       this.log.info('VTEP added', { network: p.network, vni: p.vni, vtep: p.text });

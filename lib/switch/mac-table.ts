@@ -119,6 +119,8 @@ export class MacTable<P> {
   readonly ageingMs: number;
   readonly maxEntries: number;
   readonly maxPerPort: number;
+  /** Ports with a limit of their own (setPortLimit). */
+  private readonly portLimits = new Map<P, number>();
   readonly moveHoldMs: number;
   readonly claimTtlMs: number;
   readonly counters: MacTableCounters = {
@@ -163,9 +165,24 @@ export class MacTable<P> {
     return this.total;
   }
 
-  /** Learned (non-static) entries held for `port`; what maxPerPort limits. */
+  /** Learned (non-static) entries held for `port`; what maxPerPort (or its own limit) limits. */
   learnedOn(port: P): number {
     return this.learnedPerPort.get(port) ?? 0;
+  }
+
+  /**
+   * A limit of `port`'s own instead of maxPerPort (a VXLAN VTEP stands for a
+   * whole segment of hosts); undefined goes back to maxPerPort. Entries it
+   * holds beyond a lowered limit stay until they age out or move.
+   */
+  setPortLimit(port: P, max: number | undefined): void {
+    if (max === undefined) this.portLimits.delete(port);
+    else this.portLimits.set(port, positive('port limit', max));
+  }
+
+  /** How many MACs `port` may hold. */
+  limitOf(port: P): number {
+    return this.portLimits.size === 0 ? this.maxPerPort : (this.portLimits.get(port) ?? this.maxPerPort);
   }
 
   /** The entry for (mac, vlan), expired or not. */
@@ -210,7 +227,7 @@ export class MacTable<P> {
       return this.rehome(e, port, now, live);
     }
     if (this.learnedCount >= this.maxEntries) return this.refuse('table-full', mac, vlan, port);
-    if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', mac, vlan, port);
+    if (this.learnedOn(port) >= this.limitOf(port)) return this.refuse('port-limit', mac, vlan, port);
     this.insert(new Entry(this, mac, vlan, false), port, now);
     this.countLearned(port, +1);
     this.counters.learned++;
@@ -334,7 +351,7 @@ export class MacTable<P> {
 
   /** Move a learned entry to `port` (a live one is a move: counted and reported). */
   private rehome(e: Entry<P>, port: P, now: number, live: boolean): LearnResult {
-    if (this.learnedOn(port) >= this.maxPerPort) return this.refuse('port-limit', e.mac, e.vlan, port);
+    if (this.learnedOn(port) >= this.limitOf(port)) return this.refuse('port-limit', e.mac, e.vlan, port);
     const from = e.port;
     this.countLearned(from, -1);
     this.countLearned(port, +1);

@@ -400,10 +400,12 @@ export class Switch extends EventEmitter {
   /**
    * Attach a port: the switch installs its receiver and forwards what it
    * receives. `vlan` gives its VLAN policy (default transparent); a bad mode
-   * throws ERR_INVALID_ARG_VALUE.
+   * throws ERR_INVALID_ARG_VALUE. `maxMacs` is its own learned-MAC limit
+   * instead of the table's maxPerPort (a VXLAN VTEP stands for many hosts).
    */
-  addPort(port: Port, opts: { name?: string; vlan?: VlanMode } = {}): SwitchPort {
+  addPort(port: Port, opts: { name?: string; vlan?: VlanMode; maxMacs?: number } = {}): SwitchPort {
     const handle = new SwitchPort(this.portIds(), opts.name ?? port.name, port, opts.vlan ?? TRANSPARENT);
+    if (opts.maxMacs !== undefined) this.macTable.setPortLimit(handle, opts.maxMacs);
     handle.stormTokens = this.stormBurst;
     handle.stormAt = this.clock();
     this.ports = [...this.ports, handle];
@@ -422,6 +424,7 @@ export class Switch extends EventEmitter {
     this.ports = this.ports.filter((p) => p !== handle);
     if (handle.plan.kind !== TRANSPARENT_PLAN.kind) this.vlanPorts--;
     this.macTable.flushPort(handle, true, this.clock());
+    this.macTable.setPortLimit(handle, undefined);
     this.flaps?.forgetPort(handle);
     if (this.movedFrom === handle) this.movedFrom = null;
     handle.egress.buf = EMPTY;

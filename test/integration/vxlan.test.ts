@@ -263,6 +263,23 @@ test('VXLAN from an unconfigured address, with another VNI or malformed is dropp
   t.diagnostic(`dropped: unknown source +${after.unknownSource - before.unknownSource}, wrong VNI +${after.wrongVni - before.wrongVni}, malformed +${after.malformed - before.malformed}`);
 });
 
+test('a VTEP port learns a whole segment: more MACs than --max-macs-per-port allows a member', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await vxlanLan();
+  const HOSTS = 100; // the switch's --max-macs-per-port is 64
+  const macs = Array.from({ length: HOSTS }, (_, k) => `02:77:00:00:${(k >> 8).toString(16).padStart(2, '0')}:${(k & 0xff).toString(16).padStart(2, '0')}`);
+  await sendRaw(ns(l, 1), l.hosts[0]!.underlay, l.hosts[0]!.switchAddress, macs.map((m) => vxlanDatagram(VNI, broadcastFrame(m, Buffer.from('segment')))));
+  let learned = 0;
+  await waitFor('the MACs behind h1\'s VTEP learned', async () => {
+    const s = await statusJson(l);
+    learned = s.ports.find((p) => p.name === `vtep:${l.hosts[0]!.underlay}:4789`)!.macs.filter((m) => m.mac.startsWith('02:77:')).length;
+    return learned === HOSTS;
+  }, 5_000, 200).catch((err: Error) => {
+    throw new Error(`${err.message}: ${learned} of ${HOSTS} learned`);
+  });
+  t.diagnostic(`${learned} MACs learned on one VTEP port (a member may hold 64)`);
+});
+
 test('a kernel VTEP over an IPv6 underlay: MTU 70 below its lower device, pings and a transfer cross with checksums on', { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await vxlanLan();

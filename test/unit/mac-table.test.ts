@@ -297,3 +297,17 @@ test('an entry a listener kept still tells its port and clock after it left; clo
   assert.equal(t.sweep(41 * day), 1, 'M2 aged out');
   assert.equal(t.lookup(M3, 0, 41 * day), p1);
 });
+
+test('a port with a limit of its own (a VXLAN VTEP) holds more than maxPerPort; the others keep the default; clearing it restores the default', () => {
+  const t = new MacTable<P>({ maxPerPort: 2 });
+  t.setPortLimit(p1, 5);
+  for (let k = 0; k < 5; k++) assert.equal(t.learn(0x0200_0000_1000 + k, 0, p1, 0), LearnResult.Learned, `MAC ${k} on p1`);
+  assert.equal(t.learn(0x0200_0000_1005, 0, p1, 0), LearnResult.PortLimit, 'p1 stops at its own limit');
+  assert.equal(t.learn(M1, 0, p2, 0), LearnResult.Learned);
+  assert.equal(t.learn(M2, 0, p2, 0), LearnResult.Learned);
+  assert.equal(t.learn(M3, 0, p2, 0), LearnResult.PortLimit, 'p2 keeps maxPerPort');
+  assert.equal(t.limitOf(p1), 5);
+  t.setPortLimit(p1, undefined);
+  assert.equal(t.limitOf(p1), 2);
+  assert.throws(() => t.setPortLimit(p1, 0));
+});
