@@ -136,6 +136,22 @@ export async function execIn(ns: Netns, cmd: string, args: readonly string[], ti
   return { status, out: o.out(), err: o.err() };
 }
 
+/**
+ * `etherlink transfer` of `file` from `from` to `to`: the receiver listens on
+ * `address`:`port` in `to` and writes `out`. Fails when either end does;
+ * resolves with both ends' stdout ("sent N bytes sha256 H ...", "received ...").
+ */
+export async function transferFile(from: Netns, to: Netns, address: string, port: number, file: string, out: string, timeoutMs = 60_000): Promise<{ sent: string; received: string }> {
+  const rx = to.spawn(process.execPath, [bin('etherlink'), 'transfer', 'receive', address, String(port), out]);
+  await waitForOutput(rx, /listening on/);
+  const tx = from.spawn(process.execPath, [bin('etherlink'), 'transfer', 'send', address, String(port), file]);
+  const txOut = collect(tx);
+  const rxOut = collect(rx);
+  if ((await waitExit(tx, timeoutMs)) !== 0) throw new Error(`transfer to ${address}:${port}: the sender failed: ${txOut.err()}`);
+  if ((await waitExit(rx, 10_000)) !== 0) throw new Error(`transfer to ${address}:${port}: the receiver failed: ${rxOut.err()}`);
+  return { sent: txOut.out(), received: rxOut.out() };
+}
+
 /** One ping with a one-second wait: true when answered. */
 export async function pingOnce(ns: Netns, address: string): Promise<boolean> {
   const args = address.includes(':') ? ['-6', '-c', '1', '-W', '1', address] : ['-c', '1', '-W', '1', address];

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStar, cleanup, collect, ensureTools, requireRoot, runTag, spawnTracked, waitExit, waitFor, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
 import type { SwitchStatusReport } from '../../lib/daemon/status.js';
-import { bin, execIn, lanKeys, linkMac, startPort, startSwitch } from '../helpers/lan.js';
+import { bin, execIn, lanKeys, linkMac, startPort, startSwitch, transferFile } from '../helpers/lan.js';
 
 const tag = runTag();
 const tmp = mkdtempSync(join(tmpdir(), 'etl-vxlan-'));
@@ -177,16 +177,10 @@ test('a kernel VXLAN host and a vport host: ARP both ways, ping, and 20 MB with 
   const file = join(tmp, 'payload.bin');
   writeFileSync(file, randomBytes(TRANSFER_BYTES));
   const want = createHash('sha256').update(readFileSync(file)).digest('hex');
-  const rx = ns(l, 3).spawn(process.execPath, [bin('etherlink'), 'transfer', 'receive', ip4(3), '5001', join(tmp, 'received.bin')]);
-  await waitForOutput(rx, /listening on/);
-  const tx = ns(l, 1).spawn(process.execPath, [bin('etherlink'), 'transfer', 'send', ip4(3), '5001', file]);
-  const txOut = collect(tx);
-  const rxOut = collect(rx);
-  assert.equal(await waitExit(tx, 60_000), 0, `sender failed: ${txOut.err()}`);
-  assert.equal(await waitExit(rx, 10_000), 0, `receiver failed: ${rxOut.err()}`);
-  assert.match(txOut.out(), new RegExp(`^sent ${TRANSFER_BYTES} bytes sha256 ${want} `, 'm'));
-  assert.match(rxOut.out(), new RegExp(`^received ${TRANSFER_BYTES} bytes sha256 ${want} `, 'm'));
-  t.diagnostic(`h1 -> h3: ${txOut.out().trim()}`);
+  const x = await transferFile(ns(l, 1), ns(l, 3), ip4(3), 5001, file, join(tmp, 'received.bin'));
+  assert.match(x.sent, new RegExp(`^sent ${TRANSFER_BYTES} bytes sha256 ${want} `, 'm'));
+  assert.match(x.received, new RegExp(`^received ${TRANSFER_BYTES} bytes sha256 ${want} `, 'm'));
+  t.diagnostic(`h1 -> h3: ${x.sent.trim()}`);
 
   // The switch learned h1's MAC on h1's VTEP port and h3's on its member port; the transfer went through the VTEP port.
   const s = await statusJson(l);
@@ -294,13 +288,8 @@ test('a kernel VTEP over an IPv6 underlay: MTU 70 below its lower device, pings 
   const file = join(tmp, 'v6.bin');
   writeFileSync(file, randomBytes(size));
   const want = createHash('sha256').update(readFileSync(file)).digest('hex');
-  const rx = ns(l, 3).spawn(process.execPath, [bin('etherlink'), 'transfer', 'receive', ip4(3), '5003', join(tmp, 'v6-received.bin')]);
-  await waitForOutput(rx, /listening on/);
-  const tx = ns(l, 5).spawn(process.execPath, [bin('etherlink'), 'transfer', 'send', ip4(3), '5003', file]);
-  const rxOut = collect(rx);
-  assert.equal(await waitExit(tx, 30_000), 0);
-  assert.equal(await waitExit(rx, 10_000), 0);
-  assert.match(rxOut.out(), new RegExp(`^received ${size} bytes sha256 ${want} `, 'm'));
+  const x = await transferFile(ns(l, 5), ns(l, 3), ip4(3), 5003, file, join(tmp, 'v6-received.bin'), 30_000);
+  assert.match(x.received, new RegExp(`^received ${size} bytes sha256 ${want} `, 'm'));
   const s = await statusJson(l);
   const v6 = s.ports.find((p) => p.name === `vtep:[${V6_HOST}]:4789`);
   assert.ok(v6 && v6.counters.rxBytes > size, `the IPv6 VTEP's port carried it: ${JSON.stringify(v6?.counters)}`);

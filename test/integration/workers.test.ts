@@ -13,9 +13,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildStar, cleanup, collect, requireRoot, runTag, spawnTracked, waitExit, waitForOutput, type Netns, type StarHost } from '../helpers/netns.js';
+import { buildStar, cleanup, collect, requireRoot, runTag, spawnTracked, waitExit, type Netns, type StarHost } from '../helpers/netns.js';
 import type { SwitchStatusReport } from '../../lib/daemon/status.js';
-import { bin, SWITCH_PORT, startPort, startSwitch } from '../helpers/lan.js';
+import { bin, SWITCH_PORT, startPort, startSwitch, transferFile } from '../helpers/lan.js';
 
 const tag = runTag();
 const tmp = mkdtempSync(join(tmpdir(), 'etl-workers-'));
@@ -72,15 +72,8 @@ async function vportJson(host: StarHost, vport: ChildProcess): Promise<VportJson
 }
 
 /** A transfer of `file` from host `from` to host `to` over TCP; resolves with both ends' summary lines. */
-async function transfer(l: Lan, from: number, to: number, file: string, port: number): Promise<{ sent: string; received: string }> {
-  const rx = l.hosts[to - 1]!.ns.spawn(process.execPath, [bin('etherlink'), 'transfer', 'receive', ip4(to), String(port), join(tmp, `received-${to}.bin`)]);
-  await waitForOutput(rx, /listening on/);
-  const tx = l.hosts[from - 1]!.ns.spawn(process.execPath, [bin('etherlink'), 'transfer', 'send', ip4(to), String(port), file]);
-  const txOut = collect(tx);
-  const rxOut = collect(rx);
-  assert.equal(await waitExit(tx, 90_000), 0, `h${from} -> h${to}: sender failed: ${txOut.err()}`);
-  assert.equal(await waitExit(rx, 10_000), 0, `h${from} -> h${to}: receiver failed: ${rxOut.err()}`);
-  return { sent: txOut.out(), received: rxOut.out() };
+function transfer(l: Lan, from: number, to: number, file: string, port: number): Promise<{ sent: string; received: string }> {
+  return transferFile(l.hosts[from - 1]!.ns, l.hosts[to - 1]!.ns, ip4(to), port, file, join(tmp, `received-${to}.bin`), 90_000);
 }
 
 /** TcpExtTCPOFOQueue in a namespace: segments TCP queued out of order. */
