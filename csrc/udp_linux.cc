@@ -605,7 +605,8 @@ void UdpSocket::SetRelayCounters(const Napi::CallbackInfo& info) {
 }
 
 // steerPairData(workers): a classic BPF program for the port's SO_REUSEPORT group.
-// Pair data (type kPairDataType) goes to socket 1 + (destination id mod workers),
+// Pair data (version kRelayProtocolVersion, type kPairDataType, at least
+// kPairDataMinSize bytes) goes to socket 1 + (destination id mod workers),
 // so all of one destination's traffic is relayed, in order, by one worker; every
 // other datagram (handshakes, hop-by-hop data, control), and anything too short
 // to read, goes to socket 0, this one. The kernel runs it with the data at the UDP
@@ -621,11 +622,19 @@ void UdpSocket::SteerPairData(const Napi::CallbackInfo& info) {
     ::setsockopt(fd(), SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused));
     return;
   }
+  // Only what can be pair data is steered (length, version, type, as RelayPairData checks them), so junk with
+  // the type byte alone lands on the main thread's socket, not in a worker's queue to the main thread.
   sock_filter code[] = {
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),                    // A = type (an out-of-bounds load returns 0: socket 0)
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kPairDataType, 1, 0),  // pair data?
-      BPF_STMT(BPF_RET | BPF_K, 0),                             // no: the main thread's socket
-      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, kPairDataDestOffset),  // A = destination member id
+      BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),                                 // A = UDP payload length
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kPairDataMinSize, 1, 0),           // long enough?
+      BPF_STMT(BPF_RET | BPF_K, 0),                                          // no: the main thread's socket
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),                                 // A = protocol version
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kRelayProtocolVersion, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, 0),
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),                                 // A = type
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kPairDataType, 1, 0),              // pair data?
+      BPF_STMT(BPF_RET | BPF_K, 0),
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, kPairDataDestOffset),               // A = destination member id
       BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, workers),
       BPF_STMT(BPF_ALU | BPF_ADD | BPF_K, 1),
       BPF_STMT(BPF_RET | BPF_A, 0),

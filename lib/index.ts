@@ -47,7 +47,7 @@ export {
   type VtepStatus,
   type VtepChanges,
 } from './daemon/vxlan.js';
-export { defaultRelayWorkers, MAX_RELAY_WORKERS, RELAY_PASS_UP_PER_SECOND, type RelayWorkerStatus } from './daemon/relay-workers.js';
+export { defaultRelayWorkers, MAX_RELAY_WORKERS, RELAY_PASS_UP_QUEUE, type RelayWorkerStatus } from './daemon/relay-workers.js';
 export { checkNetworks, mergedAllowList, DEFAULT_NETWORK, NETWORK_NAME_PATTERN, type NetworkSpec } from './daemon/networks.js';
 export { PortClient, resolveHost, type PortClientOptions, type PortClientStatus, type PortClientEvents, type PortClientCounters, type PortTransportStatus } from './daemon/port-client.js';
 export { TransportPolicy, TRANSPORT_MODES, type TransportKind, type TransportMode, type TransportStatus, type StreamKind, type TransportHost, type TransportPolicyOptions, type SessionView } from './protocol/transport.js';

@@ -2,19 +2,17 @@
 // socket per listen address, bound with SO_REUSEPORT to the switch's own port,
 // that receives the pair data the port's BPF program steers to it and relays
 // it in the addon, from the copy of the relay table the main thread keeps
-// current. What it cannot relay (a source that is no member, a destination
-// that is gone) goes to the main thread, which answers it as if its own socket
-// had received it; the counters live in SharedArrayBuffers the main thread reads.
+// current. What it cannot relay goes to the main thread, which handles it as
+// if its own socket had received it; the counters live in SharedArrayBuffers
+// the main thread reads.
 import { parentPort, workerData } from 'node:worker_threads';
 import { UdpSocket } from '../io/udp.js';
 import { ADDR_SLOT } from '../io/native.js';
-import type { RelayWorkerData, RelayWorkerMessage, RelayWorkerReport } from './relay-workers.js';
+import { QUEUE_DROPPED, QUEUE_IN_FLIGHT, type RelayWorkerData, type RelayWorkerMessage, type RelayWorkerReport } from './relay-workers.js';
 
 const data = workerData as RelayWorkerData;
 const port = parentPort!;
 const sockets: UdpSocket[] = [];
-let passedBudget = data.passUpPerSecond;
-let budgetAt = Date.now();
 
 try {
   for (let link = 0; link < data.listen.length; link++) {
@@ -22,16 +20,15 @@ try {
     const s = UdpSocket.bind({ address: l.address, port: l.port, offload: true, reusePort: true, sharedStats: true });
     s.setRelayCounters(new Float64Array(data.relayCounters[link]!));
     s.onDatagrams((batch, addrs) => {
-      // Rare: pair data the table could not route. Passed up (copied) within a budget; the rest is counted as dropped.
-      const now = Date.now();
-      if (now - budgetAt >= 1000) {
-        budgetAt = now;
-        passedBudget = data.passUpPerSecond;
+      // Pair data this table could not relay (a member on a stream or another socket, a source that is no
+      // member, a destination that is gone; with GRO, whatever shared a train with it): copied to the main
+      // thread through a bounded queue. When the main thread is that far behind, the batch is dropped and counted.
+      if (Atomics.load(data.queue, QUEUE_IN_FLIGHT) >= data.queueLimit) {
+        Atomics.add(data.queue, QUEUE_DROPPED, batch.count);
+        return;
       }
-      const n = Math.min(batch.count, passedBudget);
-      passedBudget -= n;
-      if (n < batch.count) Atomics.add(data.dropped, 0, batch.count - n);
-      if (n === 0) return;
+      Atomics.add(data.queue, QUEUE_IN_FLIGHT, 1);
+      const n = batch.count;
       const datagrams: Buffer[] = [];
       for (let i = 0; i < n; i++) datagrams.push(Buffer.from(batch.buf.subarray(batch.offsets[i]!, batch.offsets[i]! + batch.lengths[i]!)));
       const msg: RelayWorkerReport = { kind: 'datagrams', link, datagrams, addrs: Buffer.from(addrs.subarray(0, n * ADDR_SLOT)) };

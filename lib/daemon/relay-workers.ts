@@ -8,6 +8,11 @@
 // and programs every route into its own socket's relay table and, through
 // messages, into each worker's copy. Relay counters and socket counters are
 // SharedArrayBuffers the main thread adds up for status, so they stay exact.
+// With UDP GRO the kernel steers a train of one sender's datagrams by its
+// first one: the rest follows it to that socket. Every table is complete, so
+// it is relayed all the same (what a worker cannot relay it passes up), but a
+// destination's datagrams may then be relayed by two threads, and reordered
+// between trains, within the receivers' replay window.
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { EtherlinkError } from '../core/errors.js';
@@ -17,14 +22,23 @@ import type { UdpStats } from '../io/udp.js';
 
 /** Most relay workers (the BPF program's modulus has no real limit; threads do). */
 export const MAX_RELAY_WORKERS = 64;
-/** Datagrams per second each worker passes up to the main thread (pair data it could not relay); the rest are dropped and counted. */
-export const RELAY_PASS_UP_PER_SECOND = 2_000;
+/**
+ * Batches a worker may have on its way to the main thread (pair data it could
+ * not relay: for a member on a stream or another socket, from no member, to
+ * one that is gone). A bounded queue: beyond it batches are dropped and
+ * counted, as a full socket buffer would drop them.
+ */
+export const RELAY_PASS_UP_QUEUE = 256;
+/** @internal Slots of RelayWorkerData.queue. */
+export const QUEUE_DROPPED = 0;
+/** @internal */
+export const QUEUE_IN_FLIGHT = 1;
 /** How long workers may take to bind before the switch gives up. */
 export const RELAY_WORKER_START_MS = 10_000;
 /** Member ids the relay counters cover (u16 ids). */
 const MEMBER_IDS = 65_536;
 
-/** The default worker count: one per core beyond the main thread's, at least one on a multi-core machine, none on one core. */
+/** The default worker count: one per core (the main thread then only switches and handshakes), none on a one-core machine. */
 export function defaultRelayWorkers(): number {
   const n = availableParallelism();
   return n > 1 ? n : 0;
@@ -36,9 +50,9 @@ export interface RelayWorkerData {
   listen: { address: string; port: number }[];
   /** Per socket: the relay counters' SharedArrayBuffer (RELAY_COUNTERS_PER_MEMBER doubles per member id). */
   relayCounters: SharedArrayBuffer[];
-  /** [0]: datagrams dropped over the pass-up budget. */
-  dropped: Int32Array;
-  passUpPerSecond: number;
+  /** [QUEUE_DROPPED]: datagrams dropped with the queue full; [QUEUE_IN_FLIGHT]: batches posted and not yet handled. */
+  queue: Int32Array;
+  queueLimit: number;
 }
 
 /** @internal Main thread -> worker. */
@@ -54,14 +68,17 @@ export type RelayWorkerReport =
 export interface RelayWorkerStatus {
   index: number;
   sockets: UdpStats[];
-  droppedOverBudget: number;
+  /** Datagrams it could not relay and could not pass up either (the queue to the main thread was full). */
+  passUpDropped: number;
+  /** False once it exited (or never started). */
+  live: boolean;
 }
 
 interface WorkerSlot {
   worker: Worker;
   relayCounters: Float64Array[];
   stats: Float64Array[] | null;
-  dropped: Int32Array;
+  queue: Int32Array;
   /** It exited: its socket is out of the group. */
   gone: boolean;
 }
@@ -95,8 +112,11 @@ export class RelayWorkers {
     this.routes = listen.map(() => new Map());
     // One after another: the kernel numbers a SO_REUSEPORT group in bind order, so worker i holds socket 1 + i.
     this.ready = (async () => {
-      for (let i = 0; i < count; i++) await this.start(i, listen);
-      this.steer(this.live);
+      for (let i = 0; i < count; i++) {
+        if (this.closed) return;
+        await this.start(i, listen);
+      }
+      if (!this.closed) this.steer(this.live);
     })();
     this.ready.catch(() => {});
   }
@@ -108,35 +128,53 @@ export class RelayWorkers {
 
   private start(i: number, listen: readonly { address: string; port: number }[]): Promise<void> {
     const relayCounters = listen.map(() => new SharedArrayBuffer(MEMBER_IDS * RELAY_COUNTERS_PER_MEMBER * 8));
-    const dropped = new Int32Array(new SharedArrayBuffer(4));
-    const data: RelayWorkerData = { listen: listen.map((l) => ({ address: l.address, port: l.port })), relayCounters, dropped, passUpPerSecond: RELAY_PASS_UP_PER_SECOND };
+    const queue = new Int32Array(new SharedArrayBuffer(8));
+    const data: RelayWorkerData = { listen: listen.map((l) => ({ address: l.address, port: l.port })), relayCounters, queue, queueLimit: RELAY_PASS_UP_QUEUE };
     const worker = new Worker(new URL('./relay-worker.js', import.meta.url), { workerData: data, name: `etherlink relay ${i + 1}` });
-    const slot: WorkerSlot = { worker, relayCounters: relayCounters.map((b) => new Float64Array(b)), stats: null, dropped, gone: false };
+    const slot: WorkerSlot = { worker, relayCounters: relayCounters.map((b) => new Float64Array(b)), stats: null, queue, gone: false };
     this.slots.push(slot);
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new EtherlinkError('ETIMEDOUT', `relay worker ${i + 1} did not bind within ${RELAY_WORKER_START_MS} ms`)), RELAY_WORKER_START_MS);
+      let settled = false;
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        // A worker that failed to start is no use: it goes (and its sockets with it).
+        void worker.terminate();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new EtherlinkError('ETIMEDOUT', `relay worker ${i + 1} did not bind within ${RELAY_WORKER_START_MS} ms`)), RELAY_WORKER_START_MS);
       worker.on('message', (msg: RelayWorkerReport) => {
         if (msg.kind === 'ready') {
           clearTimeout(timer);
+          settled = true;
+          if (this.closed) {
+            void worker.terminate();
+            resolve();
+            return;
+          }
           slot.stats = msg.stats;
           // Routes set while it started.
           this.routes.forEach((table, link) => table.forEach((r, id) => this.post(slot, { kind: 'route', link, id, addr: r.addr, group: r.group })));
           resolve();
         } else if (msg.kind === 'failed') {
-          clearTimeout(timer);
-          reject(new EtherlinkError(msg.code ?? 'ERR_WORKER_INIT_FAILED', `relay worker ${i + 1}: ${msg.message}`));
+          fail(new EtherlinkError(msg.code ?? 'ERR_WORKER_INIT_FAILED', `relay worker ${i + 1}: ${msg.message}`));
         } else if (msg.kind === 'datagrams') {
-          this.passUp(msg.link, msg.datagrams, msg.addrs);
+          try {
+            this.passUp(msg.link, msg.datagrams, msg.addrs);
+          } finally {
+            Atomics.sub(queue, QUEUE_IN_FLIGHT, 1);
+          }
         }
       });
       worker.on('error', (err) => {
-        clearTimeout(timer);
         if (!this.closed) this.log.error(`relay worker ${i + 1} failed: ${err.message}`);
-        reject(err);
+        fail(err);
       });
       worker.on('exit', (code) => {
-        clearTimeout(timer);
         slot.gone = true;
+        // Gone before it was ready (process.exit, terminate): startup must not wait for it for ever.
+        fail(new EtherlinkError('ERR_WORKER_EXITED', `relay worker ${i + 1} exited (code ${code}) before it was ready`));
         if (this.closed) return;
         // Its socket left the group and the kernel moved the last one into its place: steer over those left
         // (every worker has the whole relay table, so whichever holds a slot relays correctly).
@@ -182,7 +220,8 @@ export class RelayWorkers {
         for (const name of STAT_NAMES) out[name] = a[UdpStat[name]]!;
         return out;
       }),
-      droppedOverBudget: Atomics.load(s.dropped, 0),
+      passUpDropped: Atomics.load(s.queue, QUEUE_DROPPED),
+      live: s.stats !== null && !s.gone,
     }));
   }
 

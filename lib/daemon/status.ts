@@ -323,11 +323,12 @@ export function formatSwitchReport(r: SwitchStatusReport): string {
   return out.join('\n');
 }
 
-/** "relay workers: 2, relayed 1200 / 800 datagrams (main thread: 30)": who relayed what. */
+/** "relay workers: 2, relayed 1200 / 800 datagrams": what each relayed. */
 export function workersLine(w: RelayWorkerStatus[]): string {
   const each = w.map((x) => x.sockets.reduce((n, s) => n + s.relayDatagrams, 0));
-  const over = w.reduce((n, x) => n + x.droppedOverBudget, 0);
-  return `relay workers: ${w.length}, relayed ${each.join(' / ')} datagrams${over > 0 ? `, ${over} dropped over the pass-up budget` : ''}`;
+  const over = w.reduce((n, x) => n + x.passUpDropped, 0);
+  const gone = w.filter((x) => !x.live).length;
+  return `relay workers: ${w.length - gone}${gone > 0 ? ` (${gone} exited)` : ''}, relayed ${each.join(' / ')} datagrams${over > 0 ? `, ${over} dropped: the queue to the main thread was full` : ''}`;
 }
 
 /** "VXLAN: UDP 4789, ..." : the VTEP's socket and what it dropped. */

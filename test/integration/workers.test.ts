@@ -143,6 +143,34 @@ test('--workers 2: two 20 MB relayed transfers at once cross intact, each worker
   t.diagnostic(`TCP segments queued out of order at h2, h3: ${ofo.join(', ')}; ${a.sent.trim()} | ${b.sent.trim()}`);
 });
 
+test('the steering program sends the workers only what can be pair data: junk with the pair-data type byte, a wrong version or a runt stays with the main thread', { timeout: 30_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await lan();
+  const before = await statusJson(l.control);
+  const junk: Buffer[] = [];
+  for (let d = 0; d < 8; d++) {
+    junk.push(Buffer.from([0x02, 0x27, 0x00, d])); // the right version and type, but a runt
+    const wrongVersion = Buffer.alloc(48, 0xab);
+    wrongVersion[0] = 0x09;
+    wrongVersion[1] = 0x27;
+    wrongVersion.writeUInt16BE(d, 2);
+    junk.push(wrongVersion);
+  }
+  const h = l.hosts[0]!;
+  const script = `const s = require('node:dgram').createSocket('udp4'); const list = ${JSON.stringify(junk.map((b) => b.toString('hex')))};
+s.bind(0, ${JSON.stringify(h.underlay)}, async () => { for (const x of list) await new Promise((r) => s.send(Buffer.from(x, 'hex'), ${SWITCH_PORT}, ${JSON.stringify(h.switchAddress)}, r)); s.close(); });`;
+  const sender = h.ns.spawn(process.execPath, ['-e', script]);
+  assert.equal(await waitExit(sender, 10_000), 0);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await statusJson(l.control);
+  const workerRx = (s: SwitchStatusReport): number => s.workers!.reduce((n, w) => n + w.sockets.reduce((m, x) => m + x.rxDatagrams, 0), 0);
+  const mainRx = (s: SwitchStatusReport): number => s.udp.reduce((n, u) => n + u.rxDatagrams, 0);
+  t.diagnostic(`main thread +${mainRx(after) - mainRx(before)} datagrams, workers +${workerRx(after) - workerRx(before)}`);
+  assert.ok(mainRx(after) - mainRx(before) >= junk.length, `the main thread's socket got the ${junk.length} junk datagrams`);
+  assert.equal(workerRx(after) - workerRx(before), 0, 'no junk reached a worker');
+  assert.ok(after.workers!.every((w) => w.passUpDropped === 0 && w.live), JSON.stringify(after.workers));
+});
+
 test('--workers: a second switch on the same port still fails with EADDRINUSE', { timeout: 30_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await lan();
