@@ -79,6 +79,9 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
   const perPort = (f: (i: number) => number, extra: Labels = {}): Sample[] => r.ports.map((_, i) => [{ network: r.ports[i]!.network, port: names[i]!, ...extra }, f(i)]);
   const dir = (rx: (i: number) => number, tx: (i: number) => number): Sample[] => [...perPort(rx, { direction: 'rx' }), ...perPort(tx, { direction: 'tx' })];
   const sum = (f: (u: SwitchStatusReport['udp'][number]) => number): number => r.udp.reduce((a, u) => a + f(u), 0);
+  // Every socket on the switch's ports: the main thread's and the relay workers'.
+  const allUdp = [...r.udp, ...(r.workers ?? []).flatMap((w) => w.sockets)];
+  const sumAll = (f: (u: SwitchStatusReport['udp'][number]) => number): number => allUdp.reduce((a, u) => a + f(u), 0);
 
   x.gauge('info', 'Constant 1, labelled with the mode (secure, or insecure: plaintext), the cipher and the switch key.', [[{ mode: r.mode, cipher: r.cipher, public_key: r.publicKey }, 1]])
     .gauge('ports', 'Ports attached to the switch (remote and local).', r.ports.length)
@@ -119,12 +122,14 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
     .counter('drops_total', 'Frames dropped by the switch, by reason (all ports, including ports that have left).', DROP_REASONS.map(([label, key]): Sample => [{ reason: label }, r.totals.drops[key]]))
     .gauge('pairs_relayed', 'Pairs of members that reach each other only through this switch, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'relayed').length)
     .gauge('pairs_direct', 'Pairs of members that reach each other directly, as they report it.', (r.pairs ?? []).filter((p) => p.path === 'direct').length)
-    .gauge('relay_workers', 'Relay worker threads (vswitch --workers): each relays the pair data of a share of the destinations.', r.workers?.length ?? 0)
+    .gauge('relay_workers', 'Relay worker threads running (vswitch --workers): each relays the pair data of a share of the destinations.', (r.workers ?? []).filter((w) => w.live).length)
     .counter(
       'relay_worker_datagrams_total',
       'Pair data relayed by each relay worker thread (worker="main": by the main thread\'s own sockets).',
       [...(r.workers ?? []).map((w): Sample => [{ worker: String(w.index + 1) }, w.sockets.reduce((n, s) => n + s.relayDatagrams, 0)]), [{ worker: 'main' }, sum((u) => u.relayDatagrams)]],
     )
+    .counter('relay_worker_pass_up_dropped_total', 'Pair data a relay worker could neither relay nor pass to the main thread (its queue there was full).', (r.workers ?? []).map((w): Sample => [{ worker: String(w.index + 1) }, w.passUpDropped]))
+    .counter('vxlan_send_errors_total', 'VXLAN datagrams the source-port pool could not send: errors and full send queues.', r.vxlan === undefined ? [] : [[{ kind: 'tx_error' }, r.vxlan.send.txErrors], [{ kind: 'tx_queue_full' }, r.vxlan.send.txDropped]])
     .counter(
       'vxlan_datagrams_total',
       'VXLAN datagrams received: delivered to a VTEP port, or dropped because the source is no configured VTEP, the VNI is not its, or the header is malformed.',
@@ -171,13 +176,13 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
       [{ reason: 'skipped' }, r.streams['skipped'] ?? 0],
       [{ reason: 'send_queue_full' }, r.streams['txDropped'] ?? 0],
     ])
-    .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxDatagrams)], [{ direction: 'tx' }, sum((u) => u.txDatagrams)]])
-    .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx).', [[{ direction: 'rx' }, sum((u) => u.rxBytes)], [{ direction: 'tx' }, sum((u) => u.txBytes)]])
+    .counter('udp_datagrams_total', 'Underlay UDP datagrams received (rx) and sent (tx), relay workers included.', [[{ direction: 'rx' }, sumAll((u) => u.rxDatagrams)], [{ direction: 'tx' }, sumAll((u) => u.txDatagrams)]])
+    .counter('udp_bytes_total', 'Underlay UDP payload bytes received (rx) and sent (tx), relay workers included.', [[{ direction: 'rx' }, sumAll((u) => u.rxBytes)], [{ direction: 'tx' }, sumAll((u) => u.txBytes)]])
     .counter('udp_errors_total', 'Underlay socket errors and drops, by kind.', [
-      [{ kind: 'rx_error' }, sum((u) => u.rxErrors)],
-      [{ kind: 'tx_error' }, sum((u) => u.txErrors)],
-      [{ kind: 'tx_queue_full' }, sum((u) => u.txDropped)],
-      [{ kind: 'rx_truncated' }, sum((u) => u.rxTruncated)],
+      [{ kind: 'rx_error' }, sumAll((u) => u.rxErrors)],
+      [{ kind: 'tx_error' }, sumAll((u) => u.txErrors)],
+      [{ kind: 'tx_queue_full' }, sumAll((u) => u.txDropped)],
+      [{ kind: 'rx_truncated' }, sumAll((u) => u.rxTruncated)],
     ]);
   return x.text();
 }

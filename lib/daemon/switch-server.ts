@@ -239,6 +239,8 @@ export interface VxlanStatus extends VxlanCounters {
   sourcePorts: number[];
   maxPayload: { v4: number; v6: number };
   socket: UdpStats;
+  /** The source-port pool's sends, added up. */
+  send: { txDatagrams: number; txBytes: number; txErrors: number; txDropped: number };
 }
 
 /** A SwitchServer at one instant: the Switch snapshot, the members, the protocol and socket counters. */
@@ -403,7 +405,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private nextLinkId = 1;
   /** The VXLAN VTEP, if any, and the switch port of each remote VTEP. */
   private readonly vxlan: VxlanEndpoint | null = null;
-  private readonly vxlanDefaults: { vni?: number; vteps?: readonly VtepAddress[]; maxMacsPerVtep?: number } = {};
+  /** The vxlan option's vni and vteps, and the network they belong to (the first at start: a reload that reorders or drops networks never moves them). */
+  private readonly vxlanDefaults: { network?: string; vni?: number; vteps?: readonly VtepAddress[]; maxMacsPerVtep?: number } = {};
   private readonly vtepHandles = new Map<VtepPort, SwitchPort>();
   /** Relay workers, if any. */
   private readonly relayWorkers: RelayWorkers | null = null;
@@ -538,7 +541,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     }
     if (opts.vxlan !== undefined) {
       const { vni, vteps, maxMacsPerVtep, ...where } = opts.vxlan;
-      this.vxlanDefaults = { ...(vni !== undefined ? { vni } : {}), ...(vteps !== undefined ? { vteps } : {}), ...(maxMacsPerVtep !== undefined ? { maxMacsPerVtep } : {}) };
+      this.vxlanDefaults = { network: specs[0]!.name, ...(vni !== undefined ? { vni } : {}), ...(vteps !== undefined ? { vteps } : {}), ...(maxMacsPerVtep !== undefined ? { maxMacsPerVtep } : {}) };
       try {
         this.vxlan = new VxlanEndpoint(where);
         this.configureVxlan();
@@ -818,6 +821,11 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   setNetworks(specs: readonly NetworkSpec[]): { added: string[]; removed: string[]; reloaded: string[]; disconnected: string[]; restartNeeded: string[] } {
     if (this.sessions.open) throw new EtherlinkError('ERR_INSECURE', 'an --insecure switch admits any key: it has no networks to replace');
     checkNetworks(specs);
+    // VXLAN settings are checked before anything changes, as the rest is.
+    if (this.vxlan !== null) this.vxlanPlan(specs);
+    else if (specs.some((n) => n.vni !== undefined || (n.vteps?.length ?? 0) > 0)) {
+      throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'a network now has a VNI or VTEPs, but the switch is no VTEP: restart it with vxlan (--vxlan [ADDR:]PORT)');
+    }
     const next = new Set(specs.map((s) => s.name));
     const added: string[] = [];
     const reloaded: string[] = [];
@@ -854,17 +862,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
    */
   private configureVxlan(): void {
     const vx = this.vxlan!;
-    const list: VxlanNetwork[] = [];
-    let first = true;
-    for (const net of this.networks.values()) {
-      const vni = net.spec.vni ?? (first ? this.vxlanDefaults.vni : undefined);
-      const vteps = net.spec.vteps ?? (first ? this.vxlanDefaults.vteps : undefined) ?? [];
-      if (vni === undefined && vteps.length > 0) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `network '${net.name}' has VTEPs but no VNI: give it one (--vni N, or "vni" in its networks entry)`);
-      if (vni !== undefined) list.push({ network: net.name, vni, vteps });
-      first = false;
-    }
-    if (list.length === 0) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'VXLAN is on but no network has a VNI: give one (--vni N, or "vni" in a networks entry)');
-    const changes = vx.configure(list);
+    const changes = vx.configure(this.vxlanPlan([...this.networks.values()].map((n) => n.spec)));
     for (const p of changes.removed) {
       const h = this.vtepHandles.get(p);
       this.vtepHandles.delete(p);
@@ -881,6 +879,27 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       this.log.info('VTEP added', { network: p.network, vni: p.vni, vtep: p.text });
       this.events.add('join', `${p.name} (VNI ${p.vni}) added`, { port: p.name, network: p.network });
     }
+  }
+
+  /**
+   * Each network's VNI and VTEPs from `specs` (the network the vxlan option
+   * names takes its vni and vteps unless it has its own), checked as the VTEP
+   * would check them. Throws, changing nothing, for VTEPs without a VNI, no
+   * VNI at all, or what VxlanEndpoint.check refuses.
+   */
+  private vxlanPlan(specs: readonly NetworkSpec[]): VxlanNetwork[] {
+    const list: VxlanNetwork[] = [];
+    const d = this.vxlanDefaults;
+    for (const spec of specs) {
+      const own = spec.name === d.network;
+      const vni = spec.vni ?? (own ? d.vni : undefined);
+      const vteps = spec.vteps ?? (own ? d.vteps : undefined) ?? [];
+      if (vni === undefined && vteps.length > 0) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `network '${spec.name}' has VTEPs but no VNI: give it one (--vni N, or "vni" in its networks entry)`);
+      if (vni !== undefined) list.push({ network: spec.name, vni, vteps });
+    }
+    if (list.length === 0) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'VXLAN is on but no network has a VNI: give one (--vni N, or "vni" in a networks entry)');
+    this.vxlan!.check(list);
+    return list;
   }
 
   /** The VXLAN VTEP's UDP port, or 0 if the switch is none. */
@@ -1422,7 +1441,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       udp: this.sockets.map((s) => s.stats),
       vteps: this.vxlan?.status(now) ?? [],
       workers: this.relayWorkers?.status() ?? [],
-      ...(this.vxlan !== null ? { vxlan: { port: this.vxlan.port, sourcePorts: this.vxlan.sourcePorts, maxPayload: this.vxlan.maxPayload, ...this.vxlan.counters, socket: this.vxlan.socketStats } } : {}),
+      ...(this.vxlan !== null ? { vxlan: { port: this.vxlan.port, sourcePorts: this.vxlan.sourcePorts, maxPayload: this.vxlan.maxPayload, ...this.vxlan.counters, socket: this.vxlan.socketStats, send: this.vxlan.sendStats } } : {}),
     };
   }
 

@@ -137,3 +137,35 @@ test('over loopback: a frame is sent as 8 header bytes + the frame to the VTEP; 
   }
 });
 
+
+test('SwitchServer: a reload with bad VXLAN settings throws and changes nothing; a good one adds the new VTEPs; the flags stay with the network they were given to', async () => {
+  const { SwitchServer } = await import('../../lib/daemon/switch-server.js');
+  const { generateKeyPair } = await import('../../lib/crypto/keys.js');
+  const vtep = (a: string): { address: string; port: number } => ({ address: a, port: VXLAN_PORT });
+  const server = new SwitchServer({
+    privateKey: generateKeyPair().privateKey,
+    networks: [{ name: 'red', allow: [] }],
+    listen: [{ address: '127.0.0.1', port: 0 }],
+    tcp: false,
+    reflectorPort: false,
+    vxlan: { listen: { address: '127.0.0.1', port: 0 }, vni: 10, vteps: [vtep('127.0.0.9')] },
+  });
+  try {
+    await server.listening;
+    const vteps = (): string[] => server.snapshot().vteps.map((v) => `${v.network}/${v.vni}/${v.address}`).sort();
+    assert.deepEqual(vteps(), ['red/10/127.0.0.9:4789']);
+    assert.throws(() => server.setNetworks([{ name: 'red', allow: [] }, { name: 'blue', allow: [], vteps: [vtep('127.0.0.5')] }]), /network 'blue' has VTEPs but no VNI/);
+    assert.throws(() => server.setNetworks([{ name: 'red', allow: [] }, { name: 'blue', allow: [], vni: 20, vteps: [vtep('2001:db8::5')] }]), /is IPv6, but the VXLAN socket listens on IPv4/);
+    assert.deepEqual(server.networkNames, ['red'], 'nothing changed');
+    assert.deepEqual(vteps(), ['red/10/127.0.0.9:4789']);
+    // blue first now: the flags' VNI and VTEPs stay with red.
+    server.setNetworks([{ name: 'blue', allow: [], vni: 20, vteps: [vtep('127.0.0.5')] }, { name: 'red', allow: [] }]);
+    assert.deepEqual(vteps(), ['blue/20/127.0.0.5:4789', 'red/10/127.0.0.9:4789']);
+    assert.equal(server.networkSwitch('blue')!.portList.length, 1, "blue's VTEP is a port of blue");
+    // red gone: its VTEP goes with it, and blue does not inherit the flags.
+    server.setNetworks([{ name: 'blue', allow: [], vni: 20, vteps: [vtep('127.0.0.5')] }]);
+    assert.deepEqual(vteps(), ['blue/20/127.0.0.5:4789']);
+  } finally {
+    server.close();
+  }
+});
