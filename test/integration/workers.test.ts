@@ -78,6 +78,17 @@ function transfer(l: Lan, from: number, to: number, file: string, port: number):
   return transferFile(l.hosts[from - 1]!.ns, l.hosts[to - 1]!.ns, ip4(to), port, file, join(tmp, `received-${to}.bin`), 90_000);
 }
 
+let written: { file: string; want: string } | undefined;
+/** The transfers' 20 MB of random bytes, written once, and its SHA-256. */
+function payload(): { file: string; want: string } {
+  if (written === undefined) {
+    const file = join(tmp, 'payload.bin');
+    writeFileSync(file, randomBytes(TRANSFER_BYTES));
+    written = { file, want: createHash('sha256').update(readFileSync(file)).digest('hex') };
+  }
+  return written;
+}
+
 /** TcpExtTCPOFOQueue in a namespace: segments TCP queued out of order. */
 function ofoQueued(n: Netns): number {
   const lines = n.exec('cat', ['/proc/net/netstat']).stdout.split('\n');
@@ -94,9 +105,7 @@ function ofoQueued(n: Netns): number {
 test('--workers 2: two 20 MB relayed transfers at once cross intact, each worker relays its share, no replay window refuses anything, and the counters add up', { timeout: 180_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await lan();
-  const file = join(tmp, 'payload.bin');
-  writeFileSync(file, randomBytes(TRANSFER_BYTES));
-  const want = createHash('sha256').update(readFileSync(file)).digest('hex');
+  const { file, want } = payload();
   const before = await statusJson(l.control);
   assert.equal(before.workers?.length, WORKERS, `the switch runs ${WORKERS} relay workers: ${JSON.stringify(before.workers)}`);
   const ofo0 = [2, 3].map((i) => ofoQueued(l.hosts[i - 1]!.ns));
@@ -148,9 +157,7 @@ test('--workers 2: two 20 MB relayed transfers at once cross intact, each worker
 test('--workers 2: 20 MB to a member on TCP, which the workers pass to the main thread, crosses intact at full speed', { timeout: 120_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await lan();
-  const file = join(tmp, 'to-tcp.bin');
-  writeFileSync(file, randomBytes(TRANSFER_BYTES));
-  const want = createHash('sha256').update(readFileSync(file)).digest('hex');
+  const { file, want } = payload();
   const before = await statusJson(l.control);
   const started = Date.now();
   const x = await transferFile(l.hosts[0]!.ns, l.hosts[4]!.ns, ip4(5), 5003, file, join(tmp, 'received-5.bin'), 90_000);
