@@ -550,9 +550,13 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         this.close();
         throw err;
       }
-    } else if (specs.some((n) => n.vni !== undefined || (n.vteps?.length ?? 0) > 0)) {
-      this.close();
-      throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'a network has a VNI or VTEPs, but the switch is no VTEP: give it vxlan (--vxlan [ADDR:]PORT)');
+    } else {
+      try {
+        noVxlanSettings(specs);
+      } catch (err) {
+        this.close();
+        throw err;
+      }
     }
     if (opts.reflectorPort !== false) this.startReflector(opts.listen?.[0]?.address ?? '::', opts.reflectorPort ?? 0);
     this.tickTimer = setInterval(() => {
@@ -823,9 +827,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     checkNetworks(specs);
     // VXLAN settings are checked before anything changes, as the rest is.
     if (this.vxlan !== null) this.vxlanPlan(specs);
-    else if (specs.some((n) => n.vni !== undefined || (n.vteps?.length ?? 0) > 0)) {
-      throw new EtherlinkError('ERR_INVALID_ARG_VALUE', 'a network now has a VNI or VTEPs, but the switch is no VTEP: restart it with vxlan (--vxlan [ADDR:]PORT)');
-    }
+    else noVxlanSettings(specs);
     const next = new Set(specs.map((s) => s.name));
     const added: string[] = [];
     const reloaded: string[] = [];
@@ -1554,6 +1556,12 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.vxlan?.close();
     this.relayWorkers?.close();
   }
+}
+
+/** A switch that is no VTEP refuses networks with a VNI or VTEPs (at start and on reload alike). */
+function noVxlanSettings(specs: readonly NetworkSpec[]): void {
+  const n = specs.find((x) => x.vni !== undefined || (x.vteps?.length ?? 0) > 0);
+  if (n !== undefined) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `network '${n.name}' has a VNI or VTEPs, but the switch is no VTEP: (re)start it with vxlan (--vxlan [ADDR:]PORT)`);
 }
 
 /** The byEndpoint key of a peer slot on a link. */
