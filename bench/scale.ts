@@ -1,6 +1,9 @@
 // Section "scale": one vswitch process (--insecure), driven over loopback by bench/scale-gen
 // (a separate process of real port sessions, cipher none), with 2 ports and then with many
-// ports and learned MACs. Forwarding rate, its ratio, and memory per port.
+// ports and learned MACs. Forwarding rate, its ratio, and memory per port. The many-port
+// case runs twice: with each burst of a port to one random port (the scale run: traffic
+// comes in runs to a peer, as a TCP window does; MACs still random over the table) and
+// with every frame to a random port (the worst case: no run for UDP GSO to merge).
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { collect, Netns, waitExit, waitForOutput } from '../lab/netns.js';
@@ -60,17 +63,26 @@ export type ScaleCase =
 
 export interface ScaleResult {
   small: ScaleCase;
+  /** The scale run: each burst of a port to one random port, its frames to random MACs there. */
   large: ScaleCase;
+  /** The worst case: every frame to a random port (nothing for UDP GSO to merge). */
+  largeFrames: ScaleCase;
   /** large / small forwarding rate (frames/s delivered). */
   rateRatio?: number;
   /** The same per switch CPU-second: independent of whether the switch or the generator saturated. */
   efficiencyRatio?: number;
+  /** largeFrames / small, by rate and per switch CPU-second. */
+  framesRateRatio?: number;
+  framesEfficiencyRatio?: number;
   bytesPerPort?: number;
   bytesPerMac?: number;
   target: number;
 }
 
-async function runCase(ns: Netns, name: string, ports: number, macs: number, inspect: boolean): Promise<ScaleCase> {
+/** Where the generator's measurement frames go (bench/scale-gen.ts --pattern). */
+export type ScalePattern = 'bursts' | 'frames';
+
+async function runCase(ns: Netns, name: string, ports: number, macs: number, pattern: ScalePattern, inspect: boolean): Promise<ScaleCase> {
   // BENCH_SCALE_CPU_PROF=DIR: a .cpuprofile of the vswitch and of the generator per run, named after the case (written at exit).
   const prof = (who: string): string[] =>
     config.scaleCpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', config.scaleCpuProfDir, '--cpu-prof-name', `${who}-${ports}-ports-${Date.now()}.cpuprofile`];
@@ -92,6 +104,7 @@ async function runCase(ns: Netns, name: string, ports: number, macs: number, ins
       '--ports', String(ports), '--macs', String(macs), '--seconds', String(config.scaleSeconds),
       '--warmup', String(config.scaleWarmupSeconds), '--burst', String(config.scaleBurst), '--window', String(config.scaleWindow),
       ...(config.scaleOffload ? ['--offload'] : []),
+      '--pattern', pattern,
     ]);
     const out = collect(gen);
     gen.stdout?.on('data', (d: string) => {
@@ -161,19 +174,28 @@ export async function runScale(tag: string): Promise<ScaleResult> {
   try {
     const smallRuns: ScaleCase[] = [];
     const largeRuns: ScaleCase[] = [];
-    const largeName = `${config.scalePorts} ports`;
+    const framesRuns: ScaleCase[] = [];
+    // With 2 ports both patterns are one: every burst goes to the other port.
+    const cases = [
+      { runs: smallRuns, name: '2 ports', ports: 2, macs: 2, pattern: 'bursts' },
+      { runs: largeRuns, name: `${config.scalePorts} ports, bursts`, ports: config.scalePorts, macs: config.scaleMacs, pattern: 'bursts' },
+      { runs: framesRuns, name: `${config.scalePorts} ports, frames`, ports: config.scalePorts, macs: config.scaleMacs, pattern: 'frames' },
+    ] as const;
     for (let r = 0; r < config.runs; r++) {
-      for (const [runs, c] of [
-        [smallRuns, await runCase(ns, '2 ports', 2, 2, r === 0)],
-        [largeRuns, await runCase(ns, largeName, config.scalePorts, config.scaleMacs, r === 0)],
-      ] as const) {
-        runs.push(c);
+      for (const k of cases) {
+        const c = await runCase(ns, k.name, k.ports, k.macs, k.pattern, r === 0);
+        k.runs.push(c);
         if (!c.ok) console.log(`  ${c.name}: run ${r + 1} failed: ${c.error}`);
       }
     }
     const small = medianCase(smallRuns);
     const large = medianCase(largeRuns);
-    const res: ScaleResult = { small, large, target: SCALE_TARGET_RATIO };
+    const largeFrames = medianCase(framesRuns);
+    const res: ScaleResult = { small, large, largeFrames, target: SCALE_TARGET_RATIO };
+    if (small.ok && largeFrames.ok) {
+      res.framesRateRatio = largeFrames.deliveredPerS / small.deliveredPerS;
+      res.framesEfficiencyRatio = largeFrames.deliveredPerSwitchCpuS / small.deliveredPerSwitchCpuS;
+    }
     if (small.ok && large.ok) {
       res.rateRatio = large.deliveredPerS / small.deliveredPerS;
       res.efficiencyRatio = large.deliveredPerSwitchCpuS / small.deliveredPerSwitchCpuS;
@@ -188,17 +210,17 @@ export async function runScale(tag: string): Promise<ScaleResult> {
 }
 
 export function scaleTable(r: ScaleResult): string {
-  const cases = [r.small, r.large];
-  const head = ['figure', ...cases.map((c) => `${c.name}, ${c.macs} MACs`), 'large / 2 ports'];
+  const cases = [r.small, r.large, r.largeFrames];
+  const head = ['figure', ...cases.map((c) => `${c.name}, ${c.macs} MACs`), 'bursts / 2 ports', 'frames / 2 ports'];
   const mb = (v: number | undefined): number | undefined => (v === undefined ? undefined : v / 2 ** 20);
   type Ok = Extract<ScaleCase, { ok: true }>;
   const row = (label: string, pick: (c: Ok) => number | undefined, decimals: number, withRatio = false): string[] => {
     const vals = cases.map((c) => (c.ok ? pick(c) : undefined));
-    return [label, ...vals.map((v, i) => (cases[i]!.ok ? fmt(v, decimals) : 'failed')), withRatio ? fmt(ratio(vals[1], vals[0]), 3) : ''];
+    return [label, ...vals.map((v, i) => (cases[i]!.ok ? fmt(v, decimals) : 'failed')), withRatio ? fmt(ratio(vals[1], vals[0]), 3) : '', withRatio ? fmt(ratio(vals[2], vals[0]), 3) : ''];
   };
   const rows = [
     row('forwarded, delivered to the right port (frames/s)', (c) => c.deliveredPerS, 0, true),
-    ['  each run (frames/s)', ...cases.map((c) => (c.ok ? (c.runsDeliveredPerS ?? [c.deliveredPerS]).map((v) => fmt(v, 0)).join(', ') : 'failed')), ''],
+    ['  each run (frames/s)', ...cases.map((c) => (c.ok ? (c.runsDeliveredPerS ?? [c.deliveredPerS]).map((v) => fmt(v, 0)).join(', ') : 'failed')), '', ''],
     row('offered by the generator (frames/s)', (c) => c.sentPerS, 0, true),
     row('flooded copies (frames/s)', (c) => c.floodedPerS, 0),
     row('vswitch CPU %', (c) => c.switchCpuPct, 0),
@@ -222,6 +244,8 @@ export function scaleTable(r: ScaleResult): string {
   const verdict = r.rateRatio === undefined ? 'n/a' : r.rateRatio >= r.target ? 'meets' : 'MISSES';
   lines.push(`rate ratio (${r.large.name} / 2 ports): ${fmt(r.rateRatio, 3)} — ${verdict} the target >= ${r.target}`);
   lines.push(`per vswitch CPU-second: ${fmt(r.efficiencyRatio, 3)}`);
+  const framesVerdict = r.framesRateRatio === undefined ? 'n/a' : r.framesRateRatio >= r.target ? 'meets' : 'misses';
+  lines.push(`worst case, every frame to a random port (${r.largeFrames.name} / 2 ports): rate ${fmt(r.framesRateRatio, 3)} (${framesVerdict} ${r.target}), per vswitch CPU-second ${fmt(r.framesEfficiencyRatio, 3)}`);
   lines.push(`memory: ${fmt(r.bytesPerPort === undefined ? undefined : r.bytesPerPort / 1024, 1)} KiB per port (RSS after joins - at start, / ports), ${fmt(r.bytesPerMac, 0)} B per learned MAC`);
   for (const c of cases) if (!c.ok) lines.push(`${c.name} failed: ${c.error}`);
   return lines.join('\n');
