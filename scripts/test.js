@@ -13,7 +13,7 @@ const list = (dir) =>
     : [];
 
 // Tools the integration tests drive, from Debian's packages, installed when missing.
-const TOOLS = { ping: 'iputils-ping', tcpdump: 'tcpdump', setpriv: 'util-linux', ip: 'iproute2', nft: 'nftables', sysctl: 'procps', nginx: 'nginx', openssl: 'openssl', tcpreplay: 'tcpreplay', chromium: 'chromium', ethtool: 'ethtool' };
+const TOOLS = { ping: 'iputils-ping', tcpdump: 'tcpdump', setpriv: 'util-linux', ip: 'iproute2', nft: 'nftables', sysctl: 'procps', nginx: 'nginx', openssl: 'openssl', tcpreplay: 'tcpreplay', chromium: 'chromium', ethtool: 'ethtool', 'ovs-vsctl': 'openvswitch-switch' };
 const isRoot = process.getuid?.() === 0;
 if (isRoot) {
   const missing = Object.entries(TOOLS).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
