@@ -215,6 +215,27 @@ export function linkMac(ns: Netns, ifname: string): string {
   return m[1]!;
 }
 
+/** The MAC `ns`'s neighbour table holds for `address` on `dev`, if any. */
+export function neighbour(ns: Netns, dev: string, address: string): string | undefined {
+  return /lladdr ([0-9a-f:]{17})/.exec(ns.ip('neigh', 'show', 'dev', dev, address).stdout)?.[1];
+}
+
+/** tcpdump on `dev` in `ns` (only what it receives, -Q in), resolved once it captures; stop() gives its output. */
+export async function capture(ns: Netns, dev: string, filter: readonly string[]): Promise<{ stop: () => Promise<string> }> {
+  const child = ns.spawn('tcpdump', ['-i', dev, '-Q', 'in', '-nn', '-e', '-l', '--immediate-mode', ...filter]);
+  const o = collect(child);
+  await waitForOutput(child, /listening on/, 10_000);
+  return {
+    stop: async () => {
+      // Let what is in flight land before the capture ends.
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill('SIGINT');
+      await waitExit(child, 5_000);
+      return o.out();
+    },
+  };
+}
+
 /** A star LAN of `count` hosts with a vswitch and a vport each, all joined. */
 export interface Lan {
   sw: Netns;

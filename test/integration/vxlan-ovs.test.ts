@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildStar, cleanup, collect, ensureTools, Netns, requireRoot, run, runTag, spawnTracked, waitExit, waitFor, waitForOutput, type StarHost } from '../helpers/netns.js';
 import type { SwitchStatusReport } from '../../lib/daemon/status.js';
-import { bin, execIn, lanKeys, linkMac, startPort, startSwitch, transferFile } from '../helpers/lan.js';
+import { bin, capture, execIn, lanKeys, linkMac, neighbour, startPort, startSwitch, transferFile } from '../helpers/lan.js';
 
 const tag = runTag();
 const tmp = mkdtempSync(join(tmpdir(), 'etl-vxovs-'));
@@ -221,27 +221,6 @@ async function pings(n: Netns, address: string, count = 3, extra: readonly strin
   const r = await execIn(n, 'ping', ['-c', String(count), '-i', '0.2', '-W', '2', ...extra, address], 15_000);
   const m = /(\d+) received/.exec(r.out);
   return m ? Number(m[1]) : 0;
-}
-
-/** The MAC `n`'s neighbour table holds for `address` on `dev`, if any. */
-function neighbour(n: Netns, dev: string, address: string): string | undefined {
-  return /lladdr ([0-9a-f:]{17})/.exec(n.ip('neigh', 'show', 'dev', dev, address).stdout)?.[1];
-}
-
-/** tcpdump on `dev` in `n` (only what it receives, -Q in), resolved once it captures. */
-async function capture(n: Netns, dev: string, filter: readonly string[]): Promise<{ stop: () => Promise<string> }> {
-  const child = n.spawn('tcpdump', ['-i', dev, '-Q', 'in', '-nn', '-e', '-l', '--immediate-mode', ...filter]);
-  const o = collect(child);
-  await waitForOutput(child, /listening on/, 10_000);
-  return {
-    stop: async () => {
-      // Let what is in flight land before the capture ends.
-      await new Promise((r) => setTimeout(r, 300));
-      child.kill('SIGINT');
-      await waitExit(child, 5_000);
-      return o.out();
-    },
-  };
 }
 
 const re = (s: string): string => s.replace(/[.()]/g, '\\$&');
