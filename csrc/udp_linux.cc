@@ -23,6 +23,10 @@
 #include "udp_address.h"
 #include "udp_gso_linux.h"
 
+#ifndef UDP_NO_CHECK6_RX
+#define UDP_NO_CHECK6_RX 102  // linux/udp.h, since Linux 3.16
+#endif
+
 namespace etherlink {
 namespace {
 
@@ -165,6 +169,7 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
   uint32_t socket_buffer = U32Option(opts, "socketBuffer", 0, INT32_MAX);
   bool offload = BoolOption(opts, "offload");
   bool zero_csum4 = BoolOption(opts, "zeroChecksumV4");
+  bool zero_csum6_rx = BoolOption(opts, "zeroChecksumV6Rx");
   // SO_REUSEPORT: relay workers bind the same port. `exclusive` first checks, without it, that nobody holds the port.
   bool reuse_port = BoolOption(opts, "reusePort");
   bool exclusive = BoolOption(opts, "exclusive");
@@ -238,6 +243,15 @@ UdpSocket::UdpSocket(const Napi::CallbackInfo& info) : PolledHandle<UdpSocket>(i
     if (::setsockopt(fd.fd, SOL_SOCKET, SO_NO_CHECK, &on, sizeof(on)) != 0) {
       int err = errno;
       ThrowErrno(env, err, "setsockopt", "cannot turn off UDP checksums (SO_NO_CHECK): " + SocketAdvice(err));
+    }
+  }
+  if (zero_csum6_rx && family_ == AF_INET6) {
+    // RFC 7348 5: a zero UDP checksum MUST be accepted; over IPv6 the kernel drops it unless told (RFC 6935/6936,
+    // the kernel vxlan's udp6zerocsumrx). An IPv4 socket accepts zero checksums already.
+    int on = 1;
+    if (::setsockopt(fd.fd, IPPROTO_UDP, UDP_NO_CHECK6_RX, &on, sizeof(on)) != 0) {
+      int err = errno;
+      ThrowErrno(env, err, "setsockopt", "cannot accept zero UDP checksums over IPv6 (UDP_NO_CHECK6_RX): " + SocketAdvice(err));
     }
   }
   if (socket_buffer > 0) {

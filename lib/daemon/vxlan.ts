@@ -250,7 +250,8 @@ export class VxlanEndpoint {
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new EtherlinkError('ERR_INVALID_ARG_VALUE', `VXLAN underlay MTU ${mtu}: give an integer from 576 to 65535`);
     this.maxPayload = { v4: mtu - 20 - 8, v6: mtu - 40 - 8 };
     try {
-      this.rxSocket = UdpSocket.bind({ address: listen.address, port: listen.port, slotSize: Math.max(mtu, 2048) });
+      // A VTEP MUST accept a zero UDP checksum (RFC 7348 5): over IPv6 the kernel drops it unless told.
+      this.rxSocket = UdpSocket.bind({ address: listen.address, port: listen.port, slotSize: Math.max(mtu, 2048), zeroChecksumV6Rx: true });
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'EADDRINUSE') throw new EtherlinkError('EADDRINUSE', `VXLAN UDP ${formatVtepAddress(listen)} is already in use (a kernel vxlan device on this host takes 4789 too): give another port with --vxlan PORT`, { cause: err });

@@ -126,6 +126,8 @@ export interface NativeUdpOptions {
   offload?: boolean;
   /** SO_NO_CHECK: IPv4 datagrams leave with a zero UDP checksum (IPv6 ones keep theirs); not with offload. */
   zeroChecksumV4?: boolean;
+  /** UDP_NO_CHECK6_RX on an IPv6 socket: accept IPv6 datagrams with a zero UDP checksum (ignored on IPv4). */
+  zeroChecksumV6Rx?: boolean;
   /** SO_REUSEPORT, so relay workers can bind the same port; with `exclusive`, first check that nobody holds it (EADDRINUSE). */
   reusePort?: boolean;
   exclusive?: boolean;

@@ -27,6 +27,13 @@ export interface UdpBindOptions {
    */
   zeroChecksumV4?: boolean;
   /**
+   * Accept IPv6 datagrams whose UDP checksum is zero (UDP_NO_CHECK6_RX, the
+   * kernel vxlan's udp6zerocsumrx), which the kernel otherwise drops: RFC 7348
+   * says a VTEP MUST accept them, and RFC 6935 allows them for tunnels. An
+   * IPv4 socket accepts them anyway. Default false.
+   */
+  zeroChecksumV6Rx?: boolean;
+  /**
    * SO_REUSEPORT: other sockets (relay workers' threads, lib/daemon/relay-workers.ts)
    * may bind the same address and port; the kernel then spreads datagrams over
    * them unless steerPairData() says otherwise. With `exclusive`, bind still
@@ -49,6 +56,7 @@ export const UDP_DEFAULTS = {
   socketBuffer: 4 * 1024 * 1024,
   offload: false,
   zeroChecksumV4: false,
+  zeroChecksumV6Rx: false,
   reusePort: false,
   exclusive: false,
   sharedStats: false,

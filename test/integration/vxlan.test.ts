@@ -25,6 +25,9 @@ const ip4 = (i: number): string => `10.99.0.${i}`;
 const TRANSFER_BYTES = 20 * 1024 * 1024;
 const V6_HOST = 'fd00:250:5::2';
 const V6_SWITCH = 'fd00:250:5::1';
+/** h6: a VTEP over IPv6 that sends zero UDP checksums (udp6zerocsumtx), which RFC 7348 says a VTEP MUST accept. */
+const V6_ZERO_HOST = 'fd00:250:6::2';
+const V6_ZERO_SWITCH = 'fd00:250:6::1';
 
 after(() => {
   cleanup();
@@ -53,7 +56,7 @@ function vxlanLan(): Promise<VxLan> {
     const k = lanKeys();
     const allow = join(tmp, 'allow');
     writeFileSync(allow, `${k.portPub(3)} h3\n`);
-    const { sw, hosts } = buildStar(tag, 5);
+    const { sw, hosts } = buildStar(tag, 6);
     // h5 reaches the switch over IPv6 only: its VTEP runs over the v6 underlay (70 bytes of overhead, checksums on).
     const h5 = hosts[4]!;
     h5.ns.ip('addr', 'add', `${V6_HOST}/64`, 'dev', 'u5', 'nodad');
@@ -62,6 +65,13 @@ function vxlanLan(): Promise<VxLan> {
     h5.ns.ip('addr', 'add', `${ip4(5)}/24`, 'dev', 'vx0');
     h5.ns.ip('link', 'set', 'vx0', 'up');
     h5.ns.exec('ethtool', ['-K', 'vx0', 'tx', 'off']);
+    const h6 = hosts[5]!;
+    h6.ns.ip('addr', 'add', `${V6_ZERO_HOST}/64`, 'dev', 'u6', 'nodad');
+    sw.ip('addr', 'add', `${V6_ZERO_SWITCH}/64`, 'dev', 's6', 'nodad');
+    h6.ns.ip('link', 'add', 'vx0', 'type', 'vxlan', 'id', String(VNI), 'remote', V6_ZERO_SWITCH, 'local', V6_ZERO_HOST, 'dstport', '4789', 'dev', 'u6', 'udp6zerocsumtx', 'udp6zerocsumrx');
+    h6.ns.ip('addr', 'add', `${ip4(6)}/24`, 'dev', 'vx0');
+    h6.ns.ip('link', 'set', 'vx0', 'up');
+    h6.ns.exec('ethtool', ['-K', 'vx0', 'tx', 'off']);
     for (const i of [1, 2]) {
       const h = hosts[i - 1]!;
       h.ns.ip('link', 'add', 'vx0', 'type', 'vxlan', 'id', String(VNI), 'remote', h.switchAddress, 'local', h.underlay, 'dstport', '4789', 'dev', `u${i}`);
@@ -83,6 +93,7 @@ function vxlanLan(): Promise<VxLan> {
       '--vtep', hosts[0]!.underlay,
       '--vtep', `${hosts[1]!.underlay}:4789`,
       '--vtep', `[${V6_HOST}]`,
+      '--vtep', `[${V6_ZERO_HOST}]`,
       '--pcap', pcap,
       '--pcap-format', 'pcapng',
       '--metrics', metrics,
@@ -104,6 +115,9 @@ async function statusJson(l: VxLan): Promise<SwitchStatusReport> {
 function ns(l: VxLan, i: number): Netns {
   return l.hosts[i - 1]!.ns;
 }
+
+/** `text` as a literal inside a RegExp. */
+const re = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 async function pings(n: Netns, address: string, count = 3): Promise<number> {
   const r = await execIn(n, 'ping', ['-c', String(count), '-i', '0.2', '-W', '2', address], 15_000);
@@ -275,6 +289,32 @@ test('a kernel VTEP over an IPv6 underlay: MTU 70 below its lower device, pings 
   t.diagnostic(`IPv6 VTEP: MTU ${mtu}, ${size} bytes intact`);
 });
 
+test('a kernel VTEP over IPv6 that sends zero UDP checksums (udp6zerocsumtx) is accepted, as RFC 7348 asks; the switch still sends it checksums', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const l = await vxlanLan();
+  const h6 = ns(l, 6);
+  const onWire = l.sw.spawn('tcpdump', ['-i', 's6', '-nn', '-vv', '-l', '--immediate-mode', 'udp', 'port', '4789']);
+  const wire = collect(onWire);
+  await waitForOutput(onWire, /listening on/, 10_000);
+  assert.equal(await pings(h6, ip4(3)), 3, 'h6 (zero checksums over IPv6) -> h3 (vport)');
+  await new Promise((r) => setTimeout(r, 300));
+  onWire.kill('SIGINT');
+  await waitExit(onWire, 5_000);
+  const out = wire.out();
+  // tcpdump calls a zero IPv6 checksum bad ("bad udp cksum 0x0000 -> ..."); the switch's own show the value its
+  // send left for the veth's checksum offload to finish (bad on this side of the veth, but never 0).
+  const sums = (src: string, dst: string): string[] =>
+    [...out.matchAll(new RegExp(`${re(src)}\\.\\d+ > ${re(dst)}\\.4789: \\[(?:udp sum ok|bad udp cksum (0x[0-9a-f]+))`, 'g'))].map((m) => m[1] ?? 'ok');
+  const from = sums(V6_ZERO_HOST, V6_ZERO_SWITCH);
+  const to = sums(V6_ZERO_SWITCH, V6_ZERO_HOST);
+  assert.ok(from.length >= 3 && from.every((c) => c === '0x0000'), `h6 sent zero checksums over IPv6:\n${out}`);
+  assert.ok(to.length >= 3 && to.every((c) => c !== '0x0000'), `the switch answered with checksums over IPv6:\n${out}`);
+  const s = await statusJson(l);
+  const port = s.ports.find((p) => p.name === `vtep:[${V6_ZERO_HOST}]:4789`);
+  assert.ok(port && port.counters.rxFrames >= 3, `the zero-checksum VTEP's frames were delivered: ${JSON.stringify(port?.counters)}`);
+  t.diagnostic(`h6: ${from.length} zero-checksum datagrams in, ${to.length} checksummed out`);
+});
+
 test('status, metrics and the capture show VTEP ports like member ports', { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t)) return;
   const l = await vxlanLan();
@@ -301,7 +341,7 @@ test('status, metrics and the capture show VTEP ports like member ports', { time
   const scrape = l.sw.spawn(process.execPath, ['-e', `fetch(${JSON.stringify(l.metrics)}).then(r => r.text()).then(t => process.stdout.write(t))`]);
   const mo = collect(scrape);
   assert.equal(await waitExit(scrape, 10_000), 0, mo.err());
-  assert.match(mo.out(), /^etherlink_switch_vteps 3$/m, 'three VTEP ports in the metrics');
+  assert.match(mo.out(), /^etherlink_switch_vteps 4$/m, 'four VTEP ports in the metrics');
   assert.match(mo.out(), new RegExp(`^etherlink_switch_port_frames_total\\{network="default",port="vtep:${l.hosts[1]!.underlay.replace(/\./g, '\\.')}:4789",direction="rx"\\} [1-9]`, 'm'), 'VTEP port counters in the metrics');
   assert.match(mo.out(), /^etherlink_switch_vxlan_datagrams_total\{result="delivered"\} [1-9]/m);
   // The capture names each VTEP port as an interface, like a member port.
