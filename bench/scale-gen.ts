@@ -78,8 +78,9 @@ const BURST = Math.min(RING, Number(opt.burst));
 const WINDOW = Number(opt.window);
 const OFFLOAD = opt.offload;
 /**
- * Where the measurement frames go. 'frames': every frame to a random port (no
- * two in a row share one: the worst case, nothing for GSO to merge). 'bursts':
+ * Where the measurement frames go. 'frames': every frame to a port chosen at
+ * random on its own (two in a row share one 1 time in N-1: the worst case,
+ * next to nothing for GSO to merge). 'bursts':
  * each burst to one random port, as a TCP sender's window goes to one peer,
  * its frames to random MACs of that port (the MAC table is still hit at random).
  */

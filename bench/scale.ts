@@ -3,7 +3,7 @@
 // ports and learned MACs. Forwarding rate, its ratio, and memory per port. The many-port
 // case runs twice: with each burst of a port to one random port (the scale run: traffic
 // comes in runs to a peer, as a TCP window does; MACs still random over the table) and
-// with every frame to a random port (the worst case: no run for UDP GSO to merge).
+// with every frame to a port chosen at random on its own (the worst case: next to no runs for UDP GSO).
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { collect, Netns, waitExit, waitForOutput } from '../lab/netns.js';

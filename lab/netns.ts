@@ -3,6 +3,7 @@
 // Used by the demo, the bench and the tests; never sends beyond this machine.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 
 /** True when this process may create namespaces and TAP devices. */
 export function isRoot(): boolean {
@@ -202,16 +203,34 @@ export async function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs =
   return found;
 }
 
-/** Ensure Debian tools the tests need are present, installing them when missing (root only). */
-export function ensureTools(tools: Record<string, string>): void {
+/**
+ * Debian's way of telling a package's maintainer scripts not to start its
+ * service (invoke-rc.d and deb-systemd-invoke ask it; 101: action forbidden).
+ */
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+
+/**
+ * Ensure Debian tools the tests need are present, installing them when missing
+ * (root only). Returns the packages it installed. Their services (nginx,
+ * Open vSwitch's daemons...) are not started: the tests start their own
+ * instances, and installing a tool must not leave a system daemon running.
+ */
+export function ensureTools(tools: Record<string, string>): string[] {
   const missing = Object.entries(tools).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
-  if (missing.length === 0) return;
+  if (missing.length === 0) return [];
   const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];
   // Some packages ask debconf questions (tshark: may non-root users capture?); with no
   // terminal they must take the defaults instead of waiting for an answer.
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  run('apt-get', ['update', '-qq'], { allowFail: true, timeoutMs: 300_000, env });
-  run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: 600_000, env });
+  const ours = !existsSync(POLICY_RC_D);
+  if (ours) writeFileSync(POLICY_RC_D, '#!/bin/sh\n# written by EtherLink\'s test tool install for its duration: start no services\nexit 101\n', { mode: 0o755 });
+  try {
+    run('apt-get', ['update', '-qq'], { allowFail: true, timeoutMs: 300_000, env });
+    run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: 600_000, env });
+  } finally {
+    if (ours) rmSync(POLICY_RC_D, { force: true });
+  }
+  return pkgs;
 }
 
 export interface StarHost {

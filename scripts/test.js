@@ -16,13 +16,14 @@ const list = (dir) =>
 const TOOLS = { ping: 'iputils-ping', tcpdump: 'tcpdump', setpriv: 'util-linux', ip: 'iproute2', nft: 'nftables', sysctl: 'procps', nginx: 'nginx', openssl: 'openssl', tcpreplay: 'tcpreplay', chromium: 'chromium', ethtool: 'ethtool', 'ovs-vsctl': 'openvswitch-switch' };
 const isRoot = process.getuid?.() === 0;
 if (isRoot) {
-  const missing = Object.entries(TOOLS).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
-  if (missing.length > 0) {
-    const pkgs = [...new Set(missing.map(([, p]) => p))];
-    console.log(`installing test tools: ${pkgs.join(' ')}`);
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-    const r = spawnSync('apt-get', ['install', '-y', '-qq', ...pkgs], { stdio: 'inherit' });
-    if (r.status !== 0) process.exit(r.status ?? 1);
+  // The same install the tests' ensureTools does (built by `npm run build:ts` first): no service of a package started.
+  const { ensureTools } = await import('../dist/lab/netns.js');
+  try {
+    const installed = ensureTools(TOOLS);
+    if (installed.length > 0) console.log(`installed test tools: ${installed.join(' ')}`);
+  } catch (err) {
+    console.error(`installing the test tools failed: ${err.message}`);
+    process.exit(1);
   }
 } else if (process.env.CI === 'true') {
   console.error('CI=true but not root: the integration tests need root (namespaces, TAP devices). Run as root.');

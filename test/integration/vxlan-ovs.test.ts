@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildStar, cleanup, collect, ensureTools, Netns, requireRoot, run, runTag, spawnTracked, waitExit, waitFor, waitForOutput, type StarHost } from '../helpers/netns.js';
+import { buildStar, cleanup, collect, ensureTools, Netns, requireRoot, run, runTag, spawnTracked, waitExit, waitFor, type StarHost } from '../helpers/netns.js';
 import type { SwitchStatusReport } from '../../lib/daemon/status.js';
 import { bin, capture, execIn, lanKeys, linkMac, neighbour, startPort, startSwitch, transferFile } from '../helpers/lan.js';
 
@@ -260,7 +260,8 @@ test('an Open vSwitch host and a vport host: ARP both ways, ping, and 20 MB each
   assert.match(neigh, new RegExp(`^${re(switchAddress)}\\s+${linkMac(l.sw, 's1')}\\s+br-phy`, 'm'), `OVS resolved the switch's underlay address on br-phy by ARP:\n${neigh}`);
   const pushed = flowBytes(flows, 'tnl_push(');
   const popped = flowBytes(flows, 'tnl_pop(');
-  assert.ok(pushed > TRANSFER_BYTES && popped > TRANSFER_BYTES, `the transfers crossed OVS's tunnel both ways: ${pushed} bytes pushed, ${popped} popped:\n${flows}`);
+  // A datapath flow may be replaced (revalidation) and start counting afresh: its bytes show traffic, the port's counters the volume.
+  assert.ok(pushed > 0 && popped > 0, `traffic crossed OVS's tunnel both ways: ${pushed} bytes pushed, ${popped} popped:\n${flows}`);
   // The port's own counters are credited from those flows by OVS's revalidators, a moment later.
   let vx = before;
   await waitFor("OVS's vx0 counters to take the transfers", () => {
