@@ -13,7 +13,7 @@ import { parseWithConfig, SWITCH_FIELD_RULES, SWITCH_LIVE_FIELDS } from '../cli/
 import { commonOptions, commonSettings, runDaemon } from '../cli/daemon.js';
 import { KEYGEN_HINT, loadPrivateKey, loadPsk, readPemFlag } from '../cli/identity.js';
 import { runStatusCommand } from '../cli/status-command.js';
-import { inviteCommand, runInviteCommand } from '../cli/invite.js';
+import { inviteCommand, invitesCommand, revokeInviteCommand, runInviteCommand } from '../cli/invite.js';
 import { loadNetworks, networkSources } from '../cli/networks.js';
 import { DEFAULT_STORM_LIMIT } from '../lib/switch/switch.js';
 import { EtherlinkError, errorCode } from '../lib/core/errors.js';
@@ -210,7 +210,7 @@ await runDaemon({
   liveFields: SWITCH_LIVE_FIELDS,
   report: () => switchStatusReport(server),
   renderMetrics: renderSwitchMetrics,
-  ...(argv.insecure ? {} : { commands: { invite: inviteCommand(server, { address: listen[0]!.address, port: server.ports[0]! }) } }),
+  ...(argv.insecure ? {} : { commands: { invite: inviteCommand(server, { address: listen[0]!.address, port: server.ports[0]! }), invites: invitesCommand(server), 'invite-revoke': revokeInviteCommand(server) } }),
   table: () => formatSwitchTable(switchStatusReport(server)),
   reload: (plan) => {
     const changed = plan !== undefined ? (['allow', 'network', 'networks'] as const).filter((k) => k in plan.apply) : [];

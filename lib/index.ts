@@ -128,10 +128,12 @@ export {
   formatInviteUrl,
   parseInviteUrl,
   inviteProof,
+  summarizeInvite,
   DEFAULT_INVITE_EXPIRY_S,
   MAX_INVITE_EXPIRY_S,
   type InviteRecord,
   type InviteRequest,
   type InviteToken,
   type InviteRefusal,
+  type InviteSummary,
 } from './daemon/invites.js';

@@ -88,6 +88,35 @@ export interface InviteRecord {
   redeemedBy: string[];
 }
 
+/** What `vswitch invite --list` shows of an invite: everything but its secret. */
+export interface InviteSummary {
+  id: string;
+  network: string;
+  name?: string;
+  /** ISO 8601. */
+  created: string;
+  expires: string;
+  uses: number;
+  used: number;
+  /** open: it admits a key; used: every use taken; expired: its time is up. */
+  state: 'open' | 'used' | 'expired';
+}
+
+/** An invite without its secret, as of `now`. */
+export function summarizeInvite(r: InviteRecord, now: number): InviteSummary {
+  const state = r.redeemedBy.length >= r.uses ? 'used' : r.expires <= now ? 'expired' : 'open';
+  return {
+    id: r.id,
+    network: r.network,
+    ...(r.name !== undefined ? { name: r.name } : {}),
+    created: new Date(r.created).toISOString(),
+    expires: new Date(r.expires).toISOString(),
+    uses: r.uses,
+    used: r.redeemedBy.length,
+    state,
+  };
+}
+
 /** Why an invite was refused. */
 export type InviteRefusal = 'unknown' | 'expired' | 'used';
 

@@ -768,6 +768,23 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     return [...this.networks.values()].flatMap((n) => this.inviteBook(n).list());
   }
 
+  /**
+   * Revoke invite `id` (16 hex digits, as `vswitch invite --list` shows it):
+   * its URL admits nobody from now on (a port that joined with it stays).
+   * Returns the record, or undefined when no network holds it.
+   */
+  revokeInvite(id: string): InviteRecord | undefined {
+    for (const net of this.networks.values()) {
+      const book = this.inviteBook(net);
+      const record = book.list().find((r) => r.id === id);
+      if (record !== undefined && book.revoke(id)) {
+        this.log.info('invite revoked', { id, network: net.name, ...(record.name !== undefined ? { name: record.name } : {}), used: record.redeemedBy.length });
+        return record;
+      }
+    }
+    return undefined;
+  }
+
   private inviteBook(net: Network): InviteBook {
     const key = net.spec.allowFile !== undefined ? `file:${net.spec.allowFile}` : `net:${net.name}`;
     let book = this.inviteBooks.get(key);

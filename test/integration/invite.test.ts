@@ -140,3 +140,72 @@ test('a host joins with nothing but an invite; a used or expired invite is refus
 
   for (const c of [port1, port2, port3, vswitch]) c.kill('SIGTERM');
 });
+
+test('vswitch invite --list shows the invites without their secrets; --revoke voids one, whose URL is then refused on both sides, while another still admits', async (t) => {
+  if (!requireRoot(t)) return;
+  const keys = lanKeys();
+  const { sw, hosts } = buildStar(`${tag}r`, 2);
+  const [h1, h2] = hosts as [StarHost, StarHost];
+  const allow = join(tmp, 'allow-revoke');
+  writeFileSync(allow, `${keys.portPub(1)} h1\n`);
+  const control = join(tmp, 'vswitch-revoke.sock');
+  const vswitch = sw.spawn(process.execPath, [bin('vswitch'), String(SWITCH_PORT), '--key', keys.switchKey, '--allow', allow, '--control', control]);
+  await waitForOutput(vswitch, new RegExp(`vswitch ready on UDP ${SWITCH_PORT}\\n`), START_TIMEOUT_MS);
+  const vswitchCli = (args: readonly string[]): Promise<{ code: number; out: string; err: string }> =>
+    run(process.execPath, [bin('vswitch'), 'invite', '--control', control, ...args], { encoding: 'utf8' }).then(
+      (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, out: e.stdout ?? '', err: e.stderr ?? '' }),
+    );
+
+  const urlA = await invite(control, ['--name', 'tablet', '--address', `${h1.switchAddress}:${SWITCH_PORT}`]);
+  const urlB = await invite(control, ['--uses', '2', '--address', `${h2.switchAddress}:${SWITCH_PORT}`]);
+  const [a, b] = [parseInviteUrl(urlA), parseInviteUrl(urlB)];
+  const [idA, idB] = [a.id.toString('hex'), b.id.toString('hex')];
+
+  const listed = await vswitchCli(['--list']);
+  assert.equal(listed.code, 0, listed.err);
+  assert.match(listed.out, new RegExp(`^${idA}\\s+default\\s+tablet\\s+open\\s+0/1\\s`, 'm'), listed.out);
+  assert.match(listed.out, new RegExp(`^${idB}\\s+default\\s+-\\s+open\\s+0/2\\s`, 'm'), listed.out);
+  const asJson = await vswitchCli(['--list', '--json']);
+  const list = (JSON.parse(asJson.out) as { invites: { id: string; state: string; used: number; uses: number }[] }).invites;
+  assert.deepEqual(list.map((i) => [i.id, i.state, i.used, i.uses]).sort(), [[idA, 'open', 0, 1], [idB, 'open', 0, 2]].sort());
+  for (const out of [listed.out, asJson.out]) {
+    for (const secret of [a.secret, b.secret]) for (const form of ['base64url', 'base64', 'hex'] as const) assert.ok(!out.includes(secret.toString(form)), 'a listing never shows a secret');
+  }
+
+  const revoked = await vswitchCli(['--revoke', idA]);
+  assert.equal(revoked.code, 0, revoked.err);
+  assert.match(revoked.out, new RegExp(`invite ${idA} for network default revoked`));
+  await waitForOutput(vswitch, /invite revoked/, 5_000);
+  const after = await vswitchCli(['--list']);
+  assert.ok(!after.out.includes(idA) && after.out.includes(idB), `only B is left:\n${after.out}`);
+  assert.ok(!readFileSync(`${allow}.invites`, 'utf8').includes(idA), 'the invite file no longer holds A');
+  const again = await vswitchCli(['--revoke', idA]);
+  assert.notEqual(again.code, 0);
+  assert.match(again.err, new RegExp(`no invite ${idA} here \\(vswitch invite --list shows them\\)`));
+
+  // A's URL now admits nobody; B's still does.
+  const refused = join_(h1, 1, urlA);
+  assert.notEqual(await waitExit(refused, 15_000), 0);
+  assert.match(collect(refused).err(), /refused the invite: it does not know it \(revoked/);
+  await waitForOutput(vswitch, /invite refused: no such invite \(never made here, revoked/, 5_000);
+  const admitted = join_(h2, 2, urlB);
+  await waitForOutput(admitted, JOINED, START_TIMEOUT_MS);
+  const lines = readFileSync(allow, 'utf8').split('\n').filter((l) => l !== '');
+  assert.equal(lines.length, 2, `B added one line, A none:\n${lines.join('\n')}`);
+  const used = await vswitchCli(['--list', '--json']);
+  assert.deepEqual((JSON.parse(used.out) as { invites: { id: string; used: number }[] }).invites.map((i) => [i.id, i.used]), [[idB, 1]]);
+
+  // Bad combinations name the flag.
+  const both = await vswitchCli(['--list', '--revoke', idB]);
+  assert.equal(both.code, 2);
+  assert.match(both.err, /--list and --revoke go one at a time/);
+  const mixed = await vswitchCli(['--revoke', idB, '--name', 'x']);
+  assert.equal(mixed.code, 2);
+  assert.match(mixed.err, /--revoke takes no --name/);
+  const badId = await vswitchCli(['--revoke', 'zz']);
+  assert.equal(badId.code, 2);
+  assert.match(badId.err, /--revoke 'zz': give an invite id of 16 hex digits/);
+
+  for (const c of [admitted, vswitch]) c.kill('SIGTERM');
+});
