@@ -39,6 +39,12 @@
     return Math.max(200, Math.floor(box.getBoundingClientRect().width || 280));
   }
 
+  /** A chart's time axis: the last HISTORY seconds up to its newest point (times ascend), or up to now. */
+  function timeRange(xs) {
+    const hi = xs.length > 0 ? xs[xs.length - 1] : Date.now() / 1000;
+    return [hi - HISTORY, hi];
+  }
+
   function drawCharts(names) {
     const box = $('charts');
     for (const [name, c] of charts) {
@@ -65,8 +71,20 @@
           height: 140,
           legend: { show: false },
           cursor: { show: false },
-          // The last HISTORY seconds, whatever the points: a new chart does not stretch one point over years.
-          scales: { x: { time: true, range: (u, min, max) => { const hi = Number.isFinite(max) ? max : Date.now() / 1000; return [hi - HISTORY, hi]; } }, y: { range: (u, min, max) => [0, Math.max(1024, max * 1.1)] } },
+          // The last HISTORY seconds up to the newest point (or now): not uPlot's max, which for a single
+          // point is 1000 days after it (the chart then showed a date in 2029 and the point off the left edge).
+          scales: {
+            x: {
+              time: true,
+              range: (u) => {
+                const r = timeRange(u.data[0]);
+                // Where the time axis ends (unix s), as uPlot draws it: what a test can check of a canvas.
+                wrap.dataset.until = String(r[1]);
+                return r;
+              },
+            },
+            y: { range: (u, min, max) => [0, Math.max(1024, max * 1.1)] },
+          },
           axes: [{ space: 60 }, { values: (u, v) => v.map((x) => rate(x)), size: 85 }],
           series: [{}, { label: 'rx', stroke: '#1565c0', width: 1.5, fill: 'rgba(21,101,192,.08)' }, { label: 'tx', stroke: '#c62828', width: 1.5 }],
         };

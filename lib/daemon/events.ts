@@ -1,6 +1,7 @@
 // The recent events of a daemon (joins, leaves, MAC moves, refused claims,
-// rekeys, path changes, loop guard and storm control): a small bounded ring
-// that the status report and the live web view read.
+// rekeys, path changes, loop guard and storm control; a vport's own joins,
+// pair sessions, paths, link and problems): a small bounded ring that the
+// status report and the live web view read.
 
 /** How many events a daemon keeps: older ones are overwritten. */
 export const EVENT_LOG_CAPACITY = 200;
@@ -16,7 +17,10 @@ export type LiveEventKind =
   | 'storm'
   | 'port-blocked'
   | 'port-unblocked'
-  | 'mac-limit';
+  | 'mac-limit'
+  | 'pair'
+  | 'link'
+  | 'problem';
 
 /** One event as status and the web view show it: JSON-safe. */
 export interface LiveEvent {

@@ -2,6 +2,7 @@
 // PortSession (lib/protocol/port-session.ts) runs the protocol; frames cross in
 // windows both ways — device -> seal -> socket, socket -> open -> device.
 import { EventEmitter } from 'node:events';
+import { EventLog, type LiveEvent } from './events.js';
 import { hostname, networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -182,6 +183,8 @@ export interface PortClientStatus {
   /** The network the switch put this port in, and its VLAN mode there ('transparent', 'access 10', ...): the switch decides both (empty until it said). */
   network: string;
   vlan: string;
+  /** The recent events, oldest first: joins and rejoins, rekeys, pair sessions and their paths, the device's link, problems. */
+  events: LiveEvent[];
 }
 
 /** The events of a PortClient. */
@@ -217,6 +220,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   readonly tap: TapDevice;
   readonly socket: UdpSocket;
   private readonly session: PortSession;
+  /** The recent events (status `events`, the live web view). */
+  readonly events = new EventLog();
   readonly counters: PortClientCounters = { rxForeign: 0, reflectReplies: 0, reflectUnmatched: 0, streamsOpened: 0, streamFailures: 0, txNoTransport: 0, streamPauses: 0, underlayLoops: 0 };
   private readonly route: SwitchRoute;
   private readonly transport: TransportPolicy;
@@ -317,9 +322,17 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
           if (!this.socket.closed) this.socket.sendTo(datagram, addr);
         },
         event: (e) => {
-          if (e.type === 'pair-up') this.log.info('pair session up', { peer: e.peer, session: e.session, path: 'relayed' });
-          else if (e.type === 'pair-down') this.log.info('pair session closed', { peer: e.peer, reason: e.reason });
-          else this.log.info('path changed', { peer: e.peer, path: e.path, endpoint: e.endpoint, rttMs: e.rttMs, reason: e.reason });
+          if (e.type === 'pair-up') {
+            this.log.info('pair session up', { peer: e.peer, session: e.session, path: 'relayed' });
+            this.events.add('pair', `pair session with ${e.peer} up (relayed)`, { port: e.peer });
+          } else if (e.type === 'pair-down') {
+            this.log.info('pair session closed', { peer: e.peer, reason: e.reason });
+            this.events.add('pair', `pair session with ${e.peer} closed: ${e.reason}`, { port: e.peer });
+          } else {
+            this.log.info('path changed', { peer: e.peer, path: e.path, endpoint: e.endpoint, rttMs: e.rttMs, reason: e.reason });
+            const via = e.path === 'direct' ? `${e.endpoint !== undefined ? ` via ${e.endpoint}` : ''}${e.rttMs !== undefined ? `, ${e.rttMs.toFixed(2)} ms` : ''}` : '';
+            this.events.add('path', `${e.peer} ${e.path}${via}${e.reason !== undefined ? `: ${e.reason}` : ''}`, { port: e.peer });
+          }
         },
       },
       this.queue,
@@ -643,6 +656,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
    */
   setLinkUp(up: boolean): void {
     this.log.info(up ? 'device up: telling the switch' : 'device down: the switch withdraws its MACs', { device: this.tap.name });
+    this.events.add('link', up ? `${this.tap.name} up: told the switch` : `${this.tap.name} down: the switch withdraws its MACs`);
     this.session.setLinkUp(up, Date.now());
     this.schedule();
   }
@@ -701,26 +715,31 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         this.observedSelf = null;
         this.scanAddresses(true);
         this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
+        this.events.add('join', `joined the switch at ${this.switchAddress} (session ${e.session})`);
         this.emit('joined', { session: e.session, switch: this.switchAddress });
         break;
       case 'rekeyed':
         this.log.debug('rekeyed', { switch: this.switchAddress, session: e.session });
+        this.events.add('rekey', `rekeyed with the switch (session ${e.session})`);
         break;
       case 'probe-ack':
         this.transport.probeAck(e.seq, Date.now());
         break;
       case 'problem':
         this.log.error(e.message, { switch: this.switchAddress });
+        this.events.add('problem', e.message);
         this.emit('problem', e.message);
         if (e.reason === 'invite-refused') this.emit('invite-refused', e.message);
         break;
       case 'switch-dead':
         this.log.warn('switch not answering; rejoining with backoff', { switch: this.switchAddress, silent: `${(e.silentMs / 1000).toFixed(1)}s` });
+        this.events.add('leave', `the switch did not answer for ${(e.silentMs / 1000).toFixed(1)} s: rejoining`);
         this.emit('switch-dead');
         this.reresolve();
         break;
       case 'left-by-switch':
         this.log.warn('switch closed the session (shutting down, or this port was removed); rejoining with backoff', { switch: this.switchAddress });
+        this.events.add('leave', 'the switch closed the session (shutting down, or this port was removed): rejoining');
         break;
     }
   }
@@ -788,6 +807,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       ...this.underlay.statusField(Date.now()),
       network: this.assignment.network,
       vlan: this.assignment.vlan,
+      events: this.events.list(),
     };
   }
 

@@ -153,6 +153,21 @@ test('vport --web: the port, its peers and their paths', async (t) => {
   await page.waitForFunction(() => document.querySelector('#ports tbody tr[data-port="h2"]') !== null, undefined, { timeout: 10_000 });
   assert.match(await page.textContent('#ports tbody tr[data-port="h2"]') ?? '', /relayed/, '--no-direct: the peer is relayed');
   assert.match(await page.textContent('#title') ?? '', /vport etl0/);
+  // The port's own events: its join, and the pair session with h2 (relayed: --no-direct).
+  await page.waitForFunction(() => document.querySelector('#events li[data-kind="pair"]') !== null, undefined, { timeout: 10_000 });
+  assert.match(await page.textContent('#events li[data-kind="join"]') ?? '', /joined the switch at \S+ \(session /);
+  const pairs = await page.$$eval('#events li[data-kind="pair"]', (items) => items.map((li) => li.textContent ?? ''));
+  assert.ok(pairs.some((text) => /pair session with h2 up \(relayed\)/.test(text)), `the pair session with h2 in the events: ${JSON.stringify(pairs)}`);
+  // The rate chart's time axis ends now, also while it holds a single point (uPlot's own range put that one
+  // 1000 days ahead, in 2029): a fresh page, read at its first point.
+  const fresh = await openPage(b, `http://127.0.0.1:${PORT_WEB}/`);
+  const handle = await fresh.page.waitForFunction(() => {
+    const c = document.querySelector('#charts .chart[data-port="etl0"]');
+    return c?.dataset['points'] === '1' && c.dataset['until'] !== undefined ? c.dataset['until'] : undefined;
+  }, undefined, { timeout: 10_000, polling: 20 });
+  const until = Number(await handle.jsonValue());
+  assert.ok(Math.abs(until * 1000 - Date.now()) < 60_000, `with one point, the chart's time axis ends now, not at ${until} (unix s)`);
+  assert.deepEqual(fresh.errors, []);
   const shot = screenshotPath('web-port.png');
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
