@@ -162,8 +162,10 @@
     }
     head($('ports'), ['Name', ...(multi ? ['Network'] : []), ['Public key', 'wide'], 'Underlay', 'Transport', 'Paths', 'Handshake', 'Link', 'rx', 'tx', 'MACs']);
     const rows = ports.map((p) => {
-      const rx = p.counters.rxBytes + (p.relayed ? p.relayed.fromBytes : 0);
-      const tx = p.counters.txBytes + (p.relayed ? p.relayed.toBytes : 0);
+      // All of a member's traffic: switched, relayed end to end, and what it reports it sent and received direct.
+      const d = p.directTraffic;
+      const rx = p.counters.rxBytes + (p.relayed ? p.relayed.fromBytes : 0) + (d ? d.txBytes : 0);
+      const tx = p.counters.txBytes + (p.relayed ? p.relayed.toBytes : 0) + (d ? d.rxBytes : 0);
       const s = track(p.name, rx, tx, t);
       const tr = row(
         [

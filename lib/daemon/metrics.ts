@@ -102,6 +102,11 @@ export function renderSwitchMetrics(r: SwitchStatusReport): string {
       'Bytes of end-to-end datagrams (header, ciphertext, tag) the switch relayed unopened, from each remote port and to it.',
       r.ports.flatMap((p, i): Sample[] => (p.relayed ? [[{ network: r.ports[i]!.network, port: names[i]!, direction: 'from' }, p.relayed.fromBytes], [{ network: r.ports[i]!.network, port: names[i]!, direction: 'to' }, p.relayed.toBytes]] : [])),
     )
+    .counter(
+      'port_direct_bytes_total',
+      'Frame bytes each remote port reports it sent (tx) and received (rx) on direct paths, which the switch does not carry (self-reported; starts over when its vport restarts).',
+      r.ports.flatMap((p, i): Sample[] => (p.directTraffic ? [[{ network: r.ports[i]!.network, port: names[i]!, direction: 'tx' }, p.directTraffic.txBytes], [{ network: r.ports[i]!.network, port: names[i]!, direction: 'rx' }, p.directTraffic.rxBytes]] : [])),
+    )
     .gauge('port_known_by', 'Members holding each remote port\'s directory entry (itself excluded).', r.ports.flatMap((p, i): Sample[] => (p.knownBy !== undefined ? [[{ network: r.ports[i]!.network, port: names[i]! }, Math.max(0, p.knownBy - 1)]] : [])))
     .counter('pair_handshakes_relayed_total', 'Handshake messages of end-to-end sessions relayed between members.', n('pairHandshakesRelayed'))
     .counter('directory_messages_total', 'Directory messages (PEER) sent to members: entries, changes, withdrawals.', n('directoryMessages'))

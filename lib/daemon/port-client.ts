@@ -46,6 +46,7 @@ import {
   STREAM_PAUSE_BYTES,
   STREAM_PORT_QUEUE_BYTES,
   STREAM_RESUME_BYTES,
+  TRAFFIC_REPORT_INTERVAL_MS,
   TRANSPORT_QUIET_MS,
   type TransportCipherName,
 } from '../protocol/constants.js';
@@ -54,7 +55,7 @@ import {
 const PAIR_POLL_INTERVAL_MS = 250;
 import { insecureSwitchKey } from '../protocol/noise.js';
 import { PortSession, type PortSessionEvent, type PortSessionState } from '../protocol/port-session.js';
-import { decodeReflectReply, encodeEndpoints, encodeReflectRequest, isPairData, printable, truncateUtf8, type LongControlMessage } from '../protocol/wire.js';
+import { decodeReflectReply, encodeEndpoints, encodeReflectRequest, encodeTrafficReport, isPairData, printable, truncateUtf8, type LongControlMessage } from '../protocol/wire.js';
 import { PairSessions, type PairCounters, type PeerStatus } from '../protocol/pair-sessions.js';
 import { CaptureSlot, type CaptureStatus, type PcapOptions, type PcapWriteOptions } from './pcap.js';
 import { UnderlayGuard } from './underlay-guard.js';
@@ -255,6 +256,9 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private reflectTxid = '';
   private reflectTimer: NodeJS.Timeout | null = null;
   private nextNatCheckAt = Infinity;
+  /** When the direct-path traffic is next reported to the switch, and what it last took. */
+  private nextTrafficReportAt = 0;
+  private reportedTraffic = { tx: 0, rx: 0 };
   private readonly viaSwitch = (batch: FrameBatch): void => this.session.transmit(batch);
   private receiver: BatchReceiver | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -539,6 +543,19 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
       this.scanAddresses(false);
     }
     if (now >= this.nextNatCheckAt) this.checkNat();
+    if (now >= this.nextTrafficReportAt) this.reportTraffic(now);
+  }
+
+  /**
+   * Tell the switch what went direct since we started (TRAFFIC_REPORT), when
+   * it changed: the switch sees none of it, and shows it in its status and
+   * charts. A report lost (not joined) is simply sent again next time.
+   */
+  private reportTraffic(now: number): void {
+    this.nextTrafficReportAt = now + TRAFFIC_REPORT_INTERVAL_MS;
+    const { txDirectBytes: tx, rxDirectBytes: rx } = this.pairs.counters;
+    if (tx === this.reportedTraffic.tx && rx === this.reportedTraffic.rx) return;
+    if (this.session.sendLong(encodeTrafficReport(tx, rx))) this.reportedTraffic = { tx, rx };
   }
 
   /**
@@ -716,6 +733,8 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         this.scanAddresses(true);
         this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
         this.events.add('join', `joined the switch at ${this.switchAddress} (session ${e.session})`);
+        // A new session: the switch may have restarted and forgotten our direct traffic; report it at the next tick.
+        this.reportedTraffic = { tx: -1, rx: -1 };
         this.emit('joined', { session: e.session, switch: this.switchAddress });
         break;
       case 'rekeyed':

@@ -39,6 +39,8 @@ export interface SwitchPortReport {
   nat?: string;
   direct?: boolean;
   localAddresses?: string[];
+  /** Remote ports: what they report they sent (tx) and received (rx) on direct paths, which the switch does not see. */
+  directTraffic?: { txBytes: number; rxBytes: number };
   /** Remote ports: how they reach the switch now ('udp', 'tcp', 'ws'), or 'vxlan' for a remote VTEP. */
   transport?: 'udp' | 'tcp' | 'ws' | 'vxlan';
   /** A remote VTEP: the VNI it is heard on, and frames dropped as too large for the underlay once encapsulated. */
@@ -127,6 +129,7 @@ export function switchStatusReport(server: SwitchServer): SwitchStatusReport {
       direct: m.direct,
       localAddresses: m.localAddresses,
       transport: m.transport,
+      ...(m.directTraffic !== undefined ? { directTraffic: m.directTraffic } : {}),
     };
   });
   return {

@@ -220,6 +220,12 @@ export interface MemberStatus {
   direct: boolean;
   /** The addresses it reported for direct paths (its LAN side). */
   localAddresses: string[];
+  /**
+   * What it reports it sent and received on direct paths since its vport
+   * started (TRAFFIC_REPORT): traffic this switch no longer sees. Self-reported,
+   * for status and charts only; absent until it reported.
+   */
+  directTraffic?: { txBytes: number; rxBytes: number };
 }
 
 /** A pair of members and how they reach each other, as they report it. */
@@ -394,6 +400,8 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
   private readonly introduced = new Map<Member<SocketLink>, Set<Member<SocketLink>>>();
   /** How each member reaches the members it has pair sessions with (PATH_REPORT), by member id. */
   private readonly paths = new Map<Member<SocketLink>, Map<number, { path: number; reason: string }>>();
+  /** Each member's direct-path traffic as it last reported it (TRAFFIC_REPORT). */
+  private readonly directTraffic = new Map<Member<SocketLink>, { txBytes: number; rxBytes: number }>();
   private readonly rendezvousBudget = new Map<Member<SocketLink>, TokenBucket>();
   private rendezvousSent = 0;
   private rendezvousRefused = 0;
@@ -1171,6 +1179,10 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
       if (was?.path !== msg.path) this.notePath(m, d, msg.path, msg.reason);
       return;
     }
+    if (msg.kind === LongControl.TRAFFIC_REPORT) {
+      this.directTraffic.set(m, { txBytes: msg.txDirectBytes, rxBytes: msg.rxDirectBytes });
+      return;
+    }
     if (msg.kind === LongControl.PEER_QUERY) {
       // After a rejoin: the member with this key now, if any, and the other way round.
       const d = this.sessions.byKeyHex(msg.publicKey.toString('hex'));
@@ -1370,6 +1382,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     this.directory.remove(m);
     this.endpoints.delete(m);
     this.paths.delete(m);
+    this.directTraffic.delete(m);
     // Its id may be another member's next (even in another network): what others reported about it goes.
     for (const reports of this.paths.values()) reports.delete(m.id);
     this.rendezvousBudget.delete(m);
@@ -1410,6 +1423,7 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
         nat: NAT_MAPPING_NAMES[(this.endpoints.get(m)?.nat ?? 0) as NatMapping] ?? 'unknown',
         direct: ((this.endpoints.get(m)?.flags ?? 0) & EndpointFlags.NO_DIRECT) === 0,
         localAddresses: (this.endpoints.get(m)?.addrs ?? []).map((a) => formatAddress(a)),
+        ...(this.directTraffic.has(m) ? { directTraffic: { ...this.directTraffic.get(m)! } } : {}),
       });
     }
     const perNet = [...this.networks.values()].map((net) => ({ net, snap: net.switch.snapshot() }));

@@ -262,6 +262,12 @@ export const LongControl = {
   PATH_REPORT: 0x14,
   /** Port -> switch: static public key (32): "which member id has this key now?" (after a rejoin): answered with PEER, or not at all. */
   PEER_QUERY: 0x15,
+  /**
+   * Port -> switch: u64 bytes sent and u64 bytes received on direct paths
+   * since the port started (monotonic): traffic the switch no longer sees,
+   * for its status and charts. Sent every TRAFFIC_REPORT_INTERVAL_MS while it changes.
+   */
+  TRAFFIC_REPORT: 0x16,
   /** Switch -> port: src u16, static public key (32), then a handshake message from that member's port. */
   PAIR_RECV: 0x20,
   /**
@@ -315,6 +321,8 @@ export const ENDPOINT_RECORD_SIZE = 18;
 export const LOCAL_ENDPOINTS_MAX = 8;
 /** Longest reason text of a PATH_REPORT. */
 export const PATH_REASON_MAX_BYTES = 96;
+/** How often a port reports its direct-path traffic (TRAFFIC_REPORT), while it changes. */
+export const TRAFFIC_REPORT_INTERVAL_MS = 2_000;
 export const PeerFlags = {
   /** This message starts the member's MAC list: forget the MACs known before. */
   RESET: 0x01,

@@ -137,6 +137,9 @@ export interface PairCounters {
   txBoth: number;
   /** Opened frames that came on a direct path. */
   rxDirect: number;
+  /** Frame bytes sent onto a direct path (also when in doubt) and received on one: what the port reports to the switch (TRAFFIC_REPORT). */
+  txDirectBytes: number;
+  rxDirectBytes: number;
   probesSent: number;
   probesAnswered: number;
   pongsReceived: number;
@@ -265,6 +268,8 @@ export class PairSessions {
     txRelayed: 0,
     txBoth: 0,
     rxDirect: 0,
+    txDirectBytes: 0,
+    rxDirectBytes: 0,
     probesSent: 0,
     probesAnswered: 0,
     pongsReceived: 0,
@@ -735,12 +740,14 @@ export class PairSessions {
       sealInto(kp, p.tx, this.out, endpoint, this.counters);
       paths.txDirectBytes += bytes;
       this.counters.txDirect += n;
+      this.counters.txDirectBytes += bytes;
     } else {
       // In doubt: both ways until a pong settles it; the peer's replay window drops the second copy.
       sealInto(kp, p.tx, this.out, endpoint, this.counters, this.switchAddr);
       paths.txDirectBytes += bytes;
       paths.txRelayBytes += bytes;
       this.counters.txBoth += n;
+      this.counters.txDirectBytes += bytes;
     }
     p.txFrames += n;
     p.txBytes += bytes;
@@ -830,6 +837,7 @@ export class PairSessions {
     paths.rxRelayBytes += relayed;
     paths.rxDirectBytes += direct;
     this.counters.rxDirect += directFrames;
+    this.counters.rxDirectBytes += direct;
     if (lastDirect >= 0) paths.heard(addrs, lastDirect, now);
   }
 

@@ -393,6 +393,7 @@ export type LongControlMessage =
   | { kind: typeof LongControl.RENDEZVOUS; id: number }
   | PathReportMessage
   | { kind: typeof LongControl.PEER_QUERY; publicKey: Buffer }
+  | TrafficReportMessage
   | CandidatesMessage
   | ReflectedMessage
   | AssignmentMessage;
@@ -430,6 +431,13 @@ export interface PathReportMessage {
   id: number;
   path: number;
   reason: string;
+}
+
+/** TRAFFIC_REPORT: what the reporting port sent and received on direct paths since it started. */
+export interface TrafficReportMessage {
+  kind: typeof LongControl.TRAFFIC_REPORT;
+  txDirectBytes: number;
+  rxDirectBytes: number;
 }
 
 /** REFLECTED: the port's address as the switch sees it, and where its reflector listens. */
@@ -567,6 +575,18 @@ export function encodePathReport(id: number, path: number, reason: string): Buff
   return b;
 }
 
+/** TRAFFIC_REPORT: the type byte and two u64. */
+const TRAFFIC_REPORT_SIZE = 17;
+
+/** TRAFFIC_REPORT: bytes this port sent and received on direct paths (whole numbers below 2^53). */
+export function encodeTrafficReport(txDirectBytes: number, rxDirectBytes: number): Buffer {
+  const b = Buffer.alloc(TRAFFIC_REPORT_SIZE);
+  b[0] = LongControl.TRAFFIC_REPORT;
+  b.writeBigUInt64BE(BigInt(txDirectBytes), 1);
+  b.writeBigUInt64BE(BigInt(rxDirectBytes), 9);
+  return b;
+}
+
 /** PEER_QUERY: which member has `publicKey` now. */
 export function encodePeerQuery(publicKey: Uint8Array): Buffer {
   const b = Buffer.alloc(1 + KEY_SIZE);
@@ -678,6 +698,12 @@ export function decodeLongControl(buf: Buffer, off: number, len: number): LongCo
       return null;
     }
     return { kind, id, path: buf[off + 3]!, reason: printable(reason) };
+  }
+  if (kind === LongControl.TRAFFIC_REPORT && len === TRAFFIC_REPORT_SIZE) {
+    const tx = buf.readBigUInt64BE(off + 1);
+    const rx = buf.readBigUInt64BE(off + 9);
+    if (tx > BigInt(Number.MAX_SAFE_INTEGER) || rx > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+    return { kind, txDirectBytes: Number(tx), rxDirectBytes: Number(rx) };
   }
   if (kind === LongControl.PEER_QUERY && len === 1 + KEY_SIZE) {
     return { kind, publicKey: Buffer.from(buf.subarray(off + 1, end)) };

@@ -237,6 +237,16 @@ test('endpoint-independent NAT on both sides: after first contact a 20 MB transf
     const s = await switchReport(l.sw);
     const pair = s.pairs?.find((p) => [p.a, p.b].sort().join() === 'h1,h2');
     assert.equal(pair?.path, 'direct', `the switch's view of the pair: ${JSON.stringify(s.pairs)}`);
+    // What went direct, the switch hears from the ports (TRAFFIC_REPORT, every 2 s): its status and charts show it.
+    let seen: Record<string, { txBytes: number; rxBytes: number } | undefined> = {};
+    await waitFor("the ports' reports of their direct traffic at the switch", async () => {
+      const ports = (await switchReport(l.sw)).ports;
+      seen = Object.fromEntries(['h1', 'h2'].map((n) => [n, ports.find((p) => p.name === n)?.directTraffic]));
+      return (seen['h1']?.txBytes ?? 0) >= after.txDirectBytes && (seen['h2']?.rxBytes ?? 0) >= TRANSFER_BYTES;
+    }, 10_000, 200).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(seen)}; h1 counted ${after.txDirectBytes} B direct`);
+    });
+    t.diagnostic(`the switch's status: h1 sent ${seen['h1']!.txBytes} B direct, h2 received ${seen['h2']!.rxBytes} B direct`);
   });
 });
 

@@ -28,6 +28,7 @@ import {
   encodePairRecv,
   encodePairSend,
   encodePeer,
+  encodeTrafficReport,
   encodePeerGone,
   isPairData,
   isTransport,
@@ -268,6 +269,21 @@ test('PAIR_DATA and CONTROL_DATA headers: the route is bytes 2..3 of a PAIR_DATA
   assert.equal(isTransport(buf, 4, TRANSPORT_OVERHEAD), false, 'a route on hop-by-hop transport: reserved bytes not zero');
 });
 
+test('TRAFFIC_REPORT: two byte counts up to 2^53 round-trip in 17 bytes; a wrong length or a count past 2^53 is malformed', () => {
+  for (const [tx, rx] of [[0, 0], [21_997_298, 1], [Number.MAX_SAFE_INTEGER, 2 ** 32 + 5]] as const) {
+    const m = encodeTrafficReport(tx, rx);
+    assert.equal(m.length, 17);
+    const e = embedded(m);
+    assert.deepEqual(decodeLongControl(e.buf, e.off, e.len), { kind: LongControl.TRAFFIC_REPORT, txDirectBytes: tx, rxDirectBytes: rx });
+  }
+  const m = encodeTrafficReport(1, 2);
+  assert.equal(decodeLongControl(m, 0, 16), null, 'one byte short');
+  assert.equal(decodeLongControl(Buffer.concat([m, Buffer.alloc(1)]), 0, 18), null, 'one byte extra');
+  const huge = Buffer.from(m);
+  huge.writeBigUInt64BE(2n ** 53n, 1);
+  assert.equal(decodeLongControl(huge, 0, huge.length), null, 'a count no JavaScript number holds exactly');
+});
+
 test('random and mutated input never makes the pair decoders throw', () => {
   const rnd = prng(0x5eed);
   const int = (n: number): number => Math.floor(rnd() * n);
@@ -279,8 +295,9 @@ test('random and mutated input never makes the pair decoders throw', () => {
     encodePairRecv(2, KEY, bytes(92, 6)),
     encodeNotHere(1, 2),
     PAIR_LEAVE_PAYLOAD,
+    encodeTrafficReport(123_456_789, 2 ** 40),
   ];
-  const kinds = [LongControl.PAIR_SEND, LongControl.MAC_CLAIM, LongControl.PAIR_RECV, LongControl.PEER, PairControl.LEAVE, PairControl.NOT_HERE];
+  const kinds = [LongControl.PAIR_SEND, LongControl.MAC_CLAIM, LongControl.PAIR_RECV, LongControl.PEER, PairControl.LEAVE, PairControl.NOT_HERE, LongControl.TRAFFIC_REPORT];
   for (let i = 0; i < 20_000; i++) {
     let m: Buffer;
     if (i % 2 === 0) {
