@@ -93,6 +93,7 @@ export function revokeInviteCommand(server: SwitchServer): ControlCommand {
     if (typeof id !== 'string' || !INVITE_ID.test(id)) throw new EtherlinkError('EINVAL', `"id" must be an invite id of 16 hex digits, got ${JSON.stringify(id)}`);
     const record = server.revokeInvite(id);
     if (record === undefined) throw new EtherlinkError('ENOENT', `no invite ${id} here (vswitch invite --list shows them)`);
+    if (record === 'already') throw new EtherlinkError('EALREADY', `invite ${id} was revoked already`);
     return { revoked: summarizeInvite(record, Date.now()) };
   };
 }
@@ -104,7 +105,7 @@ const INVITE_ID = /^[0-9a-f]{16}$/;
 const CREATE_FLAGS = ['name', 'address', 'expires', 'uses', 'network'] as const;
 
 function formatInvites(list: readonly InviteSummary[]): string {
-  if (list.length === 0) return 'no invites (open, or used or expired within the last day)\n';
+  if (list.length === 0) return 'no invites (open, or used, expired or revoked within the last day)\n';
   const rows = list.map((i) => [i.id, i.network, i.name ?? '-', i.state, `${i.used}/${i.uses}`, i.expires]);
   const head = ['ID', 'NETWORK', 'NAME', 'STATE', 'USED', 'EXPIRES'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));

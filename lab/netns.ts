@@ -3,7 +3,7 @@
 // Used by the demo, the bench and the tests; never sends beyond this machine.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 /** True when this process may create namespaces and TAP devices. */
 export function isRoot(): boolean {
@@ -208,6 +208,10 @@ export async function waitForOutput(child: ChildProcess, re: RegExp, timeoutMs =
  * service (invoke-rc.d and deb-systemd-invoke ask it; 101: action forbidden).
  */
 const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+/** What we write there: recognisable, so that one left by a run that was killed mid-install is ours to remove. */
+const OUR_POLICY = "#!/bin/sh\n# written by EtherLink's test tool install for its duration: start no services\nexit 101\n";
+/** apt-get install of the test tools (chromium is large): generous, but bounded. */
+const INSTALL_TIMEOUT_MS = 30 * 60_000;
 
 /**
  * Ensure Debian tools the tests need are present, installing them when missing
@@ -215,18 +219,25 @@ const POLICY_RC_D = '/usr/sbin/policy-rc.d';
  * Open vSwitch's daemons...) are not started: the tests start their own
  * instances, and installing a tool must not leave a system daemon running.
  */
-export function ensureTools(tools: Record<string, string>): string[] {
+export function ensureTools(tools: Record<string, string>, log?: (line: string) => void): string[] {
   const missing = Object.entries(tools).filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0);
   if (missing.length === 0) return [];
   const pkgs = [...new Set(missing.map(([, pkg]) => pkg))];
+  log?.(`installing test tools with apt-get (can take minutes): ${pkgs.join(' ')}`);
   // Some packages ask debconf questions (tshark: may non-root users capture?); with no
   // terminal they must take the defaults instead of waiting for an answer.
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const ours = !existsSync(POLICY_RC_D);
-  if (ours) writeFileSync(POLICY_RC_D, '#!/bin/sh\n# written by EtherLink\'s test tool install for its duration: start no services\nexit 101\n', { mode: 0o755 });
+  let ours = false;
+  try {
+    writeFileSync(POLICY_RC_D, OUR_POLICY, { mode: 0o755, flag: 'wx' });
+    ours = true;
+  } catch {
+    // The system's own (a container image's), or ours from a run killed mid-install.
+    ours = readFileSync(POLICY_RC_D, 'utf8') === OUR_POLICY;
+  }
   try {
     run('apt-get', ['update', '-qq'], { allowFail: true, timeoutMs: 300_000, env });
-    run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: 600_000, env });
+    run('apt-get', ['install', '-y', '-qq', ...pkgs], { timeoutMs: INSTALL_TIMEOUT_MS, env });
   } finally {
     if (ours) rmSync(POLICY_RC_D, { force: true });
   }

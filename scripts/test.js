@@ -17,9 +17,9 @@ const TOOLS = { ping: 'iputils-ping', tcpdump: 'tcpdump', setpriv: 'util-linux',
 const isRoot = process.getuid?.() === 0;
 if (isRoot) {
   // The same install the tests' ensureTools does (built by `npm run build:ts` first): no service of a package started.
-  const { ensureTools } = await import('../dist/lab/netns.js');
   try {
-    const installed = ensureTools(TOOLS);
+    const { ensureTools } = await import('../dist/lab/netns.js');
+    const installed = ensureTools(TOOLS, (line) => console.log(line));
     if (installed.length > 0) console.log(`installed test tools: ${installed.join(' ')}`);
   } catch (err) {
     console.error(`installing the test tools failed: ${err.message}`);

@@ -86,6 +86,12 @@ export interface InviteRecord {
   uses: number;
   /** The keys (base64) it admitted. */
   redeemedBy: string[];
+  /**
+   * Unix ms when it was revoked (`vswitch invite --revoke`): its secret is
+   * gone and it admits nobody, but it is kept a day so that its URL is still
+   * refused as unknown (not met with silence) and --list shows it.
+   */
+  revoked?: number;
 }
 
 /** What `vswitch invite --list` shows of an invite: everything but its secret. */
@@ -98,13 +104,13 @@ export interface InviteSummary {
   expires: string;
   uses: number;
   used: number;
-  /** open: it admits a key; used: every use taken; expired: its time is up. */
-  state: 'open' | 'used' | 'expired';
+  /** open: it admits a key; used: every use taken; expired: its time is up; revoked: voided by --revoke. */
+  state: 'open' | 'used' | 'expired' | 'revoked';
 }
 
 /** An invite without its secret, as of `now`. */
 export function summarizeInvite(r: InviteRecord, now: number): InviteSummary {
-  const state = r.redeemedBy.length >= r.uses ? 'used' : r.expires <= now ? 'expired' : 'open';
+  const state = r.revoked !== undefined ? 'revoked' : r.redeemedBy.length >= r.uses ? 'used' : r.expires <= now ? 'expired' : 'open';
   return {
     id: r.id,
     network: r.network,
@@ -169,7 +175,8 @@ export class InviteBook {
   }
 
   /** Open invites (not used up, not expired) and, for a day after, spent ones. */
-  list(): InviteRecord[] {
+  list(now?: number): InviteRecord[] {
+    if (now !== undefined) this.prune(now);
     return [...this.records.values()];
   }
 
@@ -215,7 +222,7 @@ export class InviteBook {
    */
   check(id: Buffer, proof: Buffer, switchPublicKey: Buffer, portPublicKey: Buffer, now: number): { ok: true; record: InviteRecord } | { ok: false; reason: InviteRefusal } {
     const r = this.records.get(id.toString('hex'));
-    if (r === undefined) return { ok: false, reason: 'unknown' };
+    if (r === undefined || r.revoked !== undefined) return { ok: false, reason: 'unknown' };
     const want = inviteProof(Buffer.from(r.secret, 'base64url'), switchPublicKey, portPublicKey, id);
     if (proof.length !== want.length || !timingSafeEqual(proof, want)) return { ok: false, reason: 'unknown' };
     if (r.redeemedBy.length >= r.uses) return { ok: false, reason: 'used' };
@@ -229,17 +236,24 @@ export class InviteBook {
     this.save();
   }
 
-  /** Forget an invite; true if there was one. */
-  revoke(id: string): boolean {
-    const had = this.records.delete(id);
-    if (had) this.save();
-    return had;
+  /**
+   * Void an invite: its secret is forgotten at once, the record kept a day
+   * (a stranger presenting it is still told 'unknown', and --list shows it).
+   * False if there was no such invite, or it was revoked already.
+   */
+  revoke(id: string, now: number): boolean {
+    const r = this.records.get(id);
+    if (r === undefined || r.revoked !== undefined) return false;
+    r.revoked = now;
+    r.secret = '';
+    this.save();
+    return true;
   }
 
   private prune(now: number): void {
     let changed = false;
     for (const [id, r] of this.records) {
-      if (r.expires + PRUNE_AFTER_MS <= now) {
+      if (Math.min(r.expires, r.revoked ?? Infinity) + PRUNE_AFTER_MS <= now) {
         this.records.delete(id);
         changed = true;
       }

@@ -47,6 +47,7 @@ import {
   STREAM_PORT_QUEUE_BYTES,
   STREAM_RESUME_BYTES,
   TRAFFIC_REPORT_INTERVAL_MS,
+  TRAFFIC_REPORT_REFRESH_MS,
   TRANSPORT_QUIET_MS,
   type TransportCipherName,
 } from '../protocol/constants.js';
@@ -258,7 +259,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   private nextNatCheckAt = Infinity;
   /** When the direct-path traffic is next reported to the switch, and what it last took. */
   private nextTrafficReportAt = 0;
-  private reportedTraffic = { tx: 0, rx: 0 };
+  private reportedTraffic = { tx: 0, rx: 0, at: 0 };
   private readonly viaSwitch = (batch: FrameBatch): void => this.session.transmit(batch);
   private receiver: BatchReceiver | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -547,15 +548,18 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
   }
 
   /**
-   * Tell the switch what went direct since we started (TRAFFIC_REPORT), when
-   * it changed: the switch sees none of it, and shows it in its status and
-   * charts. A report lost (not joined) is simply sent again next time.
+   * Tell the switch what went direct since we started (TRAFFIC_REPORT): the
+   * switch sees none of it, and shows it in its status and charts. Each
+   * second while it changes, every TRAFFIC_REPORT_REFRESH_MS when not (a
+   * datagram may be lost, or come before the switch confirmed our session);
+   * nothing while nothing ever went direct.
    */
   private reportTraffic(now: number): void {
     this.nextTrafficReportAt = now + TRAFFIC_REPORT_INTERVAL_MS;
     const { txDirectBytes: tx, rxDirectBytes: rx } = this.pairs.counters;
-    if (tx === this.reportedTraffic.tx && rx === this.reportedTraffic.rx) return;
-    if (this.session.sendLong(encodeTrafficReport(tx, rx))) this.reportedTraffic = { tx, rx };
+    const last = this.reportedTraffic;
+    if (tx + rx === 0 || (tx === last.tx && rx === last.rx && now - last.at < TRAFFIC_REPORT_REFRESH_MS)) return;
+    if (this.session.sendLong(encodeTrafficReport(tx, rx))) this.reportedTraffic = { tx, rx, at: now };
   }
 
   /**
@@ -734,7 +738,7 @@ export class PortClient extends EventEmitter<PortClientEvents> implements Port {
         this.log.info('joined switch', { switch: this.switchAddress, session: e.session, attempts: e.attempts });
         this.events.add('join', `joined the switch at ${this.switchAddress} (session ${e.session})`);
         // A new session: the switch may have restarted and forgotten our direct traffic; report it at the next tick.
-        this.reportedTraffic = { tx: -1, rx: -1 };
+        this.reportedTraffic = { tx: -1, rx: -1, at: 0 };
         this.emit('joined', { session: e.session, switch: this.switchAddress });
         break;
       case 'rekeyed':

@@ -771,24 +771,29 @@ export class SwitchServer extends EventEmitter<SwitchServerEvents> {
     return this.inviteBook(net).create({ ...req, network: net.name }, Date.now());
   }
 
-  /** Invites of every network, made and not yet pruned (used-up and expired ones stay a day). */
-  invites(): InviteRecord[] {
-    return [...this.networks.values()].flatMap((n) => this.inviteBook(n).list());
+  /** The invite books in use: one per allow file (two networks may share one), or per network without one. */
+  private books(): InviteBook[] {
+    return [...new Set([...this.networks.values()].map((n) => this.inviteBook(n)))];
+  }
+
+  /** Invites of every network, made and not yet pruned (used-up, expired and revoked ones stay a day). */
+  invites(now = Date.now()): InviteRecord[] {
+    return this.books().flatMap((b) => b.list(now));
   }
 
   /**
    * Revoke invite `id` (16 hex digits, as `vswitch invite --list` shows it):
-   * its URL admits nobody from now on (a port that joined with it stays).
-   * Returns the record, or undefined when no network holds it.
+   * its URL admits nobody from now on, and is refused as unknown (a port that
+   * joined with it stays). Returns the record; 'already' if it was revoked
+   * before; undefined when no network holds it.
    */
-  revokeInvite(id: string): InviteRecord | undefined {
-    for (const net of this.networks.values()) {
-      const book = this.inviteBook(net);
+  revokeInvite(id: string, now = Date.now()): InviteRecord | 'already' | undefined {
+    for (const book of this.books()) {
       const record = book.list().find((r) => r.id === id);
-      if (record !== undefined && book.revoke(id)) {
-        this.log.info('invite revoked', { id, network: net.name, ...(record.name !== undefined ? { name: record.name } : {}), used: record.redeemedBy.length });
-        return record;
-      }
+      if (record === undefined) continue;
+      if (!book.revoke(id, now)) return 'already';
+      this.log.info('invite revoked', { id, network: record.network, ...(record.name !== undefined ? { name: record.name } : {}), used: record.redeemedBy.length });
+      return record;
     }
     return undefined;
   }

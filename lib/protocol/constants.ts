@@ -265,7 +265,9 @@ export const LongControl = {
   /**
    * Port -> switch: u64 bytes sent and u64 bytes received on direct paths
    * since the port started (monotonic): traffic the switch no longer sees,
-   * for its status and charts. Sent every TRAFFIC_REPORT_INTERVAL_MS while it changes.
+   * for its status and charts. Sent every TRAFFIC_REPORT_INTERVAL_MS while it
+   * changes, every TRAFFIC_REPORT_REFRESH_MS when not (a report may be lost),
+   * never while both are 0.
    */
   TRAFFIC_REPORT: 0x16,
   /** Switch -> port: src u16, static public key (32), then a handshake message from that member's port. */
@@ -321,8 +323,10 @@ export const ENDPOINT_RECORD_SIZE = 18;
 export const LOCAL_ENDPOINTS_MAX = 8;
 /** Longest reason text of a PATH_REPORT. */
 export const PATH_REASON_MAX_BYTES = 96;
-/** How often a port reports its direct-path traffic (TRAFFIC_REPORT), while it changes. */
-export const TRAFFIC_REPORT_INTERVAL_MS = 2_000;
+/** How often a port reports its direct-path traffic (TRAFFIC_REPORT), while it changes: the live charts' second. */
+export const TRAFFIC_REPORT_INTERVAL_MS = 1_000;
+/** The same report again when nothing changed, in case the last was lost. */
+export const TRAFFIC_REPORT_REFRESH_MS = 10_000;
 export const PeerFlags = {
   /** This message starts the member's MAC list: forget the MACs known before. */
   RESET: 0x01,

@@ -178,11 +178,16 @@ test('vswitch invite --list shows the invites without their secrets; --revoke vo
   assert.match(revoked.out, new RegExp(`invite ${idA} for network default revoked`));
   await waitForOutput(vswitch, /invite revoked/, 5_000);
   const after = await vswitchCli(['--list']);
-  assert.ok(!after.out.includes(idA) && after.out.includes(idB), `only B is left:\n${after.out}`);
-  assert.ok(!readFileSync(`${allow}.invites`, 'utf8').includes(idA), 'the invite file no longer holds A');
+  assert.match(after.out, new RegExp(`^${idA}\\s+default\\s+tablet\\s+revoked\\s`, 'm'), after.out);
+  assert.match(after.out, new RegExp(`^${idB}\\s+default\\s+-\\s+open\\s`, 'm'), after.out);
+  const file = readFileSync(`${allow}.invites`, 'utf8');
+  for (const form of ['base64url', 'base64', 'hex'] as const) assert.ok(!file.includes(a.secret.toString(form)), "the invite file no longer holds A's secret");
   const again = await vswitchCli(['--revoke', idA]);
   assert.notEqual(again.code, 0);
-  assert.match(again.err, new RegExp(`no invite ${idA} here \\(vswitch invite --list shows them\\)`));
+  assert.match(again.err, new RegExp(`invite ${idA} was revoked already`));
+  const unknown = await vswitchCli(['--revoke', '00112233aabbccdd']);
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.err, /no invite 00112233aabbccdd here \(vswitch invite --list shows them\)/);
 
   // A's URL now admits nobody; B's still does.
   const refused = join_(h1, 1, urlA);
@@ -194,7 +199,13 @@ test('vswitch invite --list shows the invites without their secrets; --revoke vo
   const lines = readFileSync(allow, 'utf8').split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 2, `B added one line, A none:\n${lines.join('\n')}`);
   const used = await vswitchCli(['--list', '--json']);
-  assert.deepEqual((JSON.parse(used.out) as { invites: { id: string; used: number }[] }).invites.map((i) => [i.id, i.used]), [[idB, 1]]);
+  assert.deepEqual((JSON.parse(used.out) as { invites: { id: string; used: number; state: string }[] }).invites.map((i) => [i.id, i.state, i.used]).sort(), [[idA, 'revoked', 0], [idB, 'open', 1]].sort());
+
+  // With no invite left open (B revoked too), A's URL is still refused as unknown, not met with silence.
+  assert.equal((await vswitchCli(['--revoke', idB])).code, 0);
+  const stillRefused = join_(h1, 1, urlA);
+  assert.notEqual(await waitExit(stillRefused, 15_000), 0);
+  assert.match(collect(stillRefused).err(), /refused the invite: it does not know it \(revoked/);
 
   // Bad combinations name the flag.
   const both = await vswitchCli(['--list', '--revoke', idB]);

@@ -237,7 +237,7 @@ test('endpoint-independent NAT on both sides: after first contact a 20 MB transf
     const s = await switchReport(l.sw);
     const pair = s.pairs?.find((p) => [p.a, p.b].sort().join() === 'h1,h2');
     assert.equal(pair?.path, 'direct', `the switch's view of the pair: ${JSON.stringify(s.pairs)}`);
-    // What went direct, the switch hears from the ports (TRAFFIC_REPORT, every 2 s): its status and charts show it.
+    // What went direct, the switch hears from the ports (TRAFFIC_REPORT, each second): its status and charts show it.
     let seen: Record<string, { txBytes: number; rxBytes: number } | undefined> = {};
     await waitFor("the ports' reports of their direct traffic at the switch", async () => {
       const ports = (await switchReport(l.sw)).ports;
